@@ -1,0 +1,498 @@
+//! [`Domain`]: one open data directory with its keyring, metadata store and
+//! audit log — the single entry point the CLI and the HTTP server call.
+//!
+//! Every public method that changes state writes an audit event before it
+//! returns; a failed operation writes one with outcome `failure`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditLog, AuditOptions, AuditRecord, NewEvent, Outcome};
+use crate::catalog::{CatalogEntry, CatalogQuery, GradeScale, Manifest, OpenType};
+use crate::ingest::{self, ImportOptions, QualityReport};
+use crate::keyring::Keyring;
+use crate::store::{DatasetRecord, ImportRecord, ManifestRevision, Store, VersionRecord};
+use crate::{Error, Result};
+
+/// Paths inside a data directory. The layout is part of the on-disk format.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `keys/`: master key, platform signing key.
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    /// `meta/anyu.db`: the metadata store.
+    pub fn meta_db(&self) -> PathBuf {
+        self.root.join("meta").join("anyu.db")
+    }
+    /// `audit/audit.db`: the audit chain.
+    pub fn audit_db(&self) -> PathBuf {
+        self.root.join("audit").join("audit.db")
+    }
+    /// `datasets/<id>/v<N>/`: encrypted dataset versions.
+    pub fn datasets(&self) -> PathBuf {
+        self.root.join("datasets")
+    }
+    /// A data directory is initialised once its master key exists.
+    pub fn is_initialised(&self) -> bool {
+        self.keys().join("master.key").exists()
+    }
+}
+
+/// Who performs an action, as recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub name: String,
+    pub role: String,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>, role: impl Into<String>) -> Self {
+        Actor {
+            name: name.into(),
+            role: role.into(),
+        }
+    }
+    /// The platform itself (start-up, shutdown, checkpoints).
+    pub fn system() -> Self {
+        Actor::new("system", "system")
+    }
+    /// An unauthenticated caller of the public catalog.
+    pub fn anonymous() -> Self {
+        Actor::new("anonymous", "anonymous")
+    }
+    /// An operator at the command line on the platform host.
+    pub fn operator() -> Self {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        Actor::new(format!("cli:{user}"), "admin")
+    }
+
+    fn event(&self, action: &str, object: impl Into<String>) -> NewEvent {
+        NewEvent::new(self.name.clone(), self.role.clone(), action, object.into())
+    }
+}
+
+/// How not-open datasets appear in the catalog (REQUIREMENTS §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotOpenListing {
+    /// Not listed, and their detail answers "not found" like an unknown id.
+    #[default]
+    Hidden,
+    /// Listed with id, title, provider, open type and grade only.
+    NameOnly,
+}
+
+/// Settings of a [`Domain`] that come from the platform configuration.
+#[derive(Debug, Clone, Default)]
+pub struct DomainOptions {
+    pub grades: GradeScale,
+    pub audit: AuditOptions,
+    pub not_open: NotOpenListing,
+}
+
+/// What an import produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportSummary {
+    pub dataset_id: String,
+    pub version: u64,
+    pub manifest_revision: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub quality: QualityReport,
+}
+
+/// Public summary of a version's quality: counts only, no row numbers.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QualitySummary {
+    pub rows: u64,
+    pub passed: bool,
+    pub columns_with_nulls: u64,
+    pub invalid_format: u64,
+    pub out_of_bounds: u64,
+    pub not_in_categories: u64,
+    pub warnings: Vec<String>,
+}
+
+impl From<&QualityReport> for QualitySummary {
+    fn from(q: &QualityReport) -> Self {
+        QualitySummary {
+            rows: q.rows,
+            passed: q.passed,
+            columns_with_nulls: q.columns.iter().filter(|c| c.nulls > 0).count() as u64,
+            invalid_format: q.columns.iter().map(|c| c.invalid_format).sum(),
+            out_of_bounds: q.columns.iter().map(|c| c.out_of_bounds).sum(),
+            not_in_categories: q.columns.iter().map(|c| c.not_in_categories).sum(),
+            warnings: q.warnings.clone(),
+        }
+    }
+}
+
+/// A version as the public catalog shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionSummary {
+    pub version: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub created_at: String,
+    pub quality: QualitySummary,
+}
+
+impl From<&VersionRecord> for VersionSummary {
+    fn from(v: &VersionRecord) -> Self {
+        VersionSummary {
+            version: v.version,
+            rows: v.rows,
+            bytes: v.bytes,
+            sha256: v.sha256.clone(),
+            created_at: v.created_at.clone(),
+            quality: QualitySummary::from(&v.quality),
+        }
+    }
+}
+
+/// One row of the catalog listing.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CatalogListing {
+    #[serde(flatten)]
+    pub entry: CatalogEntry,
+    pub latest_version: Option<VersionSummary>,
+}
+
+/// The catalog detail of one dataset: metadata, versions, quality — never rows.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CatalogDetail {
+    #[serde(flatten)]
+    pub entry: CatalogEntry,
+    pub manifest_revision: u64,
+    pub updated_at: String,
+    pub versions: Vec<VersionSummary>,
+}
+
+/// An open data directory.
+pub struct Domain {
+    dir: DataDir,
+    options: DomainOptions,
+    store: Store,
+    keyring: Arc<Keyring>,
+    audit: AuditLog,
+}
+
+impl std::fmt::Debug for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Domain")
+            .field("root", &self.dir.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Domain {
+    /// Creates a data directory: keys, metadata store, audit log. Refuses a
+    /// directory that is already initialised, so a key is never replaced.
+    pub async fn init(root: &Path, options: DomainOptions) -> Result<Domain> {
+        let dir = DataDir::new(root);
+        if dir.is_initialised() {
+            return Err(Error::Conflict(format!(
+                "{} is already initialised",
+                root.display()
+            )));
+        }
+        std::fs::create_dir_all(root).map_err(Error::io("create directory", root))?;
+        Keyring::init(&dir.keys())?;
+        let domain = Self::open(root, options).await?;
+        domain
+            .audit
+            .append(
+                Actor::operator()
+                    .event("platform.init", format!("data_dir:{}", root.display()))
+                    .details(serde_json::json!({
+                        "master_key_id": domain.keyring.key_id(),
+                        "signing_public_key": hex::encode(domain.keyring.public_key()),
+                    })),
+            )
+            .await?;
+        Ok(domain)
+    }
+
+    /// Opens an initialised data directory.
+    pub async fn open(root: &Path, options: DomainOptions) -> Result<Domain> {
+        let dir = DataDir::new(root);
+        if !dir.is_initialised() {
+            return Err(Error::NotFound(format!(
+                "initialised data directory at {} (run `anyu init`)",
+                root.display()
+            )));
+        }
+        let keyring = Arc::new(Keyring::open(&dir.keys())?);
+        let store = Store::open(&dir.meta_db()).await?;
+        let audit = AuditLog::open(
+            &dir.audit_db(),
+            keyring.signing_key(),
+            options.audit.clone(),
+        )
+        .await?;
+        Ok(Domain {
+            dir,
+            options,
+            store,
+            keyring,
+            audit,
+        })
+    }
+
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    pub fn options(&self) -> &DomainOptions {
+        &self.options
+    }
+
+    /// Appends an audit event for `actor`; used for actions outside this crate
+    /// (server start and stop, denied requests).
+    pub async fn record(
+        &self,
+        actor: &Actor,
+        action: &str,
+        object: impl Into<String>,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) -> Result<AuditRecord> {
+        self.audit
+            .append(
+                actor
+                    .event(action, object)
+                    .outcome(outcome)
+                    .details(details),
+            )
+            .await
+    }
+
+    /// Imports `data_path` as the next version of the dataset described by the
+    /// manifest at `manifest_path`. Atomic: on any error no version exists.
+    pub async fn import_dataset(
+        &self,
+        actor: &Actor,
+        manifest_path: &Path,
+        data_path: &Path,
+        options: &ImportOptions,
+        legal_basis: Option<&str>,
+    ) -> Result<ImportSummary> {
+        let result = self
+            .try_import(actor, manifest_path, data_path, options, legal_basis)
+            .await;
+        let object = match &result {
+            Ok(s) => format!("dataset:{}@v{}", s.dataset_id, s.version),
+            Err(_) => format!("file:{}", data_path.display()),
+        };
+        let (outcome, details) = match &result {
+            Ok(s) => (
+                Outcome::Success,
+                serde_json::json!({
+                    "rows": s.rows, "bytes": s.bytes, "sha256": s.sha256,
+                    "manifest_revision": s.manifest_revision,
+                    "quality_passed": s.quality.passed,
+                }),
+            ),
+            Err(e) => (
+                Outcome::Failure,
+                serde_json::json!({ "error_code": e.code(), "manifest": manifest_path.display().to_string() }),
+            ),
+        };
+        self.record(actor, "dataset.import", object, outcome, details)
+            .await?;
+        result
+    }
+
+    async fn try_import(
+        &self,
+        actor: &Actor,
+        manifest_path: &Path,
+        data_path: &Path,
+        options: &ImportOptions,
+        legal_basis: Option<&str>,
+    ) -> Result<ImportSummary> {
+        let manifest_toml = std::fs::read_to_string(manifest_path)
+            .map_err(Error::io("read manifest", manifest_path))?;
+        let manifest = Manifest::parse_with(&manifest_toml, &self.options.grades)?;
+
+        // Check the open-type rule before the (possibly long) import.
+        if let Some(current) = self.store.dataset(manifest.id()).await?
+            && current.manifest.dataset.open_type != manifest.dataset.open_type
+            && legal_basis.is_none_or(|s| s.trim().is_empty())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "dataset `{}` changes open type: a legal basis is required (SZ:15)",
+                manifest.id()
+            )));
+        }
+
+        let keyring = Arc::clone(&self.keyring);
+        let root = self.dir.datasets();
+        let data = data_path.to_path_buf();
+        let opts = options.clone();
+        let m = manifest.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || ingest::import(&keyring, &root, &m, &data, &opts))
+                .await
+                .map_err(|e| Error::Internal(format!("import task failed: {e}")))??;
+
+        let dir = outcome
+            .file
+            .dir
+            .strip_prefix(self.dir.root())
+            .unwrap_or(&outcome.file.dir)
+            .display()
+            .to_string();
+        let record = ImportRecord {
+            manifest: &manifest,
+            manifest_toml: &manifest_toml,
+            legal_basis,
+            version: outcome.version,
+            dir,
+            rows: outcome.file.rows,
+            bytes: outcome.file.bytes,
+            sha256: outcome.file.sha256.clone(),
+            source_sha256: outcome.source_sha256.clone(),
+            source_bytes: outcome.source_bytes,
+            quality: &outcome.quality,
+            actor: &actor.name,
+        };
+        let revision: ManifestRevision = match self.store.record_import(&record).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The version's files exist but the catalog refused them: remove them
+                // so the data directory never holds an unrecorded version.
+                let _ = std::fs::remove_dir_all(&outcome.file.dir);
+                return Err(e);
+            }
+        };
+        Ok(ImportSummary {
+            dataset_id: outcome.dataset_id,
+            version: outcome.version,
+            manifest_revision: revision.revision,
+            rows: outcome.file.rows,
+            bytes: outcome.file.bytes,
+            sha256: outcome.file.sha256,
+            quality: outcome.quality,
+        })
+    }
+
+    fn visible(&self, record: &DatasetRecord) -> bool {
+        record.manifest.dataset.open_type != OpenType::NotOpen
+            || self.options.not_open == NotOpenListing::NameOnly
+    }
+
+    fn listing(record: &DatasetRecord) -> CatalogListing {
+        if record.manifest.dataset.open_type == OpenType::NotOpen {
+            return CatalogListing {
+                entry: CatalogEntry::name_only(&record.manifest),
+                latest_version: None,
+            };
+        }
+        CatalogListing {
+            entry: CatalogEntry::from_manifest(&record.manifest),
+            latest_version: record.latest_version.as_ref().map(VersionSummary::from),
+        }
+    }
+
+    /// Searches the catalog. Metadata only; audited as `catalog.read`.
+    pub async fn catalog(
+        &self,
+        actor: &Actor,
+        query: &CatalogQuery,
+    ) -> Result<Vec<CatalogListing>> {
+        let records = self.store.list_datasets().await?;
+        let listings: Vec<CatalogListing> = records
+            .iter()
+            .filter(|r| self.visible(r) && query.matches(&r.manifest))
+            .map(Self::listing)
+            .collect();
+        self.record(
+            actor,
+            "catalog.read",
+            "catalog",
+            Outcome::Success,
+            serde_json::json!({ "query": query, "results": listings.len() }),
+        )
+        .await?;
+        Ok(listings)
+    }
+
+    /// One catalog entry with its versions and quality summaries. A hidden
+    /// not-open dataset answers exactly like an unknown id.
+    pub async fn catalog_entry(&self, actor: &Actor, id: &str) -> Result<CatalogDetail> {
+        let record = self.store.dataset(id).await?.filter(|r| self.visible(r));
+        let Some(record) = record else {
+            self.record(
+                actor,
+                "catalog.read",
+                format!("dataset:{id}"),
+                Outcome::Failure,
+                serde_json::json!({ "error_code": "not_found" }),
+            )
+            .await?;
+            return Err(Error::NotFound(format!("dataset `{id}`")));
+        };
+        let versions = if record.manifest.dataset.open_type == OpenType::NotOpen {
+            Vec::new()
+        } else {
+            self.store
+                .versions(id)
+                .await?
+                .iter()
+                .map(VersionSummary::from)
+                .collect()
+        };
+        let detail = CatalogDetail {
+            entry: Self::listing(&record).entry,
+            manifest_revision: record.manifest_revision,
+            updated_at: record.updated_at.clone(),
+            versions,
+        };
+        self.record(
+            actor,
+            "catalog.read",
+            format!("dataset:{id}"),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(detail)
+    }
+
+    /// Steward/operator view of every dataset, including not-open ones and full
+    /// quality reports. Not exposed over HTTP until accounts exist.
+    pub async fn datasets_for_operator(&self) -> Result<Vec<DatasetRecord>> {
+        self.store.list_datasets().await
+    }
+
+    /// Writes the final audit checkpoint and closes the stores.
+    pub async fn close(&self) -> Result<()> {
+        self.audit.close().await?;
+        self.store.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! The one error type of the `enclave` crate.
+//!
+//! Messages never contain data values: a bad cell is reported by column and row
+//! number, never by its content. Each variant maps to a stable `code()` that the
+//! HTTP layer puts in its JSON error body.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A catalog manifest failed to parse or validate.
+    #[error(transparent)]
+    Manifest(#[from] crate::catalog::ManifestError),
+
+    /// Input data does not fit its manifest (wrong columns, bad type, unreadable file).
+    /// The message names columns and row numbers, never values.
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+
+    /// A caller passed an argument the operation cannot accept.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    #[error("{0} not found")]
+    NotFound(String),
+
+    /// The operation conflicts with existing state (e.g. already initialised).
+    #[error("conflict: {0}")]
+    Conflict(String),
+
+    /// Decryption or key handling failed: wrong key, tampered file, unreadable key file.
+    #[error("crypto: {0}")]
+    Crypto(String),
+
+    /// The audit chain does not verify.
+    #[error("audit: {0}")]
+    Audit(String),
+
+    /// A file system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The metadata store failed.
+    #[error("metadata store: {0}")]
+    Store(#[from] sqlx::Error),
+
+    /// The query engine failed. Its text can contain data values, so callers
+    /// facing users must not show it; see [`Error::public_message`].
+    #[error("query engine: {0}")]
+    Engine(#[from] datafusion::error::DataFusionError),
+
+    /// A bug: an invariant the code relies on did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Stable machine-readable code, part of the public API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Manifest(_) => "invalid_manifest",
+            Error::InvalidData(_) => "invalid_data",
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Crypto(_) => "crypto_error",
+            Error::Audit(_) => "audit_error",
+            Error::Io { .. } => "io_error",
+            Error::Store(_) => "store_error",
+            Error::Engine(_) => "engine_error",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// True when the message is safe to show to the caller. Engine, store, I/O and
+    /// internal errors are logged, and the caller sees only "internal error".
+    pub fn is_public(&self) -> bool {
+        !matches!(
+            self,
+            Error::Engine(_) | Error::Store(_) | Error::Io { .. } | Error::Internal(_)
+        )
+    }
+
+    /// Helper for building [`Error::Io`].
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}

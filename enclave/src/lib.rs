@@ -1,0 +1,44 @@
+//! # enclave — the Anyu secure data domain
+//!
+//! Everything that decides what may happen to conditionally open data lives here;
+//! the `anyu` binary only translates HTTP and CLI calls into calls of this crate.
+//!
+//! ## Architecture
+//!
+//! ```text
+//!  manifest.toml ─▶ catalog::Manifest::parse ──────────────┐ (validated, versioned format)
+//!  data file ─▶ ingest (stream batches) ─▶ quality report  │
+//!                   │                                      ▼
+//!                   └─▶ storage (Parquet Modular Encryption,   store (SQLite: datasets,
+//!                        data keys wrapped by keyring)  ─▶      versions, reports)
+//!                                                          │
+//!  DataFusion SessionContext ◀─ storage::register (EncryptionFactory = keyring)
+//!
+//!  every state change ─▶ audit::AuditLog (SHA-256 hash chain, Ed25519 checkpoints)
+//! ```
+//!
+//! ## Modules
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`catalog`] | manifest format, validation, catalog queries |
+//! | [`ids`] | 身份证号 (ISO 7064 MOD 11-2) and 统一社会信用代码 (GB 32100) check characters |
+//! | [`keyring`] | master key, data-key wrapping (AES-256-GCM), platform Ed25519 signing key |
+//! | [`storage`] | encrypted Parquet dataset versions and their DataFusion registration |
+//! | [`ingest`] | streaming import of CSV / Parquet / Arrow IPC / NDJSON with a quality report |
+//! | [`store`] | the metadata database (SQLite through sqlx, migrations) |
+//! | [`audit`] | the tamper-evident audit log |
+//! | [`domain`] | [`Domain`]: one data directory; the entry point the CLI and server call |
+
+pub mod audit;
+pub mod catalog;
+pub mod domain;
+mod error;
+pub mod ids;
+pub mod ingest;
+pub mod keyring;
+pub mod storage;
+pub mod store;
+
+pub use domain::{Actor, DataDir, Domain, DomainOptions, NotOpenListing};
+pub use error::{Error, Result};

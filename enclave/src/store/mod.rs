@@ -1,0 +1,61 @@
+//! The metadata store: SQLite through sqlx, with embedded migrations.
+//!
+//! Callers never write SQL: every query lives in this module, behind the
+//! methods of [`Store`]. That method set is the interface a PostgreSQL backend
+//! would implement later; nothing outside `store` knows which database runs.
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`: a method that returned
+//! `Ok` has reached the disk.
+
+mod catalog;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
+
+use crate::{Error, Result};
+
+/// Handle to the metadata database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
+        }
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/meta")
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Internal(format!("metadata migrations failed: {e}")))?;
+        Ok(Store { pool })
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Current UTC time in the RFC 3339 form used by every stored timestamp.
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}

@@ -1,0 +1,317 @@
+//! `anyu bench`: the performance figures in README, each measured against its
+//! baseline in the same run (never a timed assertion in a test).
+//!
+//! - `generator`: sample data generation, rows/s;
+//! - `import`: streaming import of the generated social-insurance CSV, rows/s,
+//!   MB/s and the process's peak RSS;
+//! - `scan`: SUM over a numeric column through DataFusion, encrypted vs the same
+//!   rows in plaintext Parquet, interleaved runs, ratio of medians;
+//! - `audit`: durable appends from concurrent writers, then full verification.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use enclave::audit::{AuditLog, AuditOptions, NewEvent};
+use enclave::catalog::{GradeScale, Manifest};
+use enclave::ingest::{self, ImportOptions};
+use enclave::keyring::Keyring;
+use enclave::storage;
+use serde::Serialize;
+
+use crate::cli::CliResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchKind {
+    All,
+    Generator,
+    Import,
+    Scan,
+    Audit,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Benchmarks to run.
+    #[arg(value_enum, default_values_t = [BenchKind::All])]
+    pub which: Vec<BenchKind>,
+    /// Persons (social_insurance rows) for generator, import and scan.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: u64,
+    /// Events appended by the audit benchmark.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Concurrent appenders in the audit benchmark.
+    #[arg(long, default_value_t = 64)]
+    pub writers: u64,
+    /// Interleaved runs of each side of the scan comparison.
+    #[arg(long, default_value_t = 7)]
+    pub repeat: usize,
+    /// Working directory (default: a fresh temporary directory, removed afterwards).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Results {
+    rows: u64,
+    generator: Option<Figure>,
+    import: Option<ImportFigure>,
+    scan: Option<ScanFigure>,
+    audit: Option<AuditFigure>,
+}
+
+#[derive(Debug, Serialize)]
+struct Figure {
+    seconds: f64,
+    rows_per_s: f64,
+    mb_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ImportFigure {
+    seconds: f64,
+    rows_per_s: f64,
+    mb_per_s: f64,
+    peak_rss_mib: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ScanFigure {
+    encrypted_median_ms: f64,
+    plaintext_median_ms: f64,
+    ratio: f64,
+    encrypted_bytes: u64,
+    plaintext_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct AuditFigure {
+    events: u64,
+    writers: u64,
+    append_events_per_s: f64,
+    verify_events_per_s: f64,
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+pub async fn run(args: BenchArgs) -> CliResult {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures are only meaningful with --release");
+    }
+    let all = args.which.contains(&BenchKind::All);
+    let wants = |k: BenchKind| all || args.which.contains(&k);
+    let tmp;
+    let work: PathBuf = match &args.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let mut results = Results { rows: args.rows, ..Results::default() };
+
+    let samples = work.join("samples");
+    let csv = samples.join("social_insurance.csv");
+    if wants(BenchKind::Generator) || ((wants(BenchKind::Import) || wants(BenchKind::Scan)) && !csv.exists()) {
+        let opts = anyu_datasets::GenerateOptions { rows: args.rows, seed: 7, out_dir: samples.clone() };
+        let started = Instant::now();
+        let report = tokio::task::spawn_blocking(move || anyu_datasets::generate(&opts)).await??;
+        let secs = started.elapsed().as_secs_f64();
+        let bytes: u64 = report.files.iter().map(|f| f.bytes).sum();
+        let all_rows: u64 = report.files.iter().map(|f| f.rows).sum();
+        println!(
+            "generator: {} persons ({} rows over {} datasets, {} MB) in {:.1} s = {:.0} rows/s",
+            args.rows,
+            all_rows,
+            report.files.len(),
+            bytes / 1_000_000,
+            secs,
+            all_rows as f64 / secs
+        );
+        results.generator = Some(Figure {
+            seconds: secs,
+            rows_per_s: all_rows as f64 / secs,
+            mb_per_s: bytes as f64 / 1e6 / secs,
+        });
+    }
+
+    let keys = work.join("keys");
+    let keyring = Arc::new(if keys.join("master.key").exists() { Keyring::open(&keys)? } else { Keyring::init(&keys)? });
+    let datasets_root = work.join("datasets");
+    let mut version_dir: Option<PathBuf> = None;
+    if wants(BenchKind::Import) || wants(BenchKind::Scan) {
+        let manifest = Manifest::parse_with(crate::demo::SAMPLE_MANIFESTS[1].1, &GradeScale::default())?;
+        let source_bytes = file_size(&csv);
+        let kr = Arc::clone(&keyring);
+        let root = datasets_root.clone();
+        let data = csv.clone();
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || {
+            ingest::import(&kr, &root, &manifest, &data, &ImportOptions::default())
+        })
+        .await??;
+        let secs = started.elapsed().as_secs_f64();
+        let rss = peak_rss_bytes().unwrap_or(0) / (1024 * 1024);
+        println!(
+            "import:    {} rows, {} MB CSV in {:.1} s = {:.0} rows/s, {:.1} MB/s; peak RSS {} MiB",
+            outcome.file.rows,
+            source_bytes / 1_000_000,
+            secs,
+            outcome.file.rows as f64 / secs,
+            source_bytes as f64 / 1e6 / secs,
+            rss
+        );
+        results.import = Some(ImportFigure {
+            seconds: secs,
+            rows_per_s: outcome.file.rows as f64 / secs,
+            mb_per_s: source_bytes as f64 / 1e6 / secs,
+            peak_rss_mib: rss,
+        });
+        version_dir = Some(outcome.file.dir.clone());
+    }
+
+    if wants(BenchKind::Scan)
+        && let Some(enc_dir) = version_dir
+    {
+        results.scan = Some(scan(&keyring, &enc_dir, &work, args.repeat).await?);
+    }
+
+    if wants(BenchKind::Audit) {
+        results.audit = Some(audit(&keyring, &work, args.events, args.writers).await?);
+    }
+
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn scan(keyring: &Arc<Keyring>, enc_dir: &Path, work: &Path, repeat: usize) -> CliResult<ScanFigure> {
+    // The baseline: the same rows, same writer settings, without encryption.
+    let plain_root = work.join("plain");
+    let kr = Arc::clone(keyring);
+    let enc = enc_dir.to_path_buf();
+    let plain_dir = tokio::task::spawn_blocking(move || -> enclave::Result<PathBuf> {
+        let mut batches = storage::read_version_batches(&kr, &enc)?.peekable();
+        let schema = match batches.peek() {
+            Some(Ok(b)) => b.schema(),
+            _ => return Err(enclave::Error::Internal("empty version".into())),
+        };
+        let mut w = storage::VersionWriter::create_plaintext(&plain_root, "bench", 1, schema)?;
+        for b in batches {
+            w.write(&b?)?;
+        }
+        Ok(w.finish()?.dir)
+    })
+    .await??;
+
+    let ctx = storage::session_context(Arc::clone(keyring));
+    storage::register_version(&ctx, "enc", enc_dir).await?;
+    storage::register_plaintext_version_for_benchmark(&ctx, "plain", &plain_dir).await?;
+    let query = |table: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            let started = Instant::now();
+            let df = ctx.sql(&format!("SELECT SUM(contribution_base) FROM {table}")).await?;
+            let batches = df.collect().await?;
+            let elapsed = started.elapsed();
+            Ok::<_, datafusion::error::DataFusionError>((elapsed, batches))
+        }
+    };
+    // Warm both (page cache, metadata), and check the two sides agree.
+    let (_, a) = query("enc").await?;
+    let (_, b) = query("plain").await?;
+    if format!("{a:?}") != format!("{b:?}") {
+        return Err("encrypted and plaintext scans disagree".into());
+    }
+    let mut enc_times: Vec<Duration> = Vec::new();
+    let mut plain_times: Vec<Duration> = Vec::new();
+    for _ in 0..repeat.max(1) {
+        enc_times.push(query("enc").await?.0);
+        plain_times.push(query("plain").await?.0);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1000.0
+    };
+    let e = median(&mut enc_times);
+    let p = median(&mut plain_times);
+    let enc_bytes = file_size(&enc_dir.join("data.parquet"));
+    let plain_bytes = file_size(&plain_dir.join("data.parquet"));
+    println!("scan:      SUM over 1 column: encrypted {e:.1} ms, plaintext {p:.1} ms, ratio {:.3}", e / p);
+    Ok(ScanFigure {
+        encrypted_median_ms: e,
+        plaintext_median_ms: p,
+        ratio: e / p,
+        encrypted_bytes: enc_bytes,
+        plaintext_bytes: plain_bytes,
+    })
+}
+
+async fn audit(keyring: &Arc<Keyring>, work: &Path, events: u64, writers: u64) -> CliResult<AuditFigure> {
+    let path = work.join("audit-bench").join("audit.db");
+    if path.exists() {
+        std::fs::remove_dir_all(path.parent().expect("has parent"))?;
+    }
+    let log = AuditLog::open(&path, keyring.signing_key(), AuditOptions::default()).await?;
+    let writers = writers.max(1);
+    let per_writer = events / writers;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_writer {
+                log.append(
+                    NewEvent::new(format!("bench{w}"), "researcher", "catalog.read", format!("dataset:d{}", i % 7))
+                        .details(serde_json::json!({ "i": i })),
+                )
+                .await?;
+            }
+            Ok::<_, enclave::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let appended = per_writer * writers;
+    let append_secs = started.elapsed().as_secs_f64();
+    log.close().await?;
+
+    let started = Instant::now();
+    let report = enclave::audit::verify(&path, &keyring.public_key()).await?;
+    let verify_secs = started.elapsed().as_secs_f64();
+    if !report.is_ok() {
+        return Err("audit benchmark chain does not verify".into());
+    }
+    let figure = AuditFigure {
+        events: appended,
+        writers,
+        append_events_per_s: appended as f64 / append_secs,
+        verify_events_per_s: report.events as f64 / verify_secs,
+    };
+    println!(
+        "audit:     {} durable appends from {} writers = {:.0} events/s; verify {} events = {:.0} events/s",
+        appended, writers, figure.append_events_per_s, report.events, figure.verify_events_per_s
+    );
+    Ok(figure)
+}

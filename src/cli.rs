@@ -1,0 +1,339 @@
+//! Command-line interface. Each subcommand is a thin call into `enclave`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use enclave::audit;
+use enclave::ingest::{ImportOptions, InputFormat};
+use enclave::{Actor, DataDir, Domain};
+
+use crate::config::{CONFIG_FILE, Config, DEFAULT_CONFIG_TOML};
+
+pub type CliResult<T = ExitCode> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Anyu (安域): a secure data domain for conditionally open public data.
+#[derive(Debug, Parser)]
+#[command(name = "anyu", version, propagate_version = true)]
+pub struct Cli {
+    /// Data directory: keys, metadata database, audit log, encrypted datasets.
+    #[arg(long, global = true, env = "ANYU_DATA_DIR", default_value = "./anyu-data")]
+    pub data_dir: PathBuf,
+
+    /// Platform configuration file (TOML); defaults to DATA_DIR/anyu.toml when present.
+    #[arg(long, global = true, env = "ANYU_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log output format.
+    #[arg(long, global = true, env = "ANYU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a data directory: master key (0600), platform signing key, databases.
+    Init,
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Initialise (or reuse) a data directory, import generated sample data, and serve.
+    Demo(DemoArgs),
+    /// Sample data generators.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+    /// Catalog datasets: import, list, show.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Run the performance benchmarks and print their figures.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides the configuration file).
+    #[arg(long, env = "ANYU_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ANYU_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Persons in the generated social-insurance sample (other datasets scale with it).
+    #[arg(long, env = "ANYU_DEMO_ROWS", default_value_t = 20_000)]
+    pub rows: u64,
+    /// Seed of the sample data generator.
+    #[arg(long, env = "ANYU_DEMO_SEED", default_value_t = 20_260_101)]
+    pub seed: u64,
+    /// Prepare the data directory and exit without serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Write deterministic Shenzhen-style sample CSV files.
+    Generate {
+        /// Persons in social_insurance; other datasets scale with it.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Generator seed: the same seed gives byte-identical files.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Import a data file as the next immutable, encrypted version of a dataset.
+    Import {
+        /// Catalog manifest (TOML).
+        manifest: PathBuf,
+        /// Data file: .csv, .parquet, .arrow/.ipc, .ndjson/.jsonl.
+        data: PathBuf,
+        /// Input format, when the extension does not tell.
+        #[arg(long)]
+        format: Option<String>,
+        /// Legal basis, required when the manifest changes the open type (SZ:15).
+        #[arg(long)]
+        legal_basis: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List datasets with their newest version.
+    List,
+    /// Show a dataset's manifest revisions, versions and quality reports.
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain and signed checkpoints; exits 1 on a broken chain.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the newest events.
+    Tail {
+        #[arg(long, short = 'n', default_value_t = 20)]
+        n: u64,
+    },
+}
+
+pub fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    use std::io::IsTerminal;
+    // Our own crates at info, everything else at warn; ANYU_LOG overrides (EnvFilter syntax).
+    let filter = EnvFilter::try_from_env("ANYU_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,anyu=info,enclave=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> CliResult {
+    let config = Config::load(cli.config.as_deref(), &cli.data_dir)?;
+    match cli.command {
+        Command::Init => init(&cli.data_dir, &config).await,
+        Command::Serve(args) => {
+            let domain = open(&cli.data_dir, &config).await?;
+            let listen = args.listen.unwrap_or(config.listen);
+            crate::server::serve(domain, listen, &config, None).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => crate::demo::run(&cli.data_dir, config, args).await,
+        Command::Datasets(DatasetsCommand::Generate { rows, seed, out }) => {
+            let report = tokio::task::spawn_blocking(move || {
+                anyu_datasets::generate(&anyu_datasets::GenerateOptions { rows, seed, out_dir: out })
+            })
+            .await??;
+            for f in &report.files {
+                println!("{:<24} {:>12} rows {:>14} bytes  {}", f.dataset, f.rows, f.bytes, f.path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dataset(cmd) => dataset(&cli.data_dir, &config, cmd).await,
+        Command::Audit(AuditCommand::Verify { json }) => audit_verify(&cli.data_dir, json).await,
+        Command::Audit(AuditCommand::Tail { n }) => {
+            let domain = open(&cli.data_dir, &config).await?;
+            let result = audit_tail(&domain, n).await;
+            domain.close().await?;
+            result
+        }
+        Command::Bench(args) => crate::bench::run(args).await,
+    }
+}
+
+pub async fn open(data_dir: &Path, config: &Config) -> CliResult<Domain> {
+    Ok(Domain::open(data_dir, config.domain_options()).await?)
+}
+
+async fn init(data_dir: &Path, config: &Config) -> CliResult {
+    let domain = Domain::init(data_dir, config.domain_options()).await?;
+    let config_path = data_dir.join(CONFIG_FILE);
+    if !config_path.exists() {
+        std::fs::write(&config_path, DEFAULT_CONFIG_TOML)?;
+    }
+    println!("initialised {}", data_dir.display());
+    println!("  master key id        {}", domain.keyring().key_id());
+    println!("  signing public key   {}", hex::encode(domain.keyring().public_key()));
+    println!("  configuration        {}", config_path.display());
+    domain.close().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dataset(data_dir: &Path, config: &Config, cmd: DatasetCommand) -> CliResult {
+    let domain = open(data_dir, config).await?;
+    let result = dataset_inner(&domain, cmd).await;
+    domain.close().await?;
+    result
+}
+
+async fn dataset_inner(domain: &Domain, cmd: DatasetCommand) -> CliResult {
+    match cmd {
+        DatasetCommand::Import { manifest, data, format, legal_basis, json } => {
+            let options = ImportOptions {
+                format: format.as_deref().map(InputFormat::parse).transpose()?,
+                ..ImportOptions::default()
+            };
+            let started = std::time::Instant::now();
+            let summary = domain
+                .import_dataset(&Actor::operator(), &manifest, &data, &options, legal_basis.as_deref())
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "imported {} v{} (manifest revision {}): {} rows, {} bytes encrypted, {:.1}s, peak RSS {} MiB",
+                    summary.dataset_id,
+                    summary.version,
+                    summary.manifest_revision,
+                    summary.rows,
+                    summary.bytes,
+                    started.elapsed().as_secs_f64(),
+                    crate::bench::peak_rss_bytes().unwrap_or(0) / (1024 * 1024),
+                );
+                print_quality(&summary.quality);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DatasetCommand::List => {
+            for d in domain.datasets_for_operator().await? {
+                let m = &d.manifest;
+                let (v, rows) = d
+                    .latest_version
+                    .as_ref()
+                    .map(|v| (format!("v{}", v.version), v.rows.to_string()))
+                    .unwrap_or(("-".into(), "-".into()));
+                println!(
+                    "{:<24} {:<14} {:<3} {:>4} {:>10} rows  {}",
+                    m.id(),
+                    serde_json::to_value(m.dataset.open_type)?.as_str().unwrap_or("?"),
+                    m.dataset.grade,
+                    v,
+                    rows,
+                    m.dataset.title.zh
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DatasetCommand::Show { id } => {
+            let store = domain.store();
+            let Some(d) = store.dataset(&id).await? else {
+                return Err(format!("dataset `{id}` not found").into());
+            };
+            let out = serde_json::json!({
+                "manifest": d.manifest,
+                "manifest_revisions": store.manifest_revisions(&id).await?,
+                "versions": store.versions(&id).await?,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_quality(q: &enclave::ingest::QualityReport) {
+    println!("quality: {} ({} rows)", if q.passed { "passed" } else { "problems found" }, q.rows);
+    for c in &q.columns {
+        if c.nulls + c.invalid_format + c.out_of_bounds + c.not_in_categories > 0 {
+            println!(
+                "  {:<24} nulls {:>8}  invalid format {:>6}  out of bounds {:>6}  unknown category {:>6}",
+                c.name, c.nulls, c.invalid_format, c.out_of_bounds, c.not_in_categories
+            );
+        }
+    }
+    if let Some(p) = &q.privacy_unit {
+        println!(
+            "  privacy unit {}: {} distinct, {} rows share a unit, at most {} rows per unit",
+            p.column, p.distinct_units, p.rows_with_duplicate_unit, p.max_rows_per_unit
+        );
+    }
+    for w in &q.warnings {
+        println!("  warning: {w}");
+    }
+}
+
+/// Prints the newest `n` events as JSON lines, oldest first, in pages.
+async fn audit_tail(domain: &Domain, n: u64) -> CliResult {
+    const PAGE: u64 = 5_000;
+    let head = domain.audit().head().0;
+    let mut since = head.saturating_sub(n);
+    loop {
+        let filter = audit::AuditFilter { since_seq: Some(since), limit: Some(PAGE), ..Default::default() };
+        let page = domain.audit().list(&filter).await?;
+        let Some(last) = page.last() else { break };
+        since = last.seq;
+        for ev in &page {
+            println!("{}", serde_json::to_string(ev)?);
+        }
+        if since >= head {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_verify(data_dir: &Path, json: bool) -> CliResult {
+    let dir = DataDir::new(data_dir);
+    if !dir.is_initialised() {
+        return Err(format!("{} is not an initialised data directory", data_dir.display()).into());
+    }
+    let public_key_hex = std::fs::read_to_string(dir.keys().join("signing.pub"))?;
+    let public_key = hex::decode(public_key_hex.trim())?;
+    let report = audit::verify(&dir.audit_db(), &public_key).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(p) = &report.problem {
+        println!("audit chain BROKEN at event {}: {:?}: {}", p.seq, p.kind, p.message);
+    } else {
+        println!(
+            "audit chain OK: {} events, {} signed checkpoints, head {} {}",
+            report.events, report.checkpoints, report.head_seq, report.head_hash
+        );
+    }
+    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

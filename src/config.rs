@@ -1,0 +1,149 @@
+//! Platform configuration: a TOML file, overridden by environment variables and
+//! flags (clap's `env` on each flag), in that order of increasing precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use enclave::audit::AuditOptions;
+use enclave::catalog::GradeScale;
+use enclave::{DomainOptions, NotOpenListing};
+use serde::Deserialize;
+
+/// The name `anyu init` gives the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "anyu.toml";
+
+/// Default listen address: loopback only; exposing the domain is a deliberate act.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub server: ServerConfig,
+    pub catalog: CatalogConfig,
+    pub audit: AuditConfig,
+    pub grades: GradeScale,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Requests running longer are answered 408.
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// `hidden` (default) or `name_only`.
+    pub not_open: NotOpenListing,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// A signed checkpoint every this many events (and at shutdown).
+    pub checkpoint_every: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            server: ServerConfig::default(),
+            catalog: CatalogConfig::default(),
+            audit: AuditConfig::default(),
+            grades: GradeScale::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { request_timeout_secs: 30, body_limit_bytes: 1024 * 1024 }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { checkpoint_every: AuditOptions::default().checkpoint_every }
+    }
+}
+
+impl Config {
+    /// Loads `explicit` if given (it must exist), else `DATA_DIR/anyu.toml` if
+    /// present, else the defaults.
+    pub fn load(explicit: Option<&Path>, data_dir: &Path) -> Result<Config, String> {
+        let path: Option<PathBuf> = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(data_dir.join(CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("configuration {}: {e}", path.display()))
+    }
+
+    pub fn domain_options(&self) -> DomainOptions {
+        DomainOptions {
+            grades: self.grades.clone(),
+            audit: AuditOptions { checkpoint_every: self.audit.checkpoint_every, ..AuditOptions::default() },
+            not_open: self.catalog.not_open,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.request_timeout_secs.max(1))
+    }
+}
+
+/// The commented file `anyu init` writes; every key shows its default.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every key is optional; shown values are the defaults.
+# Flags and ANYU_* environment variables override this file.
+
+# listen = "127.0.0.1:8080"          # ANYU_LISTEN / --listen
+
+[server]
+# request_timeout_secs = 30
+# body_limit_bytes = 1048576
+
+[catalog]
+# How not-open datasets appear in the public catalog: "hidden" or "name_only".
+# not_open = "hidden"
+
+[audit]
+# checkpoint_every = 1000            # signed checkpoint every N events, and at shutdown
+
+# Grades (分类分级) and how each tightens the disclosure policy of its datasets.
+# Omit the section to use the default L1..L4 scale.
+# [[grades.levels]]
+# name = "L1"
+# min_threshold = 0
+# auto_release_allowed = true
+# row_level_output_allowed = true
+# reviewers_required = 1
+# joint_review = false
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_file_parses_to_defaults() {
+        let c: Config = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.catalog.not_open, NotOpenListing::Hidden);
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = toml::from_str::<Config>("lisen = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

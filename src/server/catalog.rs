@@ -1,0 +1,81 @@
+//! `/api/catalog`: search and detail. Metadata and quality summaries only —
+//! never rows of any dataset.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::Router;
+use enclave::Actor;
+use enclave::catalog::{CatalogQuery, OpenType};
+use enclave::domain::{CatalogDetail, CatalogListing};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, ErrorBody};
+
+pub fn route_catalog() -> Router<AppState> {
+    Router::new()
+        .route("/api/catalog", get(list_catalog))
+        .route("/api/catalog/{id}", get(get_catalog_entry))
+}
+
+/// Catalog search parameters; all optional and combined with AND.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CatalogParams {
+    /// Free text, matched against ids, titles, summaries, providers, tags and columns.
+    q: Option<String>,
+    /// Provider agency (开放主体), exact match.
+    provider: Option<String>,
+    /// `unconditional`, `conditional` or `not_open`.
+    open_type: Option<OpenType>,
+    /// Grade, e.g. `L3`.
+    grade: Option<String>,
+}
+
+/// Search the catalog.
+#[utoipa::path(
+    get, path = "/api/catalog", tag = "catalog",
+    params(CatalogParams),
+    responses(
+        (status = 200, description = "Matching datasets", body = [CatalogListing]),
+        (status = 400, description = "Bad query parameter", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(q))]
+pub async fn list_catalog(
+    State(state): State<AppState>,
+    params: Result<Query<CatalogParams>, QueryRejection>,
+) -> ApiResult<Json<Vec<CatalogListing>>> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    tracing::Span::current().record("q", params.q.as_deref().unwrap_or(""));
+    let query = CatalogQuery {
+        text: params.q.filter(|s| !s.trim().is_empty()),
+        provider: params.provider,
+        open_type: params.open_type,
+        grade: params.grade,
+    };
+    Ok(Json(state.domain.catalog(&Actor::anonymous(), &query).await?))
+}
+
+/// One dataset's catalog entry: metadata, versions and quality summaries.
+#[utoipa::path(
+    get, path = "/api/catalog/{id}", tag = "catalog",
+    params(("id" = String, Path, description = "Dataset id")),
+    responses(
+        (status = 200, description = "The catalog entry", body = CatalogDetail),
+        (status = 404, description = "No such dataset (or not listed)", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(dataset = %id))]
+pub async fn get_catalog_entry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CatalogDetail>> {
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(ApiError::bad_request("dataset id must be 1-64 characters of a-z, 0-9 and _"));
+    }
+    Ok(Json(state.domain.catalog_entry(&Actor::anonymous(), &id).await?))
+}

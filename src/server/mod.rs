@@ -1,0 +1,202 @@
+//! The HTTP API (axum). Handlers authenticate (from the access issue on),
+//! call one `enclave` function and map its error; no business rule lives here.
+//!
+//! Routes are grouped per area in `route_*()` functions; `/api/openapi.json`
+//! is generated from the handlers' `#[utoipa::path]` annotations.
+
+mod catalog;
+pub mod error;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use enclave::audit::Outcome;
+use enclave::{Actor, Domain};
+use tokio::sync::oneshot;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::config::Config;
+use error::{ApiError, ErrorBody};
+
+/// State shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub domain: Arc<Domain>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Anyu (安域) API", description = "Secure data domain for conditionally open public data"),
+    paths(healthz, catalog::list_catalog, catalog::get_catalog_entry),
+    components(schemas(ErrorBody, Health)),
+    tags((name = "catalog", description = "The open-data catalog (开放目录): metadata only"),
+         (name = "system", description = "Health and API description"))
+)]
+pub struct ApiDoc;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the application router with its middleware.
+pub fn router(state: AppState, config: &Config) -> Router {
+    // Layers run top to bottom for requests:
+    // 1. assign a request id (or keep the caller's) so logs and responses share it;
+    // 2. trace the request in a span carrying that id;
+    // 3. copy the id onto the response;
+    // 4. turn a handler panic into a JSON 500 instead of a dropped connection;
+    // 5. bound the time of every request (the body size is bounded by
+    //    DefaultBodyLimit on the router, which extractors enforce).
+    let middleware = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), route, request_id)
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response_parts()
+        }))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout()));
+
+    Router::new()
+        .merge(route_system())
+        .merge(catalog::route_catalog())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(config.server.body_limit_bytes))
+        .layer(middleware)
+}
+
+impl ApiError {
+    fn into_response_parts(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+fn route_system() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/openapi.json", get(openapi))
+}
+
+/// Liveness answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: &'static str,
+    version: &'static str,
+}
+
+/// Liveness check.
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, description = "The server is up", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}
+
+/// Serves until SIGINT/SIGTERM (or `shutdown` fires), then drains requests,
+/// records `server.stop` and writes the audit log's final checkpoint.
+pub async fn serve(
+    domain: Domain,
+    listen: SocketAddr,
+    config: &Config,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let domain = Arc::new(domain);
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            domain
+                .record(&Actor::system(), "server.start", format!("listen:{listen}"), Outcome::Failure,
+                    serde_json::json!({ "error": e.kind().to_string() }))
+                .await?;
+            domain.close().await?;
+            return Err(format!("cannot listen on {listen}: {e}").into());
+        }
+    };
+    let local = listener.local_addr()?;
+    domain
+        .record(&Actor::system(), "server.start", format!("listen:{local}"), Outcome::Success,
+            serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+        .await?;
+    tracing::info!(%local, "listening");
+    println!("Anyu listening on http://{local}");
+    if let Some(tx) = ready {
+        let _ = tx.send(local);
+    }
+
+    let app = router(AppState { domain: Arc::clone(&domain) }, config);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+
+    tracing::info!("shutting down");
+    domain
+        .record(&Actor::system(), "server.stop", format!("listen:{local}"), Outcome::Success, serde_json::json!({}))
+        .await?;
+    domain.close().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route the router serves is described in the OpenAPI document.
+    #[test]
+    fn openapi_lists_every_route() {
+        let doc = ApiDoc::openapi();
+        let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        for route in ["/healthz", "/api/catalog", "/api/catalog/{id}"] {
+            assert!(paths.contains(&route), "{route} missing from OpenAPI: {paths:?}");
+        }
+    }
+}

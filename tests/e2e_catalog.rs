@@ -1,0 +1,151 @@
+//! The real binary end to end: `init`, `datasets generate`, `dataset import`,
+//! `serve`, then the catalog over HTTP.
+
+mod common;
+
+use common::{TestServer, prepared_data_dir, run, stderr, stdout};
+
+const SAMPLES: &[&str] = &["enterprise_registry", "social_insurance", "medical_claims", "min_living_allowance"];
+
+#[test]
+fn catalog_over_http() {
+    let dir = prepared_data_dir(400, SAMPLES);
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data);
+
+    // Health and API description.
+    let health = server.get_json("/healthz", 200);
+    assert_eq!(health["status"], "ok");
+    let openapi = server.get_json("/api/openapi.json", 200);
+    for path in ["/api/catalog", "/api/catalog/{id}", "/healthz"] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} missing from OpenAPI");
+    }
+
+    // Listing: not-open data is hidden by default.
+    let list = server.get_json("/api/catalog", 200);
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["enterprise_registry", "medical_claims", "social_insurance"]);
+    for entry in list.as_array().unwrap() {
+        let v = &entry["latest_version"];
+        assert_eq!(v["version"], 1, "{entry}");
+        assert!(v["rows"].as_u64().unwrap() > 0);
+    }
+
+    // Search by open type, grade, text (Chinese and English), provider.
+    let conditional = server.get_json("/api/catalog?open_type=conditional", 200);
+    assert_eq!(conditional.as_array().unwrap().len(), 2);
+    let l4 = server.get_json("/api/catalog?grade=L4", 200);
+    assert_eq!(l4.as_array().unwrap().len(), 1);
+    assert_eq!(l4[0]["id"], "medical_claims");
+    let text = server.get_json("/api/catalog?q=%E7%A4%BE%E4%BC%9A%E4%BF%9D%E9%99%A9", 200); // 社会保险
+    assert!(text.as_array().unwrap().iter().any(|d| d["id"] == "social_insurance"));
+    let none = server.get_json("/api/catalog?q=no-such-thing-anywhere", 200);
+    assert_eq!(none.as_array().unwrap().len(), 0);
+
+    // Detail: metadata, columns, versions and quality summary; never rows.
+    let detail = server.get_json("/api/catalog/social_insurance", 200);
+    assert_eq!(detail["open_type"], "conditional");
+    assert_eq!(detail["grade"], "L3");
+    assert!(detail["columns"].as_array().unwrap().len() >= 8);
+    assert_eq!(detail["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(detail["versions"][0]["quality"]["passed"], true);
+    let body = detail.to_string();
+    let samples_csv = std::fs::read_to_string(dir.path().join("samples/social_insurance.csv")).unwrap();
+    let first_person = samples_csv.lines().nth(1).unwrap().split(',').next().unwrap();
+    assert!(!body.contains(first_person), "catalog detail leaks a person id");
+
+    // Errors: one JSON shape, stable codes, a request id on every response.
+    let hidden = server.get_json("/api/catalog/min_living_allowance", 404);
+    let unknown = server.get_json("/api/catalog/no_such_dataset", 404);
+    assert_eq!(hidden["error"]["code"], "not_found");
+    assert_eq!(
+        hidden["error"]["message"].as_str().unwrap().replace("min_living_allowance", "X"),
+        unknown["error"]["message"].as_str().unwrap().replace("no_such_dataset", "X"),
+        "a hidden dataset must be indistinguishable from an unknown one"
+    );
+    let bad = server.get_json("/api/catalog?open_type=secret", 400);
+    assert_eq!(bad["error"]["code"], "bad_request");
+    let bad_param = server.get_json("/api/catalog?colour=red", 400);
+    assert_eq!(bad_param["error"]["code"], "bad_request");
+    let bad_id = server.get_json("/api/catalog/..%2F..%2Fetc", 400);
+    assert_eq!(bad_id["error"]["code"], "bad_request");
+    let no_route = server.get_json("/api/nothing-here", 404);
+    assert_eq!(no_route["error"]["code"], "not_found");
+    let resp = server.client().post(server.url("/api/catalog")).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let resp = server.get("/healthz");
+    assert!(resp.headers().get("x-request-id").is_some());
+    let resp = server
+        .client()
+        .get(server.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
+
+    server.stop();
+
+    // The chain verifies and holds the catalog reads, start and stop.
+    let out = run(&data, &["audit", "verify"], true);
+    assert!(stdout(&out).contains("audit chain OK"), "{}", stdout(&out));
+    let tail = stdout(&run(&data, &["audit", "tail", "-n", "1000"], true));
+    for action in ["platform.init", "dataset.import", "server.start", "catalog.read", "server.stop"] {
+        assert!(tail.contains(&format!("\"action\":\"{action}\"")), "no {action} event in:\n{tail}");
+    }
+}
+
+#[test]
+fn not_open_listed_by_name_only_when_configured() {
+    let dir = prepared_data_dir(200, &["min_living_allowance", "enterprise_registry"]);
+    let data = dir.path().join("data");
+    let config = dir.path().join("custom.toml");
+    std::fs::write(&config, "[catalog]\nnot_open = \"name_only\"\n").unwrap();
+    let server = TestServer::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let list = server.get_json("/api/catalog", 200);
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "min_living_allowance")
+        .expect("listed by name");
+    assert_eq!(entry["open_type"], "not_open");
+    assert!(entry["latest_version"].is_null());
+    assert!(entry["columns"].as_array().is_none_or(|c| c.is_empty()), "{entry}");
+    let detail = server.get_json("/api/catalog/min_living_allowance", 200);
+    assert_eq!(detail["versions"].as_array().unwrap().len(), 0);
+    server.stop();
+}
+
+#[test]
+fn cli_refuses_bad_inputs_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+
+    // A second init must not replace the keys.
+    let key_before = std::fs::read(data.join("keys/master.key")).unwrap();
+    let out = run(&data, &["init"], false);
+    assert!(stderr(&out).contains("already initialised"), "{}", stderr(&out));
+    assert_eq!(key_before, std::fs::read(data.join("keys/master.key")).unwrap());
+
+    // A CSV missing a column is refused, and no version directory appears.
+    let manifest = common::repo_root().join("datasets/manifests/enterprise_registry.toml");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "credit_code,name\n91440300MA5DC0XX4Y,x\n").unwrap();
+    let out = run(&data, &["dataset", "import", manifest.to_str().unwrap(), bad.to_str().unwrap()], false);
+    assert!(stderr(&out).contains("invalid data"), "{}", stderr(&out));
+    let ds = data.join("datasets/enterprise_registry");
+    let leftovers: Vec<_> = std::fs::read_dir(&ds).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    let list = stdout(&run(&data, &["dataset", "list"], true));
+    assert!(!list.contains("enterprise_registry"), "{list}");
+
+    // Commands on a directory that was never initialised say so.
+    let out = run(&dir.path().join("nowhere"), &["dataset", "list"], false);
+    assert!(stderr(&out).contains("anyu init"), "{}", stderr(&out));
+
+    // The failed import is itself audited, and the chain verifies.
+    let tail = stdout(&run(&data, &["audit", "tail"], true));
+    assert!(tail.contains("\"outcome\":\"failure\""), "{tail}");
+    run(&data, &["audit", "verify"], true);
+}
