@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use enclave::audit;
 use enclave::ingest::{ImportOptions, InputFormat};
+use enclave::store::Store;
 use enclave::{Actor, DataDir, Domain};
 
 use crate::config::{CONFIG_FILE, Config, DEFAULT_CONFIG_TOML};
@@ -177,12 +178,7 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Command::Dataset(cmd) => dataset(&cli.data_dir, &config, cmd).await,
         Command::Audit(AuditCommand::Verify { json }) => audit_verify(&cli.data_dir, json).await,
-        Command::Audit(AuditCommand::Tail { n }) => {
-            let domain = open(&cli.data_dir, &config).await?;
-            let result = audit_tail(&domain, n).await;
-            domain.close().await?;
-            result
-        }
+        Command::Audit(AuditCommand::Tail { n }) => audit_tail(&cli.data_dir, n).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -206,74 +202,96 @@ async fn init(data_dir: &Path, config: &Config) -> CliResult {
 }
 
 async fn dataset(data_dir: &Path, config: &Config, cmd: DatasetCommand) -> CliResult {
-    let domain = open(data_dir, config).await?;
-    let result = dataset_inner(&domain, cmd).await;
-    domain.close().await?;
-    result
-}
-
-async fn dataset_inner(domain: &Domain, cmd: DatasetCommand) -> CliResult {
     match cmd {
         DatasetCommand::Import { manifest, data, format, legal_basis, json } => {
-            let options = ImportOptions {
-                format: format.as_deref().map(InputFormat::parse).transpose()?,
-                ..ImportOptions::default()
-            };
-            let started = std::time::Instant::now();
-            let summary = domain
-                .import_dataset(&Actor::operator(), &manifest, &data, &options, legal_basis.as_deref())
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                println!(
-                    "imported {} v{} (manifest revision {}): {} rows, {} bytes encrypted, {:.1}s, peak RSS {} MiB",
-                    summary.dataset_id,
-                    summary.version,
-                    summary.manifest_revision,
-                    summary.rows,
-                    summary.bytes,
-                    started.elapsed().as_secs_f64(),
-                    crate::bench::peak_rss_bytes().unwrap_or(0) / (1024 * 1024),
-                );
-                print_quality(&summary.quality);
-            }
-            Ok(ExitCode::SUCCESS)
+            let domain = open(data_dir, config).await?;
+            let result = dataset_import(&domain, &manifest, &data, format, legal_basis, json).await;
+            domain.close().await?;
+            result
         }
+        // Reads of the metadata store need no audit writer, so they work while a
+        // server runs. They are the operator's local view, not the public API.
         DatasetCommand::List => {
-            for d in domain.datasets_for_operator().await? {
-                let m = &d.manifest;
-                let (v, rows) = d
-                    .latest_version
-                    .as_ref()
-                    .map(|v| (format!("v{}", v.version), v.rows.to_string()))
-                    .unwrap_or(("-".into(), "-".into()));
-                println!(
-                    "{:<24} {:<14} {:<3} {:>4} {:>10} rows  {}",
-                    m.id(),
-                    serde_json::to_value(m.dataset.open_type)?.as_str().unwrap_or("?"),
-                    m.dataset.grade,
-                    v,
-                    rows,
-                    m.dataset.title.zh
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            let store = Store::open(&initialised(data_dir)?.meta_db()).await?;
+            let result = dataset_list(&store).await;
+            store.close().await;
+            result
         }
         DatasetCommand::Show { id } => {
-            let store = domain.store();
-            let Some(d) = store.dataset(&id).await? else {
-                return Err(format!("dataset `{id}` not found").into());
-            };
-            let out = serde_json::json!({
-                "manifest": d.manifest,
-                "manifest_revisions": store.manifest_revisions(&id).await?,
-                "versions": store.versions(&id).await?,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(ExitCode::SUCCESS)
+            let store = Store::open(&initialised(data_dir)?.meta_db()).await?;
+            let result = dataset_show(&store, &id).await;
+            store.close().await;
+            result
         }
     }
+}
+
+async fn dataset_import(
+    domain: &Domain,
+    manifest: &Path,
+    data: &Path,
+    format: Option<String>,
+    legal_basis: Option<String>,
+    json: bool,
+) -> CliResult {
+    let options = ImportOptions {
+        format: format.as_deref().map(InputFormat::parse).transpose()?,
+        ..ImportOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let summary = domain
+        .import_dataset(&Actor::operator(), &manifest, &data, &options, legal_basis.as_deref())
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "imported {} v{} (manifest revision {}): {} rows, {} bytes encrypted, {:.1}s, peak RSS {} MiB",
+            summary.dataset_id,
+            summary.version,
+            summary.manifest_revision,
+            summary.rows,
+            summary.bytes,
+            started.elapsed().as_secs_f64(),
+            crate::bench::peak_rss_bytes().unwrap_or(0) / (1024 * 1024),
+        );
+        print_quality(&summary.quality);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dataset_list(store: &Store) -> CliResult {
+    for d in store.list_datasets().await? {
+        let m = &d.manifest;
+        let (v, rows) = d
+            .latest_version
+            .as_ref()
+            .map(|v| (format!("v{}", v.version), v.rows.to_string()))
+            .unwrap_or(("-".into(), "-".into()));
+        println!(
+            "{:<24} {:<14} {:<3} {:>4} {:>10} rows  {}",
+            m.id(),
+            serde_json::to_value(m.dataset.open_type)?.as_str().unwrap_or("?"),
+            m.dataset.grade,
+            v,
+            rows,
+            m.dataset.title.zh
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dataset_show(store: &Store, id: &str) -> CliResult {
+    let Some(d) = store.dataset(&id).await? else {
+        return Err(format!("dataset `{id}` not found").into());
+    };
+    let out = serde_json::json!({
+        "manifest": d.manifest,
+        "manifest_revisions": store.manifest_revisions(&id).await?,
+        "versions": store.versions(&id).await?,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_quality(q: &enclave::ingest::QualityReport) {
@@ -297,31 +315,45 @@ fn print_quality(q: &enclave::ingest::QualityReport) {
     }
 }
 
-/// Prints the newest `n` events as JSON lines, oldest first, in pages.
-async fn audit_tail(domain: &Domain, n: u64) -> CliResult {
+/// Prints the newest `n` events as JSON lines, oldest first. Reads the log
+/// read-only, so it works while a server holds it.
+async fn audit_tail(data_dir: &Path, n: u64) -> CliResult {
     const PAGE: u64 = 5_000;
-    let head = domain.audit().head().0;
-    let mut since = head.saturating_sub(n);
+    let path = initialised(data_dir)?.audit_db();
+    let mut newest = std::collections::VecDeque::new();
+    let mut since = 0;
     loop {
         let filter = audit::AuditFilter { since_seq: Some(since), limit: Some(PAGE), ..Default::default() };
-        let page = domain.audit().list(&filter).await?;
+        let page = audit::list(&path, &filter).await?;
         let Some(last) = page.last() else { break };
         since = last.seq;
-        for ev in &page {
-            println!("{}", serde_json::to_string(ev)?);
+        for ev in page {
+            newest.push_back(ev);
+            if newest.len() as u64 > n {
+                newest.pop_front();
+            }
         }
-        if since >= head {
-            break;
-        }
+    }
+    for ev in &newest {
+        println!("{}", serde_json::to_string(ev)?);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(data_dir: &Path, json: bool) -> CliResult {
+fn initialised(data_dir: &Path) -> CliResult<DataDir> {
     let dir = DataDir::new(data_dir);
     if !dir.is_initialised() {
-        return Err(format!("{} is not an initialised data directory", data_dir.display()).into());
+        return Err(format!(
+            "{} is not an initialised data directory (run `anyu init`)",
+            data_dir.display()
+        )
+        .into());
     }
+    Ok(dir)
+}
+
+async fn audit_verify(data_dir: &Path, json: bool) -> CliResult {
+    let dir = initialised(data_dir)?;
     let public_key_hex = std::fs::read_to_string(dir.keys().join("signing.pub"))?;
     let public_key = hex::decode(public_key_hex.trim())?;
     let report = audit::verify(&dir.audit_db(), &public_key).await?;

@@ -83,6 +83,17 @@ fn catalog_over_http() {
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
 
+    // While the server holds the data directory, read-only commands work and a
+    // change is refused with a clear reason instead of corrupting the chain.
+    let list = stdout(&run(&data, &["dataset", "list"], true));
+    assert!(list.contains("social_insurance"), "{list}");
+    let tail = stdout(&run(&data, &["audit", "tail", "-n", "5"], true));
+    assert_eq!(tail.lines().count(), 5, "{tail}");
+    let manifest = common::repo_root().join("datasets/manifests/social_insurance.toml");
+    let csv = dir.path().join("samples/social_insurance.csv");
+    let out = run(&data, &["dataset", "import", manifest.to_str().unwrap(), csv.to_str().unwrap()], false);
+    assert!(stderr(&out).contains("in use by another anyu process"), "{}", stderr(&out));
+
     server.stop();
 
     // The chain verifies and holds the catalog reads, start and stop.

@@ -183,7 +183,7 @@ fn status(rng: &mut Rng, age: i32) -> usize {
     }
 }
 
-/// 深圳市<字号><行业词>有限公司, occasionally without 市 or as a 股份有限公司.
+/// `深圳市<字号><行业词>有限公司`, occasionally without 市 or as a 股份有限公司.
 fn push_name(
     buf: &mut Vec<u8>,
     rng: &mut Rng,

@@ -19,6 +19,45 @@
 //! GB 32100 check characters. Ages, dates and amounts are relative to the
 //! fixed reference day [`AS_OF`], never to the clock.
 //!
+//! ## Models (all tables in `tables.rs`)
+//!
+//! - **Districts**: the nine districts and 大鹏新区, weighted by the 2020 census
+//!   population (宝安, 龙岗 largest; 盐田, 大鹏 smallest); enterprises by a
+//!   separate registration share.
+//! - **Resident IDs**: about 12% Shenzhen-born (the district's division code;
+//!   大鹏 uses 龙岗's 440307, and people born before 龙华/坪山 (2017) or 光明
+//!   (2018) existed carry 宝安's or 龙岗's code, since ID numbers never
+//!   change), 28% elsewhere in Guangdong, the rest from Hunan, Guangxi, Hubei,
+//!   Jiangxi, Henan, Sichuan and smaller sources, each with real county codes.
+//!   Sequence numbers are random with the sex's parity; the rare clash moves to
+//!   the next free sequence number. Surnames follow the birth province.
+//! - **Enterprises**: `91` + region (mostly 440300) + organisation code
+//!   (`MA5…` since 2015, 8 digits before) with its GB 11714 check + GB 32100
+//!   check; GB/T 4754 sections weighted towards wholesale/retail, leasing and
+//!   business services, IT, manufacturing; capital log-normal with a Pareto
+//!   tail, mostly round figures, in 万元; establishment 1980–AS_OF growing about
+//!   11% a year; older enterprises more often 注销/吊销. Names are
+//!   `深圳(市)<2–3 字号 characters><industry word>(股份)有限公司` and may repeat.
+//! - **Insured persons**: ages 16–65 peaking at 23–40 (women retire earlier),
+//!   55% men; employer drawn from operating enterprises weighted by
+//!   √capital × industry staffing, 70% in the person's district; contribution
+//!   base log-normal (median 6,000 CNY rising to 9,600 with experience), 20% at the floor, clipped to
+//!   2,360–34,000 CNY; months contributed a random share of the months since 16
+//!   (at most 600).
+//! - **Claims**: Poisson per person with a log-normal personal rate that rises
+//!   with age (mean about 2); chapters weighted (respiratory, digestive,
+//!   circulatory, musculoskeletal most common; chronic chapters grow with age;
+//!   pregnancy only for women 18–45); hospitals mostly in the person's district,
+//!   specialists for mental, eye, maternity and cancer claims; dates 2024-01-01
+//!   to AS_OF; amounts log-normal (outpatient median 260, inpatient 11,000 CNY)
+//!   with rare Pareto-scaled catastrophic cases, capped at 3,000,000 CNY.
+//! - **Allowance households**: heads aged 30–90, mostly Shenzhen-born; size
+//!   1–6; 1,365 CNY per person per month, 45% receive a partial amount; start
+//!   dates 2012–AS_OF, recent ones more common.
+//!
+//! Memory: the set of issued IDs (about 15 bytes per person) is the largest
+//! structure, about 150 MB at 10 million persons.
+//!
 //! ## Determinism
 //!
 //! The same `(rows, seed)` gives byte-identical files on every machine, with

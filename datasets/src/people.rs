@@ -123,7 +123,7 @@ pub fn make_unique(seen: &mut IdSet, p: &mut Identity) {
 
 /// Birth-place and name models.
 pub struct Origins {
-    /// Index 0 = Shenzhen-born, i + 1 = PROVINCES[i].
+    /// Index 0 = Shenzhen-born, `i + 1` = `PROVINCES[i]`.
     origins: Weighted,
     surnames_gd: Weighted,
     surnames_cn: Weighted,

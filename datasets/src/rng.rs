@@ -214,11 +214,18 @@ mod tests {
 
     #[test]
     fn xoshiro_reference_stream_is_frozen() {
-        // Locks the exact stream: any change here changes every generated file.
+        // Locks seeding and stream: any change here changes every generated
+        // file. Values computed by an independent Python transcription.
         let mut r = Rng::stream(42, 1, 0);
         let got: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
-        let mut r2 = Rng::stream(42, 1, 0);
-        assert_eq!(got, (0..3).map(|_| r2.next_u64()).collect::<Vec<_>>());
+        assert_eq!(
+            got,
+            [
+                14759620251797322004,
+                18424449513730807959,
+                13112057492971653940
+            ]
+        );
         assert_ne!(Rng::stream(42, 1, 1).next_u64(), got[0]);
         assert_ne!(Rng::stream(43, 1, 0).next_u64(), got[0]);
         assert_ne!(Rng::stream(42, 2, 0).next_u64(), got[0]);

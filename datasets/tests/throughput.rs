@@ -1,5 +1,5 @@
 //! Rough generator speed, run by hand:
-//! `ANYU_GEN_ROWS=200000 cargo test -p anyu-datasets --test throughput -- --ignored --nocapture`
+//! `ANYU_GEN_ROWS=200000 [ANYU_GEN_THREADS=1] cargo test -p anyu-datasets --test throughput -- --ignored --nocapture`
 //! (debug builds are many times slower than release; see the README's benchmark).
 
 use std::time::Instant;

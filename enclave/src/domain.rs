@@ -239,12 +239,16 @@ impl Domain {
         }
         let keyring = Arc::new(Keyring::open(&dir.keys())?);
         let store = Store::open(&dir.meta_db()).await?;
-        let audit = AuditLog::open(
-            &dir.audit_db(),
-            keyring.signing_key(),
-            options.audit.clone(),
-        )
-        .await?;
+        let audit = AuditLog::open(&dir.audit_db(), keyring.signing_key(), options.audit.clone())
+            .await
+            .map_err(|e| match e {
+                Error::Conflict(_) => Error::Conflict(format!(
+                    "{} is in use by another anyu process (a running server?); \
+                     read-only commands still work, changes need it stopped",
+                    root.display()
+                )),
+                other => other,
+            })?;
         Ok(Domain {
             dir,
             options,
@@ -481,12 +485,6 @@ impl Domain {
         )
         .await?;
         Ok(detail)
-    }
-
-    /// Steward/operator view of every dataset, including not-open ones and full
-    /// quality reports. Not exposed over HTTP until accounts exist.
-    pub async fn datasets_for_operator(&self) -> Result<Vec<DatasetRecord>> {
-        self.store.list_datasets().await
     }
 
     /// Writes the final audit checkpoint and closes the stores.

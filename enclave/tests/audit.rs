@@ -435,6 +435,17 @@ async fn event_appended_after_close_is_detected() {
     .unwrap();
     let report = f.verify().await;
     insta::assert_yaml_snapshot!("inserted_after_close", problem(&report));
+    // The same with a made-up hash.
+    sqlx::query("UPDATE events SET hash = zeroblob(32) WHERE seq = 31")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let report = f.verify().await;
+    assert_eq!(
+        (problem(&report).seq, problem(&report).kind),
+        (31, ProblemKind::Inserted),
+        "{report:?}"
+    );
     drop(db);
     let err = AuditLog::open(&f.path, f.key.clone(), AuditOptions::default())
         .await
@@ -461,6 +472,27 @@ async fn reordered_events_are_detected() {
         .unwrap();
     let report = f.verify().await;
     insta::assert_yaml_snapshot!("reordered", problem(&report));
+
+    // Only the content swapped, hashes and columns left in place.
+    let f = Fixture::new();
+    f.closed_log(30).await;
+    let mut db = f.attacker().await;
+    let (c17, _, _) = row(&mut db, 17).await;
+    let (c18, _, _) = row(&mut db, 18).await;
+    for (seq, content) in [(17, &c18), (18, &c17)] {
+        sqlx::query("UPDATE events SET canonical = ? WHERE seq = ?")
+            .bind(content.as_bytes())
+            .bind(seq)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    let report = f.verify().await;
+    assert_eq!(
+        (problem(&report).seq, problem(&report).kind),
+        (17, ProblemKind::Reordered),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]

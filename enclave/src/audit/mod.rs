@@ -220,7 +220,7 @@ pub enum Outcome {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// 1-based, gap-free position in the chain.
     pub seq: u64,
@@ -258,7 +258,7 @@ pub struct AuditFilter {
 }
 
 /// A signed statement of the chain head at `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checkpoint {
     pub seq: u64,
     /// Hex chain hash of event `seq`.
@@ -270,7 +270,7 @@ pub struct Checkpoint {
 }
 
 /// Result of [`verify`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     /// Events verified (up to the first problem).
     pub events: u64,
@@ -296,7 +296,7 @@ impl VerifyReport {
 }
 
 /// The first bad event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Seq of the first bad event (or of the bad checkpoint).
     pub seq: u64,
@@ -306,7 +306,7 @@ pub struct Problem {
 }
 
 /// What verification found; the seq is exact, the kind a best-effort diagnosis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     /// Content, a column or a hash of the event was changed.

@@ -115,6 +115,11 @@ pub async fn verify(path: &Path, public_key: &[u8]) -> Result<VerifyReport> {
         hashes: w.state.tail.clone(),
     });
     let w_anchor = witness.as_ref().map(|w| (w.state.seq, w.state.hash));
+    let last_usable_cp = cps.iter().rev().find(|c| c.usable).map_or(0, |c| c.seq);
+    let closed_at = witness
+        .as_ref()
+        .filter(|w| w.state.closed)
+        .map(|w| w.state.seq.max(last_usable_cp));
 
     // Events, one query per checkpoint interval, all in the same read transaction.
     let mut expect: u64 = 1;
@@ -214,13 +219,13 @@ pub async fn verify(path: &Path, public_key: &[u8]) -> Result<VerifyReport> {
             p2: chain2,
             reference: want,
             prev_authenticated,
+            closed_at,
         };
         v.consider(0, classify(&ctx, &row, next.as_ref(), &mut hdr));
     } else if !stopped_early {
         let head = expect - 1;
-        let last_cp = cps.iter().rev().find(|c| c.usable).map_or(0, |c| c.seq);
         let w_seq = witness.as_ref().map_or(0, |w| w.state.seq);
-        let signed_end = last_cp.max(w_seq);
+        let signed_end = last_usable_cp.max(w_seq);
         if head < signed_end {
             let what = if signed_end == w_seq {
                 "the head witness"
@@ -536,6 +541,8 @@ struct Context {
     reference: Option<Hash>,
     /// Whether event e-1 was checked against a signed hash.
     prev_authenticated: bool,
+    /// Set when a `closed` head witness says the log ended at this seq.
+    closed_at: Option<u64>,
 }
 
 /// Names the first bad event and guesses what happened. The seq is exact for
@@ -559,6 +566,13 @@ fn classify(c: &Context, r: &RowData, n: Option<&RowData>, buf: &mut Vec<u8>) ->
         };
         return at(e, ProblemKind::Deleted, message);
     }
+    if let Some(end) = c.closed_at.filter(|&end| e > end) {
+        return at(
+            e,
+            ProblemKind::Inserted,
+            format!("events after seq {end} were added after the log was closed"),
+        );
+    }
     let (Some(canonical), Some(prev), Some(hash), Some(cols)) =
         (&r.canonical, &r.prev, &r.hash, &r.cols)
     else {
@@ -578,6 +592,13 @@ fn classify(c: &Context, r: &RowData, n: Option<&RowData>, buf: &mut Vec<u8>) ->
     };
     let next_links_here = n.is_some_and(|n| n.prev == Some(c.p) || n.inner_seq() == Some(e));
     if cs != e {
+        if !self_ok && n.and_then(RowData::inner_seq) == Some(e) {
+            return at(
+                e,
+                ProblemKind::Reordered,
+                format!("the events stored at seq {e} and {} were swapped", e + 1),
+            );
+        }
         if !self_ok {
             return at(
                 e,

@@ -636,6 +636,11 @@ impl Writer {
                 let _ = self.shutdown().await;
                 return;
             };
+            // The first sender's wakeup runs the writer right away (tokio's LIFO
+            // slot); yielding once lets the other appenders woken by the last
+            // commit enqueue, so batches stay large instead of alternating
+            // between one event and everything else.
+            tokio::task::yield_now().await;
             let mut control = None;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
