@@ -128,12 +128,21 @@ pub async fn run(args: BenchArgs) -> CliResult {
             tmp.path().to_path_buf()
         }
     };
-    let mut results = Results { rows: args.rows, ..Results::default() };
+    let mut results = Results {
+        rows: args.rows,
+        ..Results::default()
+    };
 
     let samples = work.join("samples");
     let csv = samples.join("social_insurance.csv");
-    if wants(BenchKind::Generator) || ((wants(BenchKind::Import) || wants(BenchKind::Scan)) && !csv.exists()) {
-        let opts = anyu_datasets::GenerateOptions { rows: args.rows, seed: 7, out_dir: samples.clone() };
+    if wants(BenchKind::Generator)
+        || ((wants(BenchKind::Import) || wants(BenchKind::Scan)) && !csv.exists())
+    {
+        let opts = anyu_datasets::GenerateOptions {
+            rows: args.rows,
+            seed: 7,
+            out_dir: samples.clone(),
+        };
         let started = Instant::now();
         let report = tokio::task::spawn_blocking(move || anyu_datasets::generate(&opts)).await??;
         let secs = started.elapsed().as_secs_f64();
@@ -156,11 +165,16 @@ pub async fn run(args: BenchArgs) -> CliResult {
     }
 
     let keys = work.join("keys");
-    let keyring = Arc::new(if keys.join("master.key").exists() { Keyring::open(&keys)? } else { Keyring::init(&keys)? });
+    let keyring = Arc::new(if keys.join("master.key").exists() {
+        Keyring::open(&keys)?
+    } else {
+        Keyring::init(&keys)?
+    });
     let datasets_root = work.join("datasets");
     let mut version_dir: Option<PathBuf> = None;
     if wants(BenchKind::Import) || wants(BenchKind::Scan) {
-        let manifest = Manifest::parse_with(crate::demo::SAMPLE_MANIFESTS[1].1, &GradeScale::default())?;
+        let manifest =
+            Manifest::parse_with(crate::demo::SAMPLE_MANIFESTS[1].1, &GradeScale::default())?;
         let source_bytes = file_size(&csv);
         let kr = Arc::clone(&keyring);
         let root = datasets_root.clone();
@@ -206,7 +220,12 @@ pub async fn run(args: BenchArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn scan(keyring: &Arc<Keyring>, enc_dir: &Path, work: &Path, repeat: usize) -> CliResult<ScanFigure> {
+async fn scan(
+    keyring: &Arc<Keyring>,
+    enc_dir: &Path,
+    work: &Path,
+    repeat: usize,
+) -> CliResult<ScanFigure> {
     // The baseline: the same rows, same writer settings, without encryption.
     let plain_root = work.join("plain");
     let kr = Arc::clone(keyring);
@@ -232,7 +251,9 @@ async fn scan(keyring: &Arc<Keyring>, enc_dir: &Path, work: &Path, repeat: usize
         let ctx = ctx.clone();
         async move {
             let started = Instant::now();
-            let df = ctx.sql(&format!("SELECT SUM(contribution_base) FROM {table}")).await?;
+            let df = ctx
+                .sql(&format!("SELECT SUM(contribution_base) FROM {table}"))
+                .await?;
             let batches = df.collect().await?;
             let elapsed = started.elapsed();
             Ok::<_, datafusion::error::DataFusionError>((elapsed, batches))
@@ -258,7 +279,10 @@ async fn scan(keyring: &Arc<Keyring>, enc_dir: &Path, work: &Path, repeat: usize
     let p = median(&mut plain_times);
     let enc_bytes = file_size(&enc_dir.join("data.parquet"));
     let plain_bytes = file_size(&plain_dir.join("data.parquet"));
-    println!("scan:      SUM over 1 column: encrypted {e:.1} ms, plaintext {p:.1} ms, ratio {:.3}", e / p);
+    println!(
+        "scan:      SUM over 1 column: encrypted {e:.1} ms, plaintext {p:.1} ms, ratio {:.3}",
+        e / p
+    );
     Ok(ScanFigure {
         encrypted_median_ms: e,
         plaintext_median_ms: p,
@@ -268,7 +292,12 @@ async fn scan(keyring: &Arc<Keyring>, enc_dir: &Path, work: &Path, repeat: usize
     })
 }
 
-async fn audit(keyring: &Arc<Keyring>, work: &Path, events: u64, writers: u64) -> CliResult<AuditFigure> {
+async fn audit(
+    keyring: &Arc<Keyring>,
+    work: &Path,
+    events: u64,
+    writers: u64,
+) -> CliResult<AuditFigure> {
     let path = work.join("audit-bench").join("audit.db");
     if path.exists() {
         std::fs::remove_dir_all(path.parent().expect("has parent"))?;
@@ -283,8 +312,13 @@ async fn audit(keyring: &Arc<Keyring>, work: &Path, events: u64, writers: u64) -
         tasks.push(tokio::spawn(async move {
             for i in 0..per_writer {
                 log.append(
-                    NewEvent::new(format!("bench{w}"), "researcher", "catalog.read", format!("dataset:d{}", i % 7))
-                        .details(serde_json::json!({ "i": i })),
+                    NewEvent::new(
+                        format!("bench{w}"),
+                        "researcher",
+                        "catalog.read",
+                        format!("dataset:d{}", i % 7),
+                    )
+                    .details(serde_json::json!({ "i": i })),
                 )
                 .await?;
             }

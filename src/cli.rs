@@ -19,7 +19,12 @@ pub type CliResult<T = ExitCode> = Result<T, Box<dyn std::error::Error + Send + 
 #[command(name = "anyu", version, propagate_version = true)]
 pub struct Cli {
     /// Data directory: keys, metadata database, audit log, encrypted datasets.
-    #[arg(long, global = true, env = "ANYU_DATA_DIR", default_value = "./anyu-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "ANYU_DATA_DIR",
+        default_value = "./anyu-data"
+    )]
     pub data_dir: PathBuf,
 
     /// Platform configuration file (TOML); defaults to DATA_DIR/anyu.toml when present.
@@ -140,8 +145,8 @@ pub enum AuditCommand {
 }
 
 pub fn init_tracing(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
     use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
     // Our own crates at info, everything else at warn; ANYU_LOG overrides (EnvFilter syntax).
     let filter = EnvFilter::try_from_env("ANYU_LOG")
         .unwrap_or_else(|_| EnvFilter::new("warn,anyu=info,enclave=info"));
@@ -168,11 +173,21 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Demo(args) => crate::demo::run(&cli.data_dir, config, args).await,
         Command::Datasets(DatasetsCommand::Generate { rows, seed, out }) => {
             let report = tokio::task::spawn_blocking(move || {
-                anyu_datasets::generate(&anyu_datasets::GenerateOptions { rows, seed, out_dir: out })
+                anyu_datasets::generate(&anyu_datasets::GenerateOptions {
+                    rows,
+                    seed,
+                    out_dir: out,
+                })
             })
             .await??;
             for f in &report.files {
-                println!("{:<24} {:>12} rows {:>14} bytes  {}", f.dataset, f.rows, f.bytes, f.path.display());
+                println!(
+                    "{:<24} {:>12} rows {:>14} bytes  {}",
+                    f.dataset,
+                    f.rows,
+                    f.bytes,
+                    f.path.display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -195,7 +210,10 @@ async fn init(data_dir: &Path, config: &Config) -> CliResult {
     }
     println!("initialised {}", data_dir.display());
     println!("  master key id        {}", domain.keyring().key_id());
-    println!("  signing public key   {}", hex::encode(domain.keyring().public_key()));
+    println!(
+        "  signing public key   {}",
+        hex::encode(domain.keyring().public_key())
+    );
     println!("  configuration        {}", config_path.display());
     domain.close().await?;
     Ok(ExitCode::SUCCESS)
@@ -203,7 +221,13 @@ async fn init(data_dir: &Path, config: &Config) -> CliResult {
 
 async fn dataset(data_dir: &Path, config: &Config, cmd: DatasetCommand) -> CliResult {
     match cmd {
-        DatasetCommand::Import { manifest, data, format, legal_basis, json } => {
+        DatasetCommand::Import {
+            manifest,
+            data,
+            format,
+            legal_basis,
+            json,
+        } => {
             let domain = open(data_dir, config).await?;
             let result = dataset_import(&domain, &manifest, &data, format, legal_basis, json).await;
             domain.close().await?;
@@ -240,7 +264,13 @@ async fn dataset_import(
     };
     let started = std::time::Instant::now();
     let summary = domain
-        .import_dataset(&Actor::operator(), &manifest, &data, &options, legal_basis.as_deref())
+        .import_dataset(
+            &Actor::operator(),
+            manifest,
+            data,
+            &options,
+            legal_basis.as_deref(),
+        )
         .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -271,7 +301,9 @@ async fn dataset_list(store: &Store) -> CliResult {
         println!(
             "{:<24} {:<14} {:<3} {:>4} {:>10} rows  {}",
             m.id(),
-            serde_json::to_value(m.dataset.open_type)?.as_str().unwrap_or("?"),
+            serde_json::to_value(m.dataset.open_type)?
+                .as_str()
+                .unwrap_or("?"),
             m.dataset.grade,
             v,
             rows,
@@ -282,20 +314,24 @@ async fn dataset_list(store: &Store) -> CliResult {
 }
 
 async fn dataset_show(store: &Store, id: &str) -> CliResult {
-    let Some(d) = store.dataset(&id).await? else {
+    let Some(d) = store.dataset(id).await? else {
         return Err(format!("dataset `{id}` not found").into());
     };
     let out = serde_json::json!({
         "manifest": d.manifest,
-        "manifest_revisions": store.manifest_revisions(&id).await?,
-        "versions": store.versions(&id).await?,
+        "manifest_revisions": store.manifest_revisions(id).await?,
+        "versions": store.versions(id).await?,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_quality(q: &enclave::ingest::QualityReport) {
-    println!("quality: {} ({} rows)", if q.passed { "passed" } else { "problems found" }, q.rows);
+    println!(
+        "quality: {} ({} rows)",
+        if q.passed { "passed" } else { "problems found" },
+        q.rows
+    );
     for c in &q.columns {
         if c.nulls + c.invalid_format + c.out_of_bounds + c.not_in_categories > 0 {
             println!(
@@ -323,7 +359,11 @@ async fn audit_tail(data_dir: &Path, n: u64) -> CliResult {
     let mut newest = std::collections::VecDeque::new();
     let mut since = 0;
     loop {
-        let filter = audit::AuditFilter { since_seq: Some(since), limit: Some(PAGE), ..Default::default() };
+        let filter = audit::AuditFilter {
+            since_seq: Some(since),
+            limit: Some(PAGE),
+            ..Default::default()
+        };
         let page = audit::list(&path, &filter).await?;
         let Some(last) = page.last() else { break };
         since = last.seq;
@@ -360,12 +400,19 @@ async fn audit_verify(data_dir: &Path, json: bool) -> CliResult {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if let Some(p) = &report.problem {
-        println!("audit chain BROKEN at event {}: {:?}: {}", p.seq, p.kind, p.message);
+        println!(
+            "audit chain BROKEN at event {}: {:?}: {}",
+            p.seq, p.kind, p.message
+        );
     } else {
         println!(
             "audit chain OK: {} events, {} signed checkpoints, head {} {}",
             report.events, report.checkpoints, report.head_seq, report.head_hash
         );
     }
-    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

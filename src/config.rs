@@ -63,13 +63,18 @@ impl Default for Config {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { request_timeout_secs: 30, body_limit_bytes: 1024 * 1024 }
+        ServerConfig {
+            request_timeout_secs: 30,
+            body_limit_bytes: 1024 * 1024,
+        }
     }
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { checkpoint_every: AuditOptions::default().checkpoint_every }
+        AuditConfig {
+            checkpoint_every: AuditOptions::default().checkpoint_every,
+        }
     }
 }
 
@@ -92,7 +97,10 @@ impl Config {
     pub fn domain_options(&self) -> DomainOptions {
         DomainOptions {
             grades: self.grades.clone(),
-            audit: AuditOptions { checkpoint_every: self.audit.checkpoint_every, ..AuditOptions::default() },
+            audit: AuditOptions {
+                checkpoint_every: self.audit.checkpoint_every,
+                ..AuditOptions::default()
+            },
             not_open: self.catalog.not_open,
         }
     }

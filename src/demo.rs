@@ -17,10 +17,22 @@ use crate::config::{CONFIG_FILE, Config, DEFAULT_CONFIG_TOML};
 
 /// The sample manifests, by dataset id.
 pub const SAMPLE_MANIFESTS: &[(&str, &str)] = &[
-    ("enterprise_registry", include_str!("../datasets/manifests/enterprise_registry.toml")),
-    ("social_insurance", include_str!("../datasets/manifests/social_insurance.toml")),
-    ("medical_claims", include_str!("../datasets/manifests/medical_claims.toml")),
-    ("min_living_allowance", include_str!("../datasets/manifests/min_living_allowance.toml")),
+    (
+        "enterprise_registry",
+        include_str!("../datasets/manifests/enterprise_registry.toml"),
+    ),
+    (
+        "social_insurance",
+        include_str!("../datasets/manifests/social_insurance.toml"),
+    ),
+    (
+        "medical_claims",
+        include_str!("../datasets/manifests/medical_claims.toml"),
+    ),
+    (
+        "min_living_allowance",
+        include_str!("../datasets/manifests/min_living_allowance.toml"),
+    ),
 ];
 
 pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResult {
@@ -89,10 +101,19 @@ async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> Cl
     let samples = data_dir.join("samples");
     let manifests = samples.join("manifests");
     std::fs::create_dir_all(&manifests)?;
-    let needs_generate = missing.iter().any(|id| !samples.join(format!("{id}.csv")).exists());
+    let needs_generate = missing
+        .iter()
+        .any(|id| !samples.join(format!("{id}.csv")).exists());
     if needs_generate {
-        println!("generating sample data: {} persons, seed {} ...", args.rows, args.seed);
-        let opts = anyu_datasets::GenerateOptions { rows: args.rows, seed: args.seed, out_dir: samples.clone() };
+        println!(
+            "generating sample data: {} persons, seed {} ...",
+            args.rows, args.seed
+        );
+        let opts = anyu_datasets::GenerateOptions {
+            rows: args.rows,
+            seed: args.seed,
+            out_dir: samples.clone(),
+        };
         tokio::task::spawn_blocking(move || anyu_datasets::generate(&opts)).await??;
     }
     for (id, text) in SAMPLE_MANIFESTS {
@@ -103,14 +124,24 @@ async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> Cl
         std::fs::write(&manifest_path, text)?;
         let data_path = samples.join(format!("{id}.csv"));
         let summary = domain
-            .import_dataset(&Actor::operator(), &manifest_path, &data_path, &ImportOptions::default(), None)
+            .import_dataset(
+                &Actor::operator(),
+                &manifest_path,
+                &data_path,
+                &ImportOptions::default(),
+                None,
+            )
             .await?;
         println!(
             "imported {:<22} v{}  {:>8} rows  quality {}",
             summary.dataset_id,
             summary.version,
             summary.rows,
-            if summary.quality.passed { "passed" } else { "has findings" }
+            if summary.quality.passed {
+                "passed"
+            } else {
+                "has findings"
+            }
         );
     }
     Ok(())

@@ -41,7 +41,11 @@ fn kill_9_loses_no_acknowledged_event() {
     let out = run(&data, &["audit", "verify"], true);
     assert!(stdout(&out).contains("audit chain OK"), "{}", stdout(&out));
     assert!(count_action(&data, "catalog.read") >= acknowledged);
-    assert_eq!(count_action(&data, "server.stop"), 0, "the killed server cannot have stopped cleanly");
+    assert_eq!(
+        count_action(&data, "server.stop"),
+        0,
+        "the killed server cannot have stopped cleanly"
+    );
 
     // The next server continues the same chain.
     let server = TestServer::start(&data);
@@ -65,17 +69,25 @@ fn verify_exits_nonzero_on_an_edited_event() {
 
     // Rewrite one event's actor in place, as an intruder with file access would.
     let db = data.join("audit/audit.db");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
         // The append-only trigger refuses a plain UPDATE ...
         let refused = sqlx::query("UPDATE events SET actor = 'someone-else' WHERE seq = 3")
             .execute(&mut conn)
             .await;
         assert!(refused.is_err(), "append-only trigger missing");
         // ... but it is no security boundary: whoever can write the file drops it.
-        sqlx::query("DROP TRIGGER events_no_update").execute(&mut conn).await.unwrap();
+        sqlx::query("DROP TRIGGER events_no_update")
+            .execute(&mut conn)
+            .await
+            .unwrap();
         let changed = sqlx::query("UPDATE events SET actor = 'someone-else' WHERE seq = 3")
             .execute(&mut conn)
             .await

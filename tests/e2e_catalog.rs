@@ -5,7 +5,12 @@ mod common;
 
 use common::{TestServer, prepared_data_dir, run, stderr, stdout};
 
-const SAMPLES: &[&str] = &["enterprise_registry", "social_insurance", "medical_claims", "min_living_allowance"];
+const SAMPLES: &[&str] = &[
+    "enterprise_registry",
+    "social_insurance",
+    "medical_claims",
+    "min_living_allowance",
+];
 
 #[test]
 fn catalog_over_http() {
@@ -18,13 +23,24 @@ fn catalog_over_http() {
     assert_eq!(health["status"], "ok");
     let openapi = server.get_json("/api/openapi.json", 200);
     for path in ["/api/catalog", "/api/catalog/{id}", "/healthz"] {
-        assert!(openapi["paths"].get(path).is_some(), "{path} missing from OpenAPI");
+        assert!(
+            openapi["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
     }
 
     // Listing: not-open data is hidden by default.
     let list = server.get_json("/api/catalog", 200);
-    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["enterprise_registry", "medical_claims", "social_insurance"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["enterprise_registry", "medical_claims", "social_insurance"]
+    );
     for entry in list.as_array().unwrap() {
         let v = &entry["latest_version"];
         assert_eq!(v["version"], 1, "{entry}");
@@ -38,7 +54,12 @@ fn catalog_over_http() {
     assert_eq!(l4.as_array().unwrap().len(), 1);
     assert_eq!(l4[0]["id"], "medical_claims");
     let text = server.get_json("/api/catalog?q=%E7%A4%BE%E4%BC%9A%E4%BF%9D%E9%99%A9", 200); // 社会保险
-    assert!(text.as_array().unwrap().iter().any(|d| d["id"] == "social_insurance"));
+    assert!(
+        text.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "social_insurance")
+    );
     let none = server.get_json("/api/catalog?q=no-such-thing-anywhere", 200);
     assert_eq!(none.as_array().unwrap().len(), 0);
 
@@ -50,17 +71,33 @@ fn catalog_over_http() {
     assert_eq!(detail["versions"].as_array().unwrap().len(), 1);
     assert_eq!(detail["versions"][0]["quality"]["passed"], true);
     let body = detail.to_string();
-    let samples_csv = std::fs::read_to_string(dir.path().join("samples/social_insurance.csv")).unwrap();
-    let first_person = samples_csv.lines().nth(1).unwrap().split(',').next().unwrap();
-    assert!(!body.contains(first_person), "catalog detail leaks a person id");
+    let samples_csv =
+        std::fs::read_to_string(dir.path().join("samples/social_insurance.csv")).unwrap();
+    let first_person = samples_csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    assert!(
+        !body.contains(first_person),
+        "catalog detail leaks a person id"
+    );
 
     // Errors: one JSON shape, stable codes, a request id on every response.
     let hidden = server.get_json("/api/catalog/min_living_allowance", 404);
     let unknown = server.get_json("/api/catalog/no_such_dataset", 404);
     assert_eq!(hidden["error"]["code"], "not_found");
     assert_eq!(
-        hidden["error"]["message"].as_str().unwrap().replace("min_living_allowance", "X"),
-        unknown["error"]["message"].as_str().unwrap().replace("no_such_dataset", "X"),
+        hidden["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("min_living_allowance", "X"),
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("no_such_dataset", "X"),
         "a hidden dataset must be indistinguishable from an unknown one"
     );
     let bad = server.get_json("/api/catalog?open_type=secret", 400);
@@ -71,7 +108,11 @@ fn catalog_over_http() {
     assert_eq!(bad_id["error"]["code"], "bad_request");
     let no_route = server.get_json("/api/nothing-here", 404);
     assert_eq!(no_route["error"]["code"], "not_found");
-    let resp = server.client().post(server.url("/api/catalog")).send().unwrap();
+    let resp = server
+        .client()
+        .post(server.url("/api/catalog"))
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
     let resp = server.get("/healthz");
     assert!(resp.headers().get("x-request-id").is_some());
@@ -91,8 +132,21 @@ fn catalog_over_http() {
     assert_eq!(tail.lines().count(), 5, "{tail}");
     let manifest = common::repo_root().join("datasets/manifests/social_insurance.toml");
     let csv = dir.path().join("samples/social_insurance.csv");
-    let out = run(&data, &["dataset", "import", manifest.to_str().unwrap(), csv.to_str().unwrap()], false);
-    assert!(stderr(&out).contains("in use by another anyu process"), "{}", stderr(&out));
+    let out = run(
+        &data,
+        &[
+            "dataset",
+            "import",
+            manifest.to_str().unwrap(),
+            csv.to_str().unwrap(),
+        ],
+        false,
+    );
+    assert!(
+        stderr(&out).contains("in use by another anyu process"),
+        "{}",
+        stderr(&out)
+    );
 
     server.stop();
 
@@ -100,8 +154,17 @@ fn catalog_over_http() {
     let out = run(&data, &["audit", "verify"], true);
     assert!(stdout(&out).contains("audit chain OK"), "{}", stdout(&out));
     let tail = stdout(&run(&data, &["audit", "tail", "-n", "1000"], true));
-    for action in ["platform.init", "dataset.import", "server.start", "catalog.read", "server.stop"] {
-        assert!(tail.contains(&format!("\"action\":\"{action}\"")), "no {action} event in:\n{tail}");
+    for action in [
+        "platform.init",
+        "dataset.import",
+        "server.start",
+        "catalog.read",
+        "server.stop",
+    ] {
+        assert!(
+            tail.contains(&format!("\"action\":\"{action}\"")),
+            "no {action} event in:\n{tail}"
+        );
     }
 }
 
@@ -121,7 +184,10 @@ fn not_open_listed_by_name_only_when_configured() {
         .expect("listed by name");
     assert_eq!(entry["open_type"], "not_open");
     assert!(entry["latest_version"].is_null());
-    assert!(entry["columns"].as_array().is_none_or(|c| c.is_empty()), "{entry}");
+    assert!(
+        entry["columns"].as_array().is_none_or(|c| c.is_empty()),
+        "{entry}"
+    );
     let detail = server.get_json("/api/catalog/min_living_allowance", 200);
     assert_eq!(detail["versions"].as_array().unwrap().len(), 0);
     server.stop();
@@ -136,17 +202,35 @@ fn cli_refuses_bad_inputs_and_leaves_nothing() {
     // A second init must not replace the keys.
     let key_before = std::fs::read(data.join("keys/master.key")).unwrap();
     let out = run(&data, &["init"], false);
-    assert!(stderr(&out).contains("already initialised"), "{}", stderr(&out));
-    assert_eq!(key_before, std::fs::read(data.join("keys/master.key")).unwrap());
+    assert!(
+        stderr(&out).contains("already initialised"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        key_before,
+        std::fs::read(data.join("keys/master.key")).unwrap()
+    );
 
     // A CSV missing a column is refused, and no version directory appears.
     let manifest = common::repo_root().join("datasets/manifests/enterprise_registry.toml");
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "credit_code,name\n91440300MA5DC0XX4Y,x\n").unwrap();
-    let out = run(&data, &["dataset", "import", manifest.to_str().unwrap(), bad.to_str().unwrap()], false);
+    let out = run(
+        &data,
+        &[
+            "dataset",
+            "import",
+            manifest.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+        false,
+    );
     assert!(stderr(&out).contains("invalid data"), "{}", stderr(&out));
     let ds = data.join("datasets/enterprise_registry");
-    let leftovers: Vec<_> = std::fs::read_dir(&ds).map(|d| d.flatten().collect()).unwrap_or_default();
+    let leftovers: Vec<_> = std::fs::read_dir(&ds)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     let list = stdout(&run(&data, &["dataset", "list"], true));
     assert!(!list.contains("enterprise_registry"), "{list}");

@@ -239,16 +239,20 @@ impl Domain {
         }
         let keyring = Arc::new(Keyring::open(&dir.keys())?);
         let store = Store::open(&dir.meta_db()).await?;
-        let audit = AuditLog::open(&dir.audit_db(), keyring.signing_key(), options.audit.clone())
-            .await
-            .map_err(|e| match e {
-                Error::Conflict(_) => Error::Conflict(format!(
-                    "{} is in use by another anyu process (a running server?); \
+        let audit = AuditLog::open(
+            &dir.audit_db(),
+            keyring.signing_key(),
+            options.audit.clone(),
+        )
+        .await
+        .map_err(|e| match e {
+            Error::Conflict(_) => Error::Conflict(format!(
+                "{} is in use by another anyu process (a running server?); \
                      read-only commands still work, changes need it stopped",
-                    root.display()
-                )),
-                other => other,
-            })?;
+                root.display()
+            )),
+            other => other,
+        })?;
         Ok(Domain {
             dir,
             options,

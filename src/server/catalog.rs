@@ -2,10 +2,10 @@
 //! never rows of any dataset.
 
 use axum::Json;
+use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use axum::Router;
 use enclave::Actor;
 use enclave::catalog::{CatalogQuery, OpenType};
 use enclave::domain::{CatalogDetail, CatalogListing};
@@ -57,7 +57,9 @@ pub async fn list_catalog(
         open_type: params.open_type,
         grade: params.grade,
     };
-    Ok(Json(state.domain.catalog(&Actor::anonymous(), &query).await?))
+    Ok(Json(
+        state.domain.catalog(&Actor::anonymous(), &query).await?,
+    ))
 }
 
 /// One dataset's catalog entry: metadata, versions and quality summaries.
@@ -74,8 +76,16 @@ pub async fn get_catalog_entry(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CatalogDetail>> {
-    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-        return Err(ApiError::bad_request("dataset id must be 1-64 characters of a-z, 0-9 and _"));
+    if id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(ApiError::bad_request(
+            "dataset id must be 1-64 characters of a-z, 0-9 and _",
+        ));
     }
-    Ok(Json(state.domain.catalog_entry(&Actor::anonymous(), &id).await?))
+    Ok(Json(
+        state.domain.catalog_entry(&Actor::anonymous(), &id).await?,
+    ))
 }

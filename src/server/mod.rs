@@ -73,7 +73,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response_parts()
         }))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout()));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout(),
+        ));
 
     Router::new()
         .merge(route_system())
@@ -108,7 +111,10 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", tag = "system",
     responses((status = 200, description = "The server is up", body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
@@ -120,7 +126,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 /// Serves until SIGINT/SIGTERM (or `shutdown` fires), then drains requests,
@@ -136,8 +146,13 @@ pub async fn serve(
         Ok(l) => l,
         Err(e) => {
             domain
-                .record(&Actor::system(), "server.start", format!("listen:{listen}"), Outcome::Failure,
-                    serde_json::json!({ "error": e.kind().to_string() }))
+                .record(
+                    &Actor::system(),
+                    "server.start",
+                    format!("listen:{listen}"),
+                    Outcome::Failure,
+                    serde_json::json!({ "error": e.kind().to_string() }),
+                )
                 .await?;
             domain.close().await?;
             return Err(format!("cannot listen on {listen}: {e}").into());
@@ -145,8 +160,13 @@ pub async fn serve(
     };
     let local = listener.local_addr()?;
     domain
-        .record(&Actor::system(), "server.start", format!("listen:{local}"), Outcome::Success,
-            serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+        .record(
+            &Actor::system(),
+            "server.start",
+            format!("listen:{local}"),
+            Outcome::Success,
+            serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }),
+        )
         .await?;
     tracing::info!(%local, "listening");
     println!("Anyu listening on http://{local}");
@@ -154,12 +174,25 @@ pub async fn serve(
         let _ = tx.send(local);
     }
 
-    let app = router(AppState { domain: Arc::clone(&domain) }, config);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let app = router(
+        AppState {
+            domain: Arc::clone(&domain),
+        },
+        config,
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
 
     tracing::info!("shutting down");
     domain
-        .record(&Actor::system(), "server.stop", format!("listen:{local}"), Outcome::Success, serde_json::json!({}))
+        .record(
+            &Actor::system(),
+            "server.stop",
+            format!("listen:{local}"),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
         .await?;
     domain.close().await?;
     Ok(())
@@ -196,7 +229,10 @@ mod tests {
         let doc = ApiDoc::openapi();
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
         for route in ["/healthz", "/api/catalog", "/api/catalog/{id}"] {
-            assert!(paths.contains(&route), "{route} missing from OpenAPI: {paths:?}");
+            assert!(
+                paths.contains(&route),
+                "{route} missing from OpenAPI: {paths:?}"
+            );
         }
     }
 }

@@ -19,7 +19,9 @@ pub fn repo_root() -> PathBuf {
 pub fn anyu(data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_anyu"));
     cmd.arg("--data-dir").arg(data_dir);
-    cmd.env_remove("ANYU_LISTEN").env_remove("ANYU_CONFIG").env("ANYU_LOG", "warn");
+    cmd.env_remove("ANYU_LISTEN")
+        .env_remove("ANYU_CONFIG")
+        .env("ANYU_LOG", "warn");
     cmd
 }
 
@@ -55,13 +57,33 @@ pub fn prepared_data_dir(rows: u64, datasets: &[&str]) -> tempfile::TempDir {
     let samples = dir.path().join("samples");
     run(
         &data,
-        &["datasets", "generate", "--rows", &rows.to_string(), "--seed", "5", "--out", samples.to_str().unwrap()],
+        &[
+            "datasets",
+            "generate",
+            "--rows",
+            &rows.to_string(),
+            "--seed",
+            "5",
+            "--out",
+            samples.to_str().unwrap(),
+        ],
         true,
     );
     for id in datasets {
-        let manifest = repo_root().join("datasets/manifests").join(format!("{id}.toml"));
+        let manifest = repo_root()
+            .join("datasets/manifests")
+            .join(format!("{id}.toml"));
         let csv = samples.join(format!("{id}.csv"));
-        run(&data, &["dataset", "import", manifest.to_str().unwrap(), csv.to_str().unwrap()], true);
+        run(
+            &data,
+            &[
+                "dataset",
+                "import",
+                manifest.to_str().unwrap(),
+                csv.to_str().unwrap(),
+            ],
+            true,
+        );
     }
     dir
 }
