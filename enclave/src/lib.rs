@@ -12,7 +12,7 @@
 //!                   └─▶ storage (Parquet Modular Encryption,   store (SQLite: datasets,
 //!                        data keys wrapped by keyring)  ─▶      versions, reports)
 //!                                                          │
-//!  DataFusion SessionContext ◀─ storage::register (EncryptionFactory = keyring)
+//!  DataFusion SessionContext ◀─ storage::register_version (EncryptionFactory = keyring)
 //!
 //!  every state change ─▶ audit::AuditLog (SHA-256 hash chain, Ed25519 checkpoints)
 //! ```

@@ -99,6 +99,10 @@
 //! hash, compares stored `prev_hash`, stored `hash` and the signed hash. At the
 //! first mismatch it looks at the event and the next one to name the kind
 //! ([`ProblemKind`]): the seq is exact, the kind a best-effort diagnosis.
+//! Rows are read in place through the raw SQLite handle (a fast path, ~3x
+//! the driver's per-row throughput); an interval with any problem or anything
+//! unusual is re-verified through the driver, which names the problem, so the
+//! report is the same either way.
 //!
 //! ## What this protects against, and what not
 //!
@@ -140,7 +144,7 @@ mod writer;
 use serde::{Deserialize, Serialize};
 
 pub use format::{FORMAT_VERSION, GENESIS_HASH, ROLES, canonical_event, event_hash};
-pub use verify::verify;
+pub use verify::{verify, verify_sequential};
 pub use writer::{AuditLog, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, list};
 
 /// Tuning of [`AuditLog`].
