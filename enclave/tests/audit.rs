@@ -1122,7 +1122,17 @@ async fn fast_and_sequential_verification_agree_on_a_clean_log() {
     for i in 1..=95 {
         log.append(event(i)).await.unwrap();
     }
-    // Open log: nine checkpoints, the tail covered by the witness only.
+    // Open log: nine checkpoints, the tail covered by the witness only. The
+    // witness is rewritten off the commit path (at most every 50 ms): wait
+    // until it covers the head, so both verifiers see the same witness.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.verify().await.unsigned_events > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "head witness never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let report = verify_both(&f).await;
     assert!(report.is_ok(), "{report:?}");
     assert_eq!((report.events, report.head_seq), (95, 95));
