@@ -31,6 +31,15 @@ pub enum Error {
     #[error("conflict: {0}")]
     Conflict(String),
 
+    /// The caller is not (or no longer) authenticated; the text is fixed per
+    /// cause and never says which of username or password was wrong.
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    /// Too many failed logins: the account is temporarily locked.
+    #[error("account temporarily locked; try again later")]
+    AccountLocked,
+
     /// Decryption or key handling failed: wrong key, tampered file, unreadable key file.
     #[error("crypto: {0}")]
     Crypto(String),
@@ -71,6 +80,8 @@ impl Error {
             Error::InvalidArgument(_) => "invalid_argument",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::AccountLocked => "account_locked",
             Error::Crypto(_) => "crypto_error",
             Error::Audit(_) => "audit_error",
             Error::Io { .. } => "io_error",

@@ -22,18 +22,24 @@
 //! | module | owns |
 //! |---|---|
 //! | [`catalog`] | manifest format, validation, catalog queries |
+//! | [`access`] | eligibility rules, application and grant state machines (joint review, separation of duties) |
+//! | [`identity`] | accounts, roles, Argon2id passwords, sessions, API tokens, login lockout |
 //! | [`ids`] | 身份证号 (ISO 7064 MOD 11-2) and 统一社会信用代码 (GB 32100) check characters |
 //! | [`keyring`] | master key, data-key wrapping (AES-256-GCM), platform Ed25519 signing key |
 //! | [`storage`] | encrypted Parquet dataset versions and their DataFusion registration |
 //! | [`ingest`] | streaming import of CSV / Parquet / Arrow IPC / NDJSON with a quality report |
 //! | [`store`] | the metadata database (SQLite through sqlx, migrations) |
 //! | [`audit`] | the tamper-evident audit log |
+//! | [`calendar`] | mainland-China working-day calendar and due dates in working days |
 //! | [`domain`] | [`Domain`]: one data directory; the entry point the CLI and server call |
 
+pub mod access;
 pub mod audit;
+pub mod calendar;
 pub mod catalog;
 pub mod domain;
 mod error;
+pub mod identity;
 pub mod ids;
 pub mod ingest;
 pub mod keyring;

@@ -8,6 +8,7 @@
 //! `Ok` has reached the disk.
 
 mod catalog;
+mod identity;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -16,6 +17,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
+pub use identity::{FailedLoginCount, SessionRecord, UserCredentials};
 
 use crate::{Error, Result};
 

@@ -1,0 +1,656 @@
+//! Real-name accounts, roles, passwords, sessions, API tokens and login lockout.
+//!
+//! Secrets never reach the store: passwords are kept as Argon2id PHC strings,
+//! session and API tokens (256 random bits each) as their SHA-256. A token is
+//! returned to its owner exactly once.
+//!
+//! Every method takes the current time as `now`, so callers (and tests) decide
+//! the clock. This module writes no audit events; its results carry what the
+//! caller needs to record them (user id, role, outcome).
+
+mod model;
+mod secret;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::Params;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use model::{ApiTokenInfo, CreditFlag, Principal, Role, TokenKind, User};
+pub use secret::{API_PREFIX, SESSION_PREFIX};
+
+use crate::catalog::OrganisationType;
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// Error text for an unknown user and a wrong password alike.
+pub const INVALID_CREDENTIALS: &str = "invalid username or password";
+/// Error text for a token that is unknown, expired or revoked.
+pub const INVALID_TOKEN: &str = "invalid or expired token";
+/// Error text for a disabled account.
+pub const ACCOUNT_DISABLED: &str = "account is disabled";
+
+const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_TEXT_CHARS: usize = 200;
+const MAX_TOKEN_NAME_CHARS: usize = 100;
+
+/// Tunable limits of the identity service.
+#[derive(Debug, Clone)]
+pub struct IdentityPolicy {
+    /// Lifetime of a login session.
+    pub session_ttl: Duration,
+    /// Consecutive failed logins that lock an account.
+    pub max_failed_logins: u32,
+    /// How long a locked account stays locked.
+    pub lockout: Duration,
+    /// Minimum password length, in characters.
+    pub min_password_len: usize,
+    /// Argon2id cost for new password hashes (existing hashes keep their own).
+    pub password_params: Params,
+}
+
+impl Default for IdentityPolicy {
+    fn default() -> Self {
+        IdentityPolicy {
+            session_ttl: Duration::from_secs(8 * 3600),
+            max_failed_logins: 5,
+            lockout: Duration::from_secs(15 * 60),
+            min_password_len: 12,
+            password_params: Params::default(),
+        }
+    }
+}
+
+impl IdentityPolicy {
+    /// The same policy with the cheapest Argon2id cost. For tests only: unoptimised
+    /// builds take seconds per hash at the default cost.
+    pub fn with_insecure_fast_hashing(mut self) -> Self {
+        self.password_params = Params::new(Params::MIN_M_COST, 1, 1, None)
+            .expect("minimum Argon2 parameters are valid");
+        self
+    }
+}
+
+/// What an administrator supplies to create an account.
+#[derive(Clone, Deserialize, ToSchema)]
+pub struct NewUser {
+    /// 3 to 32 characters of `a-z`, `0-9`, `_`, `.`, `-`.
+    pub username: String,
+    pub password: String,
+    pub real_name: String,
+    pub organisation: String,
+    pub organisation_type: OrganisationType,
+    pub role: Role,
+    /// Required (at least one) for stewards; must be empty for other roles.
+    #[serde(default)]
+    pub provider_agencies: Vec<String>,
+    /// Real-name verification already done.
+    #[serde(default)]
+    pub verified: bool,
+    #[serde(default)]
+    pub credit_flags: Vec<CreditFlag>,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful login. `token` is shown to the user once and stored only hashed.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct LoginSuccess {
+    /// `anyu_s_…` bearer token.
+    pub token: String,
+    pub user: User,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+impl fmt::Debug for LoginSuccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginSuccess")
+            .field("token", &"<redacted>")
+            .field("user", &self.user)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why a login was refused; for the audit log, not for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// No such username.
+    UnknownUser,
+    /// Wrong password; the account is not (yet) locked.
+    WrongPassword,
+    /// Wrong password, and this failure locked the account.
+    LockedNow,
+    /// The account was already locked; the password was not checked.
+    Locked,
+    /// Right password, but the account is disabled.
+    Disabled,
+}
+
+impl RefusalReason {
+    /// Stable name for audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::UnknownUser => "unknown_user",
+            RefusalReason::WrongPassword => "wrong_password",
+            RefusalReason::LockedNow => "locked_now",
+            RefusalReason::Locked => "locked",
+            RefusalReason::Disabled => "disabled",
+        }
+    }
+}
+
+/// A refused login with what the audit log needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRefusal {
+    pub reason: RefusalReason,
+    /// The account, when the username exists.
+    pub user_id: Option<String>,
+    pub role: Option<Role>,
+}
+
+impl LoginRefusal {
+    /// The error to show the caller. Unknown user and wrong password are
+    /// indistinguishable; the remaining attempts are never revealed.
+    pub fn error(&self) -> Error {
+        match self.reason {
+            RefusalReason::UnknownUser | RefusalReason::WrongPassword => {
+                Error::Unauthenticated(INVALID_CREDENTIALS.into())
+            }
+            RefusalReason::LockedNow | RefusalReason::Locked => Error::AccountLocked,
+            RefusalReason::Disabled => Error::Unauthenticated(ACCOUNT_DISABLED.into()),
+        }
+    }
+}
+
+/// The result of a login attempt: audit it, then convert with [`LoginOutcome::into_result`].
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    Success(Box<LoginSuccess>),
+    Refused(LoginRefusal),
+}
+
+impl LoginOutcome {
+    /// The session, or the caller-facing error of a refusal.
+    pub fn into_result(self) -> Result<LoginSuccess> {
+        match self {
+            LoginOutcome::Success(s) => Ok(*s),
+            LoginOutcome::Refused(r) => Err(r.error()),
+        }
+    }
+}
+
+/// The identity service over the metadata store. Cheap to clone.
+#[derive(Clone)]
+pub struct Identity {
+    store: Store,
+    policy: IdentityPolicy,
+    /// Hash checked for unknown usernames so they cost as much as wrong passwords.
+    dummy_hash: Arc<tokio::sync::OnceCell<String>>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| Error::Internal("stored timestamp unreadable".into()))
+}
+
+fn delta(d: Duration, what: &str) -> Result<TimeDelta> {
+    TimeDelta::from_std(d).map_err(|_| Error::InvalidArgument(format!("{what} is too long")))
+}
+
+fn unauthenticated(msg: &str) -> Error {
+    Error::Unauthenticated(msg.into())
+}
+
+/// Checks a username: 3 to 32 characters of `a-z`, `0-9`, `_`, `.`, `-`.
+pub fn validate_username(username: &str) -> Result<()> {
+    let ok_chars = username
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+    if ok_chars && (3..=32).contains(&username.len()) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(
+            "username must be 3 to 32 characters of a-z, 0-9, '_', '.', '-'".into(),
+        ))
+    }
+}
+
+fn validate_text(value: &str, field: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::InvalidArgument(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > MAX_TEXT_CHARS {
+        return Err(Error::InvalidArgument(format!(
+            "{field} must be at most {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Identity {
+    /// A service over `store` with the given limits.
+    pub fn new(store: Store, policy: IdentityPolicy) -> Identity {
+        Identity {
+            store,
+            policy,
+            dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    /// The limits in force.
+    pub fn policy(&self) -> &IdentityPolicy {
+        &self.policy
+    }
+
+    fn validate_password(&self, password: &str) -> Result<()> {
+        if password.chars().count() < self.policy.min_password_len {
+            return Err(Error::InvalidArgument(format!(
+                "password must be at least {} characters",
+                self.policy.min_password_len
+            )));
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "password must be at most {MAX_PASSWORD_BYTES} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Argon2 is CPU-bound for tens of milliseconds: keep it off the async workers.
+    async fn hash(&self, password: &str) -> Result<String> {
+        let params = self.policy.password_params.clone();
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || secret::hash_password(&params, &password))
+            .await
+            .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
+    }
+
+    async fn verify(&self, phc: &str, password: &str) -> Result<bool> {
+        let phc = phc.to_string();
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || secret::verify_password(&phc, &password))
+            .await
+            .map_err(|e| Error::Internal(format!("password verification task failed: {e}")))?
+    }
+
+    /// Creates an account. Invalid fields are [`Error::InvalidArgument`]; a taken
+    /// username is [`Error::Conflict`].
+    pub async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> Result<User> {
+        validate_username(&new.username)?;
+        self.validate_password(&new.password)?;
+        validate_text(&new.real_name, "real name")?;
+        validate_text(&new.organisation, "organisation")?;
+        let mut agencies: Vec<String> = new
+            .provider_agencies
+            .iter()
+            .map(|a| a.trim().to_string())
+            .collect();
+        if agencies.iter().any(String::is_empty) {
+            return Err(Error::InvalidArgument(
+                "provider agency names must not be empty".into(),
+            ));
+        }
+        agencies.sort();
+        agencies.dedup();
+        match (new.role, agencies.is_empty()) {
+            (Role::Steward, true) => {
+                return Err(Error::InvalidArgument(
+                    "a steward must be bound to at least one provider agency".into(),
+                ));
+            }
+            (Role::Researcher | Role::Admin | Role::Auditor, false) => {
+                return Err(Error::InvalidArgument(
+                    "only stewards are bound to provider agencies".into(),
+                ));
+            }
+            _ => {}
+        }
+        let mut credit_flags = new.credit_flags.clone();
+        credit_flags.sort();
+        credit_flags.dedup();
+
+        let user = User {
+            id: uuid::Uuid::now_v7().to_string(),
+            username: new.username.clone(),
+            real_name: new.real_name.trim().to_string(),
+            organisation: new.organisation.trim().to_string(),
+            organisation_type: new.organisation_type,
+            role: new.role,
+            provider_agencies: agencies,
+            verified: new.verified,
+            credit_flags,
+            disabled: false,
+            created_at: ts(now),
+            failed_logins: 0,
+            locked_until: None,
+        };
+        let hash = self.hash(&new.password).await?;
+        self.store.insert_user(&user, &hash).await?;
+        Ok(user)
+    }
+
+    /// Checks a username and password and, if they match an enabled, unlocked
+    /// account, opens a session. Refusals are `Ok(LoginOutcome::Refused)`, so the
+    /// caller can audit them; only store failures are `Err`.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        now: DateTime<Utc>,
+    ) -> Result<LoginOutcome> {
+        let Some(creds) = self.store.user_credentials(username).await? else {
+            // Spend the same work as a real check, so timing does not reveal
+            // usernames. Creating the dummy hash costs about one verification.
+            match self.dummy_hash.get() {
+                Some(dummy) => {
+                    self.verify(dummy, password).await?;
+                }
+                None => {
+                    let params = self.policy.password_params.clone();
+                    self.dummy_hash
+                        .get_or_try_init(|| async move {
+                            tokio::task::spawn_blocking(move || {
+                                secret::hash_password(&params, "anyu dummy password")
+                            })
+                            .await
+                            .map_err(|e| {
+                                Error::Internal(format!("password hashing task failed: {e}"))
+                            })?
+                        })
+                        .await?;
+                }
+            }
+            return Ok(LoginOutcome::Refused(LoginRefusal {
+                reason: RefusalReason::UnknownUser,
+                user_id: None,
+                role: None,
+            }));
+        };
+        let user = creds.user;
+        let refuse = |reason| {
+            Ok(LoginOutcome::Refused(LoginRefusal {
+                reason,
+                user_id: Some(user.id.clone()),
+                role: Some(user.role),
+            }))
+        };
+        if let Some(until) = &user.locked_until
+            && parse_ts(until)? > now
+        {
+            return refuse(RefusalReason::Locked);
+        }
+        if !self.verify(&creds.password_hash, password).await? {
+            let lock_until = ts(now + delta(self.policy.lockout, "lockout")?);
+            let count = self
+                .store
+                .record_failed_login(
+                    &user.id,
+                    &ts(now),
+                    self.policy.max_failed_logins,
+                    &lock_until,
+                )
+                .await?;
+            return refuse(if count.locked {
+                RefusalReason::LockedNow
+            } else {
+                RefusalReason::WrongPassword
+            });
+        }
+        if user.disabled {
+            return refuse(RefusalReason::Disabled);
+        }
+        if user.failed_logins > 0 || user.locked_until.is_some() {
+            self.store.clear_failed_logins(&user.id, &ts(now)).await?;
+        }
+        let token = secret::new_token(TokenKind::Session)?;
+        let expires_at = ts(now + delta(self.policy.session_ttl, "session lifetime")?);
+        self.store
+            .insert_session(&secret::token_hash(&token), &user.id, &ts(now), &expires_at)
+            .await?;
+        let user = self.store.user_by_id(&user.id).await?.unwrap_or(user);
+        Ok(LoginOutcome::Success(Box::new(LoginSuccess {
+            token,
+            user,
+            expires_at,
+        })))
+    }
+
+    /// Resolves a bearer token (`anyu_s_…` session or `anyu_t_…` API token) to
+    /// its principal. Unknown, expired and revoked tokens all give
+    /// [`Error::Unauthenticated`] with the same text.
+    pub async fn authenticate(&self, token: &str, now: DateTime<Utc>) -> Result<Principal> {
+        let kind = secret::token_kind(token).ok_or_else(|| unauthenticated(INVALID_TOKEN))?;
+        let hash = secret::token_hash(token);
+        let (user, expires_at, revoked) = match kind {
+            TokenKind::Session => {
+                let s = self
+                    .store
+                    .session(&hash)
+                    .await?
+                    .ok_or_else(|| unauthenticated(INVALID_TOKEN))?;
+                (s.user, Some(s.expires_at), s.revoked_at.is_some())
+            }
+            TokenKind::Api => {
+                let (info, user) = self
+                    .store
+                    .api_token(&hash)
+                    .await?
+                    .ok_or_else(|| unauthenticated(INVALID_TOKEN))?;
+                (user, info.expires_at, info.revoked_at.is_some())
+            }
+        };
+        if revoked {
+            return Err(unauthenticated(INVALID_TOKEN));
+        }
+        if let Some(expires_at) = expires_at
+            && parse_ts(&expires_at)? <= now
+        {
+            return Err(unauthenticated(INVALID_TOKEN));
+        }
+        if user.disabled {
+            return Err(unauthenticated(ACCOUNT_DISABLED));
+        }
+        Ok(Principal::new(user, kind))
+    }
+
+    /// Revokes the session of `token`. Revoking twice is fine; a token that is
+    /// not a known session is [`Error::Unauthenticated`].
+    pub async fn logout(&self, token: &str, now: DateTime<Utc>) -> Result<()> {
+        if secret::token_kind(token) != Some(TokenKind::Session) {
+            return Err(unauthenticated(INVALID_TOKEN));
+        }
+        if self
+            .store
+            .revoke_session(&secret::token_hash(token), &ts(now))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(unauthenticated(INVALID_TOKEN))
+        }
+    }
+
+    /// Revokes every live session of a user; returns how many.
+    pub async fn revoke_sessions(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64> {
+        self.store.revoke_user_sessions(user_id, &ts(now)).await
+    }
+
+    /// Creates an API token for a user. The token string is returned once and
+    /// never again; `expires_at: None` means valid until revoked.
+    pub async fn create_api_token(
+        &self,
+        user_id: &str,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(String, ApiTokenInfo)> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_TOKEN_NAME_CHARS {
+            return Err(Error::InvalidArgument(format!(
+                "token name must be 1 to {MAX_TOKEN_NAME_CHARS} characters"
+            )));
+        }
+        if let Some(t) = expires_at
+            && t <= now
+        {
+            return Err(Error::InvalidArgument(
+                "token expiry must be in the future".into(),
+            ));
+        }
+        if self.store.user_by_id(user_id).await?.is_none() {
+            return Err(Error::NotFound("user".into()));
+        }
+        let token = secret::new_token(TokenKind::Api)?;
+        let info = ApiTokenInfo {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user_id.to_string(),
+            name: name.to_string(),
+            created_at: ts(now),
+            expires_at: expires_at.map(ts),
+            revoked_at: None,
+        };
+        self.store
+            .insert_api_token(&info, &secret::token_hash(&token))
+            .await?;
+        Ok((token, info))
+    }
+
+    /// Revokes an API token by id and returns it (its `user_id` is for the audit log).
+    pub async fn revoke_api_token(&self, id: &str, now: DateTime<Utc>) -> Result<ApiTokenInfo> {
+        self.store
+            .revoke_api_token(id, &ts(now))
+            .await?
+            .ok_or_else(|| Error::NotFound("API token".into()))
+    }
+
+    /// An API token's metadata by id (to check its owner before revoking).
+    pub async fn get_api_token(&self, id: &str) -> Result<ApiTokenInfo> {
+        self.store
+            .api_token_by_id(id)
+            .await?
+            .ok_or_else(|| Error::NotFound("API token".into()))
+    }
+
+    /// A user's API tokens, revoked ones included, oldest first.
+    pub async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenInfo>> {
+        self.store.list_api_tokens(user_id).await
+    }
+
+    /// Disables an account and revokes its sessions. Its API tokens stop working
+    /// while it stays disabled.
+    pub async fn disable_user(&self, username: &str, now: DateTime<Utc>) -> Result<User> {
+        let user = self.get_user(username).await?;
+        self.store
+            .set_user_disabled(&user.id, true, &ts(now))
+            .await?;
+        self.store.revoke_user_sessions(&user.id, &ts(now)).await?;
+        self.get_user(username).await
+    }
+
+    /// Re-enables a disabled account.
+    pub async fn enable_user(&self, username: &str, now: DateTime<Utc>) -> Result<User> {
+        let user = self.get_user(username).await?;
+        self.store
+            .set_user_disabled(&user.id, false, &ts(now))
+            .await?;
+        self.get_user(username).await
+    }
+
+    /// Sets a new password, clears any lockout, and revokes the user's sessions.
+    pub async fn reset_password(
+        &self,
+        username: &str,
+        new_password: &str,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        self.validate_password(new_password)?;
+        let user = self.get_user(username).await?;
+        let hash = self.hash(new_password).await?;
+        self.store
+            .set_password_hash(&user.id, &hash, &ts(now))
+            .await?;
+        self.store.revoke_user_sessions(&user.id, &ts(now)).await?;
+        self.get_user(username).await
+    }
+
+    /// Records the outcome of real-name verification.
+    pub async fn set_verified(
+        &self,
+        username: &str,
+        verified: bool,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        let user = self.get_user(username).await?;
+        self.store
+            .set_user_verified(&user.id, verified, &ts(now))
+            .await?;
+        self.get_user(username).await
+    }
+
+    /// Replaces the credit flags (XM:24) of an account.
+    pub async fn set_credit_flags(
+        &self,
+        username: &str,
+        flags: &[CreditFlag],
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        let mut flags = flags.to_vec();
+        flags.sort();
+        flags.dedup();
+        let user = self.get_user(username).await?;
+        self.store
+            .set_user_credit_flags(&user.id, &flags, &ts(now))
+            .await?;
+        self.get_user(username).await
+    }
+
+    /// Every account, ordered by username.
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        self.store.list_users().await
+    }
+
+    /// One account by username.
+    pub async fn get_user(&self, username: &str) -> Result<User> {
+        self.store
+            .user_by_username(username)
+            .await?
+            .ok_or_else(|| Error::NotFound("user".into()))
+    }
+
+    /// One account by id.
+    pub async fn get_user_by_id(&self, id: &str) -> Result<User> {
+        self.store
+            .user_by_id(id)
+            .await?
+            .ok_or_else(|| Error::NotFound("user".into()))
+    }
+}

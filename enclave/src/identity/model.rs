@@ -1,0 +1,147 @@
+//! Account types shared by the identity service and the store.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::catalog::OrganisationType;
+use crate::{Error, Result};
+
+/// What an account may do; authorization decides per action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Applies for and uses data.
+    Researcher,
+    /// Acts for one or more provider agencies (reviews, imports).
+    Steward,
+    /// Operates the platform.
+    Admin,
+    /// Reads the audit log.
+    Auditor,
+}
+
+impl Role {
+    /// Every role, in a stable order.
+    pub const ALL: [Role; 4] = [Role::Researcher, Role::Steward, Role::Admin, Role::Auditor];
+
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Researcher => "researcher",
+            Role::Steward => "steward",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "role must be one of researcher, steward, admin, auditor".into(),
+                )
+            })
+    }
+}
+
+/// Credit-list entries (XM:24) that bar an account from conditional data.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditFlag {
+    /// On the dishonest-debtor list (失信被执行人).
+    DishonestDebtor,
+    /// On the abnormal-operation list (经营异常名录).
+    AbnormalOperation,
+    /// On the serious-violation list (严重违法失信名单).
+    SeriousViolation,
+}
+
+/// A real-name account. Never carries the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// UUID v7.
+    pub id: String,
+    pub username: String,
+    pub real_name: String,
+    pub organisation: String,
+    pub organisation_type: OrganisationType,
+    pub role: Role,
+    /// Provider agencies a steward acts for; empty for other roles.
+    pub provider_agencies: Vec<String>,
+    /// Real-name verification done.
+    pub verified: bool,
+    pub credit_flags: Vec<CreditFlag>,
+    pub disabled: bool,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// Consecutive failed logins since the last success or lockout expiry.
+    pub failed_logins: u32,
+    /// RFC 3339 UTC; logins are refused before this time.
+    pub locked_until: Option<String>,
+}
+
+/// How a request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// An interactive login session (`anyu_s_…`).
+    Session,
+    /// A long-lived API token for scripts and the CLI (`anyu_t_…`).
+    Api,
+}
+
+/// Who is making a request, as handlers and authorization see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Principal {
+    pub user_id: String,
+    pub username: String,
+    pub role: Role,
+    pub organisation: String,
+    pub organisation_type: OrganisationType,
+    pub provider_agencies: Vec<String>,
+    pub token_kind: TokenKind,
+}
+
+impl Principal {
+    pub(crate) fn new(user: User, token_kind: TokenKind) -> Principal {
+        Principal {
+            user_id: user.id,
+            username: user.username,
+            role: user.role,
+            organisation: user.organisation,
+            organisation_type: user.organisation_type,
+            provider_agencies: user.provider_agencies,
+            token_kind,
+        }
+    }
+}
+
+/// An API token's metadata; the token itself is shown only once, at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiTokenInfo {
+    /// UUID v7.
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub created_at: String,
+    /// `None`: valid until revoked.
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}

@@ -1,0 +1,450 @@
+//! Identity tables: users, login sessions, API tokens.
+//!
+//! Only hashes of secrets reach these tables; see [`crate::identity`].
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::Store;
+use crate::identity::{ApiTokenInfo, CreditFlag, User};
+use crate::{Error, Result};
+
+/// A user row with its password hash; only the identity service reads it.
+#[derive(Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+impl fmt::Debug for UserCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserCredentials")
+            .field("user", &self.user)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A stored login session and its owner.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub user: User,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// The outcome of recording one failed login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedLoginCount {
+    /// Consecutive failures, this one included.
+    pub failed_logins: u32,
+    /// This failure reached the limit and locked the account.
+    pub locked: bool,
+}
+
+const USER_COLUMNS: &str = "id, username, real_name, organisation, organisation_type, role, \
+     provider_agencies_json, verified, credit_flags_json, disabled, failed_logins, locked_until, created_at";
+
+const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, expires_at, revoked_at";
+
+/// Stores a unit-variant enum by its serde name.
+fn enum_to_str<T: Serialize>(value: &T, what: &str) -> Result<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => Ok(s),
+        _ => Err(Error::Internal(format!(
+            "{what} does not serialize to a name"
+        ))),
+    }
+}
+
+fn enum_from_str<T: DeserializeOwned>(s: String, what: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s))
+        .map_err(|_| Error::Internal(format!("stored {what} is unknown")))
+}
+
+fn json_to_string<T: Serialize>(value: &T, what: &str) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::Internal(format!("{what} does not serialize: {e}")))
+}
+
+fn json_from_str<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| Error::Internal(format!("stored {what} unreadable: {e}")))
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User> {
+    let agencies: String = row.try_get("provider_agencies_json")?;
+    let flags: String = row.try_get("credit_flags_json")?;
+    let failed: i64 = row.try_get("failed_logins")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        real_name: row.try_get("real_name")?,
+        organisation: row.try_get("organisation")?,
+        organisation_type: enum_from_str(row.try_get("organisation_type")?, "organisation type")?,
+        role: enum_from_str(row.try_get("role")?, "role")?,
+        provider_agencies: json_from_str(&agencies, "provider agencies")?,
+        verified: row.try_get::<i64, _>("verified")? != 0,
+        credit_flags: json_from_str(&flags, "credit flags")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        failed_logins: u32::try_from(failed)
+            .map_err(|_| Error::Internal("stored failed-login count out of range".into()))?,
+        locked_until: row.try_get("locked_until")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<ApiTokenInfo> {
+    Ok(ApiTokenInfo {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+impl Store {
+    /// Inserts a new user. A taken username is a [`Error::Conflict`].
+    pub async fn insert_user(&self, user: &User, password_hash: &str) -> Result<()> {
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO users ({USER_COLUMNS}, password_hash, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(&user.real_name)
+        .bind(&user.organisation)
+        .bind(enum_to_str(&user.organisation_type, "organisation type")?)
+        .bind(user.role.as_str())
+        .bind(json_to_string(
+            &user.provider_agencies,
+            "provider agencies",
+        )?)
+        .bind(i64::from(user.verified))
+        .bind(json_to_string(&user.credit_flags, "credit flags")?)
+        .bind(i64::from(user.disabled))
+        .bind(i64::from(user.failed_logins))
+        .bind(&user.locked_until)
+        .bind(&user.created_at)
+        .bind(password_hash)
+        .bind(&user.created_at)
+        .execute(&self.pool)
+        .await;
+        if let Err(sqlx::Error::Database(e)) = &inserted
+            && e.is_unique_violation()
+        {
+            return Err(Error::Conflict("username is already taken".into()));
+        }
+        inserted?;
+        Ok(())
+    }
+
+    /// A user and their password hash, by username.
+    pub async fn user_credentials(&self, username: &str) -> Result<Option<UserCredentials>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(UserCredentials {
+                user: user_from_row(&row)?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// A user by username.
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// A user by id.
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Every user, ordered by username.
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    /// Counts one failed login in a single statement, so concurrent attempts
+    /// cannot undercount. A lock that expired before `now` starts the count
+    /// afresh; reaching `max` sets `locked_until`.
+    pub async fn record_failed_login(
+        &self,
+        user_id: &str,
+        now: &str,
+        max: u32,
+        lock_until: &str,
+    ) -> Result<FailedLoginCount> {
+        let row = sqlx::query(
+            "UPDATE users SET \
+               failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= ?1 \
+                                    THEN 1 ELSE failed_logins + 1 END, \
+               locked_until = CASE \
+                 WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= ?1 \
+                            THEN 1 ELSE failed_logins + 1 END) >= ?2 THEN ?3 \
+                 WHEN locked_until IS NOT NULL AND locked_until <= ?1 THEN NULL \
+                 ELSE locked_until END, \
+               updated_at = ?1 \
+             WHERE id = ?4 RETURNING failed_logins, locked_until",
+        )
+        .bind(now)
+        .bind(i64::from(max))
+        .bind(lock_until)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound("user".into()))?;
+        let failed: i64 = row.try_get("failed_logins")?;
+        let locked_until: Option<String> = row.try_get("locked_until")?;
+        Ok(FailedLoginCount {
+            failed_logins: u32::try_from(failed)
+                .map_err(|_| Error::Internal("stored failed-login count out of range".into()))?,
+            locked: locked_until.as_deref() == Some(lock_until),
+        })
+    }
+
+    /// Clears the failed-login count and any lock.
+    pub async fn clear_failed_logins(&self, user_id: &str, now: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces a password hash and clears failed logins and any lock.
+    /// Returns false when the user does not exist.
+    pub async fn set_password_hash(&self, user_id: &str, hash: &str, now: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets the disabled flag. Returns false when the user does not exist.
+    pub async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?")
+            .bind(i64::from(disabled))
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets the real-name verification flag. Returns false when the user does not exist.
+    pub async fn set_user_verified(
+        &self,
+        user_id: &str,
+        verified: bool,
+        now: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE users SET verified = ?, updated_at = ? WHERE id = ?")
+            .bind(i64::from(verified))
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces the credit flags. Returns false when the user does not exist.
+    pub async fn set_user_credit_flags(
+        &self,
+        user_id: &str,
+        flags: &[CreditFlag],
+        now: &str,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE users SET credit_flags_json = ?, updated_at = ? WHERE id = ?")
+                .bind(json_to_string(&flags, "credit flags")?)
+                .bind(now)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores a new session under the SHA-256 hex of its token.
+    pub async fn insert_session(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        created_at: &str,
+        expires_at: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(created_at)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A session and its user, by token hash.
+    pub async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>> {
+        let cols = USER_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = sqlx::query(&format!(
+            "SELECT {cols}, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
+             s.revoked_at AS s_revoked_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(SessionRecord {
+                user: user_from_row(&row)?,
+                created_at: row.try_get("s_created_at")?,
+                expires_at: row.try_get("s_expires_at")?,
+                revoked_at: row.try_get("s_revoked_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Revokes one session. Returns false when no such session exists;
+    /// revoking a revoked session keeps its first revocation time.
+    pub async fn revoke_session(&self, token_hash: &str, now: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE token_hash = ?",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Revokes every live session of a user; returns how many were revoked.
+    pub async fn revoke_user_sessions(&self, user_id: &str, now: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Stores a new API token under the SHA-256 hex of its secret.
+    pub async fn insert_api_token(&self, info: &ApiTokenInfo, token_hash: &str) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO api_tokens ({TOKEN_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&info.id)
+        .bind(&info.user_id)
+        .bind(&info.name)
+        .bind(&info.created_at)
+        .bind(&info.expires_at)
+        .bind(&info.revoked_at)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// An API token and its user, by token hash.
+    pub async fn api_token(&self, token_hash: &str) -> Result<Option<(ApiTokenInfo, User)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let info = token_from_row(&row)?;
+        let user = self
+            .user_by_id(&info.user_id)
+            .await?
+            .ok_or_else(|| Error::Internal("API token without its user".into()))?;
+        Ok(Some((info, user)))
+    }
+
+    /// An API token's metadata, by id.
+    pub async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiTokenInfo>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// Revokes an API token; returns it, or `None` when the id is unknown.
+    /// Revoking a revoked token keeps its first revocation time.
+    pub async fn revoke_api_token(&self, id: &str, now: &str) -> Result<Option<ApiTokenInfo>> {
+        let row = sqlx::query(&format!(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? \
+             RETURNING {TOKEN_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// A user's API tokens, revoked ones included, oldest first.
+    pub async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenInfo>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ? ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+}

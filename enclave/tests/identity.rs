@@ -1,0 +1,756 @@
+//! Accounts, logins, sessions and API tokens against a real SQLite store:
+//! lockout, expiry, revocation, disabled accounts, and that only hashes are stored.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use enclave::Error;
+use enclave::catalog::OrganisationType;
+use enclave::identity::{
+    CreditFlag, Identity, IdentityPolicy, LoginOutcome, LoginSuccess, NewUser, RefusalReason, Role,
+    TokenKind,
+};
+use enclave::store::Store;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Row};
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    identity: Identity,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meta").join("meta.db");
+    let store = Store::open(&db).await.unwrap();
+    let identity = Identity::new(
+        store,
+        IdentityPolicy::default().with_insecure_fast_hashing(),
+    );
+    Fixture {
+        _dir: dir,
+        db,
+        identity,
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn minutes(m: i64) -> TimeDelta {
+    TimeDelta::minutes(m)
+}
+
+fn new_user(username: &str, role: Role) -> NewUser {
+    NewUser {
+        username: username.to_string(),
+        password: PASSWORD.to_string(),
+        real_name: "张三".to_string(),
+        organisation: "某某大学".to_string(),
+        organisation_type: OrganisationType::University,
+        role,
+        provider_agencies: if role == Role::Steward {
+            vec!["市交通运输局".to_string()]
+        } else {
+            vec![]
+        },
+        verified: true,
+        credit_flags: vec![],
+    }
+}
+
+async fn raw(db: &PathBuf) -> SqliteConnection {
+    SqliteConnectOptions::new()
+        .filename(db)
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn login_ok(
+    id: &Identity,
+    username: &str,
+    password: &str,
+    now: DateTime<Utc>,
+) -> LoginSuccess {
+    match id.login(username, password, now).await.unwrap() {
+        LoginOutcome::Success(s) => *s,
+        LoginOutcome::Refused(r) => panic!("login refused: {r:?}"),
+    }
+}
+
+async fn refusal(
+    id: &Identity,
+    username: &str,
+    password: &str,
+    now: DateTime<Utc>,
+) -> (RefusalReason, Error) {
+    match id.login(username, password, now).await.unwrap() {
+        LoginOutcome::Success(_) => panic!("login unexpectedly succeeded"),
+        LoginOutcome::Refused(r) => (r.reason, r.error()),
+    }
+}
+
+#[tokio::test]
+async fn create_login_authenticate() {
+    let f = fixture().await;
+    let user = f
+        .identity
+        .create_user(new_user("steward.one", Role::Steward), t0())
+        .await
+        .unwrap();
+    assert_eq!(user.role, Role::Steward);
+    assert_eq!(user.provider_agencies, vec!["市交通运输局"]);
+    assert_eq!(
+        uuid::Uuid::parse_str(&user.id).unwrap().get_version_num(),
+        7
+    );
+    assert_eq!(f.identity.get_user("steward.one").await.unwrap(), user);
+
+    let s = login_ok(&f.identity, "steward.one", PASSWORD, t0()).await;
+    assert!(s.token.starts_with("anyu_s_"));
+    // 256 bits in unpadded base64url: 43 characters.
+    assert_eq!(s.token.len(), "anyu_s_".len() + 43);
+    assert_eq!(s.user.id, user.id);
+    assert_eq!(s.expires_at, "2026-03-02T17:00:00.000000Z");
+    assert!(
+        !format!("{s:?}").contains(&s.token),
+        "Debug must not leak the token"
+    );
+
+    let p = f
+        .identity
+        .authenticate(&s.token, t0() + minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(p.user_id, user.id);
+    assert_eq!(p.username, "steward.one");
+    assert_eq!(p.role, Role::Steward);
+    assert_eq!(p.organisation, "某某大学");
+    assert_eq!(p.organisation_type, OrganisationType::University);
+    assert_eq!(p.provider_agencies, vec!["市交通运输局"]);
+    assert_eq!(p.token_kind, TokenKind::Session);
+
+    // Two logins give two different sessions, both valid.
+    let s2 = login_ok(&f.identity, "steward.one", PASSWORD, t0()).await;
+    assert_ne!(s.token, s2.token);
+    f.identity.authenticate(&s2.token, t0()).await.unwrap();
+
+    // A tampered token is refused.
+    let mut bad = s.token.clone();
+    bad.pop();
+    bad.push(if s.token.ends_with('A') { 'B' } else { 'A' });
+    let e = f.identity.authenticate(&bad, t0()).await.unwrap_err();
+    assert_eq!(e.code(), "unauthenticated");
+    assert_eq!(e.to_string(), "invalid or expired token");
+    let e = f
+        .identity
+        .authenticate("Bearer nonsense", t0())
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "invalid or expired token");
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_look_the_same() {
+    let f = fixture().await;
+    let user = f
+        .identity
+        .create_user(new_user("alice", Role::Researcher), t0())
+        .await
+        .unwrap();
+    let (r1, e1) = refusal(&f.identity, "alice", "wrong password!!", t0()).await;
+    let (r2, e2) = refusal(&f.identity, "nobody", "wrong password!!", t0()).await;
+    assert_eq!(r1, RefusalReason::WrongPassword);
+    assert_eq!(r2, RefusalReason::UnknownUser);
+    assert_eq!(e1.to_string(), e2.to_string());
+    assert_eq!(e1.code(), e2.code());
+    assert_eq!(e1.to_string(), "invalid username or password");
+    assert!(e1.is_public());
+
+    // The refusal carries the account for the audit log, but only when it exists.
+    let LoginOutcome::Refused(r) = f
+        .identity
+        .login("alice", "nope nope nope", t0())
+        .await
+        .unwrap()
+    else {
+        panic!("expected refusal")
+    };
+    assert_eq!(r.user_id.as_deref(), Some(user.id.as_str()));
+    assert_eq!(r.role, Some(Role::Researcher));
+    let LoginOutcome::Refused(r) = f
+        .identity
+        .login("nobody", "nope nope nope", t0())
+        .await
+        .unwrap()
+    else {
+        panic!("expected refusal")
+    };
+    assert_eq!((r.user_id, r.role), (None, None));
+}
+
+#[tokio::test]
+async fn lockout_after_five_failures_then_unlock() {
+    let f = fixture().await;
+    f.identity
+        .create_user(new_user("bob", Role::Researcher), t0())
+        .await
+        .unwrap();
+    for i in 0..4 {
+        let (reason, e) = refusal(&f.identity, "bob", "wrong password!!", t0() + minutes(i)).await;
+        assert_eq!(reason, RefusalReason::WrongPassword, "attempt {i}");
+        assert_eq!(e.to_string(), "invalid username or password");
+    }
+    assert_eq!(f.identity.get_user("bob").await.unwrap().failed_logins, 4);
+    let locked_at = t0() + minutes(4);
+    let (reason, e) = refusal(&f.identity, "bob", "wrong password!!", locked_at).await;
+    assert_eq!(reason, RefusalReason::LockedNow);
+    assert_eq!(e.code(), "account_locked");
+    assert_eq!(e.to_string(), "account temporarily locked; try again later");
+    assert_eq!(
+        f.identity
+            .get_user("bob")
+            .await
+            .unwrap()
+            .locked_until
+            .as_deref(),
+        Some("2026-03-02T09:19:00.000000Z")
+    );
+
+    // Locked: even the right password is refused, and the lock is not extended.
+    let (reason, e) = refusal(&f.identity, "bob", PASSWORD, locked_at + minutes(14)).await;
+    assert_eq!(reason, RefusalReason::Locked);
+    assert_eq!(e.code(), "account_locked");
+    assert_eq!(
+        f.identity
+            .get_user("bob")
+            .await
+            .unwrap()
+            .locked_until
+            .as_deref(),
+        Some("2026-03-02T09:19:00.000000Z")
+    );
+
+    // After the lockout period a failure starts a fresh count rather than relocking.
+    let later = locked_at + minutes(15);
+    let (reason, _) = refusal(&f.identity, "bob", "wrong password!!", later).await;
+    assert_eq!(reason, RefusalReason::WrongPassword);
+    let u = f.identity.get_user("bob").await.unwrap();
+    assert_eq!((u.failed_logins, u.locked_until), (1, None));
+
+    // A success resets the counter.
+    login_ok(&f.identity, "bob", PASSWORD, later).await;
+    let u = f.identity.get_user("bob").await.unwrap();
+    assert_eq!((u.failed_logins, u.locked_until), (0, None));
+
+    // Failures must be consecutive: four, a success, four more do not lock.
+    for _ in 0..4 {
+        refusal(&f.identity, "bob", "wrong password!!", later).await;
+    }
+    login_ok(&f.identity, "bob", PASSWORD, later).await;
+    for _ in 0..4 {
+        let (reason, _) = refusal(&f.identity, "bob", "wrong password!!", later).await;
+        assert_eq!(reason, RefusalReason::WrongPassword);
+    }
+    login_ok(&f.identity, "bob", PASSWORD, later).await;
+}
+
+#[tokio::test]
+async fn lock_expires_exactly_at_lockout_end() {
+    let f = fixture().await;
+    f.identity
+        .create_user(new_user("carol", Role::Auditor), t0())
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        refusal(&f.identity, "carol", "wrong password!!", t0()).await;
+    }
+    let (reason, _) = refusal(
+        &f.identity,
+        "carol",
+        PASSWORD,
+        t0() + minutes(15) - TimeDelta::microseconds(1),
+    )
+    .await;
+    assert_eq!(reason, RefusalReason::Locked);
+    login_ok(&f.identity, "carol", PASSWORD, t0() + minutes(15)).await;
+}
+
+#[tokio::test]
+async fn disabled_user_cannot_login_or_authenticate() {
+    let f = fixture().await;
+    let user = f
+        .identity
+        .create_user(new_user("dave", Role::Admin), t0())
+        .await
+        .unwrap();
+    let s = login_ok(&f.identity, "dave", PASSWORD, t0()).await;
+    let (api, _) = f
+        .identity
+        .create_api_token(&user.id, "cli", None, t0())
+        .await
+        .unwrap();
+
+    let disabled = f.identity.disable_user("dave", t0()).await.unwrap();
+    assert!(disabled.disabled);
+    let (reason, e) = refusal(&f.identity, "dave", PASSWORD, t0()).await;
+    assert_eq!(reason, RefusalReason::Disabled);
+    assert_eq!(e.code(), "unauthenticated");
+    assert_eq!(e.to_string(), "account is disabled");
+    // A wrong password on a disabled account still says nothing about the account.
+    let (reason, e) = refusal(&f.identity, "dave", "wrong password!!", t0()).await;
+    assert_eq!(reason, RefusalReason::WrongPassword);
+    assert_eq!(e.to_string(), "invalid username or password");
+
+    // Disabling revoked the session; the API token is refused while disabled.
+    let e = f.identity.authenticate(&s.token, t0()).await.unwrap_err();
+    assert_eq!(e.to_string(), "invalid or expired token");
+    let e = f.identity.authenticate(&api, t0()).await.unwrap_err();
+    assert_eq!(e.to_string(), "account is disabled");
+
+    let enabled = f.identity.enable_user("dave", t0()).await.unwrap();
+    assert!(!enabled.disabled);
+    f.identity.authenticate(&api, t0()).await.unwrap();
+    login_ok(&f.identity, "dave", PASSWORD, t0()).await;
+    assert!(f.identity.authenticate(&s.token, t0()).await.is_err());
+
+    assert_eq!(
+        f.identity
+            .disable_user("ghost", t0())
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn session_expiry_and_revocation() {
+    let f = fixture().await;
+    let user = f
+        .identity
+        .create_user(new_user("erin", Role::Researcher), t0())
+        .await
+        .unwrap();
+    let s = login_ok(&f.identity, "erin", PASSWORD, t0()).await;
+    let ttl = TimeDelta::hours(8);
+    f.identity
+        .authenticate(&s.token, t0() + ttl - TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    let e = f
+        .identity
+        .authenticate(&s.token, t0() + ttl)
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "invalid or expired token");
+
+    // Logout revokes only that session; logging out twice is fine.
+    let a = login_ok(&f.identity, "erin", PASSWORD, t0()).await;
+    let b = login_ok(&f.identity, "erin", PASSWORD, t0()).await;
+    f.identity.logout(&a.token, t0()).await.unwrap();
+    f.identity.logout(&a.token, t0()).await.unwrap();
+    assert!(f.identity.authenticate(&a.token, t0()).await.is_err());
+    f.identity.authenticate(&b.token, t0()).await.unwrap();
+    assert_eq!(
+        f.identity
+            .logout("anyu_s_unknown", t0())
+            .await
+            .unwrap_err()
+            .code(),
+        "unauthenticated"
+    );
+
+    // reset_password revokes every session; the old password stops working.
+    let c = login_ok(&f.identity, "erin", PASSWORD, t0()).await;
+    f.identity
+        .reset_password("erin", "a brand new passphrase", t0())
+        .await
+        .unwrap();
+    for t in [&b.token, &c.token] {
+        assert!(f.identity.authenticate(t, t0()).await.is_err());
+    }
+    let (reason, _) = refusal(&f.identity, "erin", PASSWORD, t0()).await;
+    assert_eq!(reason, RefusalReason::WrongPassword);
+    let d = login_ok(&f.identity, "erin", "a brand new passphrase", t0()).await;
+
+    // revoke_sessions counts the live ones only.
+    login_ok(&f.identity, "erin", "a brand new passphrase", t0()).await;
+    assert_eq!(f.identity.revoke_sessions(&user.id, t0()).await.unwrap(), 2);
+    assert_eq!(f.identity.revoke_sessions(&user.id, t0()).await.unwrap(), 0);
+    assert!(f.identity.authenticate(&d.token, t0()).await.is_err());
+}
+
+#[tokio::test]
+async fn reset_password_clears_lockout() {
+    let f = fixture().await;
+    f.identity
+        .create_user(new_user("frank", Role::Researcher), t0())
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        refusal(&f.identity, "frank", "wrong password!!", t0()).await;
+    }
+    let u = f
+        .identity
+        .reset_password("frank", "another long passphrase", t0())
+        .await
+        .unwrap();
+    assert_eq!((u.failed_logins, u.locked_until), (0, None));
+    login_ok(&f.identity, "frank", "another long passphrase", t0()).await;
+}
+
+#[tokio::test]
+async fn api_tokens() {
+    let f = fixture().await;
+    let user = f
+        .identity
+        .create_user(new_user("grace", Role::Researcher), t0())
+        .await
+        .unwrap();
+    let (forever, info) = f
+        .identity
+        .create_api_token(&user.id, "  notebook  ", None, t0())
+        .await
+        .unwrap();
+    assert!(forever.starts_with("anyu_t_"));
+    assert_eq!(info.name, "notebook");
+    assert_eq!(info.user_id, user.id);
+    assert_eq!(info.expires_at, None);
+    let p = f
+        .identity
+        .authenticate(&forever, t0() + TimeDelta::days(3650))
+        .await
+        .unwrap();
+    assert_eq!(p.token_kind, TokenKind::Api);
+    assert_eq!(p.user_id, user.id);
+
+    let (short, short_info) = f
+        .identity
+        .create_api_token(&user.id, "ci", Some(t0() + TimeDelta::days(1)), t0())
+        .await
+        .unwrap();
+    f.identity.authenticate(&short, t0()).await.unwrap();
+    assert!(
+        f.identity
+            .authenticate(&short, t0() + TimeDelta::days(1))
+            .await
+            .is_err()
+    );
+
+    // An API token is not a session: logout refuses it.
+    assert!(f.identity.logout(&forever, t0()).await.is_err());
+
+    let listed = f.identity.list_api_tokens(&user.id).await.unwrap();
+    assert_eq!(listed, vec![info.clone(), short_info]);
+
+    let revoked = f
+        .identity
+        .revoke_api_token(&info.id, t0() + minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.revoked_at.as_deref(),
+        Some("2026-03-02T09:05:00.000000Z")
+    );
+    let again = f
+        .identity
+        .revoke_api_token(&info.id, t0() + minutes(9))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.revoked_at, revoked.revoked_at,
+        "first revocation time kept"
+    );
+    let e = f
+        .identity
+        .authenticate(&forever, t0() + minutes(6))
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "invalid or expired token");
+    assert_eq!(f.identity.get_api_token(&info.id).await.unwrap(), revoked);
+
+    assert_eq!(
+        f.identity
+            .revoke_api_token("no-such-id", t0())
+            .await
+            .unwrap_err()
+            .to_string(),
+        "API token not found"
+    );
+    assert_eq!(
+        f.identity
+            .create_api_token("no-such-user", "x", None, t0())
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    // Session revocation leaves API tokens alone.
+    f.identity.revoke_sessions(&user.id, t0()).await.unwrap();
+    f.identity.authenticate(&short, t0()).await.unwrap();
+}
+
+#[tokio::test]
+async fn only_hashes_are_stored() {
+    let f = fixture().await;
+    let user = f
+        .identity
+        .create_user(new_user("heidi", Role::Researcher), t0())
+        .await
+        .unwrap();
+    f.identity
+        .create_user(new_user("ivan", Role::Researcher), t0())
+        .await
+        .unwrap();
+    let s = login_ok(&f.identity, "heidi", PASSWORD, t0()).await;
+    let (api, _) = f
+        .identity
+        .create_api_token(&user.id, "cli", None, t0())
+        .await
+        .unwrap();
+
+    let mut conn = raw(&f.db).await;
+    let secret_part = |t: &str| t[7..].to_string();
+    for table in ["sessions", "api_tokens", "users"] {
+        let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert!(!rows.is_empty());
+        for row in &rows {
+            for i in 0..row.len() {
+                let v: Option<String> = row.try_get(i).unwrap_or(None);
+                let v = v.unwrap_or_default();
+                for secret in [&s.token, &api, &secret_part(&s.token), &secret_part(&api)] {
+                    assert!(!v.contains(secret.as_str()), "{table} holds a token");
+                }
+                assert!(!v.contains(PASSWORD), "{table} holds a password");
+            }
+        }
+    }
+    let stored: String = sqlx::query_scalar("SELECT token_hash FROM sessions")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let expected = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        s.token.as_bytes(),
+    ));
+    assert_eq!(stored, expected);
+
+    let hashes: Vec<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users ORDER BY username")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(hashes.len(), 2);
+    for h in &hashes {
+        assert!(
+            h.starts_with("$argon2id$v=19$"),
+            "not an Argon2id PHC string"
+        );
+    }
+    assert_ne!(
+        hashes[0], hashes[1],
+        "equal passwords must hash differently (salt)"
+    );
+}
+
+#[tokio::test]
+async fn default_policy_uses_default_argon2_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meta.db");
+    let identity = Identity::new(Store::open(&db).await.unwrap(), IdentityPolicy::default());
+    let p = identity.policy();
+    assert_eq!(p.session_ttl, Duration::from_secs(8 * 3600));
+    assert_eq!(p.max_failed_logins, 5);
+    assert_eq!(p.lockout, Duration::from_secs(15 * 60));
+    assert_eq!(p.min_password_len, 12);
+    identity
+        .create_user(new_user("judy", Role::Researcher), t0())
+        .await
+        .unwrap();
+    let mut conn = raw(&db).await;
+    let h: String = sqlx::query_scalar("SELECT password_hash FROM users")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+}
+
+#[tokio::test]
+async fn users_list_flags_and_duplicates() {
+    let f = fixture().await;
+    for (name, role) in [
+        ("zed", Role::Admin),
+        ("amy", Role::Steward),
+        ("max", Role::Auditor),
+    ] {
+        f.identity
+            .create_user(new_user(name, role), t0())
+            .await
+            .unwrap();
+    }
+    let names: Vec<String> = f
+        .identity
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["amy", "max", "zed"]);
+
+    let e = f
+        .identity
+        .create_user(new_user("amy", Role::Researcher), t0())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "conflict");
+    assert_eq!(e.to_string(), "conflict: username is already taken");
+
+    let u = f
+        .identity
+        .set_credit_flags(
+            "max",
+            &[
+                CreditFlag::SeriousViolation,
+                CreditFlag::DishonestDebtor,
+                CreditFlag::SeriousViolation,
+            ],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        u.credit_flags,
+        [CreditFlag::DishonestDebtor, CreditFlag::SeriousViolation]
+    );
+    let u = f.identity.set_verified("max", false, t0()).await.unwrap();
+    assert!(!u.verified);
+    assert_eq!(f.identity.get_user_by_id(&u.id).await.unwrap(), u);
+    assert_eq!(
+        f.identity.get_user("nobody").await.unwrap_err().to_string(),
+        "user not found"
+    );
+    assert_eq!("steward".parse::<Role>().unwrap(), Role::Steward);
+    assert!("root".parse::<Role>().is_err());
+
+    // The public user type never carries the password hash.
+    let json = serde_json::to_string(&u).unwrap();
+    assert!(!json.contains("argon2") && !json.contains("password"));
+    let mut shown = u.clone();
+    shown.id = "[uuid]".into();
+    insta::assert_json_snapshot!("user_json", shown);
+}
+
+#[tokio::test]
+async fn validation_errors() {
+    let f = fixture().await;
+    let mut cases: Vec<(&str, NewUser)> = Vec::new();
+    let mut short = new_user("shorty", Role::Researcher);
+    short.password = "elevenchars".into();
+    cases.push(("password of 11 characters", short));
+    let mut long = new_user("longpw", Role::Researcher);
+    long.password = "x".repeat(1025);
+    cases.push(("password of 1025 bytes", long));
+    for bad in [
+        "ab",
+        "Alice",
+        "has space",
+        "名字abc",
+        &"a".repeat(33),
+        "semi;colon",
+    ] {
+        cases.push(("bad username", new_user(bad, Role::Researcher)));
+    }
+    let mut steward = new_user("steward", Role::Steward);
+    steward.provider_agencies.clear();
+    cases.push(("steward without agency", steward));
+    let mut blank = new_user("blankagency", Role::Steward);
+    blank.provider_agencies = vec!["  ".into()];
+    cases.push(("blank agency", blank));
+    let mut researcher = new_user("researcher", Role::Researcher);
+    researcher.provider_agencies = vec!["市交通运输局".into()];
+    cases.push(("researcher with agency", researcher));
+    let mut nameless = new_user("nameless", Role::Researcher);
+    nameless.real_name = " ".into();
+    cases.push(("blank real name", nameless));
+    let mut orgless = new_user("orgless", Role::Researcher);
+    orgless.organisation = String::new();
+    cases.push(("blank organisation", orgless));
+
+    let mut out = Vec::new();
+    for (what, new) in cases {
+        let e = f.identity.create_user(new, t0()).await.unwrap_err();
+        out.push(format!("{what}: [{}] {e}", e.code()));
+    }
+    let e = f
+        .identity
+        .reset_password("nobody", "short", t0())
+        .await
+        .unwrap_err();
+    out.push(format!("reset to short password: [{}] {e}", e.code()));
+    let user = f
+        .identity
+        .create_user(new_user("ok.user-1_", Role::Researcher), t0())
+        .await
+        .unwrap();
+    for (what, name, exp) in [
+        ("empty token name", " ", None),
+        ("token expiry in the past", "ci", Some(t0() - minutes(1))),
+    ] {
+        let e = f
+            .identity
+            .create_api_token(&user.id, name, exp, t0())
+            .await
+            .unwrap_err();
+        out.push(format!("{what}: [{}] {e}", e.code()));
+    }
+    assert!(
+        f.identity.list_users().await.unwrap().len() == 1,
+        "nothing invalid was stored"
+    );
+    insta::assert_snapshot!("validation_errors", out.join("\n"));
+}
+
+/// An unknown username must cost an Argon2 verification too, or response times
+/// would reveal which usernames exist. Minimums over several runs ignore load spikes;
+/// without the dummy verification the ratio is below 1%.
+#[tokio::test]
+async fn unknown_user_costs_a_password_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = Identity::new(
+        Store::open(&dir.path().join("meta.db")).await.unwrap(),
+        IdentityPolicy::default(),
+    );
+    identity
+        .create_user(new_user("kate", Role::Researcher), t0())
+        .await
+        .unwrap();
+    // The first unknown-user login creates the dummy hash; time the later ones.
+    refusal(&identity, "nobody", "wrong password!!", t0()).await;
+    let mut known = Duration::MAX;
+    let mut unknown = Duration::MAX;
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        refusal(&identity, "kate", "wrong password!!", t0()).await;
+        known = known.min(start.elapsed());
+        let start = std::time::Instant::now();
+        refusal(&identity, "nobody", "wrong password!!", t0()).await;
+        unknown = unknown.min(start.elapsed());
+    }
+    assert!(
+        unknown * 4 >= known,
+        "unknown user took {unknown:?}, wrong password {known:?}"
+    );
+}
