@@ -62,6 +62,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Real-name accounts.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Run the performance benchmarks and print their figures.
     Bench(crate::bench::BenchArgs),
 }
@@ -130,6 +133,46 @@ pub enum DatasetCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password comes from ANYU_NEW_PASSWORD, or
+    /// --password-stdin, or is generated and printed once.
+    Add {
+        #[arg(long)]
+        username: String,
+        /// researcher, steward, admin or auditor.
+        #[arg(long)]
+        role: String,
+        /// Real name (实名).
+        #[arg(long)]
+        real_name: String,
+        #[arg(long)]
+        organisation: String,
+        /// enterprise, university, research_institute, government or individual.
+        #[arg(long)]
+        org_type: String,
+        /// Provider agency a steward acts for (repeat for several).
+        #[arg(long = "agency")]
+        agencies: Vec<String>,
+        /// Real-name verification has been done.
+        #[arg(long)]
+        verified: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account and end its sessions.
+    Disable { username: String },
+    /// Set a new password (generated unless --password-stdin) and end the account's sessions.
+    ResetPassword {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the hash chain and signed checkpoints; exits 1 on a broken chain.
     Verify {
@@ -194,6 +237,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Dataset(cmd) => dataset(&cli.data_dir, &config, cmd).await,
         Command::Audit(AuditCommand::Verify { json }) => audit_verify(&cli.data_dir, json).await,
         Command::Audit(AuditCommand::Tail { n }) => audit_tail(&cli.data_dir, n).await,
+        Command::User(cmd) => user(&cli.data_dir, &config, cmd).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -323,6 +367,107 @@ async fn dataset_show(store: &Store, id: &str) -> CliResult {
         "versions": store.versions(id).await?,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A random password for a new or reset account: 96 bits, hex.
+pub fn generate_password() -> String {
+    hex::encode(enclave::keyring::random_bytes::<12>())
+}
+
+fn password_from(stdin: bool) -> CliResult<(String, bool)> {
+    if stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok((line.trim_end_matches(['\r', '\n']).to_string(), false));
+    }
+    if let Ok(p) = std::env::var("ANYU_NEW_PASSWORD") {
+        return Ok((p, false));
+    }
+    Ok((generate_password(), true))
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> CliResult<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| format!("unknown {what} `{value}`").into())
+}
+
+async fn user(data_dir: &Path, config: &Config, cmd: UserCommand) -> CliResult {
+    if let UserCommand::List = cmd {
+        // Read-only: works beside a running server.
+        let store = Store::open(&initialised(data_dir)?.meta_db()).await?;
+        let users =
+            enclave::identity::Identity::new(store.clone(), config.domain_options().identity)
+                .list_users()
+                .await;
+        store.close().await;
+        for u in users? {
+            println!(
+                "{:<20} {:<10} {:<9} {:<8} {}  {}",
+                u.username,
+                u.role.as_str(),
+                if u.disabled { "disabled" } else { "active" },
+                if u.verified { "verified" } else { "-" },
+                u.real_name,
+                u.organisation
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let domain = open(data_dir, config).await?;
+    let result = user_change(&domain, cmd).await;
+    domain.close().await?;
+    result
+}
+
+async fn user_change(domain: &Domain, cmd: UserCommand) -> CliResult {
+    let actor = Actor::operator();
+    match cmd {
+        UserCommand::Add {
+            username,
+            role,
+            real_name,
+            organisation,
+            org_type,
+            agencies,
+            verified,
+            password_stdin,
+        } => {
+            let (password, generated) = password_from(password_stdin)?;
+            let new = enclave::identity::NewUser {
+                username,
+                password: password.clone(),
+                real_name,
+                organisation,
+                organisation_type: parse_enum("organisation type", &org_type)?,
+                role: role.parse()?,
+                provider_agencies: agencies,
+                verified,
+                credit_flags: Vec::new(),
+            };
+            let user = domain.create_user(&actor, new).await?;
+            println!("created {} ({})", user.username, user.role.as_str());
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserCommand::Disable { username } => {
+            domain.disable_user(&actor, &username).await?;
+            println!("disabled {username}; its sessions are ended");
+        }
+        UserCommand::ResetPassword {
+            username,
+            password_stdin,
+        } => {
+            let (password, generated) = password_from(password_stdin)?;
+            domain.reset_password(&actor, &username, &password).await?;
+            println!("password of {username} reset; its sessions are ended");
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserCommand::List => return Err("listing accounts needs no audit writer".into()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use enclave::audit::AuditOptions;
 use enclave::catalog::GradeScale;
+use enclave::identity::IdentityPolicy;
 use enclave::{DomainOptions, NotOpenListing};
 use serde::Deserialize;
 
@@ -23,7 +24,32 @@ pub struct Config {
     pub server: ServerConfig,
     pub catalog: CatalogConfig,
     pub audit: AuditConfig,
+    pub identity: IdentityConfig,
     pub grades: GradeScale,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Sessions expire this long after login.
+    pub session_ttl_minutes: u64,
+    /// Consecutive failed logins that lock an account ...
+    pub max_failed_logins: u32,
+    /// ... for this long.
+    pub lockout_minutes: u64,
+    pub min_password_len: usize,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        let p = IdentityPolicy::default();
+        IdentityConfig {
+            session_ttl_minutes: p.session_ttl.as_secs() / 60,
+            max_failed_logins: p.max_failed_logins,
+            lockout_minutes: p.lockout.as_secs() / 60,
+            min_password_len: p.min_password_len,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +82,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             catalog: CatalogConfig::default(),
             audit: AuditConfig::default(),
+            identity: IdentityConfig::default(),
             grades: GradeScale::default(),
         }
     }
@@ -102,6 +129,13 @@ impl Config {
                 ..AuditOptions::default()
             },
             not_open: self.catalog.not_open,
+            identity: IdentityPolicy {
+                session_ttl: Duration::from_secs(self.identity.session_ttl_minutes.max(1) * 60),
+                max_failed_logins: self.identity.max_failed_logins.max(1),
+                lockout: Duration::from_secs(self.identity.lockout_minutes * 60),
+                min_password_len: self.identity.min_password_len.max(8),
+                ..IdentityPolicy::default()
+            },
         }
     }
 
@@ -126,6 +160,12 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 
 [audit]
 # checkpoint_every = 1000            # signed checkpoint every N events, and at shutdown
+
+[identity]
+# session_ttl_minutes = 480
+# max_failed_logins = 5               # consecutive failures that lock an account
+# lockout_minutes = 15
+# min_password_len = 12
 
 # Grades (分类分级) and how each tightens the disclosure policy of its datasets.
 # Omit the section to use the default L1..L4 scale.

@@ -53,6 +53,19 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
         domain.close().await?;
         return Err(e);
     }
+    let accounts = match demo_accounts(&domain).await {
+        Ok(a) => a,
+        Err(e) => {
+            domain.close().await?;
+            return Err(e);
+        }
+    };
+    println!();
+    println!("Demo accounts (passwords are new on every `anyu demo` run):");
+    println!("  {:<10} {:<16} password", "role", "username");
+    for (role, username, password) in &accounts {
+        println!("  {role:<10} {username:<16} {password}");
+    }
     if args.no_serve {
         domain.close().await?;
         return Ok(ExitCode::SUCCESS);
@@ -71,6 +84,14 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
             println!("  search          http://{addr}/api/catalog?q=医疗&open_type=conditional");
             println!("  API description http://{addr}/api/openapi.json");
             println!("  health          http://{addr}/healthz");
+            println!("  sign in         curl -X POST http://{addr}/api/auth/login \\");
+            println!("                    -H 'content-type: application/json' \\");
+            println!(
+                "                    -d '{{\"username\":\"demo_auditor\",\"password\":\"…\"}}'"
+            );
+            println!(
+                "  then            curl -H 'authorization: Bearer <token>' http://{addr}/api/audit/events"
+            );
             println!();
             println!("Verify the audit log:  anyu audit verify --data-dir {shown_dir}");
             println!("Stop with Ctrl-C (the audit log writes a signed checkpoint on shutdown).");
@@ -79,6 +100,81 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
     let listen = config.listen;
     crate::server::serve(domain, listen, &config, Some(tx)).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One demo account per role.
+struct DemoAccount {
+    role: &'static str,
+    username: &'static str,
+    real_name: &'static str,
+    organisation: &'static str,
+    org_type: &'static str,
+    agencies: &'static [&'static str],
+}
+
+const DEMO_ACCOUNTS: &[DemoAccount] = &[
+    DemoAccount {
+        role: "researcher",
+        username: "demo_researcher",
+        real_name: "李研究",
+        organisation: "深圳大学",
+        org_type: "university",
+        agencies: &[],
+    },
+    DemoAccount {
+        role: "steward",
+        username: "demo_steward",
+        real_name: "王数据",
+        organisation: "深圳市社会保险基金管理局",
+        org_type: "government",
+        agencies: &["深圳市社会保险基金管理局", "深圳市医疗保障局"],
+    },
+    DemoAccount {
+        role: "admin",
+        username: "demo_admin",
+        real_name: "张平台",
+        organisation: "深圳市政务服务数据管理局",
+        org_type: "government",
+        agencies: &[],
+    },
+    DemoAccount {
+        role: "auditor",
+        username: "demo_auditor",
+        real_name: "陈审计",
+        organisation: "深圳市审计局",
+        org_type: "government",
+        agencies: &[],
+    },
+];
+
+/// Creates the demo accounts, or gives existing ones a fresh password (only
+/// hashes are stored, so a password cannot be shown again). Audited.
+async fn demo_accounts(domain: &Domain) -> CliResult<Vec<(String, String, String)>> {
+    let actor = Actor::operator();
+    let mut out = Vec::new();
+    for a in DEMO_ACCOUNTS {
+        let password = crate::cli::generate_password();
+        if domain.identity().get_user(a.username).await.is_ok() {
+            domain.reset_password(&actor, a.username, &password).await?;
+        } else {
+            let new = enclave::identity::NewUser {
+                username: a.username.into(),
+                password: password.clone(),
+                real_name: a.real_name.into(),
+                organisation: a.organisation.into(),
+                organisation_type: serde_json::from_value(serde_json::Value::String(
+                    a.org_type.into(),
+                ))?,
+                role: a.role.parse()?,
+                provider_agencies: a.agencies.iter().map(|s| (*s).to_string()).collect(),
+                verified: true,
+                credit_flags: Vec::new(),
+            };
+            domain.create_user(&actor, new).await?;
+        }
+        out.push((a.role.to_string(), a.username.to_string(), password));
+    }
+    Ok(out)
 }
 
 async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> CliResult<()> {

@@ -9,8 +9,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::authz::{Action, Denial};
 use crate::audit::{AuditLog, AuditOptions, AuditRecord, NewEvent, Outcome};
 use crate::catalog::{CatalogEntry, CatalogQuery, GradeScale, Manifest, OpenType};
+use crate::identity::{
+    Identity, IdentityPolicy, LoginOutcome, LoginSuccess, NewUser, Principal, User,
+};
 use crate::ingest::{self, ImportOptions, QualityReport};
 use crate::keyring::Keyring;
 use crate::store::{DatasetRecord, ImportRecord, ManifestRevision, Store, VersionRecord};
@@ -73,9 +77,19 @@ impl Actor {
     pub fn anonymous() -> Self {
         Actor::new("anonymous", "anonymous")
     }
+    /// An authenticated user.
+    pub fn user(p: &Principal) -> Self {
+        Actor::new(p.username.clone(), p.role.as_str())
+    }
+    /// The caller of an HTTP request: a user, or anonymous.
+    pub fn caller(p: Option<&Principal>) -> Self {
+        p.map_or_else(Actor::anonymous, Actor::user)
+    }
     /// An operator at the command line on the platform host.
     pub fn operator() -> Self {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "operator".into());
         Actor::new(format!("cli:{user}"), "admin")
     }
 
@@ -101,6 +115,7 @@ pub struct DomainOptions {
     pub grades: GradeScale,
     pub audit: AuditOptions,
     pub not_open: NotOpenListing,
+    pub identity: IdentityPolicy,
 }
 
 /// What an import produced.
@@ -190,6 +205,7 @@ pub struct Domain {
     store: Store,
     keyring: Arc<Keyring>,
     audit: AuditLog,
+    identity: Identity,
 }
 
 impl std::fmt::Debug for Domain {
@@ -253,12 +269,14 @@ impl Domain {
             )),
             other => other,
         })?;
+        let identity = Identity::new(store.clone(), options.identity.clone());
         Ok(Domain {
             dir,
             options,
             store,
             keyring,
             audit,
+            identity,
         })
     }
 
@@ -489,6 +507,156 @@ impl Domain {
         )
         .await?;
         Ok(detail)
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Exchanges a username and password for a session. Every attempt is
+    /// audited (`auth.login`), refusals with their reason; the caller sees
+    /// only the public error.
+    pub async fn login(&self, username: &str, password: &str) -> Result<LoginSuccess> {
+        let outcome = self
+            .identity
+            .login(username, password, chrono::Utc::now())
+            .await?;
+        match &outcome {
+            LoginOutcome::Success(s) => {
+                let actor = Actor::new(s.user.username.clone(), s.user.role.as_str());
+                self.record(
+                    &actor,
+                    "auth.login",
+                    format!("user:{}", s.user.id),
+                    Outcome::Success,
+                    serde_json::json!({ "expires_at": s.expires_at }),
+                )
+                .await?;
+            }
+            LoginOutcome::Refused(r) => {
+                // A known account is the actor; an unknown name is recorded only
+                // when it is a well-formed username (never arbitrary input).
+                let actor = match r.role {
+                    Some(role) => Actor::new(username, role.as_str()),
+                    None => Actor::anonymous(),
+                };
+                let typed = crate::identity::validate_username(username)
+                    .ok()
+                    .map(|()| username);
+                let object = r
+                    .user_id
+                    .as_ref()
+                    .map_or_else(|| "user:unknown".to_string(), |id| format!("user:{id}"));
+                self.record(
+                    &actor,
+                    "auth.login",
+                    object,
+                    Outcome::Denied,
+                    serde_json::json!({ "reason": r.reason.as_str(), "username": typed }),
+                )
+                .await?;
+            }
+        }
+        outcome.into_result()
+    }
+
+    /// Resolves a bearer token to its principal. Not audited (every request
+    /// does it); refusals of protected actions are, through [`Domain::deny`].
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        self.identity.authenticate(token, chrono::Utc::now()).await
+    }
+
+    /// Ends the caller's session.
+    pub async fn logout(&self, principal: &Principal, token: &str) -> Result<()> {
+        self.identity.logout(token, chrono::Utc::now()).await?;
+        self.record(
+            &Actor::user(principal),
+            "auth.logout",
+            format!("user:{}", principal.user_id),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records a refused request (`authz.denied`).
+    pub async fn deny(
+        &self,
+        principal: Option<&Principal>,
+        action: Action,
+        object: &str,
+        denial: Denial,
+    ) -> Result<()> {
+        self.record(
+            &Actor::caller(principal),
+            "authz.denied",
+            object,
+            Outcome::Denied,
+            serde_json::json!({ "action": action.as_str(), "denial": denial }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an account; audited as `user.create` by `actor`.
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User> {
+        let username = new.username.clone();
+        let result = self.identity.create_user(new, chrono::Utc::now()).await;
+        let (outcome, object, details) = match &result {
+            Ok(u) => (
+                Outcome::Success,
+                format!("user:{}", u.id),
+                serde_json::json!({ "username": u.username, "role": u.role.as_str() }),
+            ),
+            Err(e) => (
+                Outcome::Failure,
+                format!("username:{username}"),
+                serde_json::json!({ "error_code": e.code() }),
+            ),
+        };
+        self.record(actor, "user.create", object, outcome, details)
+            .await?;
+        result
+    }
+
+    /// Disables an account and ends its sessions; audited as `user.disable`.
+    pub async fn disable_user(&self, actor: &Actor, username: &str) -> Result<User> {
+        let user = self
+            .identity
+            .disable_user(username, chrono::Utc::now())
+            .await?;
+        self.record(
+            actor,
+            "user.disable",
+            format!("user:{}", user.id),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    /// Sets a new password and ends the account's sessions; audited as `user.reset_password`.
+    pub async fn reset_password(
+        &self,
+        actor: &Actor,
+        username: &str,
+        password: &str,
+    ) -> Result<User> {
+        let user = self
+            .identity
+            .reset_password(username, password, chrono::Utc::now())
+            .await?;
+        self.record(
+            actor,
+            "user.reset_password",
+            format!("user:{}", user.id),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(user)
     }
 
     /// Writes the final audit checkpoint and closes the stores.

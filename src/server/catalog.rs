@@ -7,11 +7,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use enclave::Actor;
+use enclave::access::authz::{Action, Object};
 use enclave::catalog::{CatalogQuery, OpenType};
 use enclave::domain::{CatalogDetail, CatalogListing};
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::{Caller, require};
 use super::error::{ApiError, ApiResult, ErrorBody};
 
 pub fn route_catalog() -> Router<AppState> {
@@ -47,8 +49,17 @@ pub struct CatalogParams {
 #[tracing::instrument(skip_all, fields(q))]
 pub async fn list_catalog(
     State(state): State<AppState>,
+    caller: Caller,
     params: Result<Query<CatalogParams>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CatalogListing>>> {
+    require(
+        &state,
+        &caller,
+        Action::ReadCatalog,
+        Object::Platform,
+        "catalog",
+    )
+    .await?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     tracing::Span::current().record("q", params.q.as_deref().unwrap_or(""));
     let query = CatalogQuery {
@@ -58,7 +69,10 @@ pub async fn list_catalog(
         grade: params.grade,
     };
     Ok(Json(
-        state.domain.catalog(&Actor::anonymous(), &query).await?,
+        state
+            .domain
+            .catalog(&Actor::caller(caller.principal.as_ref()), &query)
+            .await?,
     ))
 }
 
@@ -74,8 +88,17 @@ pub async fn list_catalog(
 #[tracing::instrument(skip_all, fields(dataset = %id))]
 pub async fn get_catalog_entry(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CatalogDetail>> {
+    require(
+        &state,
+        &caller,
+        Action::ReadCatalog,
+        Object::Platform,
+        "catalog",
+    )
+    .await?;
     if id.len() > 64
         || !id
             .bytes()
@@ -86,6 +109,9 @@ pub async fn get_catalog_entry(
         ));
     }
     Ok(Json(
-        state.domain.catalog_entry(&Actor::anonymous(), &id).await?,
+        state
+            .domain
+            .catalog_entry(&Actor::caller(caller.principal.as_ref()), &id)
+            .await?,
     ))
 }

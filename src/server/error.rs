@@ -44,6 +44,10 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -67,6 +71,8 @@ impl From<enclave::Error> for ApiError {
         }
         let status = match &e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            E::AccountLocked => StatusCode::TOO_MANY_REQUESTS,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Manifest(_) | E::InvalidData(_) | E::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             // Key and audit failures are operator problems, not the caller's.

@@ -4,6 +4,8 @@
 //! Routes are grouped per area in `route_*()` functions; `/api/openapi.json`
 //! is generated from the handlers' `#[utoipa::path]` annotations.
 
+mod admin;
+mod auth;
 mod catalog;
 pub mod error;
 
@@ -36,12 +38,39 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Anyu (安域) API", description = "Secure data domain for conditionally open public data"),
-    paths(healthz, catalog::list_catalog, catalog::get_catalog_entry),
+    paths(
+        healthz,
+        catalog::list_catalog,
+        catalog::get_catalog_entry,
+        auth::login,
+        auth::logout,
+        auth::me,
+        admin::list_users,
+        admin::list_audit_events,
+    ),
     components(schemas(ErrorBody, Health)),
+    modifiers(&BearerAuth),
     tags((name = "catalog", description = "The open-data catalog (开放目录): metadata only"),
+         (name = "auth", description = "Sessions: sign in, sign out, the caller's account"),
+         (name = "admin", description = "Platform administration (主管部门)"),
+         (name = "audit", description = "The audit log, for auditors"),
          (name = "system", description = "Health and API description"))
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer-token scheme every protected route uses.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -81,6 +110,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
     Router::new()
         .merge(route_system())
         .merge(catalog::route_catalog())
+        .merge(auth::route_auth())
+        .merge(admin::route_admin())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -228,7 +259,16 @@ mod tests {
     fn openapi_lists_every_route() {
         let doc = ApiDoc::openapi();
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
-        for route in ["/healthz", "/api/catalog", "/api/catalog/{id}"] {
+        for route in [
+            "/healthz",
+            "/api/catalog",
+            "/api/catalog/{id}",
+            "/api/auth/login",
+            "/api/auth/logout",
+            "/api/me",
+            "/api/admin/users",
+            "/api/audit/events",
+        ] {
             assert!(
                 paths.contains(&route),
                 "{route} missing from OpenAPI: {paths:?}"

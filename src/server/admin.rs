@@ -1,0 +1,82 @@
+//! `/api/admin/*` (platform administrators) and `/api/audit/*` (auditors).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use enclave::access::authz::{Action, Object};
+use enclave::audit::{AuditFilter, AuditRecord};
+use enclave::identity::User;
+
+use super::AppState;
+use super::auth::{Caller, require};
+use super::error::{ApiError, ApiResult, ErrorBody};
+
+pub fn route_admin() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/users", get(list_users))
+        .route("/api/audit/events", get(list_audit_events))
+}
+
+/// All accounts (administrators only).
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin",
+    responses(
+        (status = 200, description = "Accounts", body = [Object]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an administrator", body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<User>>> {
+    require(
+        &state,
+        &caller,
+        Action::ManageUsers,
+        Object::Platform,
+        "users",
+    )
+    .await?;
+    Ok(Json(state.domain.identity().list_users().await?))
+}
+
+/// Audit events in sequence order (auditors and administrators). Reading the
+/// log is itself audited.
+#[utoipa::path(get, path = "/api/audit/events", tag = "audit",
+    params(AuditFilter),
+    responses(
+        (status = 200, description = "Events", body = [AuditRecord]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an auditor", body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn list_audit_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    filter: Result<Query<AuditFilter>, QueryRejection>,
+) -> ApiResult<Json<Vec<AuditRecord>>> {
+    require(
+        &state,
+        &caller,
+        Action::ReadAudit,
+        Object::Platform,
+        "audit",
+    )
+    .await?;
+    let Query(filter) = filter.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let events = state.domain.audit().list(&filter).await?;
+    let actor = enclave::Actor::caller(caller.principal.as_ref());
+    state
+        .domain
+        .record(
+            &actor,
+            "audit.read",
+            "audit",
+            enclave::audit::Outcome::Success,
+            serde_json::json!({ "results": events.len() }),
+        )
+        .await?;
+    Ok(Json(events))
+}
