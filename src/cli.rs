@@ -65,6 +65,18 @@ pub enum Command {
     /// Real-name accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Check a signed agreement receipt against the platform's public key.
+    VerifyReceipt {
+        /// The receipt (JSON) the researcher downloaded.
+        receipt: PathBuf,
+        /// The agreement text as signed, to check its hash too (optional: the
+        /// text is re-rendered from the signed terms when its version is known).
+        #[arg(long)]
+        text: Option<PathBuf>,
+        /// The platform's Ed25519 public key (hex); default: DATA_DIR/keys/signing.pub.
+        #[arg(long, env = "ANYU_PUBLIC_KEY")]
+        public_key: Option<String>,
+    },
     /// Run the performance benchmarks and print their figures.
     Bench(crate::bench::BenchArgs),
 }
@@ -238,6 +250,16 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Audit(AuditCommand::Verify { json }) => audit_verify(&cli.data_dir, json).await,
         Command::Audit(AuditCommand::Tail { n }) => audit_tail(&cli.data_dir, n).await,
         Command::User(cmd) => user(&cli.data_dir, &config, cmd).await,
+        Command::VerifyReceipt {
+            receipt,
+            text,
+            public_key,
+        } => verify_receipt(
+            &cli.data_dir,
+            &receipt,
+            text.as_deref(),
+            public_key.as_deref(),
+        ),
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -368,6 +390,48 @@ async fn dataset_show(store: &Store, id: &str) -> CliResult {
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
+}
+
+fn platform_public_key(data_dir: &Path, explicit: Option<&str>) -> CliResult<Vec<u8>> {
+    let hex_key = match explicit {
+        Some(k) => k.to_string(),
+        None => std::fs::read_to_string(initialised(data_dir)?.keys().join("signing.pub"))?,
+    };
+    Ok(hex::decode(hex_key.trim()).map_err(|_| "the public key must be hex")?)
+}
+
+fn verify_receipt(
+    data_dir: &Path,
+    receipt: &Path,
+    text: Option<&Path>,
+    public_key: Option<&str>,
+) -> CliResult {
+    use enclave::access::agreement;
+    let key = platform_public_key(data_dir, public_key)?;
+    let json = std::fs::read_to_string(receipt)?;
+    let text = text.map(std::fs::read_to_string).transpose()?;
+    match agreement::verify_receipt(&json, &key, text.as_deref()) {
+        Ok(v) => {
+            println!(
+                "receipt OK: application {} signed by {} at {}, agreement v{} ({}), text {}",
+                v.receipt.application_id,
+                v.receipt.username,
+                v.receipt.signed_at,
+                v.receipt.agreement_version,
+                v.receipt.agreement_sha256,
+                if v.text_checked {
+                    "checked"
+                } else {
+                    "not checked (unknown version, no --text)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("receipt INVALID: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// A random password for a new or reset account: 96 bits, hex.

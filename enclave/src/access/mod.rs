@@ -5,6 +5,7 @@
 //! current state, calls [`check_eligibility`], [`apply`] or [`apply_grant`], then
 //! persists the returned state and writes the audit event.
 
+pub mod agreement;
 pub mod authz;
 pub mod eligibility;
 pub mod workflow;

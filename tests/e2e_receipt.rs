@@ -1,0 +1,87 @@
+//! `anyu verify-receipt` on receipts signed with a data directory's platform key.
+
+mod common;
+
+use common::{run, stdout};
+use enclave::access::agreement::{self, AgreementTerms};
+use enclave::keyring::Keyring;
+
+#[test]
+fn verify_receipt_accepts_genuine_and_refuses_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+
+    let keyring = Keyring::open(&data.join("keys")).unwrap();
+    let template = agreement::current();
+    let terms = AgreementTerms {
+        application_id: "app-0001".into(),
+        applicant_name: "李研究".into(),
+        organisation: "深圳大学".into(),
+        datasets: vec!["social_insurance@v1".into()],
+        period_start: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        period_end: chrono::NaiveDate::from_ymd_opt(2027, 5, 31).unwrap(),
+        scenario: "academic_research".into(),
+    };
+    let text = agreement::render(template, &terms);
+    let receipt = agreement::sign_receipt(
+        &keyring,
+        template,
+        &terms,
+        "u-1",
+        "demo_researcher",
+        chrono::Utc::now(),
+        &text,
+    )
+    .unwrap();
+    let path = dir.path().join("receipt.json");
+    std::fs::write(&path, receipt.to_json()).unwrap();
+    let text_path = dir.path().join("agreement.md");
+    std::fs::write(&text_path, &text).unwrap();
+
+    let out = run(
+        &data,
+        &[
+            "verify-receipt",
+            path.to_str().unwrap(),
+            "--text",
+            text_path.to_str().unwrap(),
+        ],
+        true,
+    );
+    assert!(stdout(&out).contains("receipt OK"), "{}", stdout(&out));
+
+    // Anyone holding only the public key can verify, without the data directory.
+    let public_key = std::fs::read_to_string(data.join("keys/signing.pub")).unwrap();
+    let elsewhere = dir.path().join("not-a-data-dir");
+    let out = run(
+        &elsewhere,
+        &[
+            "verify-receipt",
+            path.to_str().unwrap(),
+            "--public-key",
+            public_key.trim(),
+        ],
+        true,
+    );
+    assert!(stdout(&out).contains("receipt OK"), "{}", stdout(&out));
+
+    // An altered period, or an altered text, fails with exit code 1.
+    let altered = receipt.to_json().replace("2027-05-31", "2028-05-31");
+    std::fs::write(&path, altered).unwrap();
+    let out = run(&data, &["verify-receipt", path.to_str().unwrap()], false);
+    assert!(stdout(&out).contains("does not verify"), "{}", stdout(&out));
+    std::fs::write(&path, receipt.to_json()).unwrap();
+    std::fs::write(&text_path, text.replace("深圳大学", "别的大学")).unwrap();
+    let out = run(
+        &data,
+        &[
+            "verify-receipt",
+            path.to_str().unwrap(),
+            "--text",
+            text_path.to_str().unwrap(),
+        ],
+        false,
+    );
+    assert!(stdout(&out).contains("does not match"), "{}", stdout(&out));
+}
