@@ -265,11 +265,11 @@ pub async fn run(cli: Cli) -> CliResult {
 }
 
 pub async fn open(data_dir: &Path, config: &Config) -> CliResult<Domain> {
-    Ok(Domain::open(data_dir, config.domain_options()).await?)
+    Ok(Domain::open(data_dir, config.domain_options()?).await?)
 }
 
 async fn init(data_dir: &Path, config: &Config) -> CliResult {
-    let domain = Domain::init(data_dir, config.domain_options()).await?;
+    let domain = Domain::init(data_dir, config.domain_options()?).await?;
     let config_path = data_dir.join(CONFIG_FILE);
     if !config_path.exists() {
         std::fs::write(&config_path, DEFAULT_CONFIG_TOML)?;
@@ -461,7 +461,7 @@ async fn user(data_dir: &Path, config: &Config, cmd: UserCommand) -> CliResult {
         // Read-only: works beside a running server.
         let store = Store::open(&initialised(data_dir)?.meta_db()).await?;
         let users =
-            enclave::identity::Identity::new(store.clone(), config.domain_options().identity)
+            enclave::identity::Identity::new(store.clone(), config.domain_options()?.identity)
                 .list_users()
                 .await;
         store.close().await;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use enclave::audit::AuditOptions;
+use enclave::calendar::WorkCalendar;
 use enclave::catalog::GradeScale;
 use enclave::identity::IdentityPolicy;
 use enclave::{DomainOptions, NotOpenListing};
@@ -25,7 +26,16 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
+    pub calendar: CalendarConfig,
     pub grades: GradeScale,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalendarConfig {
+    /// Calendar files (official holiday notices) merged over the built-in
+    /// mainland-China calendar, later files winning per year.
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +93,7 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             audit: AuditConfig::default(),
             identity: IdentityConfig::default(),
+            calendar: CalendarConfig::default(),
             grades: GradeScale::default(),
         }
     }
@@ -121,8 +132,15 @@ impl Config {
         toml::from_str(&text).map_err(|e| format!("configuration {}: {e}", path.display()))
     }
 
-    pub fn domain_options(&self) -> DomainOptions {
-        DomainOptions {
+    pub fn domain_options(&self) -> Result<DomainOptions, String> {
+        let mut calendar = WorkCalendar::china_mainland();
+        for file in &self.calendar.files {
+            let extra = WorkCalendar::from_path(file)
+                .map_err(|e| format!("calendar {}: {e}", file.display()))?;
+            calendar = calendar.merge(extra);
+        }
+        Ok(DomainOptions {
+            calendar,
             grades: self.grades.clone(),
             audit: AuditOptions {
                 checkpoint_every: self.audit.checkpoint_every,
@@ -136,7 +154,7 @@ impl Config {
                 min_password_len: self.identity.min_password_len.max(8),
                 ..IdentityPolicy::default()
             },
-        }
+        })
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -160,6 +178,10 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 
 [audit]
 # checkpoint_every = 1000            # signed checkpoint every N events, and at shutdown
+
+[calendar]
+# Official holiday notices (calendar TOML files) merged over the built-in 2026/2027 data.
+# files = ["/etc/anyu/china_2027.toml"]
 
 [identity]
 # session_ttl_minutes = 480

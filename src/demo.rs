@@ -39,10 +39,10 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
     let dir = DataDir::new(data_dir);
     let domain = if dir.is_initialised() {
         println!("reusing {}", data_dir.display());
-        Domain::open(data_dir, config.domain_options()).await?
+        Domain::open(data_dir, config.domain_options()?).await?
     } else {
         println!("initialising {}", data_dir.display());
-        let d = Domain::init(data_dir, config.domain_options()).await?;
+        let d = Domain::init(data_dir, config.domain_options()?).await?;
         let config_path = data_dir.join(CONFIG_FILE);
         if !config_path.exists() {
             std::fs::write(&config_path, DEFAULT_CONFIG_TOML)?;

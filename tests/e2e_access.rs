@@ -72,6 +72,21 @@ fn route_role_matrix() {
         ("auditor", Some(token(&server, "u_one"))),
     ];
     let login_body = serde_json::json!({ "username": "probe", "password": PASSWORD });
+    let complaint_body =
+        serde_json::json!({ "subject": "数据更新不及时", "body": "企业登记数据两周未更新。" });
+    let answer_body = serde_json::json!({ "answer": "已督促提供部门更新。" });
+    let filed = server
+        .client()
+        .post(server.url("/api/complaints"))
+        .json(&complaint_body)
+        .send()
+        .unwrap();
+    assert_eq!(filed.status().as_u16(), 201);
+    let complaint_id = filed.json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer_path = format!("/api/admin/complaints/{complaint_id}/answer");
     // (method, OpenAPI path, concrete path, expected status per caller in the order above)
     let matrix: Vec<(&str, &str, &str, [u16; 5])> = vec![
         ("GET", "/healthz", "/healthz", [200, 200, 200, 200, 200]),
@@ -111,6 +126,24 @@ fn route_role_matrix() {
             "/api/audit/events",
             "/api/audit/events",
             [401, 403, 403, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/complaints",
+            "/api/complaints",
+            [201, 201, 201, 201, 201],
+        ),
+        (
+            "GET",
+            "/api/admin/complaints",
+            "/api/admin/complaints",
+            [401, 403, 403, 200, 403],
+        ),
+        (
+            "POST",
+            "/api/admin/complaints/{id}/answer",
+            &answer_path,
+            [401, 403, 403, 200, 403],
         ),
         // Last: it ends the callers' sessions.
         (
@@ -153,6 +186,10 @@ fn route_role_matrix() {
             };
             if *path == "/api/auth/login" {
                 req = req.json(&login_body);
+            } else if *path == "/api/complaints" {
+                req = req.json(&complaint_body);
+            } else if *path == answer_path {
+                req = req.json(&answer_body);
             }
             if let Some(t) = tok {
                 req = req.bearer_auth(t);
@@ -242,4 +279,90 @@ fn lockout_after_repeated_failures() {
     let tail = stdout(&run(&data, &["audit", "tail", "-n", "50"], true));
     assert!(tail.contains("\"reason\":\"locked_now\""), "{tail}");
     assert!(tail.contains("\"reason\":\"unknown_user\""), "{tail}");
+}
+
+#[test]
+fn complaints_are_due_in_ten_working_days_and_answered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    add_user(&data, "boss", "admin", &[]);
+    let server = TestServer::start(&data);
+
+    let secret_text = "我的电话是 13800000000，数据里有我的错误信息";
+    let resp = server
+        .client()
+        .post(server.url("/api/complaints"))
+        .json(&serde_json::json!({ "dataset_id": "enterprise_registry", "subject": "信息有误", "body": secret_text }))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let filed: serde_json::Value = resp.json().unwrap();
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let today = chrono::Utc::now().with_timezone(&cst).date_naive();
+    let due = enclave::calendar::WorkCalendar::china_mainland().add_working_days(today, 10);
+    assert_eq!(filed["due_date"], due.format("%Y-%m-%d").to_string());
+    assert_eq!(filed["overdue"], false);
+    assert_eq!(filed["submitted_by"], "anonymous");
+
+    // Bad input: each refused with a clear 400, nothing stored.
+    for bad in [
+        serde_json::json!({ "subject": "", "body": "x" }),
+        serde_json::json!({ "subject": "x", "body": "y".repeat(5001) }),
+        serde_json::json!({ "subject": "x", "body": "y", "dataset_id": "../etc" }),
+        serde_json::json!({ "subject": "x", "body": "y", "extra": 1 }),
+    ] {
+        let resp = server
+            .client()
+            .post(server.url("/api/complaints"))
+            .json(&bad)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{bad}");
+    }
+
+    let admin = token(&server, "boss");
+    let list: serde_json::Value = server
+        .client()
+        .get(server.url("/api/admin/complaints"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let id = filed["id"].as_str().unwrap();
+    let answer = |text: &str| {
+        server
+            .client()
+            .post(server.url(&format!("/api/admin/complaints/{id}/answer")))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({ "answer": text }))
+            .send()
+            .unwrap()
+    };
+    let first = answer("已核实并更正。");
+    assert_eq!(first.status().as_u16(), 200);
+    let answered: serde_json::Value = first.json().unwrap();
+    assert_eq!(answered["status"], "answered");
+    assert_eq!(answered["answered_late"], false);
+    assert_eq!(answer("再次答复").status().as_u16(), 409);
+    let missing = server
+        .client()
+        .post(server.url("/api/admin/complaints/no-such-id/answer"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "answer": "x" }))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    server.stop();
+
+    let tail = stdout(&run(&data, &["audit", "tail", "-n", "100"], true));
+    assert!(tail.contains("\"action\":\"complaint.file\""), "{tail}");
+    assert!(tail.contains("\"action\":\"complaint.answer\""), "{tail}");
+    assert!(
+        !tail.contains("13800000000"),
+        "complaint text must not be copied into the audit log"
+    );
+    run(&data, &["audit", "verify"], true);
 }

@@ -11,13 +11,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::authz::{Action, Denial};
 use crate::audit::{AuditLog, AuditOptions, AuditRecord, NewEvent, Outcome};
+use crate::calendar::WorkCalendar;
 use crate::catalog::{CatalogEntry, CatalogQuery, GradeScale, Manifest, OpenType};
 use crate::identity::{
     Identity, IdentityPolicy, LoginOutcome, LoginSuccess, NewUser, Principal, User,
 };
 use crate::ingest::{self, ImportOptions, QualityReport};
 use crate::keyring::Keyring;
-use crate::store::{DatasetRecord, ImportRecord, ManifestRevision, Store, VersionRecord};
+use crate::store::{
+    ComplaintRecord, DatasetRecord, ImportRecord, ManifestRevision, NewComplaintRecord, Store,
+    VersionRecord,
+};
 use crate::{Error, Result};
 
 /// Paths inside a data directory. The layout is part of the on-disk format.
@@ -110,12 +114,27 @@ pub enum NotOpenListing {
 }
 
 /// Settings of a [`Domain`] that come from the platform configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DomainOptions {
     pub grades: GradeScale,
     pub audit: AuditOptions,
     pub not_open: NotOpenListing,
     pub identity: IdentityPolicy,
+    /// Working days for review and answer deadlines.
+    pub calendar: WorkCalendar,
+}
+
+impl Default for DomainOptions {
+    fn default() -> Self {
+        DomainOptions {
+            grades: GradeScale::default(),
+            audit: AuditOptions::default(),
+            not_open: NotOpenListing::default(),
+            identity: IdentityPolicy::default(),
+            // Not `WorkCalendar::default()`, which knows no holidays.
+            calendar: WorkCalendar::china_mainland(),
+        }
+    }
 }
 
 /// What an import produced.
@@ -196,6 +215,32 @@ pub struct CatalogDetail {
     pub manifest_revision: u64,
     pub updated_at: String,
     pub versions: Vec<VersionSummary>,
+}
+
+/// Working days within which a public complaint is answered (SZ:65).
+pub const COMPLAINT_WORKING_DAYS: u32 = 10;
+
+/// A complaint as filed by anyone, signed in or not.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewComplaint {
+    /// The dataset concerned, if any.
+    pub dataset_id: Option<String>,
+    pub subject: String,
+    pub body: String,
+    /// How to reach the complainant (optional).
+    pub contact: Option<String>,
+}
+
+/// A complaint with its deadline status.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ComplaintView {
+    #[serde(flatten)]
+    pub complaint: ComplaintRecord,
+    /// Still open after its due date.
+    pub overdue: bool,
+    /// Answered after its due date.
+    pub answered_late: bool,
 }
 
 /// An open data directory.
@@ -657,6 +702,130 @@ impl Domain {
         )
         .await?;
         Ok(user)
+    }
+
+    /// Today's date where the platform's deadlines run (China Standard Time).
+    pub fn today(&self) -> chrono::NaiveDate {
+        let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
+        chrono::Utc::now().with_timezone(&cst).date_naive()
+    }
+
+    /// Files a public complaint about open data (SZ:65); due in 10 working days.
+    pub async fn file_complaint(&self, actor: &Actor, c: NewComplaint) -> Result<ComplaintView> {
+        fn field(name: &str, value: &str, max: usize) -> Result<()> {
+            let n = value.trim().chars().count();
+            if n == 0 || n > max {
+                return Err(Error::InvalidArgument(format!(
+                    "`{name}` must be 1 to {max} characters"
+                )));
+            }
+            Ok(())
+        }
+        field("subject", &c.subject, 200)?;
+        field("body", &c.body, 5000)?;
+        if let Some(contact) = &c.contact {
+            field("contact", contact, 200)?;
+        }
+        if let Some(id) = &c.dataset_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+        {
+            return Err(Error::InvalidArgument(
+                "`dataset_id` must be 1-64 characters of a-z, 0-9 and _".into(),
+            ));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let due = self
+            .options
+            .calendar
+            .add_working_days(self.today(), COMPLAINT_WORKING_DAYS);
+        let due = due.format("%Y-%m-%d").to_string();
+        let record = self
+            .store
+            .insert_complaint(&NewComplaintRecord {
+                id: &id,
+                dataset_id: c.dataset_id.as_deref(),
+                subject: c.subject.trim(),
+                body: c.body.trim(),
+                contact: c.contact.as_deref().map(str::trim),
+                submitted_by: &actor.name,
+                due_date: &due,
+            })
+            .await?;
+        // The complaint text stays in the metadata store; the audit log records the fact.
+        self.record(
+            actor,
+            "complaint.file",
+            format!("complaint:{id}"),
+            Outcome::Success,
+            serde_json::json!({ "dataset_id": c.dataset_id, "due_date": due }),
+        )
+        .await?;
+        Ok(self.complaint_view(record))
+    }
+
+    /// Every complaint with its overdue flag.
+    pub async fn complaints(&self) -> Result<Vec<ComplaintView>> {
+        Ok(self
+            .store
+            .list_complaints()
+            .await?
+            .into_iter()
+            .map(|c| self.complaint_view(c))
+            .collect())
+    }
+
+    /// Answers an open complaint; audited as `complaint.answer`.
+    pub async fn answer_complaint(
+        &self,
+        actor: &Actor,
+        id: &str,
+        answer: &str,
+    ) -> Result<ComplaintView> {
+        let n = answer.trim().chars().count();
+        if n == 0 || n > 5000 {
+            return Err(Error::InvalidArgument(
+                "`answer` must be 1 to 5000 characters".into(),
+            ));
+        }
+        let record = self
+            .store
+            .answer_complaint(id, answer.trim(), &actor.name)
+            .await?;
+        let view = self.complaint_view(record);
+        self.record(
+            actor,
+            "complaint.answer",
+            format!("complaint:{id}"),
+            Outcome::Success,
+            serde_json::json!({ "late": view.answered_late }),
+        )
+        .await?;
+        Ok(view)
+    }
+
+    fn complaint_view(&self, c: ComplaintRecord) -> ComplaintView {
+        let today = self.today().format("%Y-%m-%d").to_string();
+        let answered_day = c.answered_at.as_ref().and_then(|t| {
+            chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| {
+                let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
+                t.with_timezone(&cst)
+                    .date_naive()
+                    .format("%Y-%m-%d")
+                    .to_string()
+            })
+        });
+        // Dates in YYYY-MM-DD compare correctly as text.
+        let overdue = c.status == "open" && today > c.due_date;
+        let answered_late = answered_day.is_some_and(|d| d > c.due_date);
+        ComplaintView {
+            complaint: c,
+            overdue,
+            answered_late,
+        }
     }
 
     /// Writes the final audit checkpoint and closes the stores.

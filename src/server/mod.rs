@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod catalog;
+mod complaints;
 pub mod error;
 
 use std::net::SocketAddr;
@@ -47,6 +48,9 @@ pub struct AppState {
         auth::me,
         admin::list_users,
         admin::list_audit_events,
+        complaints::file_complaint,
+        complaints::list_complaints,
+        complaints::answer_complaint,
     ),
     components(schemas(ErrorBody, Health)),
     modifiers(&BearerAuth),
@@ -54,6 +58,7 @@ pub struct AppState {
          (name = "auth", description = "Sessions: sign in, sign out, the caller's account"),
          (name = "admin", description = "Platform administration (主管部门)"),
          (name = "audit", description = "The audit log, for auditors"),
+         (name = "complaints", description = "Public complaints about open data (SZ:65)"),
          (name = "system", description = "Health and API description"))
 )]
 pub struct ApiDoc;
@@ -112,6 +117,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(catalog::route_catalog())
         .merge(auth::route_auth())
         .merge(admin::route_admin())
+        .merge(complaints::route_complaints())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -268,6 +274,9 @@ mod tests {
             "/api/me",
             "/api/admin/users",
             "/api/audit/events",
+            "/api/complaints",
+            "/api/admin/complaints",
+            "/api/admin/complaints/{id}/answer",
         ] {
             assert!(
                 paths.contains(&route),

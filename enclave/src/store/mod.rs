@@ -8,6 +8,7 @@
 //! `Ok` has reached the disk.
 
 mod catalog;
+mod complaints;
 mod identity;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
+pub use complaints::{ComplaintRecord, NewComplaintRecord};
 pub use identity::{FailedLoginCount, SessionRecord, UserCredentials};
 
 use crate::{Error, Result};
