@@ -217,6 +217,11 @@ pub struct CatalogDetail {
     pub versions: Vec<VersionSummary>,
 }
 
+/// UTC+8, where the platform's deadlines run.
+fn china_standard_time() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
 /// Working days within which a public complaint is answered (SZ:65).
 pub const COMPLAINT_WORKING_DAYS: u32 = 10;
 
@@ -706,8 +711,9 @@ impl Domain {
 
     /// Today's date where the platform's deadlines run (China Standard Time).
     pub fn today(&self) -> chrono::NaiveDate {
-        let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
-        chrono::Utc::now().with_timezone(&cst).date_naive()
+        chrono::Utc::now()
+            .with_timezone(&china_standard_time())
+            .date_naive()
     }
 
     /// Files a public complaint about open data (SZ:65); due in 10 working days.
@@ -727,14 +733,11 @@ impl Domain {
             field("contact", contact, 200)?;
         }
         if let Some(id) = &c.dataset_id
-            && (id.is_empty()
-                || id.len() > 64
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            && !crate::catalog::is_dataset_id(id)
         {
             return Err(Error::InvalidArgument(
-                "`dataset_id` must be 1-64 characters of a-z, 0-9 and _".into(),
+                "`dataset_id` must be 2-64 characters of a-z, 0-9 and _, starting with a letter"
+                    .into(),
             ));
         }
         let id = uuid::Uuid::now_v7().to_string();
@@ -811,8 +814,7 @@ impl Domain {
         let today = self.today().format("%Y-%m-%d").to_string();
         let answered_day = c.answered_at.as_ref().and_then(|t| {
             chrono::DateTime::parse_from_rfc3339(t).ok().map(|t| {
-                let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
-                t.with_timezone(&cst)
+                t.with_timezone(&china_standard_time())
                     .date_naive()
                     .format("%Y-%m-%d")
                     .to_string()

@@ -22,6 +22,10 @@ pub fn route_catalog() -> Router<AppState> {
         .route("/api/catalog/{id}", get(get_catalog_entry))
 }
 
+/// What a dataset id looks like, for error messages.
+const DATASET_ID_RULE: &str =
+    "a dataset id is 2-64 characters of a-z, 0-9 and _, starting with a letter";
+
 /// Catalog search parameters; all optional and combined with AND.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -99,14 +103,8 @@ pub async fn get_catalog_entry(
         "catalog",
     )
     .await?;
-    if id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(ApiError::bad_request(
-            "dataset id must be 1-64 characters of a-z, 0-9 and _",
-        ));
+    if !enclave::catalog::is_dataset_id(&id) {
+        return Err(ApiError::bad_request(DATASET_ID_RULE));
     }
     Ok(Json(
         state

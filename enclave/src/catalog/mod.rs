@@ -43,3 +43,4 @@ pub use manifest::{
     UpdateFrequency, UsageMethod, UserConditions,
 };
 pub use search::{CatalogEntry, CatalogQuery, ColumnInfo};
+pub use validate::is_dataset_id;

@@ -36,7 +36,7 @@ pub(crate) fn validate(m: &Manifest, grades: &GradeScale) -> Check {
 }
 
 /// `[a-z][a-z0-9_]{1,63}`: usable as a table name and a file name.
-fn is_dataset_id(s: &str) -> bool {
+pub fn is_dataset_id(s: &str) -> bool {
     let b = s.as_bytes();
     (2..=64).contains(&b.len())
         && b[0].is_ascii_lowercase()
