@@ -123,6 +123,12 @@ fn route_role_matrix() {
         ),
         (
             "GET",
+            "/api/admin/overview",
+            "/api/admin/overview",
+            [401, 403, 403, 200, 403],
+        ),
+        (
+            "GET",
             "/api/audit/events",
             "/api/audit/events",
             [401, 403, 403, 200, 200],
@@ -347,6 +353,18 @@ fn complaints_are_due_in_ten_working_days_and_answered_once() {
     assert_eq!(answered["status"], "answered");
     assert_eq!(answered["answered_late"], false);
     assert_eq!(answer("再次答复").status().as_u16(), 409);
+    let overview: serde_json::Value = server
+        .client()
+        .get(server.url("/api/admin/overview"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(overview["complaints_open"], 0);
+    assert_eq!(overview["complaints_overdue"], 0);
+    assert_eq!(overview["active_accounts_by_role"]["admin"], 1);
+    assert!(overview["audit_head_seq"].as_u64().unwrap() > 3);
     let missing = server
         .client()
         .post(server.url("/api/admin/complaints/no-such-id/answer"))
@@ -355,6 +373,53 @@ fn complaints_are_due_in_ten_working_days_and_answered_once() {
         .send()
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
+    server.stop();
+
+    // A complaint past its due date is flagged and counted as overdue.
+    let db = data.join("meta/anyu.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::query(
+            "INSERT INTO complaints (id, subject, body, submitted_by, submitted_at, due_date, status) \
+             VALUES ('old-one', 's', 'b', 'anonymous', '2026-01-01T00:00:00Z', '2026-01-05', 'open')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    });
+    let server = TestServer::start(&data);
+    let admin = token(&server, "boss");
+    let list: serde_json::Value = server
+        .client()
+        .get(server.url("/api/admin/complaints"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let old = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "old-one")
+        .unwrap();
+    assert_eq!(old["overdue"], true);
+    assert_eq!(list[0]["id"], "old-one", "open complaints come first");
+    let overview: serde_json::Value = server
+        .client()
+        .get(server.url("/api/admin/overview"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(overview["complaints_overdue"], 1);
     server.stop();
 
     let tail = stdout(&run(&data, &["audit", "tail", "-n", "100"], true));

@@ -248,6 +248,20 @@ pub struct ComplaintView {
     pub answered_late: bool,
 }
 
+/// The authority's dashboard figures (`GET /api/admin/overview`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    /// The day deadlines are measured against (China Standard Time).
+    pub today: String,
+    pub datasets_by_open_type: std::collections::BTreeMap<String, u64>,
+    pub active_accounts_by_role: std::collections::BTreeMap<String, u64>,
+    pub complaints_open: u64,
+    /// Open past their due date (10 working days, SZ:65).
+    pub complaints_overdue: u64,
+    pub audit_head_seq: u64,
+    pub audit_head_hash: String,
+}
+
 /// An open data directory.
 pub struct Domain {
     dir: DataDir,
@@ -779,6 +793,39 @@ impl Domain {
             .into_iter()
             .map(|c| self.complaint_view(c))
             .collect())
+    }
+
+    /// Platform figures for the authority's dashboard: datasets by open type,
+    /// accounts by role, complaints open and overdue, the audit head.
+    pub async fn overview(&self) -> Result<Overview> {
+        let mut datasets = std::collections::BTreeMap::new();
+        for d in self.store.list_datasets().await? {
+            let key = serde_json::to_value(d.manifest.dataset.open_type)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            *datasets.entry(key).or_insert(0u64) += 1;
+        }
+        let mut accounts = std::collections::BTreeMap::new();
+        for u in self.identity.list_users().await? {
+            if !u.disabled {
+                *accounts.entry(u.role.as_str().to_string()).or_insert(0u64) += 1;
+            }
+        }
+        let complaints = self.complaints().await?;
+        let (audit_seq, audit_hash) = self.audit.head();
+        Ok(Overview {
+            today: self.today().format("%Y-%m-%d").to_string(),
+            datasets_by_open_type: datasets,
+            active_accounts_by_role: accounts,
+            complaints_open: complaints
+                .iter()
+                .filter(|c| c.complaint.status == "open")
+                .count() as u64,
+            complaints_overdue: complaints.iter().filter(|c| c.overdue).count() as u64,
+            audit_head_seq: audit_seq,
+            audit_head_hash: audit_hash,
+        })
     }
 
     /// Answers an open complaint; audited as `complaint.answer`.

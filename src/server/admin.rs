@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use enclave::access::authz::{Action, Object};
 use enclave::audit::{AuditFilter, AuditRecord};
+use enclave::domain::Overview;
 use enclave::identity::User;
 
 use super::AppState;
@@ -16,6 +17,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 pub fn route_admin() -> Router<AppState> {
     Router::new()
         .route("/api/admin/users", get(list_users))
+        .route("/api/admin/overview", get(overview))
         .route("/api/audit/events", get(list_audit_events))
 }
 
@@ -40,6 +42,26 @@ pub async fn list_users(
     )
     .await?;
     Ok(Json(state.domain.identity().list_users().await?))
+}
+
+/// Platform figures: datasets, accounts, open and overdue complaints, audit head.
+#[utoipa::path(get, path = "/api/admin/overview", tag = "admin",
+    responses(
+        (status = 200, description = "Dashboard figures", body = Overview),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an administrator", body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn overview(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Overview>> {
+    require(
+        &state,
+        &caller,
+        Action::ViewOverview,
+        Object::Platform,
+        "overview",
+    )
+    .await?;
+    Ok(Json(state.domain.overview().await?))
 }
 
 /// Audit events in sequence order (auditors and administrators). Reading the

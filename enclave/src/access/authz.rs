@@ -32,6 +32,8 @@ pub enum Action {
     FileComplaint,
     /// Read and answer complaints.
     HandleComplaints,
+    /// The authority's dashboard figures.
+    ViewOverview,
 }
 
 impl Action {
@@ -47,6 +49,7 @@ impl Action {
             Action::ReadAudit => "read_audit",
             Action::FileComplaint => "file_complaint",
             Action::HandleComplaints => "handle_complaints",
+            Action::ViewOverview => "view_overview",
         }
     }
 }
@@ -102,7 +105,7 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
         (A::ManageUsers, Role::Admin, _) => true,
         (A::ReadAudit, Role::Auditor | Role::Admin, Object::Platform) => true,
         // The platform authority answers the public (SZ:65).
-        (A::HandleComplaints, Role::Admin, Object::Platform) => true,
+        (A::HandleComplaints | A::ViewOverview, Role::Admin, Object::Platform) => true,
         _ => false,
     };
     if allowed {
