@@ -12,7 +12,7 @@ use enclave::identity::User;
 
 use super::AppState;
 use super::auth::{Caller, require};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiResult, ErrorBody};
 
 pub fn route_admin() -> Router<AppState> {
     Router::new()
@@ -87,9 +87,9 @@ pub async fn list_audit_events(
         "audit",
     )
     .await?;
-    let Query(filter) = filter.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(filter) = filter?;
     let events = state.domain.audit().list(&filter).await?;
-    let actor = enclave::Actor::caller(caller.principal.as_ref());
+    let actor = caller.actor();
     state
         .domain
         .record(

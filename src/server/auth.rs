@@ -26,6 +26,13 @@ pub struct Caller {
     token: Option<String>,
 }
 
+impl Caller {
+    /// The caller as the audit log records it.
+    pub fn actor(&self) -> enclave::Actor {
+        enclave::Actor::caller(self.principal.as_ref())
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -122,7 +129,7 @@ pub async fn login(
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<LoginResponse>> {
     require(&state, &caller, Action::Login, Object::Platform, "auth").await?;
-    let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(req) = body?;
     let s = state.domain.login(&req.username, &req.password).await?;
     Ok(Json(LoginResponse {
         token: s.token,

@@ -6,7 +6,6 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use enclave::Actor;
 use enclave::access::authz::{Action, Object};
 use enclave::catalog::{CatalogQuery, OpenType};
 use enclave::domain::{CatalogDetail, CatalogListing};
@@ -64,7 +63,7 @@ pub async fn list_catalog(
         "catalog",
     )
     .await?;
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(params) = params?;
     tracing::Span::current().record("q", params.q.as_deref().unwrap_or(""));
     let query = CatalogQuery {
         text: params.q.filter(|s| !s.trim().is_empty()),
@@ -72,12 +71,7 @@ pub async fn list_catalog(
         open_type: params.open_type,
         grade: params.grade,
     };
-    Ok(Json(
-        state
-            .domain
-            .catalog(&Actor::caller(caller.principal.as_ref()), &query)
-            .await?,
-    ))
+    Ok(Json(state.domain.catalog(&caller.actor(), &query).await?))
 }
 
 /// One dataset's catalog entry: metadata, versions and quality summaries.
@@ -107,9 +101,6 @@ pub async fn get_catalog_entry(
         return Err(ApiError::bad_request(DATASET_ID_RULE));
     }
     Ok(Json(
-        state
-            .domain
-            .catalog_entry(&Actor::caller(caller.principal.as_ref()), &id)
-            .await?,
+        state.domain.catalog_entry(&caller.actor(), &id).await?,
     ))
 }

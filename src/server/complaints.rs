@@ -7,14 +7,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use enclave::Actor;
 use enclave::access::authz::{Action, Object};
 use enclave::domain::{ComplaintView, NewComplaint};
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::{Caller, require};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiResult, ErrorBody};
 
 pub fn route_complaints() -> Router<AppState> {
     Router::new()
@@ -44,8 +43,8 @@ pub async fn file_complaint(
         "complaints",
     )
     .await?;
-    let Json(new) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let actor = Actor::caller(caller.principal.as_ref());
+    let Json(new) = body?;
+    let actor = caller.actor();
     let view = state.domain.file_complaint(&actor, new).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -104,8 +103,8 @@ pub async fn answer_complaint(
         "complaints",
     )
     .await?;
-    let Json(a) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let actor = Actor::caller(caller.principal.as_ref());
+    let Json(a) = body?;
+    let actor = caller.actor();
     Ok(Json(
         state
             .domain

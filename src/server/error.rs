@@ -83,6 +83,20 @@ impl From<enclave::Error> for ApiError {
     }
 }
 
+// A malformed body or query string is the caller's mistake: 400 with the
+// extractor's explanation (which names the field, and quotes only the caller's input).
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::bad_request(e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request(e.body_text())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
