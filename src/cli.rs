@@ -138,6 +138,18 @@ pub enum DatasetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import the consent table of a dataset (GD:41): a file with one column named
+    /// like the dataset's privacy unit, one row per consenting data subject. Each
+    /// import replaces the table with a new encrypted version.
+    Consent {
+        /// Dataset id.
+        dataset: String,
+        /// Data file: .csv, .parquet, .arrow/.ipc, .ndjson/.jsonl.
+        data: PathBuf,
+        /// Input format, when the extension does not tell.
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// List datasets with their newest version.
     List,
     /// Show a dataset's manifest revisions, versions and quality reports.
@@ -168,6 +180,10 @@ pub enum UserCommand {
         /// Real-name verification has been done.
         #[arg(long)]
         verified: bool,
+        /// Credit list the organisation is on (XM:24): dishonest_debtor,
+        /// abnormal_operation or serious_violation (repeat for several).
+        #[arg(long = "credit-flag")]
+        credit_flags: Vec<String>,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -298,6 +314,27 @@ async fn dataset(data_dir: &Path, config: &Config, cmd: DatasetCommand) -> CliRe
             let result = dataset_import(&domain, &manifest, &data, format, legal_basis, json).await;
             domain.close().await?;
             result
+        }
+        DatasetCommand::Consent {
+            dataset,
+            data,
+            format,
+        } => {
+            let domain = open(data_dir, config).await?;
+            let options = ImportOptions {
+                format: format.as_deref().map(InputFormat::parse).transpose()?,
+                ..ImportOptions::default()
+            };
+            let result = domain
+                .import_consent(&Actor::operator(), &dataset, &data, &options)
+                .await;
+            domain.close().await?;
+            let c = result?;
+            println!(
+                "imported consent table of {} v{}: {} data subjects",
+                c.dataset_id, c.version, c.subjects
+            );
+            Ok(ExitCode::SUCCESS)
         }
         // Reads of the metadata store need no audit writer, so they work while a
         // server runs. They are the operator's local view, not the public API.
@@ -495,6 +532,7 @@ async fn user_change(domain: &Domain, cmd: UserCommand) -> CliResult {
             org_type,
             agencies,
             verified,
+            credit_flags,
             password_stdin,
         } => {
             let (password, generated) = password_from(password_stdin)?;
@@ -507,7 +545,10 @@ async fn user_change(domain: &Domain, cmd: UserCommand) -> CliResult {
                 role: role.parse()?,
                 provider_agencies: agencies,
                 verified,
-                credit_flags: Vec::new(),
+                credit_flags: credit_flags
+                    .iter()
+                    .map(|f| parse_enum("credit flag", f))
+                    .collect::<CliResult<Vec<_>>>()?,
             };
             let user = domain.create_user(&actor, new).await?;
             println!("created {} ({})", user.username, user.role.as_str());

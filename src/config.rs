@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use enclave::access::{ApplicationLimits, Budgets};
 use enclave::audit::AuditOptions;
 use enclave::calendar::WorkCalendar;
 use enclave::catalog::GradeScale;
+use enclave::domain::AccessOptions;
 use enclave::identity::IdentityPolicy;
 use enclave::{DomainOptions, NotOpenListing};
 use serde::Deserialize;
@@ -27,7 +29,39 @@ pub struct Config {
     pub audit: AuditConfig,
     pub identity: IdentityConfig,
     pub calendar: CalendarConfig,
+    pub access: AccessConfig,
     pub grades: GradeScale,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Working days for the completeness check of an application (XM:23).
+    pub completeness_working_days: u32,
+    /// Working days for the joint review (SZ:42).
+    pub review_working_days: u32,
+    /// Longest period of use an application may ask for.
+    pub max_period_days: i64,
+    /// Largest uploaded material.
+    pub max_material_bytes: u64,
+    /// Most materials per application.
+    pub max_materials: usize,
+    /// Budgets of a new grant before reviewers' caps and the datasets' DP budgets.
+    pub default_budgets: Budgets,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        let a = AccessOptions::default();
+        AccessConfig {
+            completeness_working_days: a.completeness_working_days,
+            review_working_days: a.review_working_days,
+            max_period_days: a.limits.max_period_days,
+            max_material_bytes: a.max_material_bytes,
+            max_materials: a.max_materials,
+            default_budgets: a.default_budgets,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -94,6 +128,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             identity: IdentityConfig::default(),
             calendar: CalendarConfig::default(),
+            access: AccessConfig::default(),
             grades: GradeScale::default(),
         }
     }
@@ -139,8 +174,23 @@ impl Config {
                 .map_err(|e| format!("calendar {}: {e}", file.display()))?;
             calendar = calendar.merge(extra);
         }
+        self.access
+            .default_budgets
+            .validate("access.default_budgets")
+            .map_err(|e| e.to_string())?;
         Ok(DomainOptions {
             calendar,
+            access: AccessOptions {
+                completeness_working_days: self.access.completeness_working_days,
+                review_working_days: self.access.review_working_days,
+                limits: ApplicationLimits {
+                    max_period_days: self.access.max_period_days.max(1),
+                },
+                default_budgets: self.access.default_budgets,
+                max_material_bytes: self.access.max_material_bytes,
+                max_materials: self.access.max_materials,
+            },
+            clock: enclave::domain::Clock::system(),
             grades: self.grades.clone(),
             audit: AuditOptions {
                 checkpoint_every: self.audit.checkpoint_every,
@@ -182,6 +232,15 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 [calendar]
 # Official holiday notices (calendar TOML files) merged over the built-in 2026/2027 data.
 # files = ["/etc/anyu/china_2027.toml"]
+
+[access]
+# completeness_working_days = 3        # XM:23
+# review_working_days = 10             # SZ:42
+# max_period_days = 1098
+# max_material_bytes = 10485760
+# max_materials = 20
+# Budgets of a new grant; epsilon and delta are further capped by the datasets' DP budgets.
+# default_budgets = { jobs = 1000, epsilon = 10.0, delta = 1e-6, cpu_seconds = 36000.0, released_rows = 1000000 }
 
 [identity]
 # session_ttl_minutes = 480

@@ -60,6 +60,13 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
             return Err(e);
         }
     };
+    let sample = match demo_application(&domain, &accounts).await {
+        Ok(a) => a,
+        Err(e) => {
+            domain.close().await?;
+            return Err(e);
+        }
+    };
     println!();
     println!("Demo accounts (passwords are new on every `anyu demo` run):");
     println!("  {:<10} {:<16} password", "role", "username");
@@ -93,6 +100,25 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
                 "  then            curl -H 'authorization: Bearer <token>' http://{addr}/api/audit/events"
             );
             println!();
+            if let Some(id) = &sample {
+                println!(
+                    "A sample application (social_insurance, submitted by demo_researcher) waits"
+                );
+                println!(
+                    "for review. With T=<token of demo_admin>, S=<token of demo_steward>, R=<of demo_researcher>:"
+                );
+                let base = format!("http://{addr}/api/applications/{id}");
+                println!(
+                    "  curl -X POST -H \"authorization: Bearer $T\" {base}/completeness/start"
+                );
+                println!("  curl -X POST -H \"authorization: Bearer $T\" {base}/completeness/pass");
+                println!("  curl -X POST -H \"authorization: Bearer $S\" {base}/approve");
+                println!("  curl -X POST -H \"authorization: Bearer $T\" {base}/approve");
+                println!(
+                    "  curl -H \"authorization: Bearer $R\" {base}/agreement      # then POST …/agreement/sign"
+                );
+                println!();
+            }
             println!("Verify the audit log:  anyu audit verify --data-dir {shown_dir}");
             println!("Stop with Ctrl-C (the audit log writes a signed checkpoint on shutdown).");
         }
@@ -175,6 +201,78 @@ async fn demo_accounts(domain: &Domain) -> CliResult<Vec<(String, String, String
         out.push((a.role.to_string(), a.username.to_string(), password));
     }
     Ok(out)
+}
+
+/// On a fresh demo directory, a project and a submitted application of the
+/// demo researcher, so the reviewers' queues are not empty. Returns its id.
+async fn demo_application(
+    domain: &Domain,
+    accounts: &[(String, String, String)],
+) -> CliResult<Option<String>> {
+    let Some((_, username, password)) = accounts.iter().find(|(r, _, _)| r == "researcher") else {
+        return Ok(None);
+    };
+    let session = domain.login(username, password).await?;
+    let researcher = domain.authenticate(&session.token).await?;
+    if !domain.projects_for(&researcher).await?.is_empty() {
+        domain.logout(&researcher, &session.token).await?;
+        return Ok(None);
+    }
+    let project = domain
+        .create_project(
+            &researcher,
+            enclave::access::NewProject {
+                title: "深圳各区社保缴费基数差异研究".into(),
+                scenario_description:
+                    "分析各区参保人员缴费基数的分布及其随年龄的变化，为社保政策评估提供依据。"
+                        .into(),
+                scenario_category: "public_policy".into(),
+                members: Vec::new(),
+            },
+        )
+        .await?;
+    let start = domain.today();
+    let draft = enclave::access::ApplicationDraft {
+        project_id: project.id.clone(),
+        datasets: vec![enclave::access::DatasetRequest {
+            dataset_id: "social_insurance".into(),
+            columns: [
+                "person_id",
+                "sex",
+                "district",
+                "contribution_base",
+                "months_contributed",
+            ]
+            .map(String::from)
+            .to_vec(),
+            version_policy: enclave::access::VersionPolicy::Pinned,
+            row_filter: None,
+        }],
+        usage_method: enclave::catalog::UsageMethod::Invisible,
+        purpose: "统计各区、各性别缴费基数的分布，评估缴费基数下限调整的影响。".into(),
+        purpose_is_research: true,
+        period_start: start,
+        period_end: start + chrono::Days::new(180),
+        security_measures: "仅在安全域内分析；只导出经审核的汇总结果；不尝试再识别。".into(),
+        admission: enclave::access::AdmissionDetails {
+            brings_own_data: false,
+            own_data_description: None,
+            development_environment: "SQL；WebAssembly 模型".into(),
+            cpu_cores: 2,
+            memory_gib: 8,
+            storage_gib: 10,
+            accepts_domain_rules: true,
+        },
+        agreement_version: enclave::access::agreement::current().version,
+    };
+    let app = domain
+        .create_application(&researcher, &project, draft)
+        .await?;
+    let id = app.application.id.clone();
+    domain.submit_application(&researcher, &id).await?;
+    domain.logout(&researcher, &session.token).await?;
+    println!("created a sample application {id} (submitted)");
+    Ok(Some(id))
 }
 
 async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> CliResult<()> {

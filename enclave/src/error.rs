@@ -66,9 +66,30 @@ pub enum Error {
     #[error("query engine: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
 
+    /// A workflow step was refused: an illegal transition, separation of duties,
+    /// a missing reason. The code says which rule.
+    #[error(transparent)]
+    Workflow(#[from] crate::access::WorkflowError),
+
+    /// Eligibility refused an application; every failing rule is listed.
+    #[error("the application is not eligible: {}", describe_refusals(.0))]
+    Ineligible(Vec<crate::access::Refusal>),
+
+    /// A rule refused the action (a grant not active, a budget spent …).
+    /// `code` is stable and part of the public API.
+    #[error("{message}")]
+    Denied { code: &'static str, message: String },
+
     /// A bug: an invariant the code relies on did not hold.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn describe_refusals(r: &[crate::access::Refusal]) -> String {
+    r.iter()
+        .map(|r| r.reason.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
@@ -87,6 +108,9 @@ impl Error {
             Error::Io { .. } => "io_error",
             Error::Store(_) => "store_error",
             Error::Engine(_) => "engine_error",
+            Error::Workflow(e) => e.code(),
+            Error::Ineligible(_) => "ineligible",
+            Error::Denied { code, .. } => code,
             Error::Internal(_) => "internal",
         }
     }
@@ -98,6 +122,15 @@ impl Error {
             self,
             Error::Engine(_) | Error::Store(_) | Error::Io { .. } | Error::Internal(_)
         )
+    }
+
+    /// Machine-readable detail for the caller, where the error has any: the
+    /// list of refusals of [`Error::Ineligible`].
+    pub fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            Error::Ineligible(r) => serde_json::to_value(r).ok(),
+            _ => None,
+        }
     }
 
     /// Helper for building [`Error::Io`].

@@ -31,6 +31,39 @@ impl Caller {
     pub fn actor(&self) -> enclave::Actor {
         enclave::Actor::caller(self.principal.as_ref())
     }
+
+    /// The principal of a request that [`require`] already allowed; a missing
+    /// one would be a bug, answered as a 500.
+    pub fn required(&self) -> ApiResult<&Principal> {
+        self.principal
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("an authorized request has no principal"))
+    }
+
+    /// The bearer token as presented.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The principal, or a 401 for an anonymous caller (audited), before any
+    /// object is looked up, so that anonymous callers learn nothing about ids.
+    pub async fn signed_in(
+        &self,
+        state: &AppState,
+        action: Action,
+        audit_object: &str,
+    ) -> ApiResult<&Principal> {
+        match &self.principal {
+            Some(p) => Ok(p),
+            None => {
+                state
+                    .domain
+                    .deny(None, action, audit_object, Denial::Unauthenticated)
+                    .await?;
+                Err(ApiError::unauthenticated("sign in first"))
+            }
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -63,6 +96,21 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// `kind:id` for audit records, with an id from the path kept only when it
+/// looks like one (callers choose path segments).
+pub fn audit_object(kind: &str, id: &str) -> String {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        format!("{kind}:{id}")
+    } else {
+        format!("{kind}:<malformed>")
+    }
+}
+
 /// Asks the authorization function; a refusal is audited and answered 401/403.
 pub async fn require(
     state: &AppState,
@@ -80,11 +128,7 @@ pub async fn require(
                 .await?;
             Err(match denial {
                 Denial::Unauthenticated => ApiError::unauthenticated("sign in first"),
-                Denial::Forbidden => ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "your role does not allow this",
-                ),
+                Denial::Forbidden => ApiError::forbidden("your role does not allow this"),
             })
         }
     }

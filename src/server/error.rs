@@ -15,6 +15,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    details: Option<serde_json::Value>,
 }
 
 /// The JSON body of every error response.
@@ -29,6 +30,11 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation; never contains data values.
     pub message: String,
+    /// Machine-readable detail where the error has any (e.g. the list of
+    /// eligibility refusals of `ineligible`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -37,7 +43,12 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -75,11 +86,30 @@ impl From<enclave::Error> for ApiError {
             E::AccountLocked => StatusCode::TOO_MANY_REQUESTS,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Manifest(_) | E::InvalidData(_) | E::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            E::Workflow(w) => {
+                use enclave::access::WorkflowErrorCode as W;
+                match w.code {
+                    W::IllegalTransition | W::ApprovalNotNeeded | W::PeriodNotEnded => {
+                        StatusCode::CONFLICT
+                    }
+                    W::ReasonRequired => StatusCode::BAD_REQUEST,
+                    W::NotApplicant
+                    | W::SelfReview
+                    | W::SameOrganisation
+                    | W::DuplicateApprover
+                    | W::NotEligibleReviewer
+                    | W::NotAuthorized => StatusCode::FORBIDDEN,
+                }
+            }
+            E::Ineligible(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Denied { .. } => StatusCode::FORBIDDEN,
             // Key and audit failures are operator problems, not the caller's.
             E::Crypto(_) | E::Audit(_) => return ApiError::internal(&e),
             _ => return ApiError::internal(&e),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        let mut api = ApiError::new(status, e.code(), e.to_string());
+        api.details = e.details();
+        api
     }
 }
 
@@ -103,6 +133,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
+                details: self.details,
             },
         };
         (self.status, Json(body)).into_response()

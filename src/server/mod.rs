@@ -4,11 +4,14 @@
 //! Routes are grouped per area in `route_*()` functions; `/api/openapi.json`
 //! is generated from the handlers' `#[utoipa::path]` annotations.
 
+mod accounts;
 mod admin;
+mod applications;
 mod auth;
 mod catalog;
 mod complaints;
 pub mod error;
+mod grants;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +55,41 @@ pub struct AppState {
         complaints::file_complaint,
         complaints::list_complaints,
         complaints::answer_complaint,
+        accounts::create_user,
+        accounts::disable_user,
+        accounts::enable_user,
+        accounts::set_verification,
+        accounts::set_credit_flags,
+        accounts::reset_password,
+        accounts::list_tokens,
+        accounts::create_token,
+        accounts::revoke_token,
+        accounts::change_password,
+        applications::create_project,
+        applications::list_projects,
+        applications::get_project,
+        applications::create_application,
+        applications::list_applications,
+        applications::get_application,
+        applications::update_application,
+        applications::submit,
+        applications::start_completeness,
+        applications::pass_completeness,
+        applications::approve,
+        applications::reject,
+        applications::return_application,
+        applications::upload_material,
+        applications::download_material,
+        applications::agreement,
+        applications::sign,
+        applications::receipt,
+        grants::list_grants,
+        grants::get_grant,
+        grants::suspend,
+        grants::reinstate,
+        grants::revoke,
+        grants::list_reports,
+        grants::file_report,
     ),
     components(schemas(ErrorBody, Health)),
     modifiers(&BearerAuth),
@@ -60,6 +98,9 @@ pub struct AppState {
          (name = "admin", description = "Platform administration (主管部门)"),
          (name = "audit", description = "The audit log, for auditors"),
          (name = "complaints", description = "Public complaints about open data (SZ:65)"),
+         (name = "applications", description = "Projects, applications, materials and the use agreement (SZ:41-44)"),
+         (name = "review", description = "Completeness check and joint review (SZ:42, XM:23)"),
+         (name = "grants", description = "Grants: suspension, revocation, usage reports (SZ:43, SZ:63)"),
          (name = "system", description = "Health and API description"))
 )]
 pub struct ApiDoc;
@@ -113,12 +154,17 @@ pub fn router(state: AppState, config: &Config) -> Router {
             config.request_timeout(),
         ));
 
+    let material_limit =
+        usize::try_from(state.domain.options().access.max_material_bytes).unwrap_or(usize::MAX);
     Router::new()
         .merge(route_system())
         .merge(catalog::route_catalog())
         .merge(auth::route_auth())
         .merge(admin::route_admin())
         .merge(complaints::route_complaints())
+        .merge(accounts::route_accounts())
+        .merge(applications::route_applications(material_limit))
+        .merge(grants::route_grants())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -218,9 +264,12 @@ pub async fn serve(
         },
         config,
     );
-    axum::serve(listener, app)
+    let sweeper = tokio::spawn(expire_grants_every_minute(Arc::clone(&domain)));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    sweeper.abort();
+    served?;
 
     tracing::info!("shutting down");
     domain
@@ -234,6 +283,20 @@ pub async fn serve(
         .await?;
     domain.close().await?;
     Ok(())
+}
+
+/// Grants end at their period's end even when nobody looks: expire them at
+/// start and then every minute. The job paths also check validity themselves.
+async fn expire_grants_every_minute(domain: Arc<Domain>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match domain.expire_grants().await {
+            Ok(ids) if !ids.is_empty() => tracing::info!(count = ids.len(), "expired grants"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "expiring grants failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -279,6 +342,13 @@ mod tests {
             "/api/complaints",
             "/api/admin/complaints",
             "/api/admin/complaints/{id}/answer",
+            "/api/admin/users/{username}/disable",
+            "/api/me/tokens",
+            "/api/projects",
+            "/api/applications/{id}/approve",
+            "/api/applications/{id}/agreement/sign",
+            "/api/grants/{id}/suspend",
+            "/api/grants/{id}/reports",
         ] {
             assert!(
                 paths.contains(&route),

@@ -199,3 +199,285 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// Password of every account the tests create.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Creates an account through the CLI (the server must not be running).
+pub fn add_user(
+    data_dir: &Path,
+    username: &str,
+    role: &str,
+    organisation: &str,
+    org_type: &str,
+    extra: &[&str],
+) {
+    let out = anyu(data_dir)
+        .args(["user", "add", "--username", username, "--role", role])
+        .args(["--real-name", "测试用户", "--organisation", organisation])
+        .args(["--org-type", org_type])
+        .args(extra)
+        .env("ANYU_NEW_PASSWORD", PASSWORD)
+        .output()
+        .expect("spawn anyu user add");
+    assert!(
+        out.status.success(),
+        "user add {username}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Today in China Standard Time, where the platform's dates run.
+pub fn today_cst() -> chrono::NaiveDate {
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    chrono::Utc::now().with_timezone(&cst).date_naive()
+}
+
+impl TestServer {
+    /// One request; returns the status and the JSON body (`null` when empty).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text.clone()))
+        };
+        (status, json)
+    }
+
+    /// Like [`TestServer::call`], asserting the status.
+    pub fn expect(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let (got, json) = self.call(method, path, token, body);
+        assert_eq!(got, status, "{method} {path}: {json}");
+        json
+    }
+
+    /// Signs in with [`PASSWORD`] and returns the session token.
+    pub fn login(&self, username: &str) -> String {
+        let body = serde_json::json!({ "username": username, "password": PASSWORD });
+        let json = self.expect(200, "POST", "/api/auth/login", None, Some(&body));
+        json["token"].as_str().expect("token").to_string()
+    }
+}
+
+/// The social-insurance provider, whose steward reviews in the fixtures.
+pub const SI_PROVIDER: &str = "深圳市社会保险基金管理局";
+
+/// The accounts of a workflow test, created before the server starts.
+pub struct People {
+    pub researcher: String,
+    pub other_researcher: String,
+    pub steward: String,
+    pub other_steward: String,
+    pub admin: String,
+    pub second_admin: String,
+    pub auditor: String,
+}
+
+/// Creates the workflow accounts: a university researcher (and one from another
+/// university), the social-insurance steward, a steward of another provider,
+/// two admins of different organisations, and an auditor.
+pub fn add_people(data: &Path) {
+    add_user(
+        data,
+        "r_li",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
+    add_user(
+        data,
+        "r_other",
+        "researcher",
+        "南方科技大学",
+        "university",
+        &["--verified"],
+    );
+    add_user(
+        data,
+        "s_wang",
+        "steward",
+        SI_PROVIDER,
+        "government",
+        &["--agency", SI_PROVIDER],
+    );
+    add_user(
+        data,
+        "s_zhao",
+        "steward",
+        "深圳市医疗保障局",
+        "government",
+        &["--agency", "深圳市医疗保障局"],
+    );
+    add_user(
+        data,
+        "a_zhang",
+        "admin",
+        "深圳市政务服务数据管理局",
+        "government",
+        &[],
+    );
+    add_user(
+        data,
+        "a_chen",
+        "admin",
+        "深圳市数据交易所",
+        "enterprise",
+        &[],
+    );
+    add_user(data, "u_chen", "auditor", "深圳市审计局", "government", &[]);
+}
+
+impl People {
+    /// Signs every workflow account in.
+    pub fn login(server: &TestServer) -> People {
+        People {
+            researcher: server.login("r_li"),
+            other_researcher: server.login("r_other"),
+            steward: server.login("s_wang"),
+            other_steward: server.login("s_zhao"),
+            admin: server.login("a_zhang"),
+            second_admin: server.login("a_chen"),
+            auditor: server.login("u_chen"),
+        }
+    }
+}
+
+/// A project of the researcher behind `token`.
+pub fn new_project(server: &TestServer, token: &str, category: &str) -> String {
+    let body = serde_json::json!({
+        "title": "深圳各区社保缴费基数差异研究",
+        "scenario_description": "分析各区参保人员缴费基数的分布及其随年龄的变化，用于公共政策研究。",
+        "scenario_category": category,
+    });
+    server.expect(201, "POST", "/api/projects", Some(token), Some(&body))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A valid application body for social_insurance under `project`.
+pub fn draft(project: &str) -> serde_json::Value {
+    let start = today_cst();
+    serde_json::json!({
+        "project_id": project,
+        "datasets": [{
+            "dataset_id": "social_insurance",
+            "columns": ["person_id", "district", "contribution_base", "months_contributed"],
+            "version_policy": "pinned",
+        }],
+        "usage_method": "invisible",
+        "purpose": "统计各区缴费基数的分布，评估社保政策调整的影响。",
+        "purpose_is_research": true,
+        "period_start": start.to_string(),
+        "period_end": (start + chrono::Days::new(180)).to_string(),
+        "security_measures": "仅在安全域内分析，结果经审核后导出，不做再识别。",
+        "admission": {
+            "brings_own_data": false,
+            "development_environment": "SQL 与 WebAssembly 模型",
+            "cpu_cores": 2,
+            "memory_gib": 8,
+            "storage_gib": 10,
+            "accepts_domain_rules": true,
+        },
+        "agreement_version": 1,
+    })
+}
+
+/// How far to take an application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Draft,
+    Submitted,
+    CompletenessCheck,
+    UnderReview,
+    Approved,
+    Signed,
+}
+
+/// An application of `people.researcher` on social_insurance, taken to `stage`
+/// (admin checks completeness; the steward and the admin approve). Returns the
+/// application id and, once signed, the grant id.
+pub fn application_at(
+    server: &TestServer,
+    people: &People,
+    project: &str,
+    stage: Stage,
+) -> (String, Option<String>) {
+    let r = people.researcher.as_str();
+    let app = server.expect(
+        201,
+        "POST",
+        "/api/applications",
+        Some(r),
+        Some(&draft(project)),
+    );
+    let id = app["id"].as_str().unwrap().to_string();
+    let step = |token: &str, path: &str| {
+        server.expect(
+            200,
+            "POST",
+            &format!("/api/applications/{id}/{path}"),
+            Some(token),
+            None,
+        )
+    };
+    if stage >= Stage::Submitted {
+        step(r, "submit");
+    }
+    if stage >= Stage::CompletenessCheck {
+        step(&people.admin, "completeness/start");
+    }
+    if stage >= Stage::UnderReview {
+        step(&people.admin, "completeness/pass");
+    }
+    if stage >= Stage::Approved {
+        step(&people.steward, "approve");
+        let done = step(&people.admin, "approve");
+        assert_eq!(done["status"], "approved", "{done}");
+    }
+    let mut grant = None;
+    if stage >= Stage::Signed {
+        let text = server.expect(
+            200,
+            "GET",
+            &format!("/api/applications/{id}/agreement"),
+            Some(r),
+            None,
+        );
+        let body = serde_json::json!({ "agreement_sha256": text["sha256"] });
+        let signed = server.expect(
+            201,
+            "POST",
+            &format!("/api/applications/{id}/agreement/sign"),
+            Some(r),
+            Some(&body),
+        );
+        grant = Some(signed["grant"]["id"].as_str().unwrap().to_string());
+    }
+    (id, grant)
+}

@@ -34,6 +34,30 @@ pub enum Action {
     HandleComplaints,
     /// The authority's dashboard figures.
     ViewOverview,
+    /// Create, list and revoke one's own API tokens; change one's own password.
+    ManageOwnCredentials,
+    /// Open a research project.
+    CreateProject,
+    /// Read a project.
+    ReadProject,
+    /// List projects, applications or grants (each caller sees what they may read).
+    ListWork,
+    /// Write an application under a project.
+    CreateApplication,
+    /// Edit, upload materials to, or submit one's own application.
+    EditApplication,
+    /// Read an application, its history and materials.
+    ReadApplication,
+    /// Completeness check and joint review of an application (SZ:42, XM:23).
+    ReviewApplication,
+    /// Sign the use agreement of one's own approved application.
+    SignAgreement,
+    /// Read a grant.
+    ReadGrant,
+    /// Suspend, reinstate or revoke a grant (SZ:63).
+    ManageGrant,
+    /// File a usage report on one's own grant (SZ:43(1)).
+    ReportUsage,
 }
 
 impl Action {
@@ -50,6 +74,18 @@ impl Action {
             Action::FileComplaint => "file_complaint",
             Action::HandleComplaints => "handle_complaints",
             Action::ViewOverview => "view_overview",
+            Action::ManageOwnCredentials => "manage_own_credentials",
+            Action::CreateProject => "create_project",
+            Action::ReadProject => "read_project",
+            Action::ListWork => "list_work",
+            Action::CreateApplication => "create_application",
+            Action::EditApplication => "edit_application",
+            Action::ReadApplication => "read_application",
+            Action::ReviewApplication => "review_application",
+            Action::SignAgreement => "sign_agreement",
+            Action::ReadGrant => "read_grant",
+            Action::ManageGrant => "manage_grant",
+            Action::ReportUsage => "report_usage",
         }
     }
 }
@@ -61,6 +97,34 @@ pub enum Object<'a> {
     Platform,
     /// One account.
     User { user_id: &'a str },
+    /// A research project.
+    Project {
+        /// Account id of its owner.
+        owner_id: &'a str,
+        /// Account ids of its other members.
+        members: &'a [String],
+    },
+    /// An application.
+    Application {
+        /// Account id of the applicant.
+        applicant_id: &'a str,
+        /// Providers of the requested datasets.
+        providers: &'a [String],
+        /// False while it is a draft nobody else should see.
+        submitted: bool,
+    },
+    /// A grant.
+    Grant {
+        /// Account id of the researcher holding it.
+        holder_id: &'a str,
+        /// Providers of the granted datasets.
+        providers: &'a [String],
+    },
+}
+
+/// Whether a steward acts for one of `providers`.
+fn stewards_any(p: &Principal, providers: &[String]) -> bool {
+    p.provider_agencies.iter().any(|a| providers.contains(a))
 }
 
 /// Why a request was refused.
@@ -106,6 +170,58 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
         (A::ReadAudit, Role::Auditor | Role::Admin, Object::Platform) => true,
         // The platform authority answers the public (SZ:65).
         (A::HandleComplaints | A::ViewOverview, Role::Admin, Object::Platform) => true,
+        (A::ManageOwnCredentials, _, Object::User { user_id }) => *user_id == p.user_id,
+        // Listing is open to every signed-in role; the domain filters by what each may read.
+        (A::ListWork, _, Object::Platform) => true,
+        (A::CreateProject, Role::Researcher, Object::Platform) => true,
+        // An application is written under a project its applicant belongs to.
+        (A::CreateApplication, Role::Researcher, Object::Project { owner_id, members }) => {
+            *owner_id == p.user_id || members.contains(&p.user_id)
+        }
+        (A::ReadProject, Role::Researcher, Object::Project { owner_id, members }) => {
+            *owner_id == p.user_id || members.contains(&p.user_id)
+        }
+        (A::ReadProject, Role::Admin | Role::Auditor, Object::Project { .. }) => true,
+        (
+            A::EditApplication | A::SignAgreement,
+            Role::Researcher,
+            Object::Application { applicant_id, .. },
+        ) => *applicant_id == p.user_id,
+        (A::ReadApplication, Role::Researcher, Object::Application { applicant_id, .. }) => {
+            *applicant_id == p.user_id
+        }
+        // Reviewers see an application once it is submitted; drafts stay private.
+        (
+            A::ReadApplication | A::ReviewApplication,
+            Role::Steward,
+            Object::Application {
+                providers,
+                submitted: true,
+                ..
+            },
+        ) => stewards_any(p, providers),
+        (
+            A::ReadApplication | A::ReviewApplication,
+            Role::Admin,
+            Object::Application {
+                submitted: true, ..
+            },
+        ) => true,
+        (
+            A::ReadApplication,
+            Role::Auditor,
+            Object::Application {
+                submitted: true, ..
+            },
+        ) => true,
+        (A::ReadGrant | A::ReportUsage, Role::Researcher, Object::Grant { holder_id, .. }) => {
+            *holder_id == p.user_id
+        }
+        (A::ReadGrant | A::ManageGrant, Role::Steward, Object::Grant { providers, .. }) => {
+            stewards_any(p, providers)
+        }
+        (A::ReadGrant | A::ManageGrant, Role::Admin, Object::Grant { .. }) => true,
+        (A::ReadGrant, Role::Auditor, Object::Grant { .. }) => true,
         _ => false,
     };
     if allowed {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::catalog::{CreditRequirement, Manifest, OpenType, OrganisationType, UsageMethod};
+use crate::catalog::{Manifest, OpenType, OrganisationType, UsageMethod};
 
 /// Scenario category slug covering every emergency category below: a manifest
 /// listing it allows (or forbids) all of them.
@@ -33,37 +33,7 @@ pub fn is_emergency(category: &str) -> bool {
     EMERGENCY_CATEGORIES.contains(&category)
 }
 
-/// A credit list an organisation is on (XM:24).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CreditFlag {
-    /// On the dishonest-debtor list (失信被执行人).
-    DishonestDebtor,
-    /// On the abnormal-operation list (经营异常名录).
-    AbnormalOperation,
-    /// On the serious-violation list (严重违法失信名单).
-    SeriousViolation,
-}
-
-impl CreditFlag {
-    /// The manifest requirement this flag violates.
-    pub fn violates(self) -> CreditRequirement {
-        match self {
-            CreditFlag::DishonestDebtor => CreditRequirement::NotDishonestDebtor,
-            CreditFlag::AbnormalOperation => CreditRequirement::NotAbnormalOperation,
-            CreditFlag::SeriousViolation => CreditRequirement::NotSeriousViolation,
-        }
-    }
-
-    /// Stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CreditFlag::DishonestDebtor => "dishonest_debtor",
-            CreditFlag::AbnormalOperation => "abnormal_operation",
-            CreditFlag::SeriousViolation => "serious_violation",
-        }
-    }
-}
+pub use crate::identity::CreditFlag;
 
 /// What eligibility needs to know about the applicant and their organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

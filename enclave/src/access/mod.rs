@@ -1,14 +1,32 @@
 //! Access rules: who may apply for which data, and the application and grant
 //! workflows with joint review and separation of duties (REQUIREMENTS.md §3-4).
 //!
-//! Pure rules only: no database, no HTTP. The caller loads the facts and the
-//! current state, calls [`check_eligibility`], [`apply`] or [`apply_grant`], then
-//! persists the returned state and writes the audit event.
+//! Pure rules and types only: no database, no HTTP. The caller (the
+//! [`Domain`](crate::Domain)) loads the facts and the current state, calls
+//! [`check_eligibility`], [`apply`] or [`apply_grant`], then persists the
+//! returned state and writes the audit event.
+//!
+//! ```text
+//!  NewProject ─▶ ApplicationDraft ─validate─▶ check_eligibility ─▶ apply(Submit)
+//!     ─▶ completeness ─▶ joint review (apply(Approve) per reviewer) ─▶ approved
+//!     ─▶ agreement::sign_receipt ─▶ Grant (datasets, columns, row filter, budgets)
+//!     ─▶ Grant::check_usable before every job; apply_grant for suspend/revoke/expire
+//! ```
 
 pub mod agreement;
+pub mod application;
 pub mod authz;
 pub mod eligibility;
+pub mod grant;
 pub mod workflow;
+
+pub use application::{
+    AdmissionDetails, ApplicationDraft, ApplicationLimits, DatasetRequest, MaterialType,
+    NewProject, RowCondition, RowFilter, SCENARIO_CATEGORIES, VersionPolicy, is_scenario_category,
+};
+pub use grant::{
+    Budgets, Grant, GrantedDataset, GrantedVersion, NewUsageReport, OutputKind, ReportOutput, Usage,
+};
 
 pub use eligibility::{
     ACCIDENT_DISASTER, ApplicantFacts, CreditFlag, EMERGENCY, EMERGENCY_CATEGORIES,

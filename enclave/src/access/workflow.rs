@@ -122,6 +122,17 @@ impl ReviewRequirement {
     }
 }
 
+/// The distinct providers of `manifests`, sorted.
+pub fn providers_of(manifests: &[&Manifest]) -> Vec<String> {
+    let mut providers: Vec<String> = manifests
+        .iter()
+        .map(|m| m.dataset.provider.clone())
+        .collect();
+    providers.sort();
+    providers.dedup();
+    providers
+}
+
 /// The fixed facts of an application the workflow rules depend on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApplicationFacts {
@@ -136,15 +147,9 @@ pub struct ApplicationFacts {
 impl ApplicationFacts {
     /// Facts for an application by `applicant` for the datasets of `manifests`.
     pub fn new(applicant: Person, manifests: &[&Manifest], grades: &GradeScale) -> Self {
-        let mut providers: Vec<String> = manifests
-            .iter()
-            .map(|m| m.dataset.provider.clone())
-            .collect();
-        providers.sort();
-        providers.dedup();
         ApplicationFacts {
             applicant,
-            providers,
+            providers: providers_of(manifests),
             review: ReviewRequirement::for_datasets(grades, manifests),
         }
     }

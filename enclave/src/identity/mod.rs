@@ -602,6 +602,49 @@ impl Identity {
         self.get_user(username).await
     }
 
+    /// Changes a user's own password after checking the current one; ends every
+    /// other session (the caller's `keep_session` token stays valid). A wrong
+    /// current password is [`Error::Unauthenticated`] and counts as a failed login.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        current: &str,
+        new_password: &str,
+        keep_session: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        self.validate_password(new_password)?;
+        let user = self.get_user_by_id(user_id).await?;
+        let creds = self
+            .store
+            .user_credentials(&user.username)
+            .await?
+            .ok_or_else(|| Error::NotFound("user".into()))?;
+        if !self.verify(&creds.password_hash, current).await? {
+            let lock_until = ts(now + delta(self.policy.lockout, "lockout")?);
+            self.store
+                .record_failed_login(
+                    &user.id,
+                    &ts(now),
+                    self.policy.max_failed_logins,
+                    &lock_until,
+                )
+                .await?;
+            return Err(unauthenticated("the current password is wrong"));
+        }
+        let hash = self.hash(new_password).await?;
+        self.store
+            .set_password_hash(&user.id, &hash, &ts(now))
+            .await?;
+        let keep = keep_session
+            .filter(|t| secret::token_kind(t) == Some(TokenKind::Session))
+            .map(secret::token_hash);
+        self.store
+            .revoke_user_sessions_except(&user.id, keep.as_deref(), &ts(now))
+            .await?;
+        self.get_user_by_id(user_id).await
+    }
+
     /// Records the outcome of real-name verification.
     pub async fn set_verified(
         &self,

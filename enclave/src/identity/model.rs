@@ -73,6 +73,34 @@ pub enum CreditFlag {
     SeriousViolation,
 }
 
+impl CreditFlag {
+    /// Every flag.
+    pub const ALL: [CreditFlag; 3] = [
+        CreditFlag::DishonestDebtor,
+        CreditFlag::AbnormalOperation,
+        CreditFlag::SeriousViolation,
+    ];
+
+    /// The manifest requirement this flag violates.
+    pub fn violates(self) -> crate::catalog::CreditRequirement {
+        use crate::catalog::CreditRequirement as R;
+        match self {
+            CreditFlag::DishonestDebtor => R::NotDishonestDebtor,
+            CreditFlag::AbnormalOperation => R::NotAbnormalOperation,
+            CreditFlag::SeriousViolation => R::NotSeriousViolation,
+        }
+    }
+
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreditFlag::DishonestDebtor => "dishonest_debtor",
+            CreditFlag::AbnormalOperation => "abnormal_operation",
+            CreditFlag::SeriousViolation => "serious_violation",
+        }
+    }
+}
+
 /// A real-name account. Never carries the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct User {

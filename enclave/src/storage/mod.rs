@@ -49,6 +49,7 @@
 //! table that fetches its keys through that factory. [`read_version_batches`]
 //! reads a version directly with the parquet crate.
 
+pub mod blob;
 mod engine;
 mod layout;
 mod writer;

@@ -54,7 +54,7 @@ const USER_COLUMNS: &str = "id, username, real_name, organisation, organisation_
 const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, expires_at, revoked_at";
 
 /// Stores a unit-variant enum by its serde name.
-fn enum_to_str<T: Serialize>(value: &T, what: &str) -> Result<String> {
+pub(super) fn enum_to_str<T: Serialize>(value: &T, what: &str) -> Result<String> {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => Ok(s),
         _ => Err(Error::Internal(format!(
@@ -63,17 +63,17 @@ fn enum_to_str<T: Serialize>(value: &T, what: &str) -> Result<String> {
     }
 }
 
-fn enum_from_str<T: DeserializeOwned>(s: String, what: &str) -> Result<T> {
+pub(super) fn enum_from_str<T: DeserializeOwned>(s: String, what: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(s))
         .map_err(|_| Error::Internal(format!("stored {what} is unknown")))
 }
 
-fn json_to_string<T: Serialize>(value: &T, what: &str) -> Result<String> {
+pub(super) fn json_to_string<T: Serialize>(value: &T, what: &str) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| Error::Internal(format!("{what} does not serialize: {e}")))
 }
 
-fn json_from_str<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+pub(super) fn json_from_str<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| Error::Internal(format!("stored {what} unreadable: {e}")))
 }
 
@@ -373,6 +373,25 @@ impl Store {
         )
         .bind(now)
         .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Revokes every live session of a user but the one with hash `keep`.
+    pub async fn revoke_user_sessions_except(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        now: &str,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
+             AND token_hash IS NOT ?",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(keep)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

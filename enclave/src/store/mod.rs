@@ -7,6 +7,7 @@
 //! SQLite runs in WAL mode with `synchronous = FULL`: a method that returned
 //! `Ok` has reached the disk.
 
+mod access;
 mod catalog;
 mod complaints;
 mod identity;
@@ -17,6 +18,11 @@ use std::str::FromStr;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use access::{
+    AgreementRecord, ApplicationEventRecord, ApplicationRecord, ChargeRefusal,
+    ConsentVersionRecord, GrantEventRecord, MaterialRecord, NewApplicationEvent, NewGrantEvent,
+    ProjectRecord, UsageReportRecord,
+};
 pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
 pub use complaints::{ComplaintRecord, NewComplaintRecord};
 pub use identity::{FailedLoginCount, SessionRecord, UserCredentials};

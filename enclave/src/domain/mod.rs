@@ -3,13 +3,28 @@
 //!
 //! Every public method that changes state writes an audit event before it
 //! returns; a failed operation writes one with outcome `failure`.
+//!
+//! The methods are grouped by area: this file holds the catalog, accounts and
+//! complaints; [`access`] the projects, applications and agreements; [`grants`]
+//! the grants, their budgets and usage reports, and consent tables.
+
+mod access;
+mod accounts;
+mod grants;
+
+pub use access::{
+    AgreementText, ApplicationSummary, ApplicationView, DatasetFilter, ReviewConditions, ReviewStep,
+};
+pub use grants::{GrantChange, GrantView, consent_storage_id};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::access::authz::{Action, Denial};
+use crate::access::{ApplicationLimits, Budgets};
 use crate::audit::{AuditLog, AuditOptions, AuditRecord, NewEvent, Outcome};
 use crate::calendar::WorkCalendar;
 use crate::catalog::{CatalogEntry, CatalogQuery, GradeScale, Manifest, OpenType};
@@ -52,6 +67,10 @@ impl DataDir {
     /// `datasets/<id>/v<N>/`: encrypted dataset versions.
     pub fn datasets(&self) -> PathBuf {
         self.root.join("datasets")
+    }
+    /// `materials/<id>.bin`: application materials, sealed (see `storage::blob`).
+    pub fn materials(&self) -> PathBuf {
+        self.root.join("materials")
     }
     /// A data directory is initialised once its master key exists.
     pub fn is_initialised(&self) -> bool {
@@ -113,6 +132,69 @@ pub enum NotOpenListing {
     NameOnly,
 }
 
+/// Where a [`Domain`] reads the time. Deadlines, session expiry and grant
+/// validity all follow it, so tests can move time instead of waiting.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// The host's clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(Utc::now))
+    }
+    /// Any source of time, e.g. a test's adjustable clock.
+    pub fn from_fn(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+/// Settings of the access workflow (`[access]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct AccessOptions {
+    /// Working days for the completeness check (XM:23: 3).
+    pub completeness_working_days: u32,
+    /// Working days for the joint review (SZ:42: 10).
+    pub review_working_days: u32,
+    /// Limits on applications.
+    pub limits: ApplicationLimits,
+    /// Budgets of a new grant before reviewers' caps; epsilon and delta are
+    /// further capped by the datasets' DP budgets.
+    pub default_budgets: Budgets,
+    /// Largest uploaded material, in bytes.
+    pub max_material_bytes: u64,
+    /// Most materials per application.
+    pub max_materials: usize,
+}
+
+impl Default for AccessOptions {
+    fn default() -> Self {
+        AccessOptions {
+            completeness_working_days: 3,
+            review_working_days: 10,
+            limits: ApplicationLimits::default(),
+            default_budgets: Budgets {
+                jobs: 1000,
+                epsilon: 10.0,
+                delta: 1e-6,
+                cpu_seconds: 36_000.0,
+                released_rows: 1_000_000,
+            },
+            max_material_bytes: 10 * 1024 * 1024,
+            max_materials: 20,
+        }
+    }
+}
+
 /// Settings of a [`Domain`] that come from the platform configuration.
 #[derive(Debug, Clone)]
 pub struct DomainOptions {
@@ -122,6 +204,10 @@ pub struct DomainOptions {
     pub identity: IdentityPolicy,
     /// Working days for review and answer deadlines.
     pub calendar: WorkCalendar,
+    /// The access workflow's deadlines, limits and default budgets.
+    pub access: AccessOptions,
+    /// The time source.
+    pub clock: Clock,
 }
 
 impl Default for DomainOptions {
@@ -133,6 +219,8 @@ impl Default for DomainOptions {
             identity: IdentityPolicy::default(),
             // Not `WorkCalendar::default()`, which knows no holidays.
             calendar: WorkCalendar::china_mainland(),
+            access: AccessOptions::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -218,7 +306,7 @@ pub struct CatalogDetail {
 }
 
 /// UTC+8, where the platform's deadlines run.
-fn china_standard_time() -> chrono::FixedOffset {
+pub(crate) fn china_standard_time() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
 }
 
@@ -258,6 +346,12 @@ pub struct Overview {
     pub complaints_open: u64,
     /// Open past their due date (10 working days, SZ:65).
     pub complaints_overdue: u64,
+    /// Applications by status (drafts included).
+    pub applications_by_status: std::collections::BTreeMap<String, u64>,
+    /// Applications whose completeness check or review is past its due date.
+    pub applications_overdue: u64,
+    /// Grants by status.
+    pub grants_by_status: std::collections::BTreeMap<String, u64>,
     pub audit_head_seq: u64,
     pub audit_head_hash: String,
 }
@@ -581,10 +675,7 @@ impl Domain {
     /// audited (`auth.login`), refusals with their reason; the caller sees
     /// only the public error.
     pub async fn login(&self, username: &str, password: &str) -> Result<LoginSuccess> {
-        let outcome = self
-            .identity
-            .login(username, password, chrono::Utc::now())
-            .await?;
+        let outcome = self.identity.login(username, password, self.now()).await?;
         match &outcome {
             LoginOutcome::Success(s) => {
                 let actor = Actor::new(s.user.username.clone(), s.user.role.as_str());
@@ -627,12 +718,12 @@ impl Domain {
     /// Resolves a bearer token to its principal. Not audited (every request
     /// does it); refusals of protected actions are, through [`Domain::deny`].
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
-        self.identity.authenticate(token, chrono::Utc::now()).await
+        self.identity.authenticate(token, self.now()).await
     }
 
     /// Ends the caller's session.
     pub async fn logout(&self, principal: &Principal, token: &str) -> Result<()> {
-        self.identity.logout(token, chrono::Utc::now()).await?;
+        self.identity.logout(token, self.now()).await?;
         self.record(
             &Actor::user(principal),
             "auth.logout",
@@ -666,7 +757,7 @@ impl Domain {
     /// Creates an account; audited as `user.create` by `actor`.
     pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User> {
         let username = new.username.clone();
-        let result = self.identity.create_user(new, chrono::Utc::now()).await;
+        let result = self.identity.create_user(new, self.now()).await;
         let (outcome, object, details) = match &result {
             Ok(u) => (
                 Outcome::Success,
@@ -686,18 +777,9 @@ impl Domain {
 
     /// Disables an account and ends its sessions; audited as `user.disable`.
     pub async fn disable_user(&self, actor: &Actor, username: &str) -> Result<User> {
-        let user = self
-            .identity
-            .disable_user(username, chrono::Utc::now())
+        let user = self.identity.disable_user(username, self.now()).await?;
+        self.audited_user_change(actor, "user.disable", &user, serde_json::json!({}))
             .await?;
-        self.record(
-            actor,
-            "user.disable",
-            format!("user:{}", user.id),
-            Outcome::Success,
-            serde_json::json!({}),
-        )
-        .await?;
         Ok(user)
     }
 
@@ -710,22 +792,21 @@ impl Domain {
     ) -> Result<User> {
         let user = self
             .identity
-            .reset_password(username, password, chrono::Utc::now())
+            .reset_password(username, password, self.now())
             .await?;
-        self.record(
-            actor,
-            "user.reset_password",
-            format!("user:{}", user.id),
-            Outcome::Success,
-            serde_json::json!({}),
-        )
-        .await?;
+        self.audited_user_change(actor, "user.reset_password", &user, serde_json::json!({}))
+            .await?;
         Ok(user)
+    }
+
+    /// The current time, from the configured [`Clock`].
+    pub fn now(&self) -> DateTime<Utc> {
+        self.options.clock.now()
     }
 
     /// Today's date where the platform's deadlines run (China Standard Time).
     pub fn today(&self) -> chrono::NaiveDate {
-        chrono::Utc::now()
+        self.now()
             .with_timezone(&china_standard_time())
             .date_naive()
     }
@@ -813,6 +894,20 @@ impl Domain {
             }
         }
         let complaints = self.complaints().await?;
+        let today = self.today();
+        let mut applications = std::collections::BTreeMap::new();
+        for st in crate::access::ApplicationStatus::ALL {
+            applications.insert(st.as_str().to_string(), 0u64);
+        }
+        let mut applications_overdue = 0;
+        for a in self.store.list_applications().await? {
+            *applications
+                .entry(a.status.as_str().to_string())
+                .or_insert(0) += 1;
+            if a.deadline(today).1 {
+                applications_overdue += 1;
+            }
+        }
         let (audit_seq, audit_hash) = self.audit.head();
         Ok(Overview {
             today: self.today().format("%Y-%m-%d").to_string(),
@@ -823,6 +918,9 @@ impl Domain {
                 .filter(|c| c.complaint.status == "open")
                 .count() as u64,
             complaints_overdue: complaints.iter().filter(|c| c.overdue).count() as u64,
+            applications_by_status: applications,
+            applications_overdue,
+            grants_by_status: self.grant_counts().await?,
             audit_head_seq: audit_seq,
             audit_head_hash: audit_hash,
         })

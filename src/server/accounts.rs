@@ -1,0 +1,352 @@
+//! Account management: `/api/admin/users/*` for administrators, and the
+//! caller's own credentials under `/api/me/*` (API tokens, password).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use enclave::access::authz::{Action, Object};
+use enclave::catalog::OrganisationType;
+use enclave::identity::{ApiTokenInfo, CreditFlag, NewUser, Role, User};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::{Caller, require};
+use super::error::{ApiResult, ErrorBody};
+
+pub fn route_accounts() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/users", post(create_user))
+        .route("/api/admin/users/{username}/disable", post(disable_user))
+        .route("/api/admin/users/{username}/enable", post(enable_user))
+        .route(
+            "/api/admin/users/{username}/verification",
+            post(set_verification),
+        )
+        .route(
+            "/api/admin/users/{username}/credit-flags",
+            post(set_credit_flags),
+        )
+        .route(
+            "/api/admin/users/{username}/reset-password",
+            post(reset_password),
+        )
+        .route("/api/me/tokens", get(list_tokens).post(create_token))
+        .route("/api/me/tokens/{id}", delete(revoke_token))
+        .route("/api/me/password", post(change_password))
+}
+
+/// A new account. Without `password` one is generated and returned once.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    username: String,
+    #[serde(default)]
+    password: Option<String>,
+    real_name: String,
+    organisation: String,
+    organisation_type: OrganisationType,
+    role: Role,
+    #[serde(default)]
+    provider_agencies: Vec<String>,
+    #[serde(default)]
+    verified: bool,
+    #[serde(default)]
+    credit_flags: Vec<CreditFlag>,
+}
+
+/// An account, and its password when the platform generated one (shown once).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserWithPassword {
+    #[schema(value_type = Object)]
+    user: User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+}
+
+async fn admin(state: &AppState, caller: &Caller, what: &str) -> ApiResult<()> {
+    require(state, caller, Action::ManageUsers, Object::Platform, what).await
+}
+
+/// Create an account (administrators).
+#[utoipa::path(post, path = "/api/admin/users", tag = "admin",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = UserWithPassword),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 409, description = "Username taken", body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateUser>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<UserWithPassword>)> {
+    admin(&state, &caller, "users").await?;
+    let Json(c) = body?;
+    let (password, generated) = match c.password {
+        Some(p) => (p, false),
+        None => (crate::cli::generate_password(), true),
+    };
+    let user = state
+        .domain
+        .create_user(
+            &caller.actor(),
+            NewUser {
+                username: c.username,
+                password: password.clone(),
+                real_name: c.real_name,
+                organisation: c.organisation,
+                organisation_type: c.organisation_type,
+                role: c.role,
+                provider_agencies: c.provider_agencies,
+                verified: c.verified,
+                credit_flags: c.credit_flags,
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserWithPassword {
+            user,
+            password: generated.then_some(password),
+        }),
+    ))
+}
+
+/// Disable an account and end its sessions (administrators).
+#[utoipa::path(post, path = "/api/admin/users/{username}/disable", tag = "admin",
+    params(("username" = String, Path, description = "Username")),
+    responses((status = 200, description = "Disabled", body = Object),
+              (status = 404, description = "No such account", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn disable_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> ApiResult<Json<User>> {
+    admin(&state, &caller, "users").await?;
+    Ok(Json(
+        state
+            .domain
+            .disable_user(&caller.actor(), &username)
+            .await?,
+    ))
+}
+
+/// Re-enable a disabled account (administrators).
+#[utoipa::path(post, path = "/api/admin/users/{username}/enable", tag = "admin",
+    params(("username" = String, Path, description = "Username")),
+    responses((status = 200, description = "Enabled", body = Object),
+              (status = 404, description = "No such account", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn enable_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> ApiResult<Json<User>> {
+    admin(&state, &caller, "users").await?;
+    Ok(Json(
+        state.domain.enable_user(&caller.actor(), &username).await?,
+    ))
+}
+
+/// The outcome of real-name verification.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verification {
+    verified: bool,
+}
+
+/// Record real-name verification (SZ:30; administrators).
+#[utoipa::path(post, path = "/api/admin/users/{username}/verification", tag = "admin",
+    params(("username" = String, Path, description = "Username")),
+    request_body = Verification,
+    responses((status = 200, description = "Recorded", body = Object),
+              (status = 404, description = "No such account", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn set_verification(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    body: Result<Json<Verification>, JsonRejection>,
+) -> ApiResult<Json<User>> {
+    admin(&state, &caller, "users").await?;
+    let Json(v) = body?;
+    Ok(Json(
+        state
+            .domain
+            .set_verified(&caller.actor(), &username, v.verified)
+            .await?,
+    ))
+}
+
+/// Credit lists the account's organisation is on (XM:24).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditFlags {
+    flags: Vec<CreditFlag>,
+}
+
+/// Replace an account's credit flags (administrators).
+#[utoipa::path(post, path = "/api/admin/users/{username}/credit-flags", tag = "admin",
+    params(("username" = String, Path, description = "Username")),
+    request_body = CreditFlags,
+    responses((status = 200, description = "Recorded", body = Object),
+              (status = 404, description = "No such account", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn set_credit_flags(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    body: Result<Json<CreditFlags>, JsonRejection>,
+) -> ApiResult<Json<User>> {
+    admin(&state, &caller, "users").await?;
+    let Json(f) = body?;
+    Ok(Json(
+        state
+            .domain
+            .set_credit_flags(&caller.actor(), &username, &f.flags)
+            .await?,
+    ))
+}
+
+/// Set a generated password and end the account's sessions (administrators).
+#[utoipa::path(post, path = "/api/admin/users/{username}/reset-password", tag = "admin",
+    params(("username" = String, Path, description = "Username")),
+    responses((status = 200, description = "The new password, shown once", body = UserWithPassword),
+              (status = 404, description = "No such account", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> ApiResult<Json<UserWithPassword>> {
+    admin(&state, &caller, "users").await?;
+    let password = crate::cli::generate_password();
+    let user = state
+        .domain
+        .reset_password(&caller.actor(), &username, &password)
+        .await?;
+    Ok(Json(UserWithPassword {
+        user,
+        password: Some(password),
+    }))
+}
+
+async fn own(state: &AppState, caller: &Caller) -> ApiResult<()> {
+    let user_id = caller
+        .principal
+        .as_ref()
+        .map(|p| p.user_id.clone())
+        .unwrap_or_default();
+    require(
+        state,
+        caller,
+        Action::ManageOwnCredentials,
+        Object::User { user_id: &user_id },
+        "me",
+    )
+    .await
+}
+
+/// The caller's API tokens (never the secrets).
+#[utoipa::path(get, path = "/api/me/tokens", tag = "auth",
+    responses((status = 200, description = "Tokens", body = [Object]),
+              (status = 401, description = "Not signed in", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ApiTokenInfo>>> {
+    own(&state, &caller).await?;
+    let p = caller.required()?;
+    Ok(Json(state.domain.api_tokens(p).await?))
+}
+
+/// A new API token's name and optional expiry.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    /// RFC 3339; omitted: valid until revoked.
+    #[serde(default)]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A new API token: `token` is shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    token: String,
+    #[schema(value_type = Object)]
+    info: ApiTokenInfo,
+}
+
+/// Create an API token for scripts and the CLI (`Authorization: Bearer anyu_t_…`).
+#[utoipa::path(post, path = "/api/me/tokens", tag = "auth",
+    request_body = NewToken,
+    responses((status = 201, description = "Created; the token is shown once", body = CreatedToken),
+              (status = 400, description = "Invalid name or expiry", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    own(&state, &caller).await?;
+    let Json(t) = body?;
+    let p = caller.required()?;
+    let (token, info) = state
+        .domain
+        .create_api_token(p, &t.name, t.expires_at)
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
+}
+
+/// Revoke one of the caller's API tokens.
+#[utoipa::path(delete, path = "/api/me/tokens/{id}", tag = "auth",
+    params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, description = "Revoked", body = Object),
+              (status = 404, description = "No such token of yours", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(token = %id))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiTokenInfo>> {
+    own(&state, &caller).await?;
+    let p = caller.required()?;
+    Ok(Json(state.domain.revoke_api_token(p, &id).await?))
+}
+
+/// The current and the new password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Change the caller's password; every other session ends.
+#[utoipa::path(post, path = "/api/me/password", tag = "auth",
+    request_body = PasswordChange,
+    responses((status = 204, description = "Changed"),
+              (status = 400, description = "New password too short", body = ErrorBody),
+              (status = 401, description = "Current password wrong", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<PasswordChange>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    own(&state, &caller).await?;
+    let Json(c) = body?;
+    let p = caller.required()?;
+    state
+        .domain
+        .change_password(p, &c.current_password, &c.new_password, caller.token())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

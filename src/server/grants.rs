@@ -1,0 +1,199 @@
+//! `/api/grants`: reading grants, suspension, reinstatement and revocation by
+//! the provider's steward or the platform (SZ:63), and usage reports (SZ:43(1)).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use enclave::access::authz::{Action, Object};
+use enclave::access::{Grant, NewUsageReport};
+use enclave::domain::{GrantChange, GrantView};
+use enclave::store::UsageReportRecord;
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::{Caller, audit_object, require};
+use super::error::{ApiResult, ErrorBody};
+
+pub fn route_grants() -> Router<AppState> {
+    Router::new()
+        .route("/api/grants", get(list_grants))
+        .route("/api/grants/{id}", get(get_grant))
+        .route("/api/grants/{id}/suspend", post(suspend))
+        .route("/api/grants/{id}/reinstate", post(reinstate))
+        .route("/api/grants/{id}/revoke", post(revoke))
+        .route(
+            "/api/grants/{id}/reports",
+            get(list_reports).post(file_report),
+        )
+}
+
+/// Signed in, the grant exists, and `action` is allowed on it.
+async fn authorized_grant(
+    state: &AppState,
+    caller: &Caller,
+    action: Action,
+    id: &str,
+) -> ApiResult<Grant> {
+    let object = audit_object("grant", id);
+    caller.signed_in(state, action, &object).await?;
+    let g = state.domain.grant(id).await?;
+    let providers = g.providers();
+    require(
+        state,
+        caller,
+        action,
+        Object::Grant {
+            holder_id: &g.holder_id,
+            providers: &providers,
+        },
+        &object,
+    )
+    .await?;
+    Ok(g)
+}
+
+/// The grants the caller may read.
+#[utoipa::path(get, path = "/api/grants", tag = "grants",
+    responses((status = 200, description = "Grants", body = [Grant]),
+              (status = 401, description = "Not signed in", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn list_grants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Grant>>> {
+    require(
+        &state,
+        &caller,
+        Action::ListWork,
+        Object::Platform,
+        "grants",
+    )
+    .await?;
+    let p = caller.required()?;
+    Ok(Json(state.domain.grants_for(p).await?))
+}
+
+/// One grant with its history and whether it is usable now.
+#[utoipa::path(get, path = "/api/grants/{id}", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    responses((status = 200, description = "The grant", body = GrantView),
+              (status = 404, description = "No such grant", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(grant = %id))]
+pub async fn get_grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<GrantView>> {
+    authorized_grant(&state, &caller, Action::ReadGrant, &id).await?;
+    Ok(Json(state.domain.grant_view(&id).await?))
+}
+
+/// A written reason (at least 5 characters).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantReason {
+    reason: String,
+}
+
+async fn change(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    change: GrantChange,
+) -> ApiResult<Json<GrantView>> {
+    let p = caller.required()?;
+    Ok(Json(state.domain.change_grant(p, &id, change).await?))
+}
+
+/// Suspend a grant pending rectification (the provider's steward or an admin, SZ:63).
+#[utoipa::path(post, path = "/api/grants/{id}/suspend", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    request_body = GrantReason,
+    responses((status = 200, description = "Suspended", body = GrantView),
+              (status = 400, description = "Reason missing", body = ErrorBody),
+              (status = 409, description = "Illegal transition", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(grant = %id))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<GrantReason>, JsonRejection>,
+) -> ApiResult<Json<GrantView>> {
+    authorized_grant(&state, &caller, Action::ManageGrant, &id).await?;
+    let Json(r) = body?;
+    change(state, caller, id, GrantChange::Suspend { reason: r.reason }).await
+}
+
+/// Lift a suspension.
+#[utoipa::path(post, path = "/api/grants/{id}/reinstate", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    responses((status = 200, description = "Active again", body = GrantView),
+              (status = 409, description = "Not suspended", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(grant = %id))]
+pub async fn reinstate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<GrantView>> {
+    authorized_grant(&state, &caller, Action::ManageGrant, &id).await?;
+    change(state, caller, id, GrantChange::Reinstate).await
+}
+
+/// End a grant for good (not rectified, or use beyond scope, HZ:25).
+#[utoipa::path(post, path = "/api/grants/{id}/revoke", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    request_body = GrantReason,
+    responses((status = 200, description = "Revoked", body = GrantView),
+              (status = 400, description = "Reason missing", body = ErrorBody),
+              (status = 409, description = "Already final", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(grant = %id))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<GrantReason>, JsonRejection>,
+) -> ApiResult<Json<GrantView>> {
+    authorized_grant(&state, &caller, Action::ManageGrant, &id).await?;
+    let Json(r) = body?;
+    change(state, caller, id, GrantChange::Revoke { reason: r.reason }).await
+}
+
+/// The usage reports of a grant.
+#[utoipa::path(get, path = "/api/grants/{id}/reports", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    responses((status = 200, description = "Reports", body = [UsageReportRecord]),
+              (status = 404, description = "No such grant", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(grant = %id))]
+pub async fn list_reports(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<UsageReportRecord>>> {
+    authorized_grant(&state, &caller, Action::ReadGrant, &id).await?;
+    Ok(Json(state.domain.usage_reports(&id).await?))
+}
+
+/// File a usage report (the grant's holder; SZ:43(1)).
+#[utoipa::path(post, path = "/api/grants/{id}/reports", tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    request_body = NewUsageReport,
+    responses((status = 201, description = "Filed", body = UsageReportRecord),
+              (status = 400, description = "Invalid field", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(grant = %id))]
+pub async fn file_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<NewUsageReport>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<UsageReportRecord>)> {
+    authorized_grant(&state, &caller, Action::ReportUsage, &id).await?;
+    let Json(r) = body?;
+    let p = caller.required()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.domain.file_usage_report(p, &id, r).await?),
+    ))
+}

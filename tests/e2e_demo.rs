@@ -1,0 +1,45 @@
+//! `anyu demo`: a fresh directory gets samples, one account per role and a
+//! submitted sample application; a second run reuses everything.
+
+mod common;
+
+use common::{TestServer, run, stdout};
+
+#[test]
+fn demo_prepares_accounts_and_a_sample_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = stdout(&run(&data, &["demo", "--no-serve", "--rows", "300"], true));
+    for role in ["researcher", "steward", "admin", "auditor"] {
+        assert!(first.contains(&format!("demo_{role}")), "{first}");
+    }
+    assert!(first.contains("created a sample application"), "{first}");
+    let second = stdout(&run(&data, &["demo", "--no-serve", "--rows", "300"], true));
+    assert!(
+        second.contains("sample datasets already imported"),
+        "{second}"
+    );
+    assert!(!second.contains("created a sample application"), "{second}");
+
+    // The printed passwords sign in; the steward's queue holds the sample.
+    let password = |role: &str| {
+        second
+            .lines()
+            .find(|l| l.trim_start().starts_with(role))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap()
+            .to_string()
+    };
+    let server = TestServer::start(&data);
+    let body = serde_json::json!({ "username": "demo_steward", "password": password("steward") });
+    let token = server.expect(200, "POST", "/api/auth/login", None, Some(&body))["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queue = server.expect(200, "GET", "/api/applications", Some(&token), None);
+    let queue = queue.as_array().unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0]["status"], "submitted");
+    server.stop();
+    run(&data, &["audit", "verify"], true);
+}
