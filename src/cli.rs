@@ -77,6 +77,16 @@ pub enum Command {
         #[arg(long, env = "ANYU_PUBLIC_KEY")]
         public_key: Option<String>,
     },
+    /// Check a downloaded result file against its signed release certificate.
+    VerifyRelease {
+        /// The result file (CSV, Parquet, Arrow IPC or JSON) as downloaded.
+        result: PathBuf,
+        /// The release certificate (JSON) downloaded with it.
+        certificate: PathBuf,
+        /// The platform's Ed25519 public key (hex); default: DATA_DIR/keys/signing.pub.
+        #[arg(long, env = "ANYU_PUBLIC_KEY")]
+        public_key: Option<String>,
+    },
     /// Run the performance benchmarks and print their figures.
     Bench(crate::bench::BenchArgs),
 }
@@ -276,6 +286,11 @@ pub async fn run(cli: Cli) -> CliResult {
             text.as_deref(),
             public_key.as_deref(),
         ),
+        Command::VerifyRelease {
+            result,
+            certificate,
+            public_key,
+        } => verify_release(&cli.data_dir, &result, &certificate, public_key.as_deref()),
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -466,6 +481,41 @@ fn verify_receipt(
         }
         Err(e) => {
             println!("receipt INVALID: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn verify_release(
+    data_dir: &Path,
+    result: &Path,
+    certificate: &Path,
+    public_key: Option<&str>,
+) -> CliResult {
+    use enclave::release;
+    let key = platform_public_key(data_dir, public_key)?;
+    let file = std::fs::read(result)?;
+    let json = std::fs::read(certificate)?;
+    let verified = String::from_utf8(json)
+        .map_err(|_| enclave::Error::InvalidArgument("the certificate is not UTF-8 text".into()))
+        .and_then(|json| release::verify(&json, &key, Some(&file)));
+    match verified {
+        Ok(v) => {
+            let c = &v.certificate;
+            println!(
+                "release OK: release {} of job {} (grant {}), {} rows, format {}, released {}, key {}",
+                c.release_id,
+                c.job_id,
+                c.grant_id,
+                c.result.rows,
+                v.format.map_or("?", |f| f.as_str()),
+                c.released_at,
+                c.platform_key_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("release INVALID: {e}");
             Ok(ExitCode::FAILURE)
         }
     }

@@ -9,7 +9,7 @@ use enclave::access::{ApplicationLimits, Budgets};
 use enclave::audit::AuditOptions;
 use enclave::calendar::WorkCalendar;
 use enclave::catalog::GradeScale;
-use enclave::domain::AccessOptions;
+use enclave::domain::{AccessOptions, JobOptions};
 use enclave::identity::IdentityPolicy;
 use enclave::{DomainOptions, NotOpenListing};
 use serde::Deserialize;
@@ -30,7 +30,36 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub calendar: CalendarConfig,
     pub access: AccessConfig,
+    pub jobs: JobsConfig,
     pub grades: GradeScale,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs running at once.
+    pub workers: usize,
+    /// Queued or running jobs per researcher.
+    pub per_user: usize,
+    /// Memory per job before operators spill to disk or fail.
+    pub memory_mib: usize,
+    /// Wall-clock limit per job.
+    pub deadline_secs: u64,
+    /// Parallelism inside one job (0: number of cores).
+    pub target_partitions: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        let j = JobOptions::default();
+        JobsConfig {
+            workers: j.workers,
+            per_user: j.per_user,
+            memory_mib: j.memory_bytes >> 20,
+            deadline_secs: j.deadline.as_secs(),
+            target_partitions: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +158,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             calendar: CalendarConfig::default(),
             access: AccessConfig::default(),
+            jobs: JobsConfig::default(),
             grades: GradeScale::default(),
         }
     }
@@ -191,6 +221,17 @@ impl Config {
                 max_materials: self.access.max_materials,
             },
             clock: enclave::domain::Clock::system(),
+            jobs: JobOptions {
+                workers: self.jobs.workers.max(1),
+                per_user: self.jobs.per_user.max(1),
+                memory_bytes: self.jobs.memory_mib.max(16) << 20,
+                deadline: Duration::from_secs(self.jobs.deadline_secs.max(1)),
+                target_partitions: match self.jobs.target_partitions {
+                    0 => JobOptions::default().target_partitions,
+                    n => n,
+                },
+                ..JobOptions::default()
+            },
             grades: self.grades.clone(),
             audit: AuditOptions {
                 checkpoint_every: self.audit.checkpoint_every,
@@ -241,6 +282,13 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # max_materials = 20
 # Budgets of a new grant; epsilon and delta are further capped by the datasets' DP budgets.
 # default_budgets = { jobs = 1000, epsilon = 10.0, delta = 1e-6, cpu_seconds = 36000.0, released_rows = 1000000 }
+
+[jobs]
+# workers = 2                          # jobs running at once
+# per_user = 4                         # queued or running jobs per researcher
+# memory_mib = 1024                    # per job; operators spill to DATA_DIR/spill beyond it
+# deadline_secs = 600
+# target_partitions = 0                # 0: number of cores
 
 [identity]
 # session_ttl_minutes = 480

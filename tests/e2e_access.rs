@@ -61,11 +61,58 @@ struct Fixtures<'a> {
     project: String,
     shared: BTreeMap<String, Request>,
     counter: usize,
+    grant: Option<String>,
 }
 
 impl Fixtures<'_> {
     fn app(&self, stage: Stage) -> (String, Option<String>) {
         application_at(self.server, self.people, &self.project, stage)
+    }
+
+    /// The shared grant of the job rows.
+    fn grant(&mut self) -> String {
+        if let Some(g) = &self.grant {
+            return g.clone();
+        }
+        let (_, g) = self.app(Stage::Signed);
+        self.grant = g.clone();
+        g.unwrap()
+    }
+
+    /// A fresh job waiting for review.
+    fn pending_job(&mut self) -> String {
+        let g = self.grant();
+        let job = common::run_job(
+            self.server,
+            &self.people.researcher,
+            &g,
+            "SELECT district, count(*) AS n FROM social_insurance GROUP BY district",
+        );
+        assert_eq!(job["status"], "pending_review", "{job}");
+        job["id"].as_str().unwrap().to_string()
+    }
+
+    /// A fresh released job's release id.
+    fn release(&mut self) -> String {
+        let j = self.pending_job();
+        let s = self.server;
+        for t in [&self.people.steward, &self.people.admin] {
+            s.expect(
+                200,
+                "POST",
+                &format!("/api/jobs/{j}/review"),
+                Some(t),
+                Some(&json!({ "decision": "approve" })),
+            );
+        }
+        let v = s.expect(
+            200,
+            "GET",
+            &format!("/api/jobs/{j}"),
+            Some(&self.people.researcher),
+            None,
+        );
+        v["release_id"].as_str().unwrap().to_string()
     }
 
     fn token_of(&self, caller: usize) -> Option<&str> {
@@ -282,6 +329,34 @@ impl Fixtures<'_> {
                     })),
                 )
             }
+            ("POST", "/api/jobs") => {
+                let g = self.grant();
+                (
+                    route.into(),
+                    Body::Json(
+                        json!({ "grant_id": g, "sql": "SELECT district, count(*) AS n FROM social_insurance GROUP BY district" }),
+                    ),
+                )
+            }
+            ("GET", "/api/jobs/{id}") | ("GET", "/api/jobs/{id}/review") => {
+                let j = self.pending_job();
+                (route.replace("{id}", &j), Body::None)
+            }
+            ("POST", "/api/jobs/{id}/cancel") => {
+                let j = self.pending_job();
+                (route.replace("{id}", &j), Body::None)
+            }
+            ("POST", "/api/jobs/{id}/review") => {
+                let j = self.pending_job();
+                (
+                    route.replace("{id}", &j),
+                    Body::Json(json!({ "decision": "approve" })),
+                )
+            }
+            ("GET", r) if r.starts_with("/api/releases/{id}") => {
+                let rel = self.release();
+                (r.replace("{id}", &rel), Body::None)
+            }
             ("POST", r) if r.starts_with("/api/grants/{id}/") => {
                 let (_, g) = self.app(Stage::Signed);
                 (
@@ -424,6 +499,25 @@ fn route_role_matrix() {
         ("POST", "/api/grants/{id}/revoke", REVIEWERS),
         ("GET", "/api/grants/{id}/reports", READERS),
         ("POST", "/api/grants/{id}/reports", OWNER_CREATED),
+        ("POST", "/api/jobs", [401, 202, 403, 403, 403, 403, 403]),
+        ("GET", "/api/jobs", SIGNED_IN),
+        ("GET", "/api/jobs/{id}", READERS),
+        (
+            "POST",
+            "/api/jobs/{id}/cancel",
+            [401, 200, 403, 403, 403, 200, 403],
+        ),
+        ("GET", "/api/jobs/{id}/review", REVIEWERS),
+        ("POST", "/api/jobs/{id}/review", REVIEWERS),
+        ("GET", "/api/reviews", SIGNED_IN),
+        ("GET", "/api/releases", SIGNED_IN),
+        ("GET", "/api/releases/{id}", READERS),
+        ("GET", "/api/releases/{id}/certificate", READERS),
+        (
+            "GET",
+            "/api/releases/{id}/result",
+            [401, 200, 403, 200, 403, 200, 403],
+        ),
         // Last: it ends the callers' sessions.
         (
             "POST",
@@ -470,6 +564,7 @@ fn route_role_matrix() {
         project,
         shared: BTreeMap::new(),
         counter: 0,
+        grant: None,
     };
     let mut failures = Vec::new();
     for (method, route, expected) in &matrix {

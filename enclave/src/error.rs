@@ -80,6 +80,11 @@ pub enum Error {
     #[error("{message}")]
     Denied { code: &'static str, message: String },
 
+    /// The query policy refused a query (a forbidden statement, function or
+    /// use of an identifier …). `code` is stable and part of the public API.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+
     /// A bug: an invariant the code relies on did not hold.
     #[error("internal error: {0}")]
     Internal(String),
@@ -111,6 +116,7 @@ impl Error {
             Error::Workflow(e) => e.code(),
             Error::Ineligible(_) => "ineligible",
             Error::Denied { code, .. } => code,
+            Error::Refused { code, .. } => code,
             Error::Internal(_) => "internal",
         }
     }

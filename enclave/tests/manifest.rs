@@ -118,7 +118,7 @@ fn pums_parses_and_matches_the_csv_header() {
         ("pid", Sensitivity::Identifier, false)
     );
 
-    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/PUMS_pid.csv");
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/data/PUMS_pid.csv");
     if let Ok(text) = std::fs::read_to_string(&csv) {
         let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
         let names: Vec<&str> = m.columns.iter().map(|c| c.name.as_str()).collect();

@@ -102,7 +102,9 @@ impl From<enclave::Error> for ApiError {
                 }
             }
             E::Ineligible(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Denied { code, .. } if *code == "too_many_jobs" => StatusCode::TOO_MANY_REQUESTS,
             E::Denied { .. } => StatusCode::FORBIDDEN,
+            E::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             // Key and audit failures are operator problems, not the caller's.
             E::Crypto(_) | E::Audit(_) => return ApiError::internal(&e),
             _ => return ApiError::internal(&e),

@@ -12,6 +12,7 @@ mod catalog;
 mod complaints;
 pub mod error;
 mod grants;
+mod jobs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,6 +91,17 @@ pub struct AppState {
         grants::revoke,
         grants::list_reports,
         grants::file_report,
+        jobs::submit_job,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::cancel_job,
+        jobs::review_queue,
+        jobs::review_packet,
+        jobs::review,
+        jobs::list_releases,
+        jobs::get_release,
+        jobs::certificate,
+        jobs::download,
     ),
     components(schemas(ErrorBody, Health)),
     modifiers(&BearerAuth),
@@ -101,6 +113,7 @@ pub struct AppState {
          (name = "applications", description = "Projects, applications, materials and the use agreement (SZ:41-44)"),
          (name = "review", description = "Completeness check and joint review (SZ:42, XM:23)"),
          (name = "grants", description = "Grants: suspension, revocation, usage reports (SZ:43, SZ:63)"),
+         (name = "jobs", description = "Queries in the domain, output review, signed releases"),
          (name = "system", description = "Health and API description"))
 )]
 pub struct ApiDoc;
@@ -165,6 +178,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(accounts::route_accounts())
         .merge(applications::route_applications(material_limit))
         .merge(grants::route_grants())
+        .merge(jobs::route_jobs())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -264,6 +278,14 @@ pub async fn serve(
         },
         config,
     );
+    match domain.recover_jobs().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            count = n,
+            "jobs interrupted by the previous shutdown were marked failed"
+        ),
+        Err(e) => tracing::error!(error = %e, "recovering interrupted jobs failed"),
+    }
     let sweeper = tokio::spawn(expire_grants_every_minute(Arc::clone(&domain)));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

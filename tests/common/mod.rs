@@ -481,3 +481,97 @@ pub fn application_at(
     }
     (id, grant)
 }
+
+/// A grant for the researcher on `datasets` (id, columns), through the whole
+/// workflow: every provider's steward (SI: `steward`, medical: `other_steward`)
+/// and the admin approve. Returns the grant id.
+pub fn grant_on(
+    server: &TestServer,
+    people: &People,
+    datasets: &[(&str, &[&str])],
+    usage_method: &str,
+) -> String {
+    let r = people.researcher.as_str();
+    let project = new_project(server, r, "academic_research");
+    let mut body = draft(&project);
+    body["usage_method"] = serde_json::json!(usage_method);
+    body["datasets"] = serde_json::Value::Array(
+        datasets
+            .iter()
+            .map(|(id, cols)| serde_json::json!({ "dataset_id": id, "columns": cols, "version_policy": "pinned" }))
+            .collect(),
+    );
+    let app = server.expect(201, "POST", "/api/applications", Some(r), Some(&body));
+    let id = app["id"].as_str().unwrap().to_string();
+    let step = |token: &str, path: &str| {
+        server.expect(
+            200,
+            "POST",
+            &format!("/api/applications/{id}/{path}"),
+            Some(token),
+            None,
+        )
+    };
+    step(r, "submit");
+    step(&people.admin, "completeness/start");
+    step(&people.admin, "completeness/pass");
+    if datasets.iter().any(|(d, _)| *d != "medical_claims") {
+        step(&people.steward, "approve");
+    }
+    if datasets.iter().any(|(d, _)| *d == "medical_claims") {
+        step(&people.other_steward, "approve");
+    }
+    let done = step(&people.admin, "approve");
+    assert_eq!(done["status"], "approved", "{done}");
+    let text = server.expect(
+        200,
+        "GET",
+        &format!("/api/applications/{id}/agreement"),
+        Some(r),
+        None,
+    );
+    let signed = server.expect(
+        201,
+        "POST",
+        &format!("/api/applications/{id}/agreement/sign"),
+        Some(r),
+        Some(&serde_json::json!({ "agreement_sha256": text["sha256"] })),
+    );
+    signed["grant"]["id"].as_str().unwrap().to_string()
+}
+
+/// Submits `sql` under `grant`; returns the status code and body.
+pub fn submit(
+    server: &TestServer,
+    token: &str,
+    grant: &str,
+    sql: &str,
+) -> (u16, serde_json::Value) {
+    server.call(
+        "POST",
+        "/api/jobs",
+        Some(token),
+        Some(&serde_json::json!({ "grant_id": grant, "sql": sql })),
+    )
+}
+
+/// Polls a job until it leaves queued/running/checked.
+pub fn wait_job(server: &TestServer, token: &str, job: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let j = server.expect(200, "GET", &format!("/api/jobs/{job}"), Some(token), None);
+        let s = j["status"].as_str().unwrap_or("");
+        if !matches!(s, "queued" | "running" | "checked") {
+            return j;
+        }
+        assert!(std::time::Instant::now() < deadline, "job {job} still {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Submits `sql` and waits for the job; panics unless accepted.
+pub fn run_job(server: &TestServer, token: &str, grant: &str, sql: &str) -> serde_json::Value {
+    let (status, body) = submit(server, token, grant, sql);
+    assert_eq!(status, 202, "{sql}: {body}");
+    wait_job(server, token, body["id"].as_str().unwrap())
+}

@@ -58,6 +58,18 @@ pub enum Action {
     ManageGrant,
     /// File a usage report on one's own grant (SZ:43(1)).
     ReportUsage,
+    /// Submit a query under one's own grant.
+    SubmitJob,
+    /// Read a job's state, counts and verdicts (never values).
+    ReadJob,
+    /// Cancel a queued or running job.
+    CancelJob,
+    /// Review a result before release (output checking).
+    ReviewOutput,
+    /// Read a release's certificate.
+    ReadRelease,
+    /// Download a released result.
+    DownloadRelease,
 }
 
 impl Action {
@@ -86,6 +98,12 @@ impl Action {
             Action::ReadGrant => "read_grant",
             Action::ManageGrant => "manage_grant",
             Action::ReportUsage => "report_usage",
+            Action::SubmitJob => "submit_job",
+            Action::ReadJob => "read_job",
+            Action::CancelJob => "cancel_job",
+            Action::ReviewOutput => "review_output",
+            Action::ReadRelease => "read_release",
+            Action::DownloadRelease => "download_release",
         }
     }
 }
@@ -118,6 +136,13 @@ pub enum Object<'a> {
         /// Account id of the researcher holding it.
         holder_id: &'a str,
         /// Providers of the granted datasets.
+        providers: &'a [String],
+    },
+    /// A job (query) or its release, under a grant.
+    Job {
+        /// Account id of the researcher who submitted it (the grant's holder).
+        requester_id: &'a str,
+        /// Providers of the grant's datasets.
         providers: &'a [String],
     },
 }
@@ -222,6 +247,26 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
         }
         (A::ReadGrant | A::ManageGrant, Role::Admin, Object::Grant { .. }) => true,
         (A::ReadGrant, Role::Auditor, Object::Grant { .. }) => true,
+        (A::SubmitJob, Role::Researcher, Object::Grant { holder_id, .. }) => {
+            *holder_id == p.user_id
+        }
+        (
+            A::ReadJob | A::CancelJob | A::ReadRelease | A::DownloadRelease,
+            Role::Researcher,
+            Object::Job { requester_id, .. },
+        ) => *requester_id == p.user_id,
+        (
+            A::ReadJob | A::ReviewOutput | A::ReadRelease | A::DownloadRelease,
+            Role::Steward,
+            Object::Job { providers, .. },
+        ) => stewards_any(p, providers),
+        (
+            A::ReadJob | A::CancelJob | A::ReviewOutput | A::ReadRelease | A::DownloadRelease,
+            Role::Admin,
+            Object::Job { .. },
+        ) => true,
+        // Auditors follow what was released, not the data itself.
+        (A::ReadJob | A::ReadRelease, Role::Auditor, Object::Job { .. }) => true,
         _ => false,
     };
     if allowed {

@@ -11,11 +11,13 @@
 mod access;
 mod accounts;
 mod grants;
+mod jobs;
 
 pub use access::{
     AgreementText, ApplicationSummary, ApplicationView, DatasetFilter, ReviewConditions, ReviewStep,
 };
 pub use grants::{GrantChange, GrantView, consent_storage_id};
+pub use jobs::{JobOptions, JobView, ReviewDecision, ReviewPacket};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -208,6 +210,8 @@ pub struct DomainOptions {
     pub access: AccessOptions,
     /// The time source.
     pub clock: Clock,
+    /// The job path's worker pool and limits.
+    pub jobs: JobOptions,
 }
 
 impl Default for DomainOptions {
@@ -221,6 +225,7 @@ impl Default for DomainOptions {
             calendar: WorkCalendar::china_mainland(),
             access: AccessOptions::default(),
             clock: Clock::system(),
+            jobs: JobOptions::default(),
         }
     }
 }
@@ -364,6 +369,7 @@ pub struct Domain {
     keyring: Arc<Keyring>,
     audit: AuditLog,
     identity: Identity,
+    jobs: jobs::JobRunner,
 }
 
 impl std::fmt::Debug for Domain {
@@ -428,6 +434,7 @@ impl Domain {
             other => other,
         })?;
         let identity = Identity::new(store.clone(), options.identity.clone());
+        let jobs = jobs::JobRunner::new(options.jobs.workers);
         Ok(Domain {
             dir,
             options,
@@ -435,6 +442,7 @@ impl Domain {
             keyring,
             audit,
             identity,
+            jobs,
         })
     }
 

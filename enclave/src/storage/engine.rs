@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
 use datafusion::config::{EncryptionFactoryOptions, TableParquetOptions};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
 use datafusion::execution::parquet_encryption::EncryptionFactory;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -181,12 +183,36 @@ pub async fn register_plaintext_version_for_benchmark(
     register_parquet(ctx, table_name, version_dir, options).await
 }
 
+/// The table of version directory `version_dir`, decrypted through the
+/// state's [`KeyringEncryptionFactory`], without registering it anywhere: the
+/// query path wraps it in a grant's view, so the raw table has no name a
+/// query could use.
+pub async fn version_table(
+    state: &SessionState,
+    version_dir: &Path,
+) -> Result<Arc<dyn TableProvider>> {
+    let mut options = state.table_options().parquet.clone();
+    options.crypto.factory_id = Some(ENCRYPTION_FACTORY_ID.to_string());
+    Ok(Arc::new(parquet_table(state, version_dir, options).await?))
+}
+
 async fn register_parquet(
     ctx: &SessionContext,
     table_name: &str,
     version_dir: &Path,
-    mut options: TableParquetOptions,
+    options: TableParquetOptions,
 ) -> Result<()> {
+    let table = parquet_table(&ctx.state(), version_dir, options).await?;
+    ctx.register_table(table_name, Arc::new(table))
+        .map_err(engine_error)?;
+    Ok(())
+}
+
+async fn parquet_table(
+    state: &SessionState,
+    version_dir: &Path,
+    mut options: TableParquetOptions,
+) -> Result<ListingTable> {
     let data_path = version_dir.join(DATA_FILE);
     let data_path = std::fs::canonicalize(&data_path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -205,11 +231,8 @@ async fn register_parquet(
     let url = ListingTableUrl::parse(path_str).map_err(engine_error)?;
     let config = ListingTableConfig::new(url)
         .with_listing_options(listing)
-        .infer_schema(&ctx.state())
+        .infer_schema(state)
         .await
         .map_err(engine_error)?;
-    let table = ListingTable::try_new(config).map_err(engine_error)?;
-    ctx.register_table(table_name, Arc::new(table))
-        .map_err(engine_error)?;
-    Ok(())
+    ListingTable::try_new(config).map_err(engine_error)
 }

@@ -57,7 +57,7 @@ mod writer;
 pub use engine::{
     ENCRYPTION_FACTORY_ID, KeyringEncryptionFactory, engine_error, install_encryption_factory,
     register_plaintext_version_for_benchmark, register_version, session_context,
-    session_context_with_config,
+    session_context_with_config, version_table,
 };
 pub use layout::{
     DATA_FILE, KEY_FILE, PLAINTEXT_MARKER_FILE, VERSION_KEY_FORMAT, VersionKey,

@@ -11,6 +11,7 @@ mod access;
 mod catalog;
 mod complaints;
 mod identity;
+mod jobs;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use access::{
 pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
 pub use complaints::{ComplaintRecord, NewComplaintRecord};
 pub use identity::{FailedLoginCount, SessionRecord, UserCredentials};
+pub use jobs::{JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord};
 
 use crate::{Error, Result};
 

@@ -1,0 +1,1348 @@
+//! Jobs: a researcher's SQL under a grant, run inside the domain, checked,
+//! and released directly or after output review, with a signed certificate.
+//!
+//! ```text
+//!  submit ─▶ usable_grant ─▶ QuerySession (grant's views) ─▶ plan: SQLOptions + policy + rewrite
+//!         │     refused ─▶ 422, audited `job.submit` denied (no job, no budget spent)
+//!         ▼
+//!  queued ─▶ (worker permit) running ─▶ execute (memory pool, deadline, cancel)
+//!         ─▶ checked: echo search + disclosure rules; failing cells suppressed; candidate sealed
+//!         ─▶ auto-release (all pass, policy allows) ─▶ released + certificate
+//!         └▶ pending_review ─▶ blind votes (stewards of the providers, admins; never the requester)
+//!               ─▶ approvals ≥ reviewers_required ─▶ released      any reject ─▶ rejected
+//!  failed / cancelled on errors, deadline, cancellation
+//! ```
+//!
+//! The researcher never sees values before release: job status shows counts
+//! and verdicts only; reviewers see the candidate result.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
+use datafusion::arrow::compute::nullif;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{Column, ScalarValue, TableReference};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, watch};
+use utoipa::ToSchema;
+
+use super::access::shown_id;
+use super::{Actor, Domain};
+use crate::access::{Grant, GrantedVersion};
+use crate::audit::Outcome;
+use crate::catalog::UsageMethod;
+use crate::disclosure::{self, CheckInput, CheckReport, EchoHit, Verdict};
+use crate::identity::{Principal, Role};
+use crate::query::{
+    self, CellKind, GrantedTable, PlannedQuery, Progress, QuerySession, SessionLimits, TableSpec,
+};
+use crate::release::{self, Certificate, ResultFormat};
+use crate::storage::blob;
+use crate::store::{JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord};
+use crate::{Error, Result};
+
+/// Limits of the job path (`[jobs]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Jobs running at once on this node.
+    pub workers: usize,
+    /// Queued or running jobs one researcher may have.
+    pub per_user: usize,
+    /// Memory one job may hold before spilling or failing.
+    pub memory_bytes: usize,
+    /// Wall-clock limit of one job.
+    pub deadline: Duration,
+    /// Parallelism inside one job.
+    pub target_partitions: usize,
+    /// Longest accepted SQL text, in bytes.
+    pub max_sql_bytes: usize,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            workers: 2,
+            per_user: 4,
+            memory_bytes: 1 << 30,
+            deadline: Duration::from_secs(600),
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_sql_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A running job's handles.
+struct Running {
+    cancel: watch::Sender<bool>,
+    progress: Arc<Progress>,
+    started: Instant,
+}
+
+/// The worker pool and the running jobs.
+pub(crate) struct JobRunner {
+    permits: Arc<Semaphore>,
+    running: std::sync::Mutex<HashMap<String, Running>>,
+}
+
+impl JobRunner {
+    pub(crate) fn new(workers: usize) -> JobRunner {
+        JobRunner {
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            running: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// A job as its requester sees it: state, progress, counts and verdicts — never values.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: JobRecord,
+    /// Seconds since it started (running) or its run time (finished).
+    pub elapsed_seconds: Option<f64>,
+    /// The release, once released.
+    pub release_id: Option<String>,
+}
+
+/// What an output reviewer sees.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReviewPacket {
+    pub job: JobRecord,
+    /// The candidate result (failing cells suppressed), as rows of JSON objects.
+    #[schema(value_type = Vec<Object>)]
+    pub result: Vec<serde_json::Value>,
+    /// The grant's earlier releases: id, query, rows, time.
+    #[schema(value_type = Vec<Object>)]
+    pub earlier_releases: Vec<serde_json::Value>,
+    /// The caller's own vote, if any.
+    pub my_vote: Option<ReviewRecord>,
+    /// Every vote — shown only once the caller voted or the review is over (blind review).
+    pub votes: Option<Vec<ReviewRecord>>,
+    pub approvals_required: u32,
+}
+
+/// A reviewer's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    Approve,
+    Reject,
+}
+
+fn job_object(id: &str) -> String {
+    format!("job:{id}")
+}
+
+fn visible_schema(schema: &SchemaRef) -> (SchemaRef, Vec<usize>) {
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !schema.field(*i).name().starts_with(query::RESERVED_PREFIX))
+        .collect();
+    (
+        Arc::new(schema.project(&keep).expect("indices in range")),
+        keep,
+    )
+}
+
+fn i64_column(batches: &[RecordBatch], name: &str) -> Option<Vec<u64>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let i = b.schema().index_of(name).ok()?;
+        let a = b
+            .column(i)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()?;
+        out.extend((0..a.len()).map(|r| a.value(r).max(0) as u64));
+    }
+    Some(out)
+}
+
+/// A JSON value for one cell (for reviewers).
+fn cell_json(col: &ArrayRef, row: usize) -> serde_json::Value {
+    use datafusion::arrow::array::{BooleanArray as B, Float64Array, Int64Array};
+    if col.is_null(row) {
+        return serde_json::Value::Null;
+    }
+    if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
+        return serde_json::json!(a.value(row));
+    }
+    if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
+        return serde_json::json!(a.value(row));
+    }
+    if let Some(a) = col.as_any().downcast_ref::<B>() {
+        return serde_json::json!(a.value(row));
+    }
+    serde_json::Value::String(
+        datafusion::arrow::util::display::array_value_to_string(col, row).unwrap_or_default(),
+    )
+}
+
+fn rows_json(batches: &[RecordBatch]) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let mut m = serde_json::Map::new();
+            for (i, f) in b.schema().fields().iter().enumerate() {
+                m.insert(f.name().clone(), cell_json(b.column(i), r));
+            }
+            out.push(serde_json::Value::Object(m));
+        }
+    }
+    out
+}
+
+fn ipc_decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let reader =
+        datafusion::arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|_| Error::Internal("a sealed result does not decode".into()))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::Internal("a sealed result does not decode".into()))?;
+    Ok((schema, batches))
+}
+
+impl Domain {
+    /// The job runner's limits.
+    fn job_options(&self) -> &JobOptions {
+        &self.options.jobs
+    }
+
+    /// The tables a grant opens, resolved to versions now.
+    async fn table_specs(&self, grant: &Grant) -> Result<Vec<TableSpec>> {
+        let mut specs = Vec::new();
+        for d in &grant.datasets {
+            let record = self
+                .store
+                .dataset(&d.dataset_id)
+                .await?
+                .ok_or_else(|| Error::Conflict("a granted dataset left the catalog".into()))?;
+            let versions = self.store.versions(&d.dataset_id).await?;
+            let version = match d.version {
+                GrantedVersion::Latest => versions.iter().max_by_key(|v| v.version),
+                GrantedVersion::Pinned { version } => {
+                    versions.iter().find(|v| v.version == version)
+                }
+            }
+            .ok_or_else(|| {
+                Error::Conflict(format!(
+                    "dataset `{}` has no data version yet",
+                    d.dataset_id
+                ))
+            })?;
+            let grade = self
+                .options
+                .grades
+                .get(&record.manifest.dataset.grade)
+                .cloned()
+                .unwrap_or_else(|| self.options.grades.strictest());
+            let consent_dir = match self.store.latest_consent(&d.dataset_id).await? {
+                Some(c) => Some(self.dir.root().join(&c.dir)),
+                None => None,
+            };
+            specs.push(TableSpec {
+                dataset_id: d.dataset_id.clone(),
+                version: version.version,
+                version_dir: self.dir.root().join(&version.dir),
+                version_sha256: version.sha256.clone(),
+                policy: record.manifest.effective_policy(&self.options.grades),
+                reviewers_required: grade.reviewers_required.max(1),
+                columns: d.columns.clone(),
+                row_filter: d.row_filter.clone(),
+                consent_dir,
+                units_unique: version
+                    .quality
+                    .privacy_unit
+                    .as_ref()
+                    .is_some_and(|p| p.rows_with_duplicate_unit == 0),
+                manifest: record.manifest,
+            });
+        }
+        Ok(specs)
+    }
+
+    /// Opens a grant's query session.
+    pub async fn query_session(&self, grant: &Grant) -> Result<QuerySession> {
+        let specs = self.table_specs(grant).await?;
+        let aggregate_only = matches!(
+            grant.usage_method,
+            UsageMethod::Invisible | UsageMethod::ModelResults
+        ) || specs.iter().any(|s| !s.policy.row_level_output);
+        let o = self.job_options();
+        QuerySession::open(
+            Arc::clone(&self.keyring),
+            specs,
+            aggregate_only,
+            &SessionLimits {
+                memory_bytes: o.memory_bytes,
+                target_partitions: o.target_partitions,
+                spill_dir: self.dir.root().join("spill"),
+            },
+        )
+        .await
+    }
+
+    /// Submits `sql` under `grant_id`. The query is planned and checked now:
+    /// a refusal answers at once (audited, no job, no budget spent). Accepted
+    /// queries become a queued job that runs in the background.
+    pub async fn submit_job(
+        self: &Arc<Self>,
+        p: &Principal,
+        grant_id: &str,
+        sql: &str,
+    ) -> Result<JobView> {
+        const ACTION: &str = "job.submit";
+        let actor = Actor::user(p);
+        let refused = |e: Error| async move {
+            self.record(
+                &actor,
+                ACTION,
+                format!("grant:{}", shown_id(grant_id)),
+                Outcome::Denied,
+                serde_json::json!({ "error_code": e.code() }),
+            )
+            .await?;
+            Err::<JobView, Error>(e)
+        };
+        if sql.trim().is_empty() || sql.len() > self.job_options().max_sql_bytes {
+            return refused(Error::InvalidArgument(format!(
+                "sql must be 1 to {} bytes",
+                self.job_options().max_sql_bytes
+            )))
+            .await;
+        }
+        let grant = match self.usable_grant(p, grant_id).await {
+            Ok(g) => g,
+            Err(e) => return refused(e).await,
+        };
+        let active = self
+            .store
+            .list_jobs()
+            .await?
+            .iter()
+            .filter(|j| {
+                j.requester_id == p.user_id
+                    && matches!(j.status, JobStatus::Queued | JobStatus::Running)
+            })
+            .count();
+        if active >= self.job_options().per_user {
+            return refused(Error::Denied {
+                code: "too_many_jobs",
+                message: format!(
+                    "at most {} jobs may be queued or running per researcher",
+                    self.job_options().per_user
+                ),
+            })
+            .await;
+        }
+        if grant.usage.cpu_seconds >= grant.budgets.cpu_seconds {
+            return refused(Error::Denied {
+                code: "budget_exhausted",
+                message: "the grant's cpu_seconds budget is spent".into(),
+            })
+            .await;
+        }
+        let session = match self.query_session(&grant).await {
+            Ok(s) => s,
+            Err(e) => return refused(e).await,
+        };
+        let planned = match session.plan(sql).await {
+            Ok(p) => p,
+            Err(e) => return refused(e).await,
+        };
+        // The job slot is charged only for queries that will run.
+        self.charge_grant(
+            &Actor::user(p),
+            &grant.id,
+            &crate::access::Usage {
+                jobs: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let tables = session.tables();
+        let job = JobRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            grant_id: grant.id.clone(),
+            requester_id: p.user_id.clone(),
+            requester_username: p.username.clone(),
+            kind: "sql".into(),
+            query_text: sql.to_string(),
+            status: JobStatus::Queued,
+            error_code: None,
+            error_message: None,
+            plan_summary: Some(planned.summary()),
+            facts: serde_json::to_value(&planned.facts).ok(),
+            datasets: tables
+                .iter()
+                .filter(|t| planned.facts.datasets.contains(&t.dataset_id))
+                .map(|t| JobDataset {
+                    dataset_id: t.dataset_id.clone(),
+                    version: t.version,
+                    sha256: t.version_sha256.clone(),
+                })
+                .collect(),
+            checks: None,
+            rows_scanned: 0,
+            result_rows: None,
+            suppressed_groups: None,
+            result_key: None,
+            result_sha256: None,
+            reviewers_required: tables
+                .iter()
+                .filter(|t| planned.facts.datasets.contains(&t.dataset_id))
+                .map(|t| t.reviewers_required)
+                .max()
+                .unwrap_or(1),
+            cpu_seconds: 0.0,
+            submitted_at: crate::store::now_rfc3339(),
+            started_at: None,
+            finished_at: None,
+            revision: 1,
+        };
+        self.store.insert_job(&job).await?;
+        self.record(
+            &Actor::user(p),
+            ACTION,
+            job_object(&job.id),
+            Outcome::Success,
+            serde_json::json!({
+                "grant_id": grant.id,
+                "datasets": job.datasets,
+                "sql_sha256": crate::release::sha256_hex(sql.as_bytes()),
+                "thresholded_aggregations": planned.rewritten.thresholded,
+            }),
+        )
+        .await?;
+        let (tx, rx) = watch::channel(false);
+        let progress = Arc::new(Progress::default());
+        self.jobs.running.lock().expect("job map lock").insert(
+            job.id.clone(),
+            Running {
+                cancel: tx,
+                progress: Arc::clone(&progress),
+                started: Instant::now(),
+            },
+        );
+        let domain = Arc::clone(self);
+        let id = job.id.clone();
+        let grant_for_run = grant.clone();
+        tokio::spawn(async move {
+            let result = domain
+                .run_job(&id, &grant_for_run, session, planned, progress, rx)
+                .await;
+            if let Err(e) = result {
+                tracing::error!(job = %id, error = %e, "job bookkeeping failed");
+            }
+            domain
+                .jobs
+                .running
+                .lock()
+                .expect("job map lock")
+                .remove(&id);
+        });
+        self.job_view(&job.id).await
+    }
+
+    async fn set_job(&self, job: &mut JobRecord) -> Result<()> {
+        job.revision = self.store.save_job(job).await?;
+        Ok(())
+    }
+
+    /// Ends a job as failed or cancelled, with a value-free reason; audited.
+    async fn end_job(&self, job: &mut JobRecord, e: &Error) -> Result<()> {
+        let cancelled = e.code() == "cancelled";
+        job.status = if cancelled {
+            JobStatus::Cancelled
+        } else {
+            JobStatus::Failed
+        };
+        job.error_code = Some(e.code().to_string());
+        job.error_message = Some(if e.is_public() {
+            e.to_string()
+        } else {
+            "internal error".into()
+        });
+        job.finished_at = Some(crate::store::now_rfc3339());
+        self.set_job(job).await?;
+        self.record(
+            &Actor::system(),
+            if cancelled {
+                "job.cancelled"
+            } else {
+                "job.fail"
+            },
+            job_object(&job.id),
+            Outcome::Failure,
+            serde_json::json!({ "error_code": e.code() }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn run_job(
+        &self,
+        id: &str,
+        grant: &Grant,
+        session: QuerySession,
+        planned: PlannedQuery,
+        progress: Arc<Progress>,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let permits = Arc::clone(&self.jobs.permits);
+        let permit = tokio::select! {
+            p = permits.acquire_owned() => p.map_err(|_| Error::Internal("job pool closed".into()))?,
+            _ = cancel.changed() => {
+                let mut job = self.job(id).await?;
+                return self.end_job(&mut job, &Error::Denied { code: "cancelled", message: "the job was cancelled".into() }).await;
+            }
+        };
+        let mut job = self.job(id).await?;
+        if job.status != JobStatus::Queued {
+            return Ok(());
+        }
+        job.status = JobStatus::Running;
+        job.started_at = Some(crate::store::now_rfc3339());
+        self.set_job(&mut job).await?;
+        self.record(
+            &Actor::system(),
+            "job.start",
+            job_object(id),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
+        .await?;
+        let executed = query::execute(
+            &session,
+            &planned,
+            Arc::clone(&progress),
+            cancel,
+            self.job_options().deadline,
+        )
+        .await;
+        drop(permit);
+        // Time spent is charged whatever the outcome (capped at what is left).
+        let elapsed = match &executed {
+            Ok(e) => e.elapsed.as_secs_f64(),
+            Err(_) => self
+                .jobs
+                .running
+                .lock()
+                .expect("job map lock")
+                .get(id)
+                .map_or(0.0, |r| r.started.elapsed().as_secs_f64()),
+        };
+        let current = self.grant(&grant.id).await?;
+        let left = (current.budgets.cpu_seconds - current.usage.cpu_seconds).max(0.0);
+        let cpu = elapsed.min(left);
+        let _ = self
+            .charge_grant(
+                &Actor::system(),
+                &grant.id,
+                &crate::access::Usage {
+                    cpu_seconds: cpu,
+                    ..Default::default()
+                },
+            )
+            .await;
+        let mut job = self.job(id).await?;
+        job.cpu_seconds = elapsed;
+        job.rows_scanned = progress
+            .rows_scanned
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let executed = match executed {
+            Ok(x) => x,
+            Err(e) => return self.end_job(&mut job, &e).await,
+        };
+        match self
+            .check_result(&session, &planned, &executed, &mut job)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => self.end_job(&mut job, &e).await,
+        }
+    }
+
+    /// Finds cells equal to a value of an identifying column the query read,
+    /// searching inside the domain (through the grant's views).
+    async fn echo_hits(
+        &self,
+        session: &QuerySession,
+        planned: &PlannedQuery,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<EchoHit>> {
+        const MAX_VALUES: usize = 1000;
+        let mut hits = Vec::new();
+        let Some(first) = batches.first() else {
+            return Ok(hits);
+        };
+        let schema = first.schema();
+        for (ci, field) in schema.fields().iter().enumerate() {
+            let kind = planned
+                .facts
+                .output
+                .iter()
+                .find(|o| o.name == *field.name())
+                .map_or(CellKind::RowValue, |o| o.kind);
+            // Counts and statistics over thresholded groups are not values of anyone.
+            if !matches!(kind, CellKind::Extreme | CellKind::RowValue) {
+                continue;
+            }
+            for b in &planned.facts.identifying_columns {
+                let Some(t) = session.tables().iter().find(|t| t.dataset_id == b.dataset) else {
+                    continue;
+                };
+                if t.policy.row_level_output {
+                    continue;
+                }
+                let Some(col) = t.manifest.column(&b.column) else {
+                    continue;
+                };
+                let col_type = col.data_type.arrow_type();
+                if col_type != *field.data_type()
+                    && !(col_type == DataType::Int64 && *field.data_type() == DataType::Float64)
+                {
+                    continue;
+                }
+                // Distinct candidate values of this output column, as literals of the column's type.
+                let mut values: Vec<(ScalarValue, Vec<u64>)> = Vec::new();
+                let mut offset = 0u64;
+                for batch in batches {
+                    let a = batch.column(ci);
+                    for r in 0..batch.num_rows() {
+                        if a.is_null(r) {
+                            continue;
+                        }
+                        let Ok(mut v) = ScalarValue::try_from_array(a, r) else {
+                            continue;
+                        };
+                        if col_type == DataType::Int64 && *field.data_type() == DataType::Float64 {
+                            match v {
+                                ScalarValue::Float64(Some(f))
+                                    if f.fract() == 0.0 && f.abs() < 9e15 =>
+                                {
+                                    v = ScalarValue::Int64(Some(f as i64));
+                                }
+                                _ => continue,
+                            }
+                        }
+                        let row = offset + r as u64;
+                        if let Some(i) = values.iter().position(|(x, _)| *x == v) {
+                            values[i].1.push(row);
+                        } else if values.len() < MAX_VALUES {
+                            values.push((v, vec![row]));
+                        }
+                    }
+                    offset += batch.num_rows() as u64;
+                }
+                if values.is_empty() {
+                    continue;
+                }
+                let found = self.values_present(session, t, &b.column, &values).await?;
+                for (v, rows) in &values {
+                    if found.contains(v) {
+                        for row in rows {
+                            hits.push(EchoHit {
+                                row: *row,
+                                column: field.name().clone(),
+                                source: b.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Which of `values` occur in `column` of the grant's view of `t`.
+    async fn values_present(
+        &self,
+        session: &QuerySession,
+        t: &GrantedTable,
+        column: &str,
+        values: &[(ScalarValue, Vec<u64>)],
+    ) -> Result<Vec<ScalarValue>> {
+        let col = Expr::Column(Column::new(
+            Some(TableReference::bare(t.raw_name())),
+            column,
+        ));
+        let list: Vec<Expr> = values.iter().map(|(v, _)| lit(v.clone())).collect();
+        let plan = LogicalPlanBuilder::from(t.view.clone())
+            .filter(col.clone().in_list(list, false))
+            .and_then(|b| b.project(vec![col]))
+            .and_then(|b| b.distinct())
+            .and_then(|b| b.build())
+            .map_err(query::sanitize::public_error)?;
+        let batches = session
+            .context()
+            .execute_logical_plan(plan)
+            .await
+            .map_err(query::sanitize::runtime_error)?
+            .collect()
+            .await
+            .map_err(query::sanitize::runtime_error)?;
+        let mut found = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                if let Ok(v) = ScalarValue::try_from_array(b.column(0), r) {
+                    found.push(v);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Runs the disclosure rules, seals the candidate (failing cells
+    /// suppressed) and decides: release, review or reject.
+    async fn check_result(
+        &self,
+        session: &QuerySession,
+        planned: &PlannedQuery,
+        executed: &query::Executed,
+        job: &mut JobRecord,
+    ) -> Result<()> {
+        let (schema, keep) = visible_schema(&executed.schema);
+        let visible: Vec<RecordBatch> = executed
+            .batches
+            .iter()
+            .map(|b| {
+                b.project(&keep)
+                    .map_err(|e| Error::Internal(format!("projecting the result: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let rows_per_group = planned
+            .rewritten
+            .hidden
+            .as_ref()
+            .and_then(|h| i64_column(&executed.batches, &h.rows));
+        let policies: Vec<&crate::catalog::DisclosurePolicy> = session
+            .tables()
+            .iter()
+            .filter(|t| planned.facts.datasets.contains(&t.dataset_id))
+            .map(|t| &t.policy)
+            .collect();
+        let policy = disclosure::strictest(&policies);
+        let echo = self.echo_hits(session, planned, &visible).await?;
+        let report = disclosure::check(
+            &disclosure::default_rules(),
+            &CheckInput {
+                batches: &visible,
+                rows_per_group,
+                facts: &planned.facts,
+                policy: &policy,
+                echo: &echo,
+                suppressed_groups: executed.dropped_groups,
+            },
+        );
+        let (schema, candidate) = suppress(&schema, &visible, &report)?;
+        let ipc = release::encode(&schema, &candidate, ResultFormat::ArrowIpc)?;
+        let aad = format!("anyu:result:{}", job.id);
+        let (key, sealed) = blob::seal(&self.keyring, aad.as_bytes(), &ipc)?;
+        let path = self
+            .dir
+            .root()
+            .join("results")
+            .join(format!("{}.bin", job.id));
+        {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || blob::write_new_file(&path, &sealed))
+                .await
+                .map_err(|e| Error::Internal(format!("result write task failed: {e}")))??;
+        }
+        job.status = JobStatus::Checked;
+        job.result_rows = Some(report.rows);
+        job.suppressed_groups = Some(executed.dropped_groups);
+        job.result_key = Some(key);
+        job.result_sha256 = Some(release::sha256_hex(&ipc));
+        job.checks = serde_json::to_value(&report).ok();
+        self.set_job(job).await?;
+        self.record(
+            &Actor::system(),
+            "job.check",
+            job_object(&job.id),
+            Outcome::Success,
+            serde_json::json!({
+                "verdict": report.verdict,
+                "rows": report.rows,
+                "suppressed_groups": executed.dropped_groups,
+                "rows_scanned": job.rows_scanned,
+            }),
+        )
+        .await?;
+        if report.fails_as_a_whole() {
+            job.status = JobStatus::Rejected;
+            job.error_code = Some("disclosure_check_failed".into());
+            job.error_message = Some(
+                "the result as a whole fails the disclosure checks and cannot be released".into(),
+            );
+            job.finished_at = Some(crate::store::now_rfc3339());
+            self.set_job(job).await?;
+            self.record(
+                &Actor::system(),
+                "job.reject",
+                job_object(&job.id),
+                Outcome::Success,
+                serde_json::json!({ "by": "checks" }),
+            )
+            .await?;
+            return Ok(());
+        }
+        if report.verdict == Verdict::Pass && policy.auto_release {
+            return self.release_job(job, Vec::new()).await.map(|_| ());
+        }
+        job.status = JobStatus::PendingReview;
+        self.set_job(job).await?;
+        self.record(
+            &Actor::system(),
+            "job.review_requested",
+            job_object(&job.id),
+            Outcome::Success,
+            serde_json::json!({ "verdict": report.verdict, "approvals_required": job.reviewers_required }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn candidate(&self, job: &JobRecord) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let key = job
+            .result_key
+            .as_ref()
+            .ok_or_else(|| Error::Conflict("the job has no result".into()))?;
+        let path = self
+            .dir
+            .root()
+            .join("results")
+            .join(format!("{}.bin", job.id));
+        let sealed = std::fs::read(&path).map_err(Error::io("read", &path))?;
+        let aad = format!("anyu:result:{}", job.id);
+        let ipc = blob::open(&self.keyring, key, aad.as_bytes(), &sealed)?;
+        if Some(release::sha256_hex(&ipc)) != job.result_sha256 {
+            return Err(Error::Crypto(
+                "the sealed result does not match its hash".into(),
+            ));
+        }
+        ipc_decode(&ipc)
+    }
+
+    /// Releases a checked or reviewed job: the four formats sealed, the
+    /// certificate signed, the released-rows budget charged. Audited as `job.release`.
+    async fn release_job(
+        &self,
+        job: &mut JobRecord,
+        reviewers: Vec<release::Reviewer>,
+    ) -> Result<ReleaseRecord> {
+        let (schema, batches) = self.candidate(job).await?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let grant = self.grant(&job.grant_id).await?;
+        self.charge_grant(
+            &Actor::system(),
+            &grant.id,
+            &crate::access::Usage {
+                released_rows: rows,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let files = release::result_files(&schema, &batches)?;
+        let release_id = uuid::Uuid::now_v7().to_string();
+        let dir = self.dir.root().join("releases").join(&release_id);
+        let mut stored = Vec::new();
+        for (format, bytes) in &files {
+            let aad = format!("anyu:release:{release_id}:{}", format.as_str());
+            let (key, sealed) = blob::seal(&self.keyring, aad.as_bytes(), bytes)?;
+            let path = dir.join(format!("{}.bin", format.as_str()));
+            tokio::task::spawn_blocking(move || blob::write_new_file(&path, &sealed))
+                .await
+                .map_err(|e| Error::Internal(format!("release write task failed: {e}")))??;
+            stored.push(ReleaseFile {
+                format: format.as_str().to_string(),
+                bytes: bytes.len() as u64,
+                sha256: release::sha256_hex(bytes),
+                wrapped_key: key,
+            });
+        }
+        let user = self.identity.get_user_by_id(&job.requester_id).await?;
+        let providers = grant.providers().join("、");
+        let now = release::certificate_time(self.now());
+        let cert = release::sign(
+            &self.keyring,
+            Certificate {
+                format: release::CERTIFICATE_FORMAT.into(),
+                release_id: release_id.clone(),
+                job_id: job.id.clone(),
+                grant_id: grant.id.clone(),
+                application_id: grant.application_id.clone(),
+                researcher: release::Researcher {
+                    user_id: user.id.clone(),
+                    username: user.username.clone(),
+                    organisation: user.organisation.clone(),
+                },
+                query: release::QuerySection {
+                    kind: release::QueryKind::Sql,
+                    text: job.query_text.clone(),
+                    plan_summary: job.plan_summary.clone().unwrap_or_default(),
+                },
+                datasets: job
+                    .datasets
+                    .iter()
+                    .map(|d| release::DatasetEntry {
+                        dataset_id: d.dataset_id.clone(),
+                        version: d.version,
+                        sha256: d.sha256.clone(),
+                    })
+                    .collect(),
+                result: release::result_section(&schema, &batches, &files),
+                checks: job.checks.clone().unwrap_or_else(|| serde_json::json!({})),
+                reviewers,
+                released_at: now.clone(),
+                citation: format!(
+                    "数据来源：{providers}；经安域公共数据安全域审核发布（发布编号 {release_id}）"
+                ),
+                platform_key_id: String::new(),
+                platform_signature: String::new(),
+            },
+        )?;
+        let record = ReleaseRecord {
+            id: release_id.clone(),
+            job_id: job.id.clone(),
+            grant_id: grant.id.clone(),
+            certificate_json: cert.to_json(),
+            files: stored,
+            released_at: now,
+        };
+        self.store.insert_release(&record, job).await?;
+        self.record(
+            &Actor::system(),
+            "job.release",
+            job_object(&job.id),
+            Outcome::Success,
+            serde_json::json!({
+                "release_id": release_id,
+                "rows": rows,
+                "reviewers": cert.reviewers.iter().map(|r| &r.username).collect::<Vec<_>>(),
+                "formats": cert.result.formats,
+            }),
+        )
+        .await?;
+        *job = self.job(&job.id).await?;
+        Ok(record)
+    }
+
+    /// One job.
+    pub async fn job(&self, id: &str) -> Result<JobRecord> {
+        self.store
+            .job(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job `{}`", shown_id(id))))
+    }
+
+    /// A job with its progress.
+    pub async fn job_view(&self, id: &str) -> Result<JobView> {
+        let mut job = self.job(id).await?;
+        let running = {
+            let map = self.jobs.running.lock().expect("job map lock");
+            map.get(id).map(|r| {
+                (
+                    r.started.elapsed().as_secs_f64(),
+                    r.progress
+                        .rows_scanned
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+        };
+        let elapsed = match (job.status, running) {
+            (JobStatus::Running, Some((secs, scanned))) => {
+                job.rows_scanned = scanned;
+                Some(secs)
+            }
+            (s, _) if s.is_final() || s == JobStatus::PendingReview => Some(job.cpu_seconds),
+            _ => None,
+        };
+        Ok(JobView {
+            release_id: self.store.release_of_job(id).await?.map(|r| r.id),
+            job,
+            elapsed_seconds: elapsed,
+        })
+    }
+
+    /// The jobs `p` may read: a researcher's own; everything for admins and auditors;
+    /// a steward's over their providers' grants.
+    pub async fn jobs_for(&self, p: &Principal) -> Result<Vec<JobRecord>> {
+        let jobs = self.store.list_jobs().await?;
+        let mut out = Vec::new();
+        for j in jobs {
+            let visible = match p.role {
+                Role::Researcher => j.requester_id == p.user_id,
+                Role::Admin | Role::Auditor => true,
+                Role::Steward => self
+                    .grant(&j.grant_id)
+                    .await?
+                    .providers()
+                    .iter()
+                    .any(|x| p.provider_agencies.contains(x)),
+            };
+            if visible {
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cancels a queued or running job, or withdraws one waiting for review;
+    /// audited as `job.cancel`.
+    pub async fn cancel_job(&self, p: &Principal, id: &str) -> Result<JobView> {
+        let job = self.job(id).await?;
+        // A result waiting for review can be withdrawn too.
+        if job.status.is_final() || job.status == JobStatus::Checked {
+            return Err(Error::Conflict(format!(
+                "a job in state `{}` cannot be cancelled",
+                job.status.as_str()
+            )));
+        }
+        let signalled = self
+            .jobs
+            .running
+            .lock()
+            .expect("job map lock")
+            .get(id)
+            .map(|r| r.cancel.send(true).is_ok())
+            .unwrap_or(false);
+        self.record(
+            &Actor::user(p),
+            "job.cancel",
+            job_object(id),
+            Outcome::Success,
+            serde_json::json!({ "signalled": signalled }),
+        )
+        .await?;
+        if !signalled {
+            // Not in this process (e.g. after a restart): end it here.
+            let mut job = job;
+            self.end_job(
+                &mut job,
+                &Error::Denied {
+                    code: "cancelled",
+                    message: "the job was cancelled".into(),
+                },
+            )
+            .await?;
+        }
+        self.job_view(id).await
+    }
+
+    /// Marks jobs left queued or running by a previous process as failed
+    /// (their sessions died with it). Run at start.
+    pub async fn recover_jobs(&self) -> Result<usize> {
+        let mut n = 0;
+        for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Checked] {
+            for mut job in self.store.jobs_in(status).await? {
+                let running = self
+                    .jobs
+                    .running
+                    .lock()
+                    .expect("job map lock")
+                    .contains_key(&job.id);
+                if running {
+                    continue;
+                }
+                self.end_job(
+                    &mut job,
+                    &Error::Denied {
+                        code: "interrupted",
+                        message: "the platform restarted while the job ran; submit it again".into(),
+                    },
+                )
+                .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether `p` may review job outputs under `grant`: a steward of one of
+    /// its providers or an admin, never the requester or their organisation.
+    fn check_reviewer(&self, p: &Principal, job: &JobRecord, requester_org: &str) -> Result<()> {
+        if p.user_id == job.requester_id {
+            return Err(Error::Denied {
+                code: "self_review",
+                message: "nobody may review their own result".into(),
+            });
+        }
+        if p.organisation == requester_org {
+            return Err(Error::Denied {
+                code: "same_organisation",
+                message: "nobody from the requester's organisation may review the result".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Jobs waiting for `p`'s review.
+    pub async fn review_queue(&self, p: &Principal) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::new();
+        for j in self.store.jobs_in(JobStatus::PendingReview).await? {
+            let g = self.grant(&j.grant_id).await?;
+            let eligible = match p.role {
+                Role::Admin => true,
+                Role::Steward => g
+                    .providers()
+                    .iter()
+                    .any(|x| p.provider_agencies.contains(x)),
+                _ => false,
+            };
+            if eligible && j.requester_id != p.user_id {
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The review packet of a job: query, plan, verdicts, the candidate
+    /// result, the grant's earlier releases; other votes only after voting.
+    /// Audited as `job.review_read`.
+    pub async fn review_packet(&self, p: &Principal, id: &str) -> Result<ReviewPacket> {
+        let job = self.job(id).await?;
+        let requester = self.identity.get_user_by_id(&job.requester_id).await?;
+        self.check_reviewer(p, &job, &requester.organisation)?;
+        let (_, batches) = self.candidate(&job).await?;
+        let votes = self.store.reviews(id).await?;
+        let my_vote = votes.iter().find(|v| v.reviewer_id == p.user_id).cloned();
+        let show_all = my_vote.is_some() || job.status != JobStatus::PendingReview;
+        let mut earlier = Vec::new();
+        for r in self.store.releases_of_grant(&job.grant_id).await? {
+            let j = self.job(&r.job_id).await?;
+            earlier.push(serde_json::json!({
+                "release_id": r.id, "job_id": j.id, "query": j.query_text,
+                "rows": j.result_rows, "released_at": r.released_at,
+            }));
+        }
+        self.record(
+            &Actor::user(p),
+            "job.review_read",
+            job_object(id),
+            Outcome::Success,
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(ReviewPacket {
+            result: rows_json(&batches),
+            earlier_releases: earlier,
+            my_vote,
+            votes: show_all.then_some(votes),
+            approvals_required: job.reviewers_required,
+            job,
+        })
+    }
+
+    /// One reviewer's vote. A rejection ends the review; enough approvals
+    /// (from different people, at least one a steward of the data's provider)
+    /// release the result. Audited as `job.review`.
+    pub async fn review_job(
+        &self,
+        p: &Principal,
+        id: &str,
+        decision: ReviewDecision,
+        comment: &str,
+    ) -> Result<JobView> {
+        let mut job = self.job(id).await?;
+        let requester = self.identity.get_user_by_id(&job.requester_id).await?;
+        self.check_reviewer(p, &job, &requester.organisation)?;
+        if job.status != JobStatus::PendingReview {
+            return Err(Error::Conflict(format!(
+                "a job in state `{}` is not waiting for review",
+                job.status.as_str()
+            )));
+        }
+        let comment = comment.trim();
+        if comment.chars().count() > 5000
+            || (decision == ReviewDecision::Reject && comment.chars().count() < 5)
+        {
+            return Err(Error::InvalidArgument(
+                "comment: up to 5000 characters; a rejection needs a reason of at least 5".into(),
+            ));
+        }
+        let vote = ReviewRecord {
+            job_id: id.to_string(),
+            reviewer_id: p.user_id.clone(),
+            reviewer_username: p.username.clone(),
+            decision: match decision {
+                ReviewDecision::Approve => "approve",
+                ReviewDecision::Reject => "reject",
+            }
+            .into(),
+            comment: comment.to_string(),
+            at: release::certificate_time(self.now()),
+        };
+        self.store.insert_review(&vote).await?;
+        self.record(
+            &Actor::user(p),
+            "job.review",
+            job_object(id),
+            Outcome::Success,
+            serde_json::json!({ "decision": vote.decision }),
+        )
+        .await?;
+        if decision == ReviewDecision::Reject {
+            job.status = JobStatus::Rejected;
+            job.error_code = Some("rejected_by_reviewer".into());
+            job.error_message = Some("an output reviewer refused the release".into());
+            job.finished_at = Some(crate::store::now_rfc3339());
+            self.set_job(&mut job).await?;
+            self.record(
+                &Actor::user(p),
+                "job.reject",
+                job_object(id),
+                Outcome::Success,
+                serde_json::json!({}),
+            )
+            .await?;
+            return self.job_view(id).await;
+        }
+        let votes = self.store.reviews(id).await?;
+        let approvals: Vec<&ReviewRecord> =
+            votes.iter().filter(|v| v.decision == "approve").collect();
+        let grant = self.grant(&job.grant_id).await?;
+        let mut steward_approved = false;
+        for v in &approvals {
+            let u = self.identity.get_user_by_id(&v.reviewer_id).await?;
+            steward_approved |= u.role == Role::Steward
+                && grant
+                    .providers()
+                    .iter()
+                    .any(|x| u.provider_agencies.contains(x));
+        }
+        if approvals.len() as u32 >= job.reviewers_required && steward_approved {
+            let reviewers = approvals
+                .iter()
+                .map(|v| release::Reviewer {
+                    user_id: v.reviewer_id.clone(),
+                    username: v.reviewer_username.clone(),
+                    decision: release::ReviewDecision::Approve,
+                    at: v.at.clone(),
+                })
+                .collect();
+            self.release_job(&mut job, reviewers).await?;
+        }
+        self.job_view(id).await
+    }
+
+    /// One release.
+    pub async fn release(&self, id: &str) -> Result<ReleaseRecord> {
+        self.store
+            .release(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("release `{}`", shown_id(id))))
+    }
+
+    /// The releases `p` may read.
+    pub async fn releases_for(&self, p: &Principal) -> Result<Vec<ReleaseRecord>> {
+        let mut out = Vec::new();
+        for r in self.store.list_releases().await? {
+            let g = self.grant(&r.grant_id).await?;
+            let visible = match p.role {
+                Role::Researcher => g.holder_id == p.user_id,
+                Role::Steward => g
+                    .providers()
+                    .iter()
+                    .any(|x| p.provider_agencies.contains(x)),
+                Role::Admin | Role::Auditor => true,
+            };
+            if visible {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A released file, decrypted and checked against the certificate's hash.
+    /// Audited as `release.download`.
+    pub async fn release_file(
+        &self,
+        p: &Principal,
+        id: &str,
+        format: ResultFormat,
+    ) -> Result<Vec<u8>> {
+        let r = self.release(id).await?;
+        let f = r
+            .files
+            .iter()
+            .find(|f| f.format == format.as_str())
+            .ok_or_else(|| Error::NotFound("release file".into()))?;
+        let path = self
+            .dir
+            .root()
+            .join("releases")
+            .join(&r.id)
+            .join(format!("{}.bin", format.as_str()));
+        let sealed = std::fs::read(&path).map_err(Error::io("read", &path))?;
+        let aad = format!("anyu:release:{}:{}", r.id, format.as_str());
+        let bytes = blob::open(&self.keyring, &f.wrapped_key, aad.as_bytes(), &sealed)?;
+        if release::sha256_hex(&bytes) != f.sha256 {
+            return Err(Error::Crypto(
+                "the released file does not match its certificate".into(),
+            ));
+        }
+        self.record(
+            &Actor::user(p),
+            "release.download",
+            format!("release:{}", r.id),
+            Outcome::Success,
+            serde_json::json!({ "format": format.as_str(), "bytes": bytes.len() }),
+        )
+        .await?;
+        Ok(bytes)
+    }
+}
+
+/// The result with every failing cell set to null.
+fn suppress(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    report: &CheckReport,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let failing = report.failing_cells();
+    if failing.is_empty() {
+        return Ok((Arc::clone(schema), batches.to_vec()));
+    }
+    // Suppressed columns become nullable.
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let nullable = Arc::new(Schema::new(fields));
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for b in batches {
+        let n = b.num_rows() as u64;
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        for (i, f) in schema.fields().iter().enumerate() {
+            let mask: BooleanArray = (0..n)
+                .map(|r| {
+                    Some(
+                        failing
+                            .iter()
+                            .any(|(row, c)| *row == offset + r && c == f.name()),
+                    )
+                })
+                .collect();
+            let col = b.column(i);
+            cols.push(if mask.true_count() > 0 {
+                nullif(col.as_ref(), &mask)
+                    .map_err(|e| Error::Internal(format!("suppressing cells: {e}")))?
+            } else {
+                Arc::clone(col)
+            });
+        }
+        out.push(
+            RecordBatch::try_new(Arc::clone(&nullable), cols)
+                .map_err(|e| Error::Internal(format!("suppressing cells: {e}")))?,
+        );
+        offset += n;
+    }
+    Ok((nullable, out))
+}

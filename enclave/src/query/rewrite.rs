@@ -1,0 +1,710 @@
+//! The aggregation-threshold rewrite (BigQuery `AGGREGATION_THRESHOLD`, AWS
+//! Clean Rooms minimum): every aggregation over individual rows also counts
+//! the distinct privacy units behind each group, and groups under the
+//! threshold are dropped inside the plan, before anything above sees them.
+//!
+//! ```text
+//!  view scan ──▶ internal view: granted columns + __anyu_puN (the privacy unit)
+//!     │            carried up through Projection / Filter / Sort / Limit / Join / Union
+//!     ▼
+//!  Aggregate(keys; aggs) ──▶ Aggregate(keys; aggs, __anyu_rows, __anyu_units…)
+//!                            └▶ Filter(anyu_threshold(units ≥ T …))   (counts dropped groups)
+//!                               └▶ on the output chain: hidden columns kept to the result
+//!                                  elsewhere: Projection back to the original columns
+//! ```
+//!
+//! Counting distinct units is the expensive part, so the rewrite picks the
+//! cheapest exact form:
+//! - **unique units** (the version's quality report shows one row per unit, and
+//!   nothing between the scan and the aggregate repeats rows): units = rows, a
+//!   plain `COUNT(*)`;
+//! - **repeated units, decomposable aggregates** (`COUNT`, `SUM`, `AVG`, `MIN`,
+//!   `MAX`): pre-aggregate per (keys, unit), then combine — units are the rows
+//!   of the inner aggregate (what a careful analyst writes by hand);
+//! - otherwise `COUNT(DISTINCT unit)`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, ScalarValue, TableReference};
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, min, sum};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{
+    Aggregate, ColumnarValue, Distinct, Expr, ExprSchemable, Filter, LogicalPlan, Projection,
+    ScalarUDF, Volatility, cast, create_udf, lit,
+};
+
+use super::GrantedTable;
+use super::policy::PlanFacts;
+use crate::{Error, Result};
+
+/// Name prefixes of the hidden per-group columns on the result.
+pub const ROWS_COLUMN: &str = "__anyu_rows";
+/// See [`ROWS_COLUMN`].
+pub const UNITS_COLUMN: &str = "__anyu_units";
+
+/// A privacy-unit column carried through the plan.
+#[derive(Debug, Clone)]
+struct Unit {
+    col: Column,
+    dataset: String,
+    /// One row per unit in this relation.
+    unique: bool,
+}
+
+/// Hidden per-group counts present in a relation's output (output chain only).
+#[derive(Debug, Clone)]
+struct Hidden {
+    rows: Column,
+    units: Vec<Column>,
+}
+
+struct Out {
+    plan: LogicalPlan,
+    units: Vec<Unit>,
+    hidden: Option<Hidden>,
+}
+
+/// What the rewrite did, for the job and the disclosure checks.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    /// The plan to run.
+    pub plan: LogicalPlan,
+    /// Groups dropped under the threshold (filled while the plan runs).
+    pub dropped: Arc<AtomicU64>,
+    /// Hidden columns on the result: rows and units per output row, when the
+    /// output rows are the groups of one thresholded aggregation.
+    pub hidden: Option<HiddenColumns>,
+    /// Aggregations that got a threshold.
+    pub thresholded: usize,
+    /// How each thresholded aggregation counted units (`rows`, `pre_aggregate`, `distinct`).
+    pub strategies: Vec<&'static str>,
+}
+
+/// Names of the hidden columns on the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HiddenColumns {
+    pub rows: String,
+    pub units: Vec<String>,
+}
+
+struct Rewriter<'a> {
+    tables: &'a [GrantedTable],
+    per_unit: &'a HashMap<usize, (usize, String)>,
+    next: usize,
+    thresholded: usize,
+    strategies: Vec<&'static str>,
+}
+
+fn addr(p: &LogicalPlan) -> usize {
+    p as *const LogicalPlan as usize
+}
+
+/// The threshold predicate: true when every (units, threshold) pair holds;
+/// counts the rows (groups) it rejects.
+fn threshold_udf(n_pairs: usize, dropped: Arc<AtomicU64>) -> ScalarUDF {
+    let fun = Arc::new(move |args: &[ColumnarValue]| {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let len = arrays.first().map_or(0, |a| a.len());
+        let ints: Vec<&Int64Array> = arrays
+            .iter()
+            .map(|a| {
+                a.as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
+                    datafusion::error::DataFusionError::Internal(
+                        "threshold counts are not Int64".into(),
+                    )
+                })
+            })
+            .collect::<datafusion::error::Result<_>>()?;
+        let mut rejected = 0u64;
+        let keep: BooleanArray = (0..len)
+            .map(|row| {
+                let ok = ints.chunks(2).all(|pair| {
+                    let (units, threshold) = (pair[0], pair[1]);
+                    !units.is_null(row) && units.value(row) >= threshold.value(row)
+                });
+                if !ok {
+                    rejected += 1;
+                }
+                Some(ok)
+            })
+            .collect();
+        dropped.fetch_add(rejected, Ordering::Relaxed);
+        Ok(ColumnarValue::Array(Arc::new(keep)))
+    });
+    create_udf(
+        "anyu_threshold",
+        vec![DataType::Int64; n_pairs * 2],
+        DataType::Boolean,
+        // Volatile: never pushed, merged or evaluated twice by the optimizer.
+        Volatility::Volatile,
+        fun,
+    )
+}
+
+/// Rewrites a checked plan. `facts` come from [`super::policy::check`] on the
+/// same plan object (they identify per-unit aggregations by node).
+pub fn rewrite(
+    plan: &LogicalPlan,
+    tables: &[GrantedTable],
+    facts: &PlanFacts,
+) -> Result<Rewritten> {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut r = Rewriter {
+        tables,
+        per_unit: &facts.per_unit,
+        next: 0,
+        thresholded: 0,
+        strategies: Vec::new(),
+    };
+    let out = r.node(plan, true, &dropped)?;
+    let hidden = out.hidden.map(|h| HiddenColumns {
+        rows: h.rows.name,
+        units: h.units.into_iter().map(|c| c.name).collect(),
+    });
+    Ok(Rewritten {
+        plan: out.plan,
+        dropped,
+        hidden,
+        thresholded: r.thresholded,
+        strategies: r.strategies,
+    })
+}
+
+impl<'a> Rewriter<'a> {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}{}", self.next)
+    }
+
+    fn table_of_view(&self, plan: &LogicalPlan) -> Option<&'a GrantedTable> {
+        let tables: &'a [GrantedTable] = self.tables;
+        tables.iter().find(|t| t.view == *plan)
+    }
+
+    fn threshold_of(&self, dataset: &str) -> i64 {
+        self.tables
+            .iter()
+            .find(|t| t.dataset_id == dataset)
+            .map_or(i64::MAX, |t| t.policy.threshold.min(i64::MAX as u64) as i64)
+    }
+
+    fn node(&mut self, plan: &LogicalPlan, chain: bool, dropped: &Arc<AtomicU64>) -> Result<Out> {
+        if let Some(t) = self.table_of_view(plan) {
+            return self.view(t, plan);
+        }
+        match plan {
+            LogicalPlan::Projection(p) => {
+                let inp = self.node(&p.input, chain, dropped)?;
+                let mut exprs = p.expr.clone();
+                let mut units = Vec::new();
+                for u in &inp.units {
+                    let name = self.fresh("__anyu_pu");
+                    exprs.push(Expr::Column(u.col.clone()).alias(&name));
+                    units.push(Unit {
+                        col: Column::from_name(name),
+                        ..u.clone()
+                    });
+                }
+                let hidden = match &inp.hidden {
+                    Some(h) => {
+                        let rows = self.fresh(ROWS_COLUMN);
+                        exprs.push(Expr::Column(h.rows.clone()).alias(&rows));
+                        let mut cols = Vec::new();
+                        for c in &h.units {
+                            let n = self.fresh(UNITS_COLUMN);
+                            exprs.push(Expr::Column(c.clone()).alias(&n));
+                            cols.push(Column::from_name(n));
+                        }
+                        Some(Hidden {
+                            rows: Column::from_name(rows),
+                            units: cols,
+                        })
+                    }
+                    None => None,
+                };
+                let plan =
+                    Projection::try_new(exprs, Arc::new(inp.plan)).map(LogicalPlan::Projection)?;
+                Ok(Out {
+                    plan,
+                    units,
+                    hidden,
+                })
+            }
+            LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Repartition(_)
+            | LogicalPlan::Window(_) => {
+                let input = plan.inputs()[0];
+                let inp = self.node(input, chain, dropped)?;
+                let plan = plan.with_new_exprs(plan.expressions(), vec![inp.plan])?;
+                Ok(Out {
+                    plan,
+                    units: inp.units,
+                    hidden: inp.hidden,
+                })
+            }
+            LogicalPlan::SubqueryAlias(s) => {
+                let inp = self.node(&s.input, chain, dropped)?;
+                let plan = plan.with_new_exprs(vec![], vec![inp.plan])?;
+                let requalify = |c: &Column| Column::new(Some(s.alias.clone()), c.name.clone());
+                Ok(Out {
+                    plan,
+                    units: inp
+                        .units
+                        .iter()
+                        .map(|u| Unit {
+                            col: requalify(&u.col),
+                            ..u.clone()
+                        })
+                        .collect(),
+                    hidden: inp.hidden.map(|h| Hidden {
+                        rows: requalify(&h.rows),
+                        units: h.units.iter().map(requalify).collect(),
+                    }),
+                })
+            }
+            LogicalPlan::Join(j) => {
+                let l = self.node(&j.left, false, dropped)?;
+                let r = self.node(&j.right, false, dropped)?;
+                let plan = plan.with_new_exprs(plan.expressions(), vec![l.plan, r.plan])?;
+                use datafusion::common::JoinType as J;
+                let units = match j.join_type {
+                    J::LeftSemi | J::LeftAnti | J::LeftMark => l.units,
+                    J::RightSemi | J::RightAnti | J::RightMark => r.units,
+                    _ => l
+                        .units
+                        .into_iter()
+                        .chain(r.units)
+                        .map(|u| Unit { unique: false, ..u })
+                        .collect(),
+                };
+                Ok(Out {
+                    plan,
+                    units,
+                    hidden: None,
+                })
+            }
+            LogicalPlan::Union(u) => self.union(plan, u, dropped),
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                // DISTINCT is GROUP BY every column; rewrite it as such.
+                let group: Vec<Expr> = input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                let agg = Aggregate::try_new(Arc::clone(input), group, vec![])?;
+                let unit_key = self.per_unit.get(&addr(plan)).cloned();
+                self.aggregate(&agg, unit_key, chain, dropped)
+            }
+            LogicalPlan::Aggregate(a) => {
+                let unit_key = self.per_unit.get(&addr(plan)).cloned();
+                self.aggregate(a, unit_key, chain, dropped)
+            }
+            LogicalPlan::Subquery(_) | LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
+                Ok(Out {
+                    plan: plan.clone(),
+                    units: vec![],
+                    hidden: None,
+                })
+            }
+            other => Err(Error::Internal(format!(
+                "the rewrite met a plan node the policy should have refused: {}",
+                other.display()
+            ))),
+        }
+        .and_then(|out| self.subqueries(out, dropped))
+    }
+
+    /// Applies the rewrite inside subquery expressions of a node.
+    fn subqueries(&mut self, out: Out, dropped: &Arc<AtomicU64>) -> Result<Out> {
+        use datafusion::common::tree_node::Transformed;
+        let mut failed = None;
+        let plan = out
+            .plan
+            .map_subqueries(|sub| {
+                let inner = match &sub {
+                    LogicalPlan::Subquery(s) => Arc::clone(&s.subquery),
+                    _ => return Ok(Transformed::no(sub)),
+                };
+                match self.node(&inner, false, dropped) {
+                    Ok(o) => {
+                        let LogicalPlan::Subquery(mut s) = sub else {
+                            unreachable!("matched above")
+                        };
+                        // Keep the subquery's output schema: drop carried unit columns.
+                        let n = inner.schema().fields().len();
+                        let plan = if o.plan.schema().fields().len() != n {
+                            let cols: Vec<Expr> = o
+                                .plan
+                                .schema()
+                                .columns()
+                                .into_iter()
+                                .take(n)
+                                .map(Expr::Column)
+                                .collect();
+                            Projection::try_new(cols, Arc::new(o.plan))
+                                .map(LogicalPlan::Projection)?
+                        } else {
+                            o.plan
+                        };
+                        s.subquery = Arc::new(plan);
+                        Ok(Transformed::yes(LogicalPlan::Subquery(s)))
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        Ok(Transformed::no(sub))
+                    }
+                }
+            })?
+            .data;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(Out { plan, ..out })
+    }
+
+    fn view(&mut self, t: &GrantedTable, plan: &LogicalPlan) -> Result<Out> {
+        let Some(unit) = t.manifest.dataset.privacy_unit.as_deref() else {
+            return Ok(Out {
+                plan: plan.clone(),
+                units: vec![],
+                hidden: None,
+            });
+        };
+        let LogicalPlan::Projection(p) = plan else {
+            return Err(Error::Internal("a grant view is not a projection".into()));
+        };
+        let name = self.fresh("__anyu_pu");
+        let mut exprs = p.expr.clone();
+        let raw = Column::new(Some(TableReference::bare(t.raw_name())), unit);
+        exprs.push(Expr::Column(raw).alias(&name));
+        let plan = Projection::try_new(exprs, Arc::clone(&p.input)).map(LogicalPlan::Projection)?;
+        Ok(Out {
+            plan,
+            units: vec![Unit {
+                col: Column::from_name(name),
+                dataset: t.dataset_id.clone(),
+                unique: t.units_unique,
+            }],
+            hidden: None,
+        })
+    }
+
+    fn union(
+        &mut self,
+        plan: &LogicalPlan,
+        u: &datafusion::logical_expr::Union,
+        dropped: &Arc<AtomicU64>,
+    ) -> Result<Out> {
+        let outs: Vec<Out> = u
+            .inputs
+            .iter()
+            .map(|i| self.node(i, false, dropped))
+            .collect::<Result<_>>()?;
+        let k = outs.iter().map(|o| o.units.len()).max().unwrap_or(0);
+        let names: Vec<String> = (0..k).map(|_| self.fresh("__anyu_pu")).collect();
+        let n = u.schema.fields().len();
+        let mut inputs = Vec::new();
+        let mut datasets: Vec<String> = vec![String::new(); k];
+        for o in outs {
+            let mut exprs: Vec<Expr> = o
+                .plan
+                .schema()
+                .columns()
+                .into_iter()
+                .take(n)
+                .map(Expr::Column)
+                .collect();
+            for (i, name) in names.iter().enumerate() {
+                // Units may differ in type across branches: compare them as text.
+                let e = match o.units.get(i) {
+                    Some(unit) => {
+                        datasets[i].clone_from(&unit.dataset);
+                        cast(Expr::Column(unit.col.clone()), DataType::Utf8)
+                    }
+                    None => lit(ScalarValue::Utf8(None)),
+                };
+                exprs.push(e.alias(name));
+            }
+            inputs.push(Arc::new(
+                Projection::try_new(exprs, Arc::new(o.plan)).map(LogicalPlan::Projection)?,
+            ));
+        }
+        let plan = match plan {
+            LogicalPlan::Union(_) => LogicalPlan::Union(
+                datafusion::logical_expr::Union::try_new_with_loose_types(inputs)?,
+            ),
+            _ => return Err(Error::Internal("union expected".into())),
+        };
+        let units = names
+            .into_iter()
+            .zip(datasets)
+            .map(|(name, dataset)| Unit {
+                col: Column::from_name(name),
+                dataset,
+                unique: false,
+            })
+            .collect();
+        Ok(Out {
+            plan,
+            units,
+            hidden: None,
+        })
+    }
+
+    fn aggregate(
+        &mut self,
+        a: &Aggregate,
+        unit_key: Option<(usize, String)>,
+        chain: bool,
+        dropped: &Arc<AtomicU64>,
+    ) -> Result<Out> {
+        let inp = self.node(&a.input, false, dropped)?;
+        if let Some((key, dataset)) = unit_key {
+            // Grouped by the privacy unit: still one relation per unit; the
+            // threshold applies further up.
+            let agg = Aggregate::try_new(
+                Arc::new(inp.plan),
+                a.group_expr.clone(),
+                a.aggr_expr.clone(),
+            )?;
+            let (q, f) = agg.schema.qualified_field(key);
+            let col = Column::new(q.cloned(), f.name());
+            return Ok(Out {
+                plan: LogicalPlan::Aggregate(agg),
+                units: vec![Unit {
+                    col,
+                    dataset,
+                    unique: a.group_expr.len() == 1,
+                }],
+                hidden: None,
+            });
+        }
+        if inp.units.is_empty() {
+            // Aggregating aggregates (or constants): nothing to count.
+            let agg = Aggregate::try_new(
+                Arc::new(inp.plan),
+                a.group_expr.clone(),
+                a.aggr_expr.clone(),
+            )?;
+            return Ok(Out {
+                plan: LogicalPlan::Aggregate(agg),
+                units: vec![],
+                hidden: None,
+            });
+        }
+        self.thresholded += 1;
+        let original_width = a.schema.fields().len();
+        let rows_name = self.fresh(ROWS_COLUMN);
+        let unit_names: Vec<String> = inp.units.iter().map(|_| self.fresh(UNITS_COLUMN)).collect();
+        let non_unique: Vec<&Unit> = inp.units.iter().filter(|u| !u.unique).collect();
+
+        let (plan, strategy) = if non_unique.is_empty() {
+            // Units = rows.
+            let mut aggr = a.aggr_expr.clone();
+            aggr.push(count(lit(1i64)).alias(&rows_name));
+            let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
+            let plan = LogicalPlan::Aggregate(agg);
+            // Every unit count is the row count.
+            let mut exprs: Vec<Expr> = plan
+                .schema()
+                .columns()
+                .into_iter()
+                .map(Expr::Column)
+                .collect();
+            for n in &unit_names {
+                exprs.push(Expr::Column(Column::from_name(&rows_name)).alias(n));
+            }
+            (
+                Projection::try_new(exprs, Arc::new(plan)).map(LogicalPlan::Projection)?,
+                "rows",
+            )
+        } else if inp.units.len() == 1
+            && let Some(plan) = self.pre_aggregate(a, &inp, &rows_name, &unit_names[0])?
+        {
+            (plan, "pre_aggregate")
+        } else {
+            let mut aggr = a.aggr_expr.clone();
+            aggr.push(count(lit(1i64)).alias(&rows_name));
+            for (u, n) in inp.units.iter().zip(&unit_names) {
+                let e = if u.unique {
+                    count(lit(1i64))
+                } else {
+                    count_distinct(Expr::Column(u.col.clone()))
+                };
+                aggr.push(e.alias(n));
+            }
+            let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
+            (LogicalPlan::Aggregate(agg), "distinct")
+        };
+        self.strategies.push(strategy);
+
+        // The threshold filter, directly on the groups.
+        let mut args = Vec::new();
+        for (u, n) in inp.units.iter().zip(&unit_names) {
+            args.push(Expr::Column(Column::from_name(n)));
+            args.push(lit(self.threshold_of(&u.dataset)));
+        }
+        let keep = Arc::new(threshold_udf(inp.units.len(), Arc::clone(dropped)));
+        let pred = Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+            keep, args,
+        ));
+        let filtered = LogicalPlan::Filter(Filter::try_new(pred, Arc::new(plan))?);
+        if chain {
+            return Ok(Out {
+                plan: filtered,
+                units: vec![],
+                hidden: Some(Hidden {
+                    rows: Column::from_name(rows_name),
+                    units: unit_names.into_iter().map(Column::from_name).collect(),
+                }),
+            });
+        }
+        let cols: Vec<Expr> = filtered
+            .schema()
+            .columns()
+            .into_iter()
+            .take(original_width)
+            .map(Expr::Column)
+            .collect();
+        Ok(Out {
+            plan: Projection::try_new(cols, Arc::new(filtered)).map(LogicalPlan::Projection)?,
+            units: vec![],
+            hidden: None,
+        })
+    }
+
+    /// Per-unit pre-aggregation for decomposable aggregates: inner
+    /// GROUP BY (keys, unit) computing partials, outer GROUP BY keys combining
+    /// them; units = inner rows. `None` when an aggregate does not decompose.
+    fn pre_aggregate(
+        &mut self,
+        a: &Aggregate,
+        inp: &Out,
+        rows_name: &str,
+        units_name: &str,
+    ) -> Result<Option<LogicalPlan>> {
+        let unit = &inp.units[0];
+        let mut partials: Vec<Expr> = Vec::new();
+        let mut combine: Vec<(Vec<String>, &'static str)> = Vec::new();
+        for e in &a.aggr_expr {
+            let inner = match e {
+                Expr::Alias(al) => al.expr.as_ref(),
+                other => other,
+            };
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
+                return Ok(None);
+            };
+            if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
+                return Ok(None);
+            }
+            let name = func.name();
+            let arg = params.args.first().cloned().unwrap_or_else(|| lit(1i64));
+            let mut names = Vec::new();
+            let kind = match name {
+                "count" => {
+                    let n = self.fresh("__anyu_p");
+                    partials.push(count(arg).alias(&n));
+                    names.push(n);
+                    "count"
+                }
+                "sum" => {
+                    let n = self.fresh("__anyu_p");
+                    partials.push(sum(arg).alias(&n));
+                    names.push(n);
+                    "sum"
+                }
+                "min" => {
+                    let n = self.fresh("__anyu_p");
+                    partials.push(min(arg).alias(&n));
+                    names.push(n);
+                    "min"
+                }
+                "max" => {
+                    let n = self.fresh("__anyu_p");
+                    partials.push(max(arg).alias(&n));
+                    names.push(n);
+                    "max"
+                }
+                "avg" => {
+                    let arg_type = arg.get_type(a.input.schema())?;
+                    if !matches!(
+                        arg_type,
+                        DataType::Float64 | DataType::Int64 | DataType::Int32 | DataType::Float32
+                    ) {
+                        return Ok(None);
+                    }
+                    let s = self.fresh("__anyu_p");
+                    let c = self.fresh("__anyu_p");
+                    partials.push(sum(cast(arg.clone(), DataType::Float64)).alias(&s));
+                    partials.push(count(arg).alias(&c));
+                    names.push(s);
+                    names.push(c);
+                    "avg"
+                }
+                _ => return Ok(None),
+            };
+            if params.args.len() > 1 {
+                return Ok(None);
+            }
+            combine.push((names, kind));
+        }
+        let row_count = self.fresh("__anyu_p");
+        partials.push(count(lit(1i64)).alias(&row_count));
+
+        let mut inner_groups = a.group_expr.clone();
+        inner_groups.push(Expr::Column(unit.col.clone()));
+        let inner = Aggregate::try_new(Arc::new(inp.plan.clone()), inner_groups, partials)?;
+        let inner_schema = Arc::clone(&inner.schema);
+        let inner = LogicalPlan::Aggregate(inner);
+        let group_len = a.group_expr.len();
+        let outer_groups: Vec<Expr> = (0..group_len)
+            .map(|i| {
+                let (q, f) = inner_schema.qualified_field(i);
+                Expr::Column(Column::new(q.cloned(), f.name()))
+            })
+            .collect();
+        let c = |n: &str| Expr::Column(Column::from_name(n));
+        let mut outer_aggr = Vec::new();
+        for ((names, kind), field) in combine.iter().zip(a.schema.fields().iter().skip(group_len)) {
+            let e = match *kind {
+                "count" | "sum" => sum(c(&names[0])),
+                "min" => min(c(&names[0])),
+                "max" => max(c(&names[0])),
+                "avg" => {
+                    // sum / count, NULL when nothing was counted (as AVG).
+                    let total = sum(c(&names[0]));
+                    let n = cast(sum(c(&names[1])), DataType::Float64);
+                    let denom = Expr::ScalarFunction(
+                        datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                            datafusion::functions::core::nullif(),
+                            vec![n, lit(0f64)],
+                        ),
+                    );
+                    total / denom
+                }
+                _ => return Ok(None),
+            };
+            // The original output name and type, so nothing above changes.
+            outer_aggr.push(cast(e, field.data_type().clone()).alias(field.name()));
+        }
+        outer_aggr.push(sum(c(&row_count)).alias(rows_name));
+        outer_aggr.push(count(lit(1i64)).alias(units_name));
+        let outer = Aggregate::try_new(Arc::new(inner), outer_groups, outer_aggr)?;
+        let plan = LogicalPlan::Aggregate(outer);
+        // The outer schema must match the original one (plus the hidden columns).
+        for (i, f) in a.schema.fields().iter().enumerate() {
+            let got = plan.schema().field(i);
+            if got.name() != f.name() || got.data_type() != f.data_type() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(plan))
+    }
+}

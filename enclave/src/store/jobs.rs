@@ -1,0 +1,434 @@
+//! Jobs, output reviews and releases.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::identity::{enum_from_str, json_from_str, json_to_string};
+use super::{Store, now_rfc3339};
+use crate::keyring::WrappedKey;
+use crate::{Error, Result};
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Running in the domain.
+    Running,
+    /// Finished and checked; about to be released or queued for review.
+    Checked,
+    /// Waiting for output review.
+    PendingReview,
+    /// Released: the result can be downloaded with its certificate.
+    Released,
+    /// Refused by a reviewer (or by the checks).
+    Rejected,
+    /// Failed while running (error code and message say why, without data).
+    Failed,
+    /// Cancelled by its requester or an admin.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Checked => "checked",
+            JobStatus::PendingReview => "pending_review",
+            JobStatus::Released => "released",
+            JobStatus::Rejected => "rejected",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// No transition leaves these.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Released | JobStatus::Rejected | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// A dataset version a job read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobDataset {
+    pub dataset_id: String,
+    pub version: u64,
+    /// SHA-256 of the version's data file.
+    pub sha256: String,
+}
+
+/// A stored job. The candidate result itself is a sealed file.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct JobRecord {
+    pub id: String,
+    pub grant_id: String,
+    pub requester_id: String,
+    pub requester_username: String,
+    /// `sql`.
+    pub kind: String,
+    pub query_text: String,
+    pub status: JobStatus,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub plan_summary: Option<String>,
+    /// The policy's lineage facts (`query::PlanFacts`).
+    #[schema(value_type = Option<Object>)]
+    pub facts: Option<serde_json::Value>,
+    pub datasets: Vec<JobDataset>,
+    /// The disclosure checks (`disclosure::CheckReport`).
+    #[schema(value_type = Option<Object>)]
+    pub checks: Option<serde_json::Value>,
+    pub rows_scanned: u64,
+    pub result_rows: Option<u64>,
+    pub suppressed_groups: Option<u64>,
+    #[serde(skip)]
+    pub result_key: Option<WrappedKey>,
+    pub result_sha256: Option<String>,
+    pub reviewers_required: u32,
+    pub cpu_seconds: f64,
+    pub submitted_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub revision: i64,
+}
+
+/// One output-review vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReviewRecord {
+    pub job_id: String,
+    pub reviewer_id: String,
+    pub reviewer_username: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub comment: String,
+    pub at: String,
+}
+
+/// One released file (sealed on disk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseFile {
+    pub format: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub wrapped_key: WrappedKey,
+}
+
+/// A stored release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ReleaseRecord {
+    pub id: String,
+    pub job_id: String,
+    pub grant_id: String,
+    /// The signed certificate, verbatim.
+    pub certificate_json: String,
+    #[serde(skip)]
+    pub files: Vec<ReleaseFile>,
+    pub released_at: String,
+}
+
+const JOB_COLUMNS: &str = "id, grant_id, requester_id, requester_username, kind, query_text, status, \
+     error_code, error_message, plan_summary, facts_json, datasets_json, checks_json, rows_scanned, \
+     result_rows, suppressed_groups, result_key_json, result_sha256, reviewers_required, cpu_seconds, \
+     submitted_at, started_at, finished_at, revision";
+
+fn opt_u64(row: &SqliteRow, col: &str) -> Result<Option<u64>> {
+    let v: Option<i64> = row.try_get(col)?;
+    v.map(|v| u64::try_from(v).map_err(|_| Error::Internal(format!("stored {col} is negative"))))
+        .transpose()
+}
+
+fn i64_of(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Internal(format!("{what} too large to store")))
+}
+
+fn opt_json(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
+    let v: Option<String> = row.try_get(col)?;
+    v.as_deref().map(|s| json_from_str(s, col)).transpose()
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
+    let datasets: String = row.try_get("datasets_json")?;
+    let key: Option<String> = row.try_get("result_key_json")?;
+    let reviewers: i64 = row.try_get("reviewers_required")?;
+    Ok(JobRecord {
+        id: row.try_get("id")?,
+        grant_id: row.try_get("grant_id")?,
+        requester_id: row.try_get("requester_id")?,
+        requester_username: row.try_get("requester_username")?,
+        kind: row.try_get("kind")?,
+        query_text: row.try_get("query_text")?,
+        status: enum_from_str(row.try_get("status")?, "job status")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        plan_summary: row.try_get("plan_summary")?,
+        facts: opt_json(row, "facts_json")?,
+        datasets: json_from_str(&datasets, "job datasets")?,
+        checks: opt_json(row, "checks_json")?,
+        rows_scanned: opt_u64(row, "rows_scanned")?.unwrap_or(0),
+        result_rows: opt_u64(row, "result_rows")?,
+        suppressed_groups: opt_u64(row, "suppressed_groups")?,
+        result_key: key
+            .as_deref()
+            .map(|k| json_from_str(k, "result key"))
+            .transpose()?,
+        result_sha256: row.try_get("result_sha256")?,
+        reviewers_required: u32::try_from(reviewers)
+            .map_err(|_| Error::Internal("stored reviewer count out of range".into()))?,
+        cpu_seconds: row.try_get("cpu_seconds")?,
+        submitted_at: row.try_get("submitted_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        revision: row.try_get("revision")?,
+    })
+}
+
+fn release_from_row(row: &SqliteRow) -> Result<ReleaseRecord> {
+    let files: String = row.try_get("files_json")?;
+    Ok(ReleaseRecord {
+        id: row.try_get("id")?,
+        job_id: row.try_get("job_id")?,
+        grant_id: row.try_get("grant_id")?,
+        certificate_json: row.try_get("certificate_json")?,
+        files: json_from_str(&files, "release files")?,
+        released_at: row.try_get("released_at")?,
+    })
+}
+
+impl Store {
+    /// Stores a new job.
+    pub async fn insert_job(&self, j: &JobRecord) -> Result<()> {
+        let q = format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({})",
+            vec!["?"; 24].join(", ")
+        );
+        bind_job(sqlx::query(&q), j)?.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// One job, or `None`.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// Every job, newest first.
+    pub async fn list_jobs(&self) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY submitted_at DESC, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Jobs in `status`.
+    pub async fn jobs_in(&self, status: JobStatus) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY submitted_at, id"
+        ))
+        .bind(status.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Writes `j` over the stored job if its revision is still `j.revision`;
+    /// returns the new revision. A concurrent change is [`Error::Conflict`].
+    pub async fn save_job(&self, j: &JobRecord) -> Result<i64> {
+        let sets: Vec<String> = JOB_COLUMNS
+            .split(", ")
+            .filter(|c| *c != "id" && *c != "revision")
+            .map(|c| format!("{c} = ?"))
+            .collect();
+        let q = format!(
+            "UPDATE jobs SET {}, revision = revision + 1 WHERE id = ? AND revision = ?",
+            sets.join(", ")
+        );
+        let mut query = sqlx::query(&q);
+        query = bind_job_fields(query, j)?;
+        let n = query
+            .bind(&j.id)
+            .bind(j.revision)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(Error::Conflict(
+                "the job changed meanwhile; reload it and try again".into(),
+            ));
+        }
+        Ok(j.revision + 1)
+    }
+
+    /// Records a review vote; a second vote by the same reviewer is a conflict.
+    pub async fn insert_review(&self, r: &ReviewRecord) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO job_reviews (job_id, reviewer_id, reviewer_username, decision, comment, at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.job_id)
+        .bind(&r.reviewer_id)
+        .bind(&r.reviewer_username)
+        .bind(&r.decision)
+        .bind(&r.comment)
+        .bind(&r.at)
+        .execute(&self.pool)
+        .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Conflict(
+                "you have already reviewed this result".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The review votes on a job, oldest first.
+    pub async fn reviews(&self, job_id: &str) -> Result<Vec<ReviewRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM job_reviews WHERE job_id = ? ORDER BY at, reviewer_id")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| -> Result<ReviewRecord> {
+                Ok(ReviewRecord {
+                    job_id: row.try_get("job_id")?,
+                    reviewer_id: row.try_get("reviewer_id")?,
+                    reviewer_username: row.try_get("reviewer_username")?,
+                    decision: row.try_get("decision")?,
+                    comment: row.try_get("comment")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a release and marks its job released (revision-checked), in one transaction.
+    pub async fn insert_release(&self, r: &ReleaseRecord, job: &JobRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET status = 'released', finished_at = ?, revision = revision + 1 \
+             WHERE id = ? AND revision = ?",
+        )
+        .bind(now_rfc3339())
+        .bind(&job.id)
+        .bind(job.revision)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(Error::Conflict(
+                "the job changed meanwhile; reload it and try again".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO releases (id, job_id, grant_id, certificate_json, files_json, released_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(&r.job_id)
+        .bind(&r.grant_id)
+        .bind(&r.certificate_json)
+        .bind(json_to_string(&r.files, "release files")?)
+        .bind(&r.released_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One release, or `None`.
+    pub async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>> {
+        let row = sqlx::query("SELECT * FROM releases WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(release_from_row).transpose()
+    }
+
+    /// The release of a job, if any.
+    pub async fn release_of_job(&self, job_id: &str) -> Result<Option<ReleaseRecord>> {
+        let row = sqlx::query("SELECT * FROM releases WHERE job_id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(release_from_row).transpose()
+    }
+
+    /// The releases of a grant, oldest first.
+    pub async fn releases_of_grant(&self, grant_id: &str) -> Result<Vec<ReleaseRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM releases WHERE grant_id = ? ORDER BY released_at, id")
+                .bind(grant_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(release_from_row).collect()
+    }
+
+    /// Every release, newest first.
+    pub async fn list_releases(&self) -> Result<Vec<ReleaseRecord>> {
+        let rows = sqlx::query("SELECT * FROM releases ORDER BY released_at DESC, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(release_from_row).collect()
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_job<'q>(q: Query<'q>, j: &'q JobRecord) -> Result<Query<'q>> {
+    bind_job_fields(q.bind(&j.id), j).map(|q| q.bind(j.revision))
+}
+
+/// Binds every column of [`JOB_COLUMNS`] but `id` and `revision`, in order.
+fn bind_job_fields<'q>(q: Query<'q>, j: &'q JobRecord) -> Result<Query<'q>> {
+    let opt_json = |v: &Option<serde_json::Value>, what| {
+        v.as_ref().map(|v| json_to_string(v, what)).transpose()
+    };
+    Ok(q.bind(&j.grant_id)
+        .bind(&j.requester_id)
+        .bind(&j.requester_username)
+        .bind(&j.kind)
+        .bind(&j.query_text)
+        .bind(j.status.as_str())
+        .bind(&j.error_code)
+        .bind(&j.error_message)
+        .bind(&j.plan_summary)
+        .bind(opt_json(&j.facts, "job facts")?)
+        .bind(json_to_string(&j.datasets, "job datasets")?)
+        .bind(opt_json(&j.checks, "job checks")?)
+        .bind(i64_of(j.rows_scanned, "rows scanned")?)
+        .bind(
+            j.result_rows
+                .map(|v| i64_of(v, "result rows"))
+                .transpose()?,
+        )
+        .bind(
+            j.suppressed_groups
+                .map(|v| i64_of(v, "suppressed groups"))
+                .transpose()?,
+        )
+        .bind(
+            j.result_key
+                .as_ref()
+                .map(|k| json_to_string(k, "result key"))
+                .transpose()?,
+        )
+        .bind(&j.result_sha256)
+        .bind(i64::from(j.reviewers_required))
+        .bind(j.cpu_seconds)
+        .bind(&j.submitted_at)
+        .bind(&j.started_at)
+        .bind(&j.finished_at))
+}

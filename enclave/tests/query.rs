@@ -1,0 +1,393 @@
+//! The query path below HTTP: sessions over encrypted versions, plan policy,
+//! the aggregation-threshold rewrite (and its cheap forms), error sanitising.
+//! Results are compared with plain DataFusion over the plaintext files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::{CsvReadOptions, SessionContext};
+use enclave::Error;
+use enclave::access::RowFilter;
+use enclave::catalog::{GradeScale, Manifest};
+use enclave::ingest::{self, ImportOptions};
+use enclave::keyring::Keyring;
+use enclave::query::{Executed, PlannedQuery, Progress, QuerySession, SessionLimits, TableSpec};
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    keyring: Arc<Keyring>,
+    specs: Vec<TableSpec>,
+    csv: Vec<(String, PathBuf)>,
+}
+
+/// 300 persons with 1–6 claims each, deterministic.
+fn claims_csv(path: &Path) {
+    let mut out = String::from(
+        "claim_id,person_id,hospital,visit_type,icd10_chapter,icd10_chapter_name,claim_date,amount\n",
+    );
+    let hospitals = ["市人民医院", "市第二人民医院", "南山医院"];
+    let mut n = 0;
+    for p in 0..300u32 {
+        let first17 = format!("44030519800101{:03}", p);
+        let id = format!(
+            "{first17}{}",
+            enclave::ids::resident_id_check_char(&first17).unwrap()
+        );
+        for k in 0..(1 + p % 6) {
+            n += 1;
+            let chapter = ["IX", "X", "XI"][((p + k) % 3) as usize];
+            let name = match chapter {
+                "IX" => "循环系统疾病",
+                "X" => "呼吸系统疾病",
+                _ => "消化系统疾病",
+            };
+            out.push_str(&format!(
+                "C{n:06},{id},{},{},{chapter},{name},2025-0{}-1{},{}.{:02}\n",
+                hospitals[(p % 3) as usize],
+                if k % 4 == 0 { "住院" } else { "门诊" },
+                1 + k % 9,
+                k % 9,
+                100 + (p * 37 + k * 11) % 900,
+                (p + k) % 100
+            ));
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Arc::new(Keyring::init(&dir.path().join("keys")).unwrap());
+    let grades = GradeScale::default();
+    let claims = dir.path().join("medical_claims.csv");
+    claims_csv(&claims);
+    let mut specs = Vec::new();
+    let mut csv = Vec::new();
+    for (id, data) in [
+        ("pums", repo("datasets/data/PUMS_pid.csv")),
+        ("medical_claims", claims.clone()),
+    ] {
+        let manifest =
+            Manifest::from_path(&repo(&format!("datasets/manifests/{id}.toml")), &grades).unwrap();
+        let out = ingest::import(
+            &keyring,
+            &dir.path().join("datasets"),
+            &manifest,
+            &data,
+            &ImportOptions::default(),
+        )
+        .unwrap();
+        let unique = out
+            .quality
+            .privacy_unit
+            .as_ref()
+            .is_some_and(|p| p.rows_with_duplicate_unit == 0);
+        specs.push(TableSpec {
+            dataset_id: id.into(),
+            version: out.version,
+            version_dir: out.file.dir.clone(),
+            version_sha256: out.file.sha256.clone(),
+            columns: manifest.columns.iter().map(|c| c.name.clone()).collect(),
+            policy: manifest.effective_policy(&grades),
+            reviewers_required: 2,
+            manifest,
+            row_filter: RowFilter::default(),
+            consent_dir: None,
+            units_unique: unique,
+        });
+        csv.push((id.to_string(), data));
+    }
+    Fixture {
+        dir,
+        keyring,
+        specs,
+        csv,
+    }
+}
+
+impl Fixture {
+    async fn session(&self) -> QuerySession {
+        self.session_with(self.specs.clone(), true).await
+    }
+
+    async fn session_with(&self, specs: Vec<TableSpec>, aggregate_only: bool) -> QuerySession {
+        QuerySession::open(
+            Arc::clone(&self.keyring),
+            specs,
+            aggregate_only,
+            &SessionLimits {
+                memory_bytes: 256 * 1024 * 1024,
+                target_partitions: 2,
+                spill_dir: self.dir.path().join("spill"),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Plain DataFusion over the plaintext CSV files (the reference).
+    async fn reference(&self, sql: &str) -> Vec<RecordBatch> {
+        let ctx = SessionContext::new();
+        for (id, path) in &self.csv {
+            ctx.register_csv(id, path.to_str().unwrap(), CsvReadOptions::new())
+                .await
+                .unwrap();
+        }
+        ctx.sql(sql).await.unwrap().collect().await.unwrap()
+    }
+}
+
+async fn run(s: &QuerySession, sql: &str) -> (PlannedQuery, Executed) {
+    let planned = s.plan(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let ex = enclave::query::execute(
+        s,
+        &planned,
+        Arc::new(Progress::default()),
+        rx,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    (planned, ex)
+}
+
+fn refusal(r: Result<PlannedQuery, Error>) -> (&'static str, String) {
+    match r {
+        Err(Error::Refused { code, message }) => (code, message),
+        Err(other) => panic!("expected a refusal, got error {other:?}"),
+        Ok(p) => panic!("expected a refusal, got a plan:\n{}", p.summary()),
+    }
+}
+
+/// The visible columns of a result (hidden `__anyu_` columns dropped), sorted rows as text.
+fn visible(batches: &[RecordBatch]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let keep: Vec<usize> = (0..b.num_columns())
+            .filter(|i| !b.schema().field(*i).name().starts_with("__anyu_"))
+            .collect();
+        let b = b.project(&keep).unwrap();
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = (0..b.num_columns())
+                .map(|c| {
+                    let col = b.column(c);
+                    if col.is_null(r) {
+                        "NULL".into()
+                    } else if let Some(f) = col.as_any().downcast_ref::<Float64Array>() {
+                        format!("{:.6}", f.value(r))
+                    } else {
+                        datafusion::arrow::util::display::array_value_to_string(col, r).unwrap()
+                    }
+                })
+                .collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let i = b.schema().index_of(name).unwrap();
+            let a = b
+                .column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
+            (0..a.len()).map(move |r| a.value(r)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn grouped_statistics_equal_the_reference_minus_small_groups() {
+    let f = fixture();
+    let s = f.session().await;
+    for (sql, reference) in [
+        (
+            "SELECT sex, count(*) AS n, avg(income) AS mean FROM pums GROUP BY sex",
+            "SELECT sex, count(*) AS n, avg(income) AS mean FROM pums GROUP BY sex HAVING count(DISTINCT pid) >= 10",
+        ),
+        (
+            "SELECT educ, count(*) AS n FROM pums GROUP BY educ",
+            "SELECT educ, count(*) AS n FROM pums GROUP BY educ HAVING count(DISTINCT pid) >= 10",
+        ),
+        (
+            "SELECT race, married, median(income) AS m, stddev(income) AS sd FROM pums GROUP BY race, married",
+            "SELECT race, married, median(income) AS m, stddev(income) AS sd FROM pums GROUP BY race, married HAVING count(DISTINCT pid) >= 10",
+        ),
+        (
+            "SELECT CASE WHEN age < 30 THEN 'young' WHEN age < 60 THEN 'middle' ELSE 'old' END AS band, sum(income) AS total FROM pums WHERE income > 0 GROUP BY 1",
+            "SELECT CASE WHEN age < 30 THEN 'young' WHEN age < 60 THEN 'middle' ELSE 'old' END AS band, sum(income) AS total FROM pums WHERE income > 0 GROUP BY 1 HAVING count(DISTINCT pid) >= 10",
+        ),
+        (
+            "SELECT count(*) AS n, avg(age) AS a FROM pums",
+            "SELECT count(*) AS n, avg(age) AS a FROM pums",
+        ),
+    ] {
+        let (planned, ex) = run(&s, sql).await;
+        assert_eq!(
+            planned.rewritten.strategies,
+            ["rows"],
+            "{sql}: pid is unique, rows suffice"
+        );
+        assert_eq!(
+            visible(&ex.batches),
+            visible(&f.reference(reference).await),
+            "{sql}"
+        );
+    }
+    // Small groups are dropped, and counted.
+    let (_, ex) = run(&s, "SELECT age, count(*) FROM pums GROUP BY age").await;
+    let all = f.reference("SELECT age FROM pums GROUP BY age").await;
+    let groups: usize = all.iter().map(|b| b.num_rows()).sum();
+    assert!(ex.dropped_groups > 0, "some ages have under 10 persons");
+    assert_eq!(ex.rows() as u64 + ex.dropped_groups, groups as u64);
+    assert!(ex.rows_scanned >= 1000);
+}
+
+#[tokio::test]
+async fn repeated_units_are_counted_per_person_not_per_row() {
+    let f = fixture();
+    let s = f.session().await;
+    // medical_claims: threshold 20 persons; persons have up to 6 claims.
+    let sql = "SELECT hospital, icd10_chapter, count(*) AS claims, sum(amount) AS total, avg(amount) AS mean \
+               FROM medical_claims GROUP BY hospital, icd10_chapter";
+    let (planned, ex) = run(&s, sql).await;
+    assert_eq!(planned.rewritten.strategies, ["pre_aggregate"]);
+    let reference = f
+        .reference(
+            "SELECT hospital, icd10_chapter, count(*) AS claims, sum(amount) AS total, avg(amount) AS mean \
+             FROM medical_claims GROUP BY hospital, icd10_chapter HAVING count(DISTINCT person_id) >= 20",
+        )
+        .await;
+    assert_eq!(visible(&ex.batches), visible(&reference));
+    // The hidden columns carry rows and distinct persons per group.
+    let hidden = planned.rewritten.hidden.clone().unwrap();
+    let rows = column_i64(&ex.batches, &hidden.rows);
+    let units = column_i64(&ex.batches, &hidden.units[0]);
+    let claims = column_i64(&ex.batches, "claims");
+    assert_eq!(rows, claims);
+    assert!(units.iter().zip(&rows).all(|(u, r)| u <= r && *u >= 20));
+    assert!(
+        units.iter().zip(&rows).any(|(u, r)| u < r),
+        "persons repeat"
+    );
+
+    // A group of many rows but few persons is dropped, not released.
+    let sql = "SELECT visit_type, count(*) AS n FROM medical_claims WHERE person_id IN (SELECT person_id FROM medical_claims WHERE amount > 990) GROUP BY visit_type";
+    let planned = s.plan(sql).await.unwrap();
+    let _ = planned;
+
+    // Non-decomposable aggregates fall back to COUNT(DISTINCT).
+    let (planned, ex) = run(
+        &s,
+        "SELECT hospital, median(amount) AS m FROM medical_claims GROUP BY hospital",
+    )
+    .await;
+    assert_eq!(planned.rewritten.strategies, ["distinct"]);
+    let reference = f
+        .reference(
+            "SELECT hospital, median(amount) AS m FROM medical_claims GROUP BY hospital HAVING count(DISTINCT person_id) >= 20",
+        )
+        .await;
+    assert_eq!(visible(&ex.batches), visible(&reference));
+}
+
+#[tokio::test]
+async fn per_person_subtotals_are_thresholded_at_the_next_level() {
+    let f = fixture();
+    let s = f.session().await;
+    let sql = "SELECT hospital, avg(total) AS mean_total, count(*) AS persons FROM \
+               (SELECT hospital, person_id, sum(amount) AS total FROM medical_claims GROUP BY hospital, person_id) t \
+               GROUP BY hospital";
+    let (planned, ex) = run(&s, sql).await;
+    assert_eq!(
+        planned.rewritten.thresholded, 1,
+        "only the outer aggregation"
+    );
+    let reference = f
+        .reference(
+            "SELECT hospital, avg(total) AS mean_total, count(*) AS persons FROM \
+             (SELECT hospital, person_id, sum(amount) AS total FROM medical_claims GROUP BY hospital, person_id) t \
+             GROUP BY hospital HAVING count(DISTINCT person_id) >= 20",
+        )
+        .await;
+    assert_eq!(visible(&ex.batches), visible(&reference));
+}
+
+#[tokio::test]
+async fn policy_refuses_with_stable_codes() {
+    let f = fixture();
+    let s = f.session().await;
+    for (sql, code) in [
+        ("SELECT pid FROM pums", "identifier_in_output"),
+        ("SELECT * FROM pums", "identifier_in_output"),
+        ("SELECT age, income FROM pums", "row_level_output"),
+        ("SELECT max(pid) FROM pums", "identifier_use"),
+        ("SELECT count(*) FROM pums WHERE pid = 7", "identifier_use"),
+        (
+            "SELECT md5(CAST(pid AS VARCHAR)) FROM pums",
+            "function_not_allowed",
+        ),
+        (
+            "SELECT string_agg(CAST(income AS VARCHAR), ',') FROM pums",
+            "function_not_allowed",
+        ),
+        ("SELECT count(*) FROM other_table", "table_not_granted"),
+        (
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            "statement_not_allowed",
+        ),
+        (
+            "SET datafusion.execution.batch_size = 1",
+            "statement_not_allowed",
+        ),
+        ("EXPLAIN SELECT count(*) FROM pums", "statement_not_allowed"),
+        (
+            "SELECT age AS __anyu_rows1, count(*) FROM pums GROUP BY age",
+            "reserved_name",
+        ),
+    ] {
+        let (got, message) = refusal(s.plan(sql).await);
+        assert_eq!(got, code, "{sql}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn run_time_errors_never_show_values() {
+    let f = fixture();
+    let s = f.session().await;
+    let planned = s
+        .plan("SELECT sum(CAST(hospital AS BIGINT)) FROM medical_claims")
+        .await
+        .unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let err = enclave::query::execute(
+        &s,
+        &planned,
+        Arc::new(Progress::default()),
+        rx,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.code(), "conversion_failed", "{text}");
+    assert!(!text.contains("医院"), "{text}");
+    let _ = pretty_format_batches(&[]).unwrap();
+    let _ = StringArray::from(vec!["x"]);
+}

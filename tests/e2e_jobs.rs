@@ -1,0 +1,402 @@
+//! The SQL path through the real binary: jobs, thresholds, output review
+//! (blind, two reviewers from L3), signed releases and their verification,
+//! and research queries that equal plain DataFusion on the plaintext data.
+
+mod common;
+
+use common::{People, TestServer, add_people, grant_on, prepared_data_dir, run, run_job, stdout};
+use datafusion::prelude::{CsvReadOptions, SessionContext};
+use serde_json::{Value, json};
+
+const SI_COLUMNS: &[&str] = &[
+    "person_id",
+    "sex",
+    "birth_date",
+    "district",
+    "employer_credit_code",
+    "contribution_base",
+    "months_contributed",
+];
+
+/// Plain DataFusion over the generated plaintext CSV, rows as sorted text.
+fn reference(csv: &std::path::Path, sql: &str) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_csv(
+            "social_insurance",
+            csv.to_str().unwrap(),
+            CsvReadOptions::new(),
+        )
+        .await
+        .unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let mut rows = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let cells: Vec<String> = (0..b.num_columns())
+                    .map(|c| {
+                        normalise(
+                            &datafusion::arrow::util::display::array_value_to_string(
+                                b.column(c),
+                                r,
+                            )
+                            .unwrap(),
+                        )
+                    })
+                    .collect();
+                rows.push(cells.join("|"));
+            }
+        }
+        rows.sort();
+        rows
+    })
+}
+
+/// Numbers to 4 decimals so float formatting differences do not matter.
+fn normalise(cell: &str) -> String {
+    match cell.parse::<f64>() {
+        Ok(f) if cell.contains('.') || cell.contains('e') => format!("{f:.4}"),
+        _ => cell.to_string(),
+    }
+}
+
+fn csv_rows(csv: &str) -> Vec<String> {
+    let mut rows: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(normalise).collect::<Vec<_>>().join("|"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn review_all(server: &TestServer, p: &People, job: &str) -> Value {
+    server.expect(
+        200,
+        "POST",
+        &format!("/api/jobs/{job}/review"),
+        Some(&p.steward),
+        Some(&json!({ "decision": "approve" })),
+    );
+    server.expect(
+        200,
+        "POST",
+        &format!("/api/jobs/{job}/review"),
+        Some(&p.admin),
+        Some(&json!({ "decision": "approve" })),
+    )
+}
+
+#[test]
+fn queries_are_checked_reviewed_blind_and_released_with_a_certificate() {
+    let dir = prepared_data_dir(2000, &["social_insurance"]);
+    let data = dir.path().join("data");
+    let csv = dir.path().join("samples/social_insurance.csv");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let grant = grant_on(
+        &server,
+        &p,
+        &[("social_insurance", SI_COLUMNS)],
+        "invisible",
+    );
+    let r = p.researcher.as_str();
+
+    let sql = "SELECT district, sex, count(*) AS n, avg(contribution_base) AS mean_base \
+               FROM social_insurance GROUP BY district, sex ORDER BY district, sex";
+    let job = run_job(&server, r, &grant, sql);
+    let id = job["id"].as_str().unwrap().to_string();
+    // L3: never auto-released; the researcher sees counts and verdicts, no values.
+    assert_eq!(job["status"], "pending_review", "{job}");
+    assert!(job["rows_scanned"].as_u64().unwrap() >= 2000, "{job}");
+    assert!(job.get("result").is_none());
+    assert_eq!(job["checks"]["verdict"], "pass", "{job}");
+    let (status, _) = server.call("GET", &format!("/api/jobs/{id}/review"), Some(r), None);
+    assert_eq!(status, 403, "the requester cannot open the review");
+
+    // Blind double review.
+    let queue = server.expect(200, "GET", "/api/reviews", Some(&p.steward), None);
+    assert!(
+        queue
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id.as_str())
+    );
+    let packet = server.expect(
+        200,
+        "GET",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.steward),
+        None,
+    );
+    assert!(packet["votes"].is_null(), "no votes shown before voting");
+    assert_eq!(packet["approvals_required"], 2);
+    assert!(!packet["result"].as_array().unwrap().is_empty());
+    assert!(
+        packet["job"]["plan_summary"]
+            .as_str()
+            .unwrap()
+            .contains("Aggregate")
+    );
+    let after = server.expect(
+        200,
+        "POST",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.steward),
+        Some(&json!({ "decision": "approve" })),
+    );
+    assert_eq!(after["status"], "pending_review");
+    let admin_view = server.expect(
+        200,
+        "GET",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.admin),
+        None,
+    );
+    assert!(
+        admin_view["votes"].is_null(),
+        "the second reviewer does not see the first vote"
+    );
+    let again = server.call(
+        "POST",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.steward),
+        Some(&json!({ "decision": "approve" })),
+    );
+    assert_eq!(again.0, 409, "one vote per reviewer");
+    let released = server.expect(
+        200,
+        "POST",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.admin),
+        Some(&json!({ "decision": "approve", "comment": "检查通过" })),
+    );
+    assert_eq!(released["status"], "released", "{released}");
+    let release_id = released["release_id"].as_str().unwrap().to_string();
+    let packet = server.expect(
+        200,
+        "GET",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.steward),
+        None,
+    );
+    assert_eq!(
+        packet["votes"].as_array().unwrap().len(),
+        2,
+        "votes visible once over"
+    );
+
+    // Download: equals plain DataFusion minus groups under 10 persons.
+    let file = server
+        .client()
+        .get(server.url(&format!("/api/releases/{release_id}/result?format=csv")))
+        .bearer_auth(r)
+        .send()
+        .unwrap();
+    assert_eq!(file.status().as_u16(), 200);
+    assert_eq!(
+        file.headers()["x-anyu-certificate"],
+        format!("/api/releases/{release_id}/certificate").as_str()
+    );
+    let body = file.text().unwrap();
+    let expected = reference(
+        &csv,
+        "SELECT district, sex, count(*) AS n, avg(contribution_base) AS mean_base FROM social_insurance \
+         GROUP BY district, sex HAVING count(DISTINCT person_id) >= 10",
+    );
+    assert!(expected.len() >= 10, "{expected:?}");
+    assert_eq!(csv_rows(&body), expected);
+    assert!(!body.contains("440"), "no identifier in the release");
+
+    // The certificate verifies with each format; a changed file does not.
+    let cert = server
+        .client()
+        .get(server.url(&format!("/api/releases/{release_id}/certificate")))
+        .bearer_auth(r)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let cert_json: Value = serde_json::from_str(&cert).unwrap();
+    assert_eq!(cert_json["query"]["text"], sql);
+    assert_eq!(cert_json["datasets"][0]["dataset_id"], "social_insurance");
+    assert_eq!(cert_json["reviewers"].as_array().unwrap().len(), 2);
+    assert!(
+        cert_json["citation"]
+            .as_str()
+            .unwrap()
+            .contains("深圳市社会保险基金管理局")
+    );
+    assert_eq!(cert_json["checks"]["verdict"], "pass");
+    let cert_path = dir.path().join("cert.json");
+    std::fs::write(&cert_path, &cert).unwrap();
+    for format in ["csv", "parquet", "arrow", "json"] {
+        let bytes = server
+            .client()
+            .get(server.url(&format!(
+                "/api/releases/{release_id}/result?format={format}"
+            )))
+            .bearer_auth(r)
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        let path = dir.path().join(format!("result.{format}"));
+        std::fs::write(&path, &bytes).unwrap();
+        let ok = stdout(&run(
+            &data,
+            &[
+                "verify-release",
+                path.to_str().unwrap(),
+                cert_path.to_str().unwrap(),
+            ],
+            true,
+        ));
+        assert!(ok.contains("release OK"), "{format}: {ok}");
+    }
+    let tampered = dir.path().join("tampered.csv");
+    std::fs::write(&tampered, body.replacen('1', "2", 1)).unwrap();
+    run(
+        &data,
+        &[
+            "verify-release",
+            tampered.to_str().unwrap(),
+            cert_path.to_str().unwrap(),
+        ],
+        false,
+    );
+    let forged = dir.path().join("forged.json");
+    std::fs::write(&forged, cert.replace("\"rows\": ", "\"rows\": 1")).unwrap();
+    run(
+        &data,
+        &[
+            "verify-release",
+            dir.path().join("result.csv").to_str().unwrap(),
+            forged.to_str().unwrap(),
+        ],
+        false,
+    );
+
+    // Budgets are visible on the grant.
+    let g = server.expect(200, "GET", &format!("/api/grants/{grant}"), Some(r), None);
+    assert_eq!(g["usage"]["jobs"], 1);
+    assert!(g["usage"]["released_rows"].as_u64().unwrap() > 0);
+
+    // A rejection needs a reason and ends the job.
+    let job = run_job(
+        &server,
+        r,
+        &grant,
+        "SELECT sex, count(*) AS n FROM social_insurance GROUP BY sex",
+    );
+    let id = job["id"].as_str().unwrap();
+    let (status, body) = server.call(
+        "POST",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.steward),
+        Some(&json!({ "decision": "reject" })),
+    );
+    assert_eq!(status, 400, "{body}");
+    let rejected = server.expect(
+        200,
+        "POST",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.steward),
+        Some(&json!({ "decision": "reject", "comment": "分组过细，请合并" })),
+    );
+    assert_eq!(rejected["status"], "rejected");
+
+    // Every step is in the audit log, which verifies.
+    let events = server.expect(
+        200,
+        "GET",
+        "/api/audit/events?action=job.&limit=1000",
+        Some(&p.auditor),
+        None,
+    );
+    let actions: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "job.submit",
+        "job.start",
+        "job.check",
+        "job.review_requested",
+        "job.review",
+        "job.release",
+        "job.reject",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let downloads = server.expect(
+        200,
+        "GET",
+        "/api/audit/events?action=release.download&limit=100",
+        Some(&p.auditor),
+        None,
+    );
+    assert_eq!(downloads.as_array().unwrap().len(), 5);
+    server.stop();
+    run(&data, &["audit", "verify"], true);
+}
+
+#[test]
+fn research_queries_equal_the_reference() {
+    let dir = prepared_data_dir(3000, &["social_insurance"]);
+    let data = dir.path().join("data");
+    let csv = dir.path().join("samples/social_insurance.csv");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let grant = grant_on(
+        &server,
+        &p,
+        &[("social_insurance", SI_COLUMNS)],
+        "invisible",
+    );
+    let r = p.researcher.as_str();
+    for (sql, reference_sql) in [
+        (
+            "SELECT district, count(DISTINCT person_id) AS persons FROM social_insurance GROUP BY district",
+            "SELECT district, count(DISTINCT person_id) AS persons FROM social_insurance GROUP BY district HAVING count(DISTINCT person_id) >= 10",
+        ),
+        (
+            "SELECT sex, approx_percentile_cont(contribution_base, 0.5) AS p50, stddev(contribution_base) AS sd FROM social_insurance GROUP BY sex",
+            "SELECT sex, approx_percentile_cont(contribution_base, 0.5) AS p50, stddev(contribution_base) AS sd FROM social_insurance GROUP BY sex HAVING count(DISTINCT person_id) >= 10",
+        ),
+        (
+            "SELECT date_part('year', birth_date) >= 1990 AS young, avg(months_contributed) AS m FROM social_insurance GROUP BY 1",
+            "SELECT date_part('year', birth_date) >= 1990 AS young, avg(months_contributed) AS m FROM social_insurance GROUP BY 1 HAVING count(DISTINCT person_id) >= 10",
+        ),
+        (
+            "WITH b AS (SELECT district, contribution_base FROM social_insurance WHERE contribution_base > 5000) \
+             SELECT district, count(*) AS n FROM b GROUP BY district",
+            "WITH b AS (SELECT district, person_id, contribution_base FROM social_insurance WHERE contribution_base > 5000) \
+             SELECT district, count(*) AS n FROM b GROUP BY district HAVING count(DISTINCT person_id) >= 10",
+        ),
+    ] {
+        let job = run_job(&server, r, &grant, sql);
+        assert_eq!(job["status"], "pending_review", "{sql}: {job}");
+        let id = job["id"].as_str().unwrap();
+        let released = review_all(&server, &p, id);
+        let release = released["release_id"].as_str().unwrap();
+        let body = server
+            .client()
+            .get(server.url(&format!("/api/releases/{release}/result?format=csv")))
+            .bearer_auth(r)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let expected = reference(&csv, reference_sql);
+        assert!(!expected.is_empty(), "{sql}");
+        assert_eq!(csv_rows(&body), expected, "{sql}");
+    }
+    server.stop();
+}

@@ -1,0 +1,180 @@
+//! `anyu verify-release` on results released with a data directory's platform key.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{run, stdout};
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use enclave::keyring::Keyring;
+use enclave::release::{
+    self, CERTIFICATE_FORMAT, Certificate, DatasetEntry, QueryKind, QuerySection, Researcher,
+};
+
+#[test]
+fn verify_release_accepts_genuine_and_refuses_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    let keyring = Keyring::open(&data.join("keys")).unwrap();
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("district", DataType::Utf8, true),
+        Field::new("persons", DataType::Int64, false),
+        Field::new("mean_wage", DataType::Float64, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![
+            Some("福田区"),
+            None,
+            Some("南山区"),
+        ])),
+        Arc::new(Int64Array::from(vec![120, 45, 98])),
+        Arc::new(Float64Array::from(vec![Some(-1.5), Some(8123.25), None])),
+    ];
+    let batches = [RecordBatch::try_new(schema.clone(), columns).unwrap()];
+    let files = release::result_files(&schema, &batches).unwrap();
+    let cert = release::sign(
+        &keyring,
+        Certificate {
+            format: CERTIFICATE_FORMAT.into(),
+            release_id: "rel-e2e".into(),
+            job_id: "job-e2e".into(),
+            grant_id: "grant-e2e".into(),
+            application_id: "app-e2e".into(),
+            researcher: Researcher {
+                user_id: "u-1".into(),
+                username: "demo_researcher".into(),
+                organisation: "深圳大学".into(),
+            },
+            query: QuerySection {
+                kind: QueryKind::Sql,
+                text: "SELECT district, count(*) FROM social_insurance GROUP BY district".into(),
+                plan_summary: "Aggregate".into(),
+            },
+            datasets: vec![DatasetEntry {
+                dataset_id: "social_insurance".into(),
+                version: 1,
+                sha256: "ab".repeat(32),
+            }],
+            result: release::result_section(&schema, &batches, &files),
+            checks: serde_json::json!({"verdict": "pass"}),
+            reviewers: vec![],
+            released_at: release::certificate_time(chrono::Utc::now()),
+            citation: "数据来源：深圳市社会保险基金管理局，经安域公共数据安全域（release rel-e2e）"
+                .into(),
+            platform_key_id: String::new(),
+            platform_signature: String::new(),
+        },
+    )
+    .unwrap();
+    let cert_path = dir.path().join("certificate.json");
+    std::fs::write(&cert_path, cert.to_json()).unwrap();
+    let cert_arg = cert_path.to_str().unwrap();
+
+    // Every download verifies, and the output says which format it is.
+    for (format, bytes) in &files {
+        let path = dir.path().join(format!("result.{}", format.extension()));
+        std::fs::write(&path, bytes).unwrap();
+        let out = run(
+            &data,
+            &["verify-release", path.to_str().unwrap(), cert_arg],
+            true,
+        );
+        let text = stdout(&out);
+        assert!(
+            text.starts_with(&format!(
+                "release OK: release rel-e2e of job job-e2e (grant grant-e2e), 3 rows, format {format}, released {}, key {}",
+                cert.released_at, cert.platform_key_id
+            )),
+            "{text}"
+        );
+    }
+
+    // Anyone holding only the public key can verify, without the data directory.
+    let csv = dir.path().join("result.csv");
+    let public_key = std::fs::read_to_string(data.join("keys/signing.pub")).unwrap();
+    let elsewhere = dir.path().join("not-a-data-dir");
+    let out = run(
+        &elsewhere,
+        &[
+            "verify-release",
+            csv.to_str().unwrap(),
+            cert_arg,
+            "--public-key",
+            public_key.trim(),
+        ],
+        true,
+    );
+    assert!(stdout(&out).contains("release OK"), "{}", stdout(&out));
+    let out = common::anyu(&elsewhere)
+        .args(["verify-release", csv.to_str().unwrap(), cert_arg])
+        .env("ANYU_PUBLIC_KEY", public_key.trim())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    // A tampered result exits 1 and says INVALID.
+    let mut tampered = files[0].1.clone();
+    let last = tampered.len() - 2;
+    tampered[last] ^= 0x01;
+    let bad = dir.path().join("tampered.csv");
+    std::fs::write(&bad, &tampered).unwrap();
+    let out = run(
+        &data,
+        &["verify-release", bad.to_str().unwrap(), cert_arg],
+        false,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out).trim(),
+        "release INVALID: crypto: the result file does not match the certificate"
+    );
+
+    // A tampered certificate exits 1 too.
+    let altered = dir.path().join("altered.json");
+    std::fs::write(
+        &altered,
+        cert.to_json().replace("\"rows\": 3", "\"rows\": 4"),
+    )
+    .unwrap();
+    let out = run(
+        &data,
+        &[
+            "verify-release",
+            csv.to_str().unwrap(),
+            altered.to_str().unwrap(),
+        ],
+        false,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("release INVALID: crypto: certificate signature does not verify"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Another platform's key exits 1, naming both keys.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Keyring::init(&other_dir.path().join("keys")).unwrap();
+    let out = run(
+        &data,
+        &[
+            "verify-release",
+            csv.to_str().unwrap(),
+            cert_arg,
+            "--public-key",
+            &hex::encode(other.public_key()),
+        ],
+        false,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("release INVALID: "), "{text}");
+    assert!(
+        text.contains(&format!("signed by key {}", cert.platform_key_id)),
+        "{text}"
+    );
+}
