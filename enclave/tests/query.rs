@@ -391,3 +391,31 @@ async fn run_time_errors_never_show_values() {
     let _ = pretty_format_batches(&[]).unwrap();
     let _ = StringArray::from(vec!["x"]);
 }
+
+/// The rewrite's output for representative queries, locked: a change to how
+/// thresholds are placed or units are counted must be deliberate.
+#[tokio::test]
+async fn rewrites_are_locked() {
+    let f = fixture();
+    let s = f.session().await;
+    let mut out = String::new();
+    for sql in [
+        "SELECT sex, count(*) AS n, avg(income) AS mean FROM pums GROUP BY sex",
+        "SELECT DISTINCT educ FROM pums",
+        "SELECT hospital, count(*) AS claims, avg(amount) AS mean FROM medical_claims GROUP BY hospital",
+        "SELECT hospital, median(amount) AS m FROM medical_claims GROUP BY hospital",
+        "SELECT hospital, avg(total) AS t FROM (SELECT hospital, person_id, sum(amount) AS total FROM medical_claims GROUP BY hospital, person_id) x GROUP BY hospital",
+        "SELECT race, count(*) AS n FROM pums GROUP BY race ORDER BY n DESC LIMIT 3",
+        "SELECT avg(n) AS mean_size FROM (SELECT educ, count(*) AS n FROM pums GROUP BY educ) g",
+        "SELECT sex, count(*) AS n FROM pums GROUP BY sex UNION ALL SELECT married, count(*) FROM pums GROUP BY married",
+    ] {
+        let planned = s.plan(sql).await.unwrap();
+        out.push_str(&format!(
+            "-- {sql}\n-- strategies: {:?}; hidden: {:?}\n{}\n\n",
+            planned.rewritten.strategies,
+            planned.rewritten.hidden,
+            planned.rewritten.plan.display_indent()
+        ));
+    }
+    insta::assert_snapshot!(out);
+}

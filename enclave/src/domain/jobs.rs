@@ -602,9 +602,13 @@ impl Domain {
                     continue;
                 };
                 let col_type = col.data_type.arrow_type();
-                if col_type != *field.data_type()
-                    && !(col_type == DataType::Int64 && *field.data_type() == DataType::Float64)
-                {
+                let is_text = |t: &DataType| {
+                    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                };
+                let comparable = col_type == *field.data_type()
+                    || (is_text(&col_type) && is_text(field.data_type()))
+                    || (col_type == DataType::Int64 && *field.data_type() == DataType::Float64);
+                if !comparable {
                     continue;
                 }
                 // Distinct candidate values of this output column, as literals of the column's type.

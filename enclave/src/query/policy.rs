@@ -24,7 +24,10 @@ use std::collections::BTreeSet;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, JoinType};
-use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, WindowFunctionDefinition};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    BinaryExpr, Distinct, Expr, LogicalPlan, Operator, WindowFunctionDefinition,
+};
 
 use super::GrantedTable;
 use super::functions;
@@ -476,8 +479,33 @@ impl Checker<'_> {
                         schema: &joined,
                         rel: &both_rel,
                     };
-                    let info = self.expr(f, scope, outer)?;
-                    self.no_identifier(&info)?;
+                    // `ON a.id = b.id` arrives as a filter: equalities of two bare
+                    // columns are join keys; everything else is a predicate.
+                    for conjunct in split_conjunction(f) {
+                        if let Expr::BinaryExpr(BinaryExpr {
+                            left: l,
+                            op: Operator::Eq,
+                            right: r,
+                        }) = conjunct
+                        {
+                            let li = self.expr(l, scope, outer)?;
+                            let ri = self.expr(r, scope, outer)?;
+                            if li.bare.is_some() && ri.bare.is_some() {
+                                for side in [&li, &ri] {
+                                    let b = side.bare.as_ref().expect("checked");
+                                    if self.is_identifier(b) && !self.joinable(b) {
+                                        return Err(refuse(
+                                            "identifier_use",
+                                            format!("dataset policy does not allow joins on `{b}`"),
+                                        ));
+                                    }
+                                }
+                                continue;
+                            }
+                        }
+                        let info = self.expr(conjunct, scope, outer)?;
+                        self.no_identifier(&info)?;
+                    }
                 }
                 let cols = match j.join_type {
                     JoinType::LeftSemi | JoinType::LeftAnti => left.cols.clone(),

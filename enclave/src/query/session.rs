@@ -315,7 +315,26 @@ impl QuerySession {
     /// as a limit, so an oversized result is detected without being built.
     pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
         let state = self.ctx.state();
-        let logical = state.create_logical_plan(sql).await.map_err(public_error)?;
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(public_error)?;
+        // Only a query, decided on the parsed statement before any planning.
+        let is_query = matches!(
+            &statement,
+            datafusion::sql::parser::Statement::Statement(s)
+                if matches!(s.as_ref(), datafusion::sql::sqlparser::ast::Statement::Query(_))
+        );
+        if !is_query {
+            return Err(policy::refuse(
+                "statement_not_allowed",
+                "only queries run in the domain: DDL, DML and statements are refused",
+            ));
+        }
+        let logical = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(public_error)?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -1,0 +1,549 @@
+//! The attack suite: hostile queries through the real binary and HTTP. Each is
+//! refused with the rule's code, or runs with small groups suppressed, or is
+//! routed to review — and none returns an identifier value or a raw row of
+//! conditional data.
+
+mod common;
+
+use common::{People, TestServer, add_people, grant_on, prepared_data_dir, run, submit, wait_job};
+use serde_json::{Value, json};
+
+const SI: &[&str] = &[
+    "person_id",
+    "name",
+    "sex",
+    "birth_date",
+    "district",
+    "employer_credit_code",
+    "contribution_base",
+    "months_contributed",
+];
+const MC: &[&str] = &[
+    "claim_id",
+    "person_id",
+    "hospital",
+    "visit_type",
+    "icd10_chapter",
+    "claim_date",
+    "amount",
+];
+
+/// What must happen to a query.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// Refused at submission with this code (HTTP 422, or 400 for bad input).
+    Refused(&'static str),
+    /// Runs; every released group has enough persons, some were dropped.
+    Suppressed,
+    /// Runs and goes to review with this rule's verdict `fail` or `review`.
+    Flagged(&'static str),
+    /// Runs and fails with this value-free error code.
+    Fails(&'static str),
+}
+
+use Expect::*;
+
+fn attacks() -> Vec<(&'static str, &'static str, Expect)> {
+    vec![
+        // 1. Isolation: statements, other tables, files.
+        (
+            "ddl external table",
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            Refused("statement_not_allowed"),
+        ),
+        (
+            "ddl view",
+            "CREATE VIEW v AS SELECT district FROM social_insurance",
+            Refused("statement_not_allowed"),
+        ),
+        (
+            "ddl drop",
+            "DROP TABLE social_insurance",
+            Refused("statement_not_allowed"),
+        ),
+        (
+            "dml insert",
+            "INSERT INTO social_insurance (district) VALUES ('x')",
+            Refused("statement_not_allowed"),
+        ),
+        (
+            "copy to file",
+            "COPY (SELECT district FROM social_insurance) TO '/tmp/out.csv'",
+            Refused("statement_not_allowed"),
+        ),
+        (
+            "set variable",
+            "SET datafusion.execution.batch_size = 1",
+            Refused("statement_not_allowed"),
+        ),
+        (
+            "explain analyze",
+            "EXPLAIN ANALYZE SELECT count(*) FROM social_insurance",
+            Refused("statement_not_allowed"),
+        ),
+        (
+            "explain",
+            "EXPLAIN SELECT count(*) FROM social_insurance",
+            Refused("statement_not_allowed"),
+        ),
+        (
+            "information schema",
+            "SELECT table_name FROM information_schema.tables",
+            Refused("table_not_granted"),
+        ),
+        (
+            "raw table name",
+            "SELECT count(*) FROM __anyu_raw_social_insurance",
+            Refused("table_not_granted"),
+        ),
+        (
+            "ungranted dataset",
+            "SELECT count(*) FROM enterprise_registry",
+            Refused("table_not_granted"),
+        ),
+        (
+            "file url table",
+            "SELECT count(*) FROM '/etc/passwd'",
+            Refused("table_not_granted"),
+        ),
+        (
+            "table function",
+            "SELECT * FROM generate_series(1, 10)",
+            Refused("table_not_granted"),
+        ),
+        (
+            "file name function",
+            "SELECT input_file_name(), count(*) FROM social_insurance GROUP BY 1",
+            Refused("function_not_allowed"),
+        ),
+        (
+            "two statements",
+            "SELECT count(*) FROM social_insurance; SELECT 1",
+            Refused("unsupported_query"),
+        ),
+        // 2. Identifiers in the output, directly or through expressions.
+        (
+            "identifier column",
+            "SELECT person_id FROM social_insurance",
+            Refused("identifier_in_output"),
+        ),
+        (
+            "star",
+            "SELECT * FROM social_insurance",
+            Refused("identifier_in_output"),
+        ),
+        (
+            "group by identifier",
+            "SELECT person_id, count(*) FROM social_insurance GROUP BY person_id",
+            Refused("identifier_in_output"),
+        ),
+        (
+            "group by name",
+            "SELECT name, count(*) FROM social_insurance GROUP BY name",
+            Refused("identifier_in_output"),
+        ),
+        (
+            "substr",
+            "SELECT substr(person_id, 1, 6) AS area, count(*) FROM social_insurance GROUP BY 1",
+            Refused("identifier_use"),
+        ),
+        (
+            "concat",
+            "SELECT concat(person_id, '') AS x, count(*) FROM social_insurance GROUP BY 1",
+            Refused("identifier_use"),
+        ),
+        (
+            "cast arithmetic",
+            "SELECT CAST(substr(person_id, 7, 4) AS BIGINT) AS y, count(*) FROM social_insurance GROUP BY 1",
+            Refused("identifier_use"),
+        ),
+        (
+            "hash",
+            "SELECT md5(person_id) AS h, count(*) FROM social_insurance GROUP BY 1",
+            Refused("function_not_allowed"),
+        ),
+        (
+            "sha256",
+            "SELECT sha256(name) AS h FROM social_insurance",
+            Refused("function_not_allowed"),
+        ),
+        (
+            "min identifier",
+            "SELECT district, min(person_id) FROM social_insurance GROUP BY district",
+            Refused("identifier_use"),
+        ),
+        (
+            "max identifier",
+            "SELECT max(name) FROM social_insurance",
+            Refused("identifier_use"),
+        ),
+        (
+            "first_value",
+            "SELECT first_value(person_id) OVER (PARTITION BY district) FROM social_insurance",
+            Refused("function_not_allowed"),
+        ),
+        (
+            "array_agg",
+            "SELECT district, array_agg(person_id) FROM social_insurance GROUP BY district",
+            Refused("function_not_allowed"),
+        ),
+        (
+            "string_agg",
+            "SELECT district, string_agg(name, ',') FROM social_insurance GROUP BY district",
+            Refused("function_not_allowed"),
+        ),
+        (
+            "regexp",
+            "SELECT regexp_replace(person_id, '[0-9]', 'x') AS r, count(*) FROM social_insurance GROUP BY 1",
+            Refused("identifier_use"),
+        ),
+        (
+            "case trick",
+            "SELECT CASE WHEN person_id LIKE '4403%' THEN 'a' ELSE 'b' END AS c, count(*) FROM social_insurance GROUP BY 1",
+            Refused("identifier_use"),
+        ),
+        (
+            "filter on identifier",
+            "SELECT district, count(*) FROM social_insurance WHERE person_id = '440303199001010013' GROUP BY district",
+            Refused("identifier_use"),
+        ),
+        (
+            "length of name",
+            "SELECT length(name) AS l, count(*) FROM social_insurance GROUP BY 1",
+            Refused("identifier_use"),
+        ),
+        (
+            "window over identifier",
+            "SELECT district, row_number() OVER (ORDER BY min(person_id)) FROM social_insurance GROUP BY district",
+            Refused("identifier_use"),
+        ),
+        (
+            "join on a non-join identifier",
+            "SELECT a.district, count(*) FROM social_insurance a JOIN social_insurance b ON a.name = b.name GROUP BY a.district",
+            Refused("identifier_use"),
+        ),
+        (
+            "join output identifier",
+            "SELECT s.person_id, m.hospital FROM social_insurance s JOIN medical_claims m ON s.person_id = m.person_id",
+            Refused("identifier_in_output"),
+        ),
+        (
+            "reserved alias",
+            "SELECT district, count(*) AS __anyu_rows9 FROM social_insurance GROUP BY district",
+            Refused("reserved_name"),
+        ),
+        // 3. Row-level output hidden in unions, subqueries, CTEs, windows, limits.
+        (
+            "raw rows",
+            "SELECT district, contribution_base FROM social_insurance",
+            Refused("row_level_output"),
+        ),
+        (
+            "order by limit 1",
+            "SELECT contribution_base FROM social_insurance ORDER BY contribution_base DESC LIMIT 1",
+            Refused("row_level_output"),
+        ),
+        (
+            "union hides rows",
+            "SELECT district, count(*) AS v FROM social_insurance GROUP BY district UNION ALL SELECT district, months_contributed FROM social_insurance",
+            Refused("row_level_output"),
+        ),
+        (
+            "cte hides rows",
+            "WITH x AS (SELECT district, contribution_base FROM social_insurance) SELECT * FROM x",
+            Refused("row_level_output"),
+        ),
+        (
+            "subquery hides rows",
+            "SELECT * FROM (SELECT district, birth_date FROM social_insurance) t",
+            Refused("row_level_output"),
+        ),
+        (
+            "scalar subquery row",
+            "SELECT district, (SELECT contribution_base FROM social_insurance LIMIT 1) AS v, count(*) FROM social_insurance GROUP BY district",
+            Refused("row_level_output"),
+        ),
+        (
+            "window over rows",
+            "SELECT sex, rank() OVER (PARTITION BY sex ORDER BY contribution_base) AS r FROM social_insurance",
+            Refused("row_level_output"),
+        ),
+        (
+            "per person rows",
+            "SELECT count(*) FROM social_insurance GROUP BY person_id",
+            Refused("row_level_output"),
+        ),
+        (
+            "claims per person",
+            "SELECT sum(amount) FROM medical_claims GROUP BY person_id",
+            Refused("row_level_output"),
+        ),
+        (
+            "distinct on",
+            "SELECT DISTINCT ON (district) district, contribution_base FROM social_insurance",
+            Refused("unsupported_query"),
+        ),
+        (
+            "recursive cte",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT n FROM r",
+            Refused("unsupported_query"),
+        ),
+        // 4. The aggregation threshold (counted per person, not per row).
+        (
+            "tiny groups by birth date",
+            "SELECT birth_date, count(*) AS n FROM social_insurance GROUP BY birth_date",
+            Suppressed,
+        ),
+        (
+            "one person by quasi-identifiers",
+            "SELECT count(*) AS n, avg(contribution_base) AS a FROM social_insurance WHERE birth_date = DATE '1990-01-01' AND district = '福田区'",
+            Suppressed,
+        ),
+        (
+            "employer of one",
+            "SELECT employer_credit_code, avg(contribution_base) AS a FROM social_insurance GROUP BY employer_credit_code",
+            Suppressed,
+        ),
+        (
+            "many claims few persons",
+            "SELECT claim_date, count(*) AS claims FROM medical_claims GROUP BY claim_date",
+            Suppressed,
+        ),
+        (
+            "having below threshold",
+            "SELECT district, sex, date_part('year', birth_date) AS y, count(*) AS n FROM social_insurance GROUP BY 1, 2, 3 HAVING count(*) < 5",
+            Suppressed,
+        ),
+        // 5. Checks that route to review or suppress cells.
+        (
+            "extreme of a sensitive column",
+            "SELECT district, max(contribution_base) AS top FROM social_insurance GROUP BY district",
+            Flagged("extreme_values"),
+        ),
+        (
+            "echo of a quasi-identifier",
+            "SELECT sex, min(district) AS d FROM social_insurance GROUP BY sex",
+            Flagged("echo"),
+        ),
+        // 6. Errors carry no values.
+        (
+            "failing cast of names",
+            "SELECT sum(CAST(district AS BIGINT)) AS s FROM social_insurance",
+            Fails("conversion_failed"),
+        ),
+    ]
+}
+
+#[test]
+fn hostile_queries_are_blocked_suppressed_or_reviewed() {
+    let dir = prepared_data_dir(600, &["social_insurance", "medical_claims"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let grant = grant_on(
+        &server,
+        &p,
+        &[("social_insurance", SI), ("medical_claims", MC)],
+        "invisible",
+    );
+    // Every person's id and name: none may appear in any result.
+    let (ids, names): (Vec<String>, Vec<String>) = {
+        let csv = std::fs::read_to_string(dir.path().join("samples/social_insurance.csv")).unwrap();
+        csv.lines()
+            .skip(1)
+            .map(|l| {
+                let mut f = l.split(',');
+                (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+            })
+            .unzip()
+    };
+    let list = attacks();
+    assert!(list.len() >= 40, "the suite has {} attacks", list.len());
+    let mut failures = Vec::new();
+    for (label, sql, expect) in &list {
+        let (status, body) = submit(&server, &p.researcher, &grant, sql);
+        let outcome: Result<(), String> = (|| match expect {
+            Refused(code) => {
+                if !(status == 422 || status == 400) || body["error"]["code"] != *code {
+                    return Err(format!("expected refusal `{code}`, got {status} {body}"));
+                }
+                Ok(())
+            }
+            _ => {
+                if status != 202 {
+                    return Err(format!("expected the job to run, got {status} {body}"));
+                }
+                let job = wait_job(&server, &p.researcher, body["id"].as_str().unwrap());
+                let id = job["id"].as_str().unwrap();
+                match expect {
+                    Fails(code) => {
+                        if job["status"] != "failed" || job["error_code"] != *code {
+                            return Err(format!("expected failure `{code}`: {job}"));
+                        }
+                        let msg = job["error_message"].as_str().unwrap_or("");
+                        if msg.contains("区") {
+                            return Err(format!("error shows a value: {msg}"));
+                        }
+                        return Ok(());
+                    }
+                    Suppressed => {
+                        if job["suppressed_groups"].as_u64().unwrap_or(0) == 0 {
+                            return Err(format!("expected suppressed groups: {job}"));
+                        }
+                    }
+                    Flagged(rule) => {
+                        let rules = job["checks"]["rules"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        let hit = rules
+                            .iter()
+                            .any(|r| r["rule"] == *rule && r["verdict"] != "pass");
+                        if !hit || job["status"] != "pending_review" {
+                            return Err(format!(
+                                "expected rule `{rule}` to flag and review: {job}"
+                            ));
+                        }
+                    }
+                    Refused(_) => unreachable!(),
+                }
+                // Whatever ran: the candidate holds no identifier and no name.
+                let packet = server.expect(
+                    200,
+                    "GET",
+                    &format!("/api/jobs/{id}/review"),
+                    Some(&p.steward),
+                    None,
+                );
+                let text = packet["result"].to_string();
+                if ids.iter().any(|i| text.contains(i.as_str())) {
+                    return Err("a resident id reached the result".into());
+                }
+                if names.iter().any(|n| text.contains(n.as_str())) {
+                    return Err("a name reached the result".into());
+                }
+                if let Some(checks) = packet["job"]["checks"]["rules"].as_array()
+                    && let Expect::Flagged("echo") = expect
+                {
+                    // Echoed cells are suppressed (null) in the candidate.
+                    let echo = checks.iter().find(|r| r["rule"] == "echo").unwrap();
+                    let cells = echo["cells"].as_array().unwrap();
+                    for c in cells {
+                        let row = c["row"].as_u64().unwrap() as usize;
+                        let col = c["column"].as_str().unwrap();
+                        if !packet["result"][row][col].is_null() {
+                            return Err(format!("echoed cell not suppressed: {c}"));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        })();
+        if let Err(e) = outcome {
+            failures.push(format!("[{label}] {sql}\n    {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} attacks misbehaved:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // Refused submissions are audited with their code and spend no budget.
+    let g = server.expect(
+        200,
+        "GET",
+        &format!("/api/grants/{grant}"),
+        Some(&p.researcher),
+        None,
+    );
+    let ran = list
+        .iter()
+        .filter(|(_, _, e)| !matches!(e, Refused(_)))
+        .count();
+    assert_eq!(g["usage"]["jobs"], ran as u64);
+    let denied = server.expect(
+        200,
+        "GET",
+        "/api/audit/events?action=job.submit&limit=1000",
+        Some(&p.auditor),
+        None,
+    );
+    let n = denied
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "denied")
+        .count();
+    assert_eq!(n, list.len() - ran);
+    server.stop();
+    run(&data, &["audit", "verify"], true);
+}
+
+#[test]
+fn suspended_revoked_and_expired_grants_run_nothing() {
+    let dir = prepared_data_dir(200, &["social_insurance"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let sql = "SELECT district, count(*) AS n FROM social_insurance GROUP BY district";
+    let g1 = grant_on(&server, &p, &[("social_insurance", SI)], "invisible");
+    server.expect(
+        200,
+        "POST",
+        &format!("/api/grants/{g1}/suspend"),
+        Some(&p.steward),
+        Some(&json!({ "reason": "核查中，暂停使用" })),
+    );
+    let (status, body) = submit(&server, &p.researcher, &g1, sql);
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (403, json!("grant_suspended")),
+        "{body}"
+    );
+    server.expect(
+        200,
+        "POST",
+        &format!("/api/grants/{g1}/revoke"),
+        Some(&p.admin),
+        Some(&json!({ "reason": "超范围使用，终止服务" })),
+    );
+    let (status, body) = submit(&server, &p.researcher, &g1, sql);
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (403, json!("grant_revoked")),
+        "{body}"
+    );
+    // Another researcher cannot use someone else's grant.
+    let g2 = grant_on(&server, &p, &[("social_insurance", SI)], "invisible");
+    let (status, _) = submit(&server, &p.other_researcher, &g2, sql);
+    assert_eq!(status, 403);
+    server.stop();
+
+    // Past its period: refused even before the sweep marks it expired.
+    let db = data.join("meta/anyu.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::query(&format!(
+            "UPDATE grants SET grant_json = json_set(grant_json, '$.valid_until', '2020-01-01T00:00:00Z') WHERE id = '{g2}'"
+        ))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        c.close().await.unwrap();
+    });
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let (status, body): (u16, Value) = submit(&server, &p.researcher, &g2, sql);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        matches!(body["error"]["code"].as_str(), Some("grant_expired")),
+        "{body}"
+    );
+    server.stop();
+}
