@@ -6,7 +6,8 @@
 //!   MB/s and the process's peak RSS;
 //! - `scan`: SUM over a numeric column through DataFusion, encrypted vs the same
 //!   rows in plaintext Parquet, interleaved runs, ratio of medians;
-//! - `audit`: durable appends from concurrent writers, then full verification.
+//! - `audit`: durable appends from concurrent writers, then full verification;
+//! - `query`, `http`: the SQL path against bare DataFusion (see `bench_query`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ pub enum BenchKind {
     Import,
     Scan,
     Audit,
+    Query,
+    Http,
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +54,9 @@ pub struct BenchArgs {
     /// ~60 ms scans is noisy: fewer than ~20 runs move it by several percent).
     #[arg(long, default_value_t = 25)]
     pub repeat: usize,
+    /// Interleaved runs of each side of every query comparison.
+    #[arg(long, default_value_t = 7)]
+    pub query_repeat: usize,
     /// Working directory (default: a fresh temporary directory, removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -66,6 +72,8 @@ struct Results {
     import: Option<ImportFigure>,
     scan: Option<ScanFigure>,
     audit: Option<AuditFigure>,
+    query: Option<crate::bench_query::QueryBench>,
+    http: Option<crate::bench_query::HttpBench>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,7 +145,8 @@ pub async fn run(args: BenchArgs) -> CliResult {
     let samples = work.join("samples");
     let csv = samples.join("social_insurance.csv");
     if wants(BenchKind::Generator)
-        || ((wants(BenchKind::Import) || wants(BenchKind::Scan)) && !csv.exists())
+        || ((wants(BenchKind::Import) || wants(BenchKind::Scan) || wants(BenchKind::Query))
+            && !csv.exists())
     {
         let opts = anyu_datasets::GenerateOptions {
             rows: args.rows,
@@ -213,6 +222,13 @@ pub async fn run(args: BenchArgs) -> CliResult {
 
     if wants(BenchKind::Audit) {
         results.audit = Some(audit(&keyring, &work, args.events, args.writers).await?);
+    }
+
+    if wants(BenchKind::Query) {
+        results.query = Some(crate::bench_query::query(&work, &samples, args.query_repeat).await?);
+    }
+    if wants(BenchKind::Http) {
+        results.http = Some(crate::bench_query::http_overhead(&work, args.query_repeat * 4).await?);
     }
 
     if let Some(path) = &args.json {

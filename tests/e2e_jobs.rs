@@ -327,13 +327,19 @@ fn queries_are_checked_reviewed_blind_and_released_with_a_certificate() {
         "job.submit",
         "job.start",
         "job.check",
-        "job.review_requested",
         "job.review",
         "job.release",
         "job.reject",
     ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
+    let check = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "job.check")
+        .unwrap();
+    assert_eq!(check["details"]["next"], "pending_review", "{check}");
     let downloads = server.expect(
         200,
         "GET",

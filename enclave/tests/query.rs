@@ -127,6 +127,7 @@ impl Fixture {
                 memory_bytes: 256 * 1024 * 1024,
                 target_partitions: 2,
                 spill_dir: self.dir.path().join("spill"),
+                caches: None,
             },
         )
         .await

@@ -120,7 +120,7 @@ pub async fn list_jobs(
 
 /// A job: state, elapsed time, rows scanned, groups suppressed, verdicts — never values.
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, description = "Job id"), WaitQuery),
     responses((status = 200, description = "The job", body = JobView),
               (status = 404, description = "No such job", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
@@ -128,9 +128,29 @@ pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> ApiResult<Json<JobView>> {
     authorized_job(&state, &caller, Action::ReadJob, &id).await?;
-    Ok(Json(state.domain.job_view(&id).await?))
+    let Query(q) = query?;
+    Ok(Json(match q.wait {
+        Some(secs) => {
+            let secs = secs.min(25);
+            state
+                .domain
+                .wait_job(&id, std::time::Duration::from_secs(secs))
+                .await?
+        }
+        None => state.domain.job_view(&id).await?,
+    }))
+}
+
+/// Long polling.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Wait up to this many seconds (at most 25) for the job to finish running.
+    #[serde(default)]
+    wait: Option<u64>,
 }
 
 /// Cancel a queued or running job (its requester or an admin).

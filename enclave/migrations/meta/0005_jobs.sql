@@ -1,6 +1,6 @@
 -- The SQL path (and later models): jobs, their output reviews, and releases.
--- Result values never sit here: candidate results and released files are
--- sealed files (storage::blob) whose wrapped keys are kept in these rows.
+-- Result values are never stored in the clear: candidates and released
+-- files are sealed (storage::blob) and their data keys wrapped by the master key.
 
 CREATE TABLE jobs (
     id                 TEXT PRIMARY KEY,
@@ -20,8 +20,7 @@ CREATE TABLE jobs (
     rows_scanned       INTEGER NOT NULL DEFAULT 0,
     result_rows        INTEGER,
     suppressed_groups  INTEGER,
-    result_key_json    TEXT,            -- wrapped key of the sealed candidate result
-    result_sha256      TEXT,
+    result_sha256      TEXT,            -- of the candidate's Arrow IPC bytes (job_results)
     reviewers_required INTEGER NOT NULL,
     cpu_seconds        REAL NOT NULL DEFAULT 0,
     submitted_at       TEXT NOT NULL,
@@ -33,6 +32,16 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_by_requester ON jobs(requester_id, submitted_at);
 CREATE INDEX jobs_by_status ON jobs(status);
 CREATE INDEX jobs_by_grant ON jobs(grant_id);
+
+-- A job's candidate result, sealed (storage::blob; AAD anyu:result:<job id>).
+-- Results are at most max_output_rows rows, so they live beside their job
+-- and are written in the job's own transaction.
+CREATE TABLE job_results (
+    job_id           TEXT PRIMARY KEY REFERENCES jobs(id),
+    sealed           BLOB NOT NULL,
+    wrapped_key_json TEXT NOT NULL,
+    sha256           TEXT NOT NULL
+) STRICT;
 
 -- Output review votes (blind: a reviewer sees others' votes only after voting).
 CREATE TABLE job_reviews (

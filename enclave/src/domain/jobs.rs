@@ -86,6 +86,10 @@ struct Running {
 pub(crate) struct JobRunner {
     permits: Arc<Semaphore>,
     running: std::sync::Mutex<HashMap<String, Running>>,
+    /// Woken on every job state change (long polls).
+    changed: tokio::sync::Notify,
+    /// Decrypted footers and statistics, shared by all jobs' sessions.
+    caches: Option<Arc<datafusion::execution::cache::cache_manager::CacheManager>>,
 }
 
 impl JobRunner {
@@ -93,6 +97,11 @@ impl JobRunner {
         JobRunner {
             permits: Arc::new(Semaphore::new(workers.max(1))),
             running: std::sync::Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
+            caches: datafusion::execution::cache::cache_manager::CacheManager::try_new(
+                &Default::default(),
+            )
+            .ok(),
         }
     }
 }
@@ -131,6 +140,20 @@ pub struct ReviewPacket {
 pub enum ReviewDecision {
     Approve,
     Reject,
+}
+
+/// A refused budget charge as the caller sees it.
+fn charge_error(r: &crate::store::ChargeRefusal) -> Error {
+    match r {
+        crate::store::ChargeRefusal::Budget(b) => Error::Denied {
+            code: "budget_exhausted",
+            message: format!("the grant's {b} budget would be exceeded"),
+        },
+        crate::store::ChargeRefusal::NotActive(s) => Error::Denied {
+            code: "grant_not_active",
+            message: format!("the grant is {}", s.as_str()),
+        },
+    }
 }
 
 fn job_object(id: &str) -> String {
@@ -280,6 +303,7 @@ impl Domain {
                 memory_bytes: o.memory_bytes,
                 target_partitions: o.target_partitions,
                 spill_dir: self.dir.root().join("spill"),
+                caches: self.jobs.caches.clone(),
             },
         )
         .await
@@ -318,17 +342,8 @@ impl Domain {
             Ok(g) => g,
             Err(e) => return refused(e).await,
         };
-        let active = self
-            .store
-            .list_jobs()
-            .await?
-            .iter()
-            .filter(|j| {
-                j.requester_id == p.user_id
-                    && matches!(j.status, JobStatus::Queued | JobStatus::Running)
-            })
-            .count();
-        if active >= self.job_options().per_user {
+        let active = self.store.active_jobs_of(&p.user_id).await?;
+        if active >= self.job_options().per_user as u64 {
             return refused(Error::Denied {
                 code: "too_many_jobs",
                 message: format!(
@@ -353,16 +368,6 @@ impl Domain {
             Ok(p) => p,
             Err(e) => return refused(e).await,
         };
-        // The job slot is charged only for queries that will run.
-        self.charge_grant(
-            &Actor::user(p),
-            &grant.id,
-            &crate::access::Usage {
-                jobs: 1,
-                ..Default::default()
-            },
-        )
-        .await?;
         let tables = session.tables();
         let job = JobRecord {
             id: uuid::Uuid::now_v7().to_string(),
@@ -389,7 +394,6 @@ impl Domain {
             rows_scanned: 0,
             result_rows: None,
             suppressed_groups: None,
-            result_key: None,
             result_sha256: None,
             reviewers_required: tables
                 .iter()
@@ -403,7 +407,14 @@ impl Domain {
             finished_at: None,
             revision: 1,
         };
-        self.store.insert_job(&job).await?;
+        // The job and its slot in the budget, together; only queries that run are charged.
+        let slot = crate::access::Usage {
+            jobs: 1,
+            ..Default::default()
+        };
+        if let Err(r) = self.store.insert_job_charged(&job, &slot).await? {
+            return refused(charge_error(&r)).await;
+        }
         self.record(
             &Actor::user(p),
             ACTION,
@@ -414,6 +425,7 @@ impl Domain {
                 "datasets": job.datasets,
                 "sql_sha256": crate::release::sha256_hex(sql.as_bytes()),
                 "thresholded_aggregations": planned.rewritten.thresholded,
+                "charged": slot,
             }),
         )
         .await?;
@@ -449,6 +461,7 @@ impl Domain {
 
     async fn set_job(&self, job: &mut JobRecord) -> Result<()> {
         job.revision = self.store.save_job(job).await?;
+        self.jobs.changed.notify_waiters();
         Ok(())
     }
 
@@ -506,25 +519,28 @@ impl Domain {
         }
         job.status = JobStatus::Running;
         job.started_at = Some(crate::store::now_rfc3339());
-        self.set_job(&mut job).await?;
-        self.record(
-            &Actor::system(),
-            "job.start",
-            job_object(id),
-            Outcome::Success,
-            serde_json::json!({}),
-        )
-        .await?;
-        let executed = query::execute(
-            &session,
-            &planned,
-            Arc::clone(&progress),
-            cancel,
-            self.job_options().deadline,
-        )
-        .await;
+        // The state change, its event and the run itself proceed together.
+        let system = Actor::system();
+        let (saved, recorded, executed) = tokio::join!(
+            self.store.save_job(&job),
+            self.record(
+                &system,
+                "job.start",
+                job_object(id),
+                Outcome::Success,
+                serde_json::json!({}),
+            ),
+            query::execute(
+                &session,
+                &planned,
+                Arc::clone(&progress),
+                cancel,
+                self.job_options().deadline,
+            )
+        );
         drop(permit);
-        // Time spent is charged whatever the outcome (capped at what is left).
+        job.revision = saved?;
+        recorded?;
         let elapsed = match &executed {
             Ok(e) => e.elapsed.as_secs_f64(),
             Err(_) => self
@@ -535,34 +551,44 @@ impl Domain {
                 .get(id)
                 .map_or(0.0, |r| r.started.elapsed().as_secs_f64()),
         };
-        let current = self.grant(&grant.id).await?;
-        let left = (current.budgets.cpu_seconds - current.usage.cpu_seconds).max(0.0);
-        let cpu = elapsed.min(left);
-        let _ = self
-            .charge_grant(
-                &Actor::system(),
-                &grant.id,
-                &crate::access::Usage {
-                    cpu_seconds: cpu,
-                    ..Default::default()
-                },
-            )
-            .await;
-        let mut job = self.job(id).await?;
         job.cpu_seconds = elapsed;
         job.rows_scanned = progress
             .rows_scanned
             .load(std::sync::atomic::Ordering::Relaxed);
         let executed = match executed {
             Ok(x) => x,
-            Err(e) => return self.end_job(&mut job, &e).await,
+            Err(e) => {
+                // Time spent is charged whatever the outcome (saturating at the budget).
+                self.charge_cpu(&grant.id, elapsed).await;
+                let mut job = self.job(id).await?;
+                return self.end_job(&mut job, &e).await;
+            }
         };
         match self
             .check_result(&session, &planned, &executed, &mut job)
             .await
         {
             Ok(()) => Ok(()),
-            Err(e) => self.end_job(&mut job, &e).await,
+            Err(e) => {
+                self.charge_cpu(&grant.id, elapsed).await;
+                let mut job = self.job(id).await?;
+                self.end_job(&mut job, &e).await
+            }
+        }
+    }
+
+    /// Adds CPU time to a grant, saturating at its budget (failed jobs).
+    async fn charge_cpu(&self, grant_id: &str, seconds: f64) {
+        let left = match self.grant(grant_id).await {
+            Ok(g) => (g.budgets.cpu_seconds - g.usage.cpu_seconds).max(0.0),
+            Err(_) => return,
+        };
+        let charge = crate::access::Usage {
+            cpu_seconds: seconds.min(left),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.charge_grant(grant_id, &charge).await {
+            tracing::error!(error = %e, "charging CPU time failed");
         }
     }
 
@@ -746,84 +772,63 @@ impl Domain {
         let ipc = release::encode(&schema, &candidate, ResultFormat::ArrowIpc)?;
         let aad = format!("anyu:result:{}", job.id);
         let (key, sealed) = blob::seal(&self.keyring, aad.as_bytes(), &ipc)?;
-        let path = self
-            .dir
-            .root()
-            .join("results")
-            .join(format!("{}.bin", job.id));
-        {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || blob::write_new_file(&path, &sealed))
-                .await
-                .map_err(|e| Error::Internal(format!("result write task failed: {e}")))??;
-        }
-        job.status = JobStatus::Checked;
         job.result_rows = Some(report.rows);
         job.suppressed_groups = Some(executed.dropped_groups);
-        job.result_key = Some(key);
         job.result_sha256 = Some(release::sha256_hex(&ipc));
         job.checks = serde_json::to_value(&report).ok();
-        self.set_job(job).await?;
-        self.record(
-            &Actor::system(),
-            "job.check",
-            job_object(&job.id),
-            Outcome::Success,
-            serde_json::json!({
-                "verdict": report.verdict,
-                "rows": report.rows,
-                "suppressed_groups": executed.dropped_groups,
-                "rows_scanned": job.rows_scanned,
-            }),
-        )
-        .await?;
-        if report.fails_as_a_whole() {
-            job.status = JobStatus::Rejected;
+        // Checked, and where it goes next: one write, with the sealed candidate
+        // and the CPU time, beside its event.
+        let release_now =
+            !report.fails_as_a_whole() && report.verdict == Verdict::Pass && policy.auto_release;
+        job.status = if report.fails_as_a_whole() {
             job.error_code = Some("disclosure_check_failed".into());
             job.error_message = Some(
                 "the result as a whole fails the disclosure checks and cannot be released".into(),
             );
             job.finished_at = Some(crate::store::now_rfc3339());
-            self.set_job(job).await?;
+            JobStatus::Rejected
+        } else if release_now {
+            JobStatus::Checked
+        } else {
+            JobStatus::PendingReview
+        };
+        let system = Actor::system();
+        let (saved, recorded) = tokio::join!(
+            self.store
+                .finish_job(job, Some((&sealed, &key)), job.cpu_seconds),
             self.record(
-                &Actor::system(),
-                "job.reject",
+                &system,
+                "job.check",
                 job_object(&job.id),
                 Outcome::Success,
-                serde_json::json!({ "by": "checks" }),
+                serde_json::json!({
+                    "verdict": report.verdict,
+                    "rows": report.rows,
+                    "suppressed_groups": executed.dropped_groups,
+                    "rows_scanned": job.rows_scanned,
+                    "cpu_seconds": job.cpu_seconds,
+                    "next": job.status,
+                    "approvals_required": job.reviewers_required,
+                }),
             )
-            .await?;
-            return Ok(());
+        );
+        job.revision = saved?;
+        recorded?;
+        self.jobs.changed.notify_waiters();
+        if release_now {
+            self.release_job(job, Vec::new()).await?;
         }
-        if report.verdict == Verdict::Pass && policy.auto_release {
-            return self.release_job(job, Vec::new()).await.map(|_| ());
-        }
-        job.status = JobStatus::PendingReview;
-        self.set_job(job).await?;
-        self.record(
-            &Actor::system(),
-            "job.review_requested",
-            job_object(&job.id),
-            Outcome::Success,
-            serde_json::json!({ "verdict": report.verdict, "approvals_required": job.reviewers_required }),
-        )
-        .await?;
         Ok(())
     }
 
     async fn candidate(&self, job: &JobRecord) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let key = job
-            .result_key
-            .as_ref()
+        let (sealed, key) = self
+            .store
+            .job_result(&job.id)
+            .await?
             .ok_or_else(|| Error::Conflict("the job has no result".into()))?;
-        let path = self
-            .dir
-            .root()
-            .join("results")
-            .join(format!("{}.bin", job.id));
-        let sealed = std::fs::read(&path).map_err(Error::io("read", &path))?;
         let aad = format!("anyu:result:{}", job.id);
-        let ipc = blob::open(&self.keyring, key, aad.as_bytes(), &sealed)?;
+        let ipc = blob::open(&self.keyring, &key, aad.as_bytes(), &sealed)?;
         if Some(release::sha256_hex(&ipc)) != job.result_sha256 {
             return Err(Error::Crypto(
                 "the sealed result does not match its hash".into(),
@@ -842,15 +847,13 @@ impl Domain {
         let (schema, batches) = self.candidate(job).await?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let grant = self.grant(&job.grant_id).await?;
-        self.charge_grant(
-            &Actor::system(),
-            &grant.id,
-            &crate::access::Usage {
-                released_rows: rows,
-                ..Default::default()
-            },
-        )
-        .await?;
+        let charge = crate::access::Usage {
+            released_rows: rows,
+            ..Default::default()
+        };
+        if let Err(r) = self.store.charge_grant(&grant.id, &charge).await? {
+            return Err(charge_error(&r));
+        }
         let files = release::result_files(&schema, &batches)?;
         let release_id = uuid::Uuid::now_v7().to_string();
         let dir = self.dir.root().join("releases").join(&release_id);
@@ -929,6 +932,7 @@ impl Domain {
                 "rows": rows,
                 "reviewers": cert.reviewers.iter().map(|r| &r.username).collect::<Vec<_>>(),
                 "formats": cert.result.formats,
+                "charged": charge,
             }),
         )
         .await?;
@@ -971,6 +975,29 @@ impl Domain {
             job,
             elapsed_seconds: elapsed,
         })
+    }
+
+    /// Waits until the job leaves `queued`/`running`/`checked` or `timeout`
+    /// passes, then returns it (a long poll for clients and benchmarks).
+    pub async fn wait_job(&self, id: &str, timeout: Duration) -> Result<JobView> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before looking, so a change in between is not missed.
+            let changed = self.jobs.changed.notified();
+            let view = self.job_view(id).await?;
+            let settled = !matches!(
+                view.job.status,
+                JobStatus::Queued | JobStatus::Running | JobStatus::Checked
+            );
+            if settled || tokio::time::Instant::now() >= deadline {
+                return Ok(view);
+            }
+            let _ = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)),
+                changed,
+            )
+            .await;
+        }
     }
 
     /// The jobs `p` may read: a researcher's own; everything for admins and auditors;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use datafusion::common::{Column, JoinType, ScalarValue, TableReference};
 use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::SessionStateDefaults;
+use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -64,6 +65,9 @@ pub struct SessionLimits {
     pub target_partitions: usize,
     /// Where spill files go (inside the data directory, never the OS temp dir).
     pub spill_dir: PathBuf,
+    /// Caches shared by every job of the process (decrypted Parquet footers,
+    /// file statistics), so a job does not re-read and re-decrypt them.
+    pub caches: Option<Arc<CacheManager>>,
 }
 
 /// A planned, checked and rewritten query.
@@ -172,7 +176,15 @@ impl QuerySession {
     ) -> Result<QuerySession> {
         std::fs::create_dir_all(&limits.spill_dir)
             .map_err(Error::io("create directory", &limits.spill_dir))?;
+        let mut caches = CacheManagerConfig::default();
+        if let Some(shared) = &limits.caches {
+            caches = caches
+                .with_file_metadata_cache(Some(shared.get_file_metadata_cache()))
+                .with_file_statistics_cache(shared.get_file_statistic_cache())
+                .with_list_files_cache(shared.get_list_files_cache());
+        }
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
             .with_disk_manager_builder(
                 DiskManagerBuilder::default()

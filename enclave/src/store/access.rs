@@ -726,50 +726,30 @@ impl Store {
         id: &str,
         charge: &Usage,
     ) -> Result<std::result::Result<Usage, ChargeRefusal>> {
-        charge.validate()?;
-        // The 1e-9 tolerances match `Usage::exceeds`.
-        let row = sqlx::query(
-            "UPDATE grants SET jobs_used = jobs_used + ?1, epsilon_used = epsilon_used + ?2, \
-             delta_used = delta_used + ?3, cpu_seconds_used = cpu_seconds_used + ?4, \
-             rows_released = rows_released + ?5, updated_at = ?6 \
-             WHERE id = ?7 AND status = 'active' \
-             AND jobs_used + ?1 <= json_extract(grant_json, '$.budgets.jobs') \
-             AND epsilon_used + ?2 <= json_extract(grant_json, '$.budgets.epsilon') + 1e-9 \
-             AND delta_used + ?3 <= json_extract(grant_json, '$.budgets.delta') * (1 + 1e-9) \
-             AND cpu_seconds_used + ?4 <= json_extract(grant_json, '$.budgets.cpu_seconds') + 1e-9 \
-             AND rows_released + ?5 <= json_extract(grant_json, '$.budgets.released_rows') \
-             RETURNING jobs_used, epsilon_used, delta_used, cpu_seconds_used, rows_released",
-        )
-        .bind(to_i64(charge.jobs, "job charge")?)
-        .bind(charge.epsilon)
-        .bind(charge.delta)
-        .bind(charge.cpu_seconds)
-        .bind(to_i64(charge.released_rows, "row charge")?)
-        .bind(now_rfc3339())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = row {
-            return Ok(Ok(Usage {
-                jobs: to_u64(row.try_get("jobs_used")?, "jobs used")?,
-                epsilon: row.try_get("epsilon_used")?,
-                delta: row.try_get("delta_used")?,
-                cpu_seconds: row.try_get("cpu_seconds_used")?,
-                released_rows: to_u64(row.try_get("rows_released")?, "rows released")?,
-            }));
+        let mut conn = self.pool.acquire().await?;
+        match charge_on(&mut conn, id, charge).await? {
+            Some(u) => Ok(Ok(u)),
+            None => {
+                drop(conn);
+                Ok(Err(self.charge_refusal(id, charge).await?))
+            }
         }
+    }
+
+    /// Why `charge` does not fit the grant now.
+    pub(crate) async fn charge_refusal(&self, id: &str, charge: &Usage) -> Result<ChargeRefusal> {
         let g = self
             .grant(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("grant `{id}`")))?;
         if g.state.status() != GrantStatus::Active {
-            return Ok(Err(ChargeRefusal::NotActive(g.state.status())));
+            return Ok(ChargeRefusal::NotActive(g.state.status()));
         }
         let budget = g
             .usage
             .exceeds(charge, &g.budgets)
             .ok_or_else(|| Error::Internal("grant charge refused without a reason".into()))?;
-        Ok(Err(ChargeRefusal::Budget(budget)))
+        Ok(ChargeRefusal::Budget(budget))
     }
 
     /// Stores a usage report.
@@ -880,4 +860,46 @@ async fn update_application(
     .execute(&mut **tx)
     .await?
     .rows_affected())
+}
+
+/// The conditional charge on one connection or transaction: `None` when the
+/// grant is not active or a budget would be exceeded.
+pub(crate) async fn charge_on(
+    conn: &mut sqlx::SqliteConnection,
+    id: &str,
+    charge: &Usage,
+) -> Result<Option<Usage>> {
+    charge.validate()?;
+    // The 1e-9 tolerances match `Usage::exceeds`.
+    let row = sqlx::query(
+        "UPDATE grants SET jobs_used = jobs_used + ?1, epsilon_used = epsilon_used + ?2, \
+         delta_used = delta_used + ?3, cpu_seconds_used = cpu_seconds_used + ?4, \
+         rows_released = rows_released + ?5, updated_at = ?6 \
+         WHERE id = ?7 AND status = 'active' \
+         AND jobs_used + ?1 <= json_extract(grant_json, '$.budgets.jobs') \
+         AND epsilon_used + ?2 <= json_extract(grant_json, '$.budgets.epsilon') + 1e-9 \
+         AND delta_used + ?3 <= json_extract(grant_json, '$.budgets.delta') * (1 + 1e-9) \
+         AND cpu_seconds_used + ?4 <= json_extract(grant_json, '$.budgets.cpu_seconds') + 1e-9 \
+         AND rows_released + ?5 <= json_extract(grant_json, '$.budgets.released_rows') \
+         RETURNING jobs_used, epsilon_used, delta_used, cpu_seconds_used, rows_released",
+    )
+    .bind(to_i64(charge.jobs, "job charge")?)
+    .bind(charge.epsilon)
+    .bind(charge.delta)
+    .bind(charge.cpu_seconds)
+    .bind(to_i64(charge.released_rows, "row charge")?)
+    .bind(now_rfc3339())
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| -> Result<Usage> {
+        Ok(Usage {
+            jobs: to_u64(row.try_get("jobs_used")?, "jobs used")?,
+            epsilon: row.try_get("epsilon_used")?,
+            delta: row.try_get("delta_used")?,
+            cpu_seconds: row.try_get("cpu_seconds_used")?,
+            released_rows: to_u64(row.try_get("rows_released")?, "rows released")?,
+        })
+    })
+    .transpose()
 }

@@ -4,8 +4,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::access::{ChargeRefusal, charge_on};
 use super::identity::{enum_from_str, json_from_str, json_to_string};
 use super::{Store, now_rfc3339};
+use crate::access::Usage;
 use crate::keyring::WrappedKey;
 use crate::{Error, Result};
 
@@ -88,8 +90,6 @@ pub struct JobRecord {
     pub rows_scanned: u64,
     pub result_rows: Option<u64>,
     pub suppressed_groups: Option<u64>,
-    #[serde(skip)]
-    pub result_key: Option<WrappedKey>,
     pub result_sha256: Option<String>,
     pub reviewers_required: u32,
     pub cpu_seconds: f64,
@@ -135,7 +135,7 @@ pub struct ReleaseRecord {
 
 const JOB_COLUMNS: &str = "id, grant_id, requester_id, requester_username, kind, query_text, status, \
      error_code, error_message, plan_summary, facts_json, datasets_json, checks_json, rows_scanned, \
-     result_rows, suppressed_groups, result_key_json, result_sha256, reviewers_required, cpu_seconds, \
+     result_rows, suppressed_groups, result_sha256, reviewers_required, cpu_seconds, \
      submitted_at, started_at, finished_at, revision";
 
 fn opt_u64(row: &SqliteRow, col: &str) -> Result<Option<u64>> {
@@ -155,7 +155,6 @@ fn opt_json(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>> {
 
 fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
     let datasets: String = row.try_get("datasets_json")?;
-    let key: Option<String> = row.try_get("result_key_json")?;
     let reviewers: i64 = row.try_get("reviewers_required")?;
     Ok(JobRecord {
         id: row.try_get("id")?,
@@ -174,10 +173,6 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
         rows_scanned: opt_u64(row, "rows_scanned")?.unwrap_or(0),
         result_rows: opt_u64(row, "result_rows")?,
         suppressed_groups: opt_u64(row, "suppressed_groups")?,
-        result_key: key
-            .as_deref()
-            .map(|k| json_from_str(k, "result key"))
-            .transpose()?,
         result_sha256: row.try_get("result_sha256")?,
         reviewers_required: u32::try_from(reviewers)
             .map_err(|_| Error::Internal("stored reviewer count out of range".into()))?,
@@ -206,7 +201,7 @@ impl Store {
     pub async fn insert_job(&self, j: &JobRecord) -> Result<()> {
         let q = format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({})",
-            vec!["?"; 24].join(", ")
+            vec!["?"; 23].join(", ")
         );
         bind_job(sqlx::query(&q), j)?.execute(&self.pool).await?;
         Ok(())
@@ -245,29 +240,90 @@ impl Store {
     /// Writes `j` over the stored job if its revision is still `j.revision`;
     /// returns the new revision. A concurrent change is [`Error::Conflict`].
     pub async fn save_job(&self, j: &JobRecord) -> Result<i64> {
-        let sets: Vec<String> = JOB_COLUMNS
-            .split(", ")
-            .filter(|c| *c != "id" && *c != "revision")
-            .map(|c| format!("{c} = ?"))
-            .collect();
-        let q = format!(
-            "UPDATE jobs SET {}, revision = revision + 1 WHERE id = ? AND revision = ?",
-            sets.join(", ")
-        );
-        let mut query = sqlx::query(&q);
-        query = bind_job_fields(query, j)?;
-        let n = query
-            .bind(&j.id)
-            .bind(j.revision)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(Error::Conflict(
-                "the job changed meanwhile; reload it and try again".into(),
-            ));
-        }
+        let mut conn = self.pool.acquire().await?;
+        update_job(&mut conn, j).await?;
         Ok(j.revision + 1)
+    }
+
+    /// A new job, and the charge for it, in one transaction: the job exists
+    /// exactly when its charge was taken. A refused charge stores nothing.
+    pub async fn insert_job_charged(
+        &self,
+        j: &JobRecord,
+        charge: &Usage,
+    ) -> Result<std::result::Result<(), ChargeRefusal>> {
+        let mut tx = self.pool.begin().await?;
+        if charge_on(&mut tx, &j.grant_id, charge).await?.is_none() {
+            drop(tx);
+            return Ok(Err(self.charge_refusal(&j.grant_id, charge).await?));
+        }
+        let q = format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({})",
+            vec!["?"; 23].join(", ")
+        );
+        bind_job(sqlx::query(&q), j)?.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// The checked job with its sealed candidate result and the CPU time it
+    /// used (added to the grant, saturating at the budget), in one transaction.
+    pub async fn finish_job(
+        &self,
+        j: &JobRecord,
+        result: Option<(&[u8], &WrappedKey)>,
+        cpu_seconds: f64,
+    ) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        update_job(&mut tx, j).await?;
+        if let Some((sealed, key)) = result {
+            sqlx::query(
+                "INSERT INTO job_results (job_id, sealed, wrapped_key_json, sha256) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&j.id)
+            .bind(sealed)
+            .bind(json_to_string(key, "result key")?)
+            .bind(j.result_sha256.as_deref().unwrap_or(""))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if cpu_seconds > 0.0 && cpu_seconds.is_finite() {
+            sqlx::query(
+                "UPDATE grants SET cpu_seconds_used = min(cpu_seconds_used + ?, \
+                 json_extract(grant_json, '$.budgets.cpu_seconds')) WHERE id = ?",
+            )
+            .bind(cpu_seconds)
+            .bind(&j.grant_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(j.revision + 1)
+    }
+
+    /// A job's sealed candidate result and its wrapped key.
+    pub async fn job_result(&self, job_id: &str) -> Result<Option<(Vec<u8>, WrappedKey)>> {
+        let row = sqlx::query("SELECT sealed, wrapped_key_json FROM job_results WHERE job_id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| -> Result<(Vec<u8>, WrappedKey)> {
+            let key: String = r.try_get("wrapped_key_json")?;
+            Ok((r.try_get("sealed")?, json_from_str(&key, "result key")?))
+        })
+        .transpose()
+    }
+
+    /// Queued or running jobs of a researcher.
+    pub async fn active_jobs_of(&self, requester_id: &str) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT count(*) AS n FROM jobs WHERE requester_id = ? AND status IN ('queued', 'running')",
+        )
+        .bind(requester_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(n.max(0) as u64)
     }
 
     /// Records a review vote; a second vote by the same reviewer is a conflict.
@@ -387,6 +443,30 @@ impl Store {
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
+async fn update_job(conn: &mut sqlx::SqliteConnection, j: &JobRecord) -> Result<()> {
+    let sets: Vec<String> = JOB_COLUMNS
+        .split(", ")
+        .filter(|c| *c != "id" && *c != "revision")
+        .map(|c| format!("{c} = ?"))
+        .collect();
+    let q = format!(
+        "UPDATE jobs SET {}, revision = revision + 1 WHERE id = ? AND revision = ?",
+        sets.join(", ")
+    );
+    let n = bind_job_fields(sqlx::query(&q), j)?
+        .bind(&j.id)
+        .bind(j.revision)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(Error::Conflict(
+            "the job changed meanwhile; reload it and try again".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn bind_job<'q>(q: Query<'q>, j: &'q JobRecord) -> Result<Query<'q>> {
     bind_job_fields(q.bind(&j.id), j).map(|q| q.bind(j.revision))
 }
@@ -417,12 +497,6 @@ fn bind_job_fields<'q>(q: Query<'q>, j: &'q JobRecord) -> Result<Query<'q>> {
         .bind(
             j.suppressed_groups
                 .map(|v| i64_of(v, "suppressed groups"))
-                .transpose()?,
-        )
-        .bind(
-            j.result_key
-                .as_ref()
-                .map(|k| json_to_string(k, "result key"))
                 .transpose()?,
         )
         .bind(&j.result_sha256)

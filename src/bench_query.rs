@@ -1,0 +1,510 @@
+//! `anyu bench query` and `anyu bench http`: the SQL path against bare DataFusion.
+//!
+//! - `query`: eight aggregate queries over `social_insurance` through the whole
+//!   enclave path (grant check, session, policy, threshold rewrite, execution,
+//!   disclosure checks, sealed candidate, audit) versus the same SQL in a bare
+//!   DataFusion context over the same encrypted version; interleaved runs, the
+//!   median ratio per query, and the median over queries. Then `medical_claims`
+//!   (persons repeat) against the best hand-written SQL giving the same
+//!   protection: per-person pre-aggregation with a HAVING on persons.
+//! - `http`: the fixed overhead of a small query through the HTTP API (submit,
+//!   long-poll to completion) over the same query in bare DataFusion.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use enclave::access::{
+    AdmissionDetails, ApplicationDraft, DatasetRequest, NewProject, VersionPolicy,
+};
+use enclave::catalog::{OrganisationType, UsageMethod};
+use enclave::domain::ReviewStep;
+use enclave::identity::{IdentityPolicy, NewUser, Principal, Role};
+use enclave::ingest::ImportOptions;
+use enclave::{Actor, Domain, DomainOptions};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cli::CliResult;
+
+/// The eight representative queries.
+pub const QUERIES: [&str; 8] = [
+    "SELECT district, count(*) AS n FROM social_insurance GROUP BY district",
+    "SELECT district, sex, avg(contribution_base) AS mean FROM social_insurance GROUP BY district, sex",
+    "SELECT sex, sum(contribution_base) AS total, count(*) AS n FROM social_insurance GROUP BY sex",
+    "SELECT date_part('year', birth_date) AS y, avg(months_contributed) AS m FROM social_insurance GROUP BY 1",
+    "SELECT district, approx_percentile_cont(contribution_base, 0.5) AS p50 FROM social_insurance GROUP BY district",
+    "SELECT district, stddev(contribution_base) AS sd, avg(contribution_base) AS mean FROM social_insurance GROUP BY district",
+    "SELECT count(*) AS n, avg(contribution_base) AS mean FROM social_insurance WHERE months_contributed > 120",
+    "SELECT district, count(DISTINCT employer_credit_code) AS employers FROM social_insurance GROUP BY district",
+];
+
+const CLAIMS_QUERY: &str = "SELECT hospital, icd10_chapter, count(*) AS claims, avg(amount) AS mean \
+     FROM medical_claims GROUP BY hospital, icd10_chapter";
+
+/// The same protection written by hand: per-person pre-aggregation, then a
+/// HAVING on persons (threshold 20 for medical_claims).
+const CLAIMS_BY_HAND: &str = "SELECT hospital, icd10_chapter, sum(c) AS claims, sum(s) / sum(n) AS mean, count(*) AS persons \
+     FROM (SELECT hospital, icd10_chapter, person_id, count(*) AS c, sum(amount) AS s, count(amount) AS n \
+           FROM medical_claims GROUP BY hospital, icd10_chapter, person_id) \
+     GROUP BY hospital, icd10_chapter HAVING count(*) >= 20";
+
+/// The naive form, for context: COUNT(DISTINCT) beside the aggregates.
+const CLAIMS_NAIVE: &str = "SELECT hospital, icd10_chapter, count(*) AS claims, avg(amount) AS mean \
+     FROM medical_claims GROUP BY hospital, icd10_chapter HAVING count(DISTINCT person_id) >= 20";
+
+#[derive(Debug, Serialize)]
+pub struct QueryFigure {
+    pub sql: String,
+    pub enclave_median_ms: f64,
+    pub bare_median_ms: f64,
+    pub ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueryBench {
+    pub queries: Vec<QueryFigure>,
+    pub median_ratio: f64,
+    pub claims_enclave_ms: f64,
+    pub claims_by_hand_ms: f64,
+    pub claims_naive_ms: f64,
+    pub claims_ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HttpBench {
+    pub http_median_ms: f64,
+    pub bare_median_ms: f64,
+    pub overhead_ms: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Setup {
+    domain: Arc<Domain>,
+    researcher: Principal,
+    researcher_password: String,
+    grants: Vec<String>,
+}
+
+async fn user(
+    domain: &Domain,
+    name: &str,
+    role: Role,
+    org: &str,
+    agencies: &[&str],
+) -> CliResult<String> {
+    let password = crate::cli::generate_password();
+    domain
+        .create_user(
+            &Actor::operator(),
+            NewUser {
+                username: name.into(),
+                password: password.clone(),
+                real_name: "基准".into(),
+                organisation: org.into(),
+                organisation_type: if role == Role::Researcher {
+                    OrganisationType::University
+                } else {
+                    OrganisationType::Government
+                },
+                role,
+                provider_agencies: agencies.iter().map(|s| s.to_string()).collect(),
+                verified: true,
+                credit_flags: Vec::new(),
+            },
+        )
+        .await?;
+    Ok(password)
+}
+
+async fn principal(domain: &Domain, name: &str, password: &str) -> CliResult<Principal> {
+    let s = domain.login(name, password).await?;
+    Ok(domain.authenticate(&s.token).await?)
+}
+
+/// A data directory with the given sample datasets imported and one grant per
+/// dataset for a researcher (approved by the provider's steward and an admin).
+async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setup> {
+    let root = work.join("domain");
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    let options = DomainOptions {
+        identity: IdentityPolicy::default().with_insecure_fast_hashing(),
+        ..DomainOptions::default()
+    };
+    let domain = Domain::init(&root, options).await?;
+    let manifests = work.join("manifests");
+    std::fs::create_dir_all(&manifests)?;
+    for id in datasets {
+        let text = crate::demo::SAMPLE_MANIFESTS
+            .iter()
+            .find(|(m, _)| m == id)
+            .map(|(_, t)| *t)
+            .ok_or("unknown sample dataset")?;
+        let m = manifests.join(format!("{id}.toml"));
+        std::fs::write(&m, text)?;
+        domain
+            .import_dataset(
+                &Actor::operator(),
+                &m,
+                &samples.join(format!("{id}.csv")),
+                &ImportOptions::default(),
+                None,
+            )
+            .await?;
+    }
+    let rp = user(
+        &domain,
+        "bench_researcher",
+        Role::Researcher,
+        "深圳大学",
+        &[],
+    )
+    .await?;
+    let si = "深圳市社会保险基金管理局";
+    let mc = "深圳市医疗保障局";
+    let sp = user(&domain, "bench_steward", Role::Steward, si, &[si, mc]).await?;
+    let ap = user(&domain, "bench_admin", Role::Admin, "平台", &[]).await?;
+    let researcher = principal(&domain, "bench_researcher", &rp).await?;
+    let steward = principal(&domain, "bench_steward", &sp).await?;
+    let admin = principal(&domain, "bench_admin", &ap).await?;
+    let mut grants = Vec::new();
+    for id in datasets {
+        let project = domain
+            .create_project(
+                &researcher,
+                NewProject {
+                    title: "基准测试".into(),
+                    scenario_description: "测量安全域查询路径相对裸 DataFusion 的开销。".into(),
+                    scenario_category: "academic_research".into(),
+                    members: Vec::new(),
+                },
+            )
+            .await?;
+        let record = domain.store().dataset(id).await?.ok_or("dataset missing")?;
+        let draft = ApplicationDraft {
+            project_id: project.id.clone(),
+            datasets: vec![DatasetRequest {
+                dataset_id: id.to_string(),
+                columns: record
+                    .manifest
+                    .columns
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+                version_policy: VersionPolicy::Pinned,
+                row_filter: None,
+            }],
+            usage_method: UsageMethod::Invisible,
+            purpose: "基准测试：测量查询路径的开销。".into(),
+            purpose_is_research: true,
+            period_start: domain.today(),
+            period_end: domain.today() + chrono::Days::new(30),
+            security_measures: "仅在安全域内运行基准查询。".into(),
+            admission: AdmissionDetails {
+                brings_own_data: false,
+                own_data_description: None,
+                development_environment: "SQL".into(),
+                cpu_cores: 2,
+                memory_gib: 8,
+                storage_gib: 10,
+                accepts_domain_rules: true,
+            },
+            agreement_version: enclave::access::agreement::current().version,
+        };
+        let app = domain
+            .create_application(&researcher, &project, draft)
+            .await?;
+        let aid = app.application.id;
+        domain.submit_application(&researcher, &aid).await?;
+        domain
+            .review_application(&admin, &aid, ReviewStep::StartCompletenessCheck)
+            .await?;
+        domain
+            .review_application(&admin, &aid, ReviewStep::CompletenessPassed)
+            .await?;
+        for who in [&steward, &admin] {
+            domain
+                .review_application(
+                    who,
+                    &aid,
+                    ReviewStep::Approve {
+                        provider: None,
+                        conditions: Default::default(),
+                    },
+                )
+                .await?;
+        }
+        let text = domain.agreement_text(&aid).await?;
+        let (_, grant) = domain
+            .sign_agreement(&researcher, &aid, &text.sha256)
+            .await?;
+        grants.push(grant.id);
+    }
+    Ok(Setup {
+        domain: Arc::new(domain),
+        researcher,
+        researcher_password: rp,
+        grants,
+    })
+}
+
+/// A bare DataFusion context over the same encrypted versions the domain holds.
+async fn bare(
+    domain: &Domain,
+    datasets: &[&str],
+) -> CliResult<datafusion::prelude::SessionContext> {
+    let ctx = enclave::storage::session_context(Arc::clone(domain.keyring()));
+    for id in datasets {
+        let v = domain
+            .store()
+            .versions(id)
+            .await?
+            .into_iter()
+            .max_by_key(|v| v.version)
+            .ok_or("no version")?;
+        enclave::storage::register_version(&ctx, id, &domain.data_dir().root().join(&v.dir))
+            .await?;
+    }
+    Ok(ctx)
+}
+
+async fn time_bare(ctx: &datafusion::prelude::SessionContext, sql: &str) -> CliResult<f64> {
+    let t = Instant::now();
+    let batches = ctx.sql(sql).await?.collect().await?;
+    std::hint::black_box(batches);
+    Ok(ms(t.elapsed()))
+}
+
+async fn time_enclave(s: &Setup, grant: &str, sql: &str) -> CliResult<f64> {
+    let t = Instant::now();
+    let job = s.domain.submit_job(&s.researcher, grant, sql).await?;
+    let done = s
+        .domain
+        .wait_job(&job.job.id, Duration::from_secs(600))
+        .await?;
+    let elapsed = ms(t.elapsed());
+    if done.job.status.as_str() != "pending_review" {
+        return Err(format!(
+            "benchmark job ended {}: {:?}",
+            done.job.status.as_str(),
+            done.job.error_code
+        )
+        .into());
+    }
+    Ok(elapsed)
+}
+
+/// The query benchmark (the samples must hold social_insurance and medical_claims).
+pub async fn query(work: &Path, samples: &Path, repeat: usize) -> CliResult<QueryBench> {
+    println!("query:     preparing a domain (imports of social_insurance and medical_claims) ...");
+    let s = setup(work, samples, &["social_insurance", "medical_claims"]).await?;
+    let ctx = bare(&s.domain, &["social_insurance", "medical_claims"]).await?;
+    let (si, mc) = (s.grants[0].clone(), s.grants[1].clone());
+    let repeat = repeat.max(3);
+    let mut figures = Vec::new();
+    for sql in QUERIES {
+        // Warm both sides once.
+        time_enclave(&s, &si, sql).await?;
+        time_bare(&ctx, sql).await?;
+        let (mut e, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..repeat {
+            e.push(time_enclave(&s, &si, sql).await?);
+            b.push(time_bare(&ctx, sql).await?);
+        }
+        let (em, bm) = (median(&mut e), median(&mut b));
+        println!(
+            "query:     {:>8.1} ms enclave / {:>8.1} ms bare = {:.3}  {sql}",
+            em,
+            bm,
+            em / bm
+        );
+        figures.push(QueryFigure {
+            sql: sql.to_string(),
+            enclave_median_ms: em,
+            bare_median_ms: bm,
+            ratio: em / bm,
+        });
+    }
+    let mut ratios: Vec<f64> = figures.iter().map(|f| f.ratio).collect();
+    let median_ratio = median(&mut ratios);
+    println!(
+        "query:     median ratio over {} queries: {median_ratio:.3}",
+        figures.len()
+    );
+
+    time_enclave(&s, &mc, CLAIMS_QUERY).await?;
+    time_bare(&ctx, CLAIMS_BY_HAND).await?;
+    let (mut e, mut h, mut n) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        e.push(time_enclave(&s, &mc, CLAIMS_QUERY).await?);
+        h.push(time_bare(&ctx, CLAIMS_BY_HAND).await?);
+        n.push(time_bare(&ctx, CLAIMS_NAIVE).await?);
+    }
+    let (em, hm, nm) = (median(&mut e), median(&mut h), median(&mut n));
+    println!(
+        "query:     medical_claims (repeated persons): enclave {em:.1} ms / by-hand pre-aggregation {hm:.1} ms = {:.3} (naive COUNT(DISTINCT) {nm:.1} ms)",
+        em / hm
+    );
+    Ok(QueryBench {
+        queries: figures,
+        median_ratio,
+        claims_enclave_ms: em,
+        claims_by_hand_ms: hm,
+        claims_naive_ms: nm,
+        claims_ratio: em / hm,
+    })
+}
+
+/// One HTTP/1.1 request on a kept-alive connection; returns status and body.
+async fn http(
+    conn: &mut tokio::net::TcpStream,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> CliResult<(u16, serde_json::Value)> {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: bench\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).ok_or("no status")?.parse()?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .ok_or("no content-length")?
+        .parse()?;
+    while buf.len() < header_end + len {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let json = serde_json::from_slice(&buf[header_end..header_end + len])
+        .unwrap_or(serde_json::Value::Null);
+    Ok((status, json))
+}
+
+/// The HTTP fixed-overhead benchmark on a small sample (1,000 persons).
+pub async fn http_overhead(work: &Path, repeat: usize) -> CliResult<HttpBench> {
+    let samples = work.join("samples-small");
+    let opts = anyu_datasets::GenerateOptions {
+        rows: 1000,
+        seed: 3,
+        out_dir: samples.clone(),
+    };
+    tokio::task::spawn_blocking(move || anyu_datasets::generate(&opts)).await??;
+    let s = setup(&work.join("small"), &samples, &["social_insurance"]).await?;
+    let ctx = bare(&s.domain, &["social_insurance"]).await?;
+    let grant = s.grants[0].clone();
+    let password = s.researcher_password.clone();
+    let domain = Arc::try_unwrap(s.domain).map_err(|_| "domain still shared")?;
+    let config = crate::config::Config::default();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        crate::server::serve(
+            domain,
+            "127.0.0.1:0".parse().expect("addr"),
+            &config,
+            Some(tx),
+        )
+        .await
+    });
+    let addr = rx.await?;
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.set_nodelay(true)?;
+    let (_, login) = http(
+        &mut conn,
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(&serde_json::json!({ "username": "bench_researcher", "password": password })),
+    )
+    .await?;
+    let token = login["token"].as_str().ok_or("login failed")?.to_string();
+    let sql = "SELECT district, count(*) AS n FROM social_insurance GROUP BY district";
+    http_job(&mut conn, &token, &grant, sql).await?;
+    time_bare(&ctx, sql).await?;
+    let (mut h, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..repeat.max(5) {
+        h.push(http_job(&mut conn, &token, &grant, sql).await?);
+        b.push(time_bare(&ctx, sql).await?);
+    }
+    server.abort();
+    let (hm, bm) = (median(&mut h), median(&mut b));
+    println!(
+        "http:      small query through the HTTP API {hm:.1} ms, bare DataFusion {bm:.1} ms: fixed overhead {:.1} ms",
+        hm - bm
+    );
+    Ok(HttpBench {
+        http_median_ms: hm,
+        bare_median_ms: bm,
+        overhead_ms: hm - bm,
+    })
+}
+
+/// One job through HTTP: submit, then long-poll until it is checked.
+async fn http_job(
+    conn: &mut tokio::net::TcpStream,
+    token: &str,
+    grant: &str,
+    sql: &str,
+) -> CliResult<f64> {
+    let t = Instant::now();
+    let (status, job) = http(
+        conn,
+        "POST",
+        "/api/jobs",
+        Some(token),
+        Some(&serde_json::json!({ "grant_id": grant, "sql": sql })),
+    )
+    .await?;
+    if status != 202 {
+        return Err(format!("submit answered {status}: {job}").into());
+    }
+    let id = job["id"].as_str().ok_or("no id")?.to_string();
+    let (_, done) = http(
+        conn,
+        "GET",
+        &format!("/api/jobs/{id}?wait=20"),
+        Some(token),
+        None,
+    )
+    .await?;
+    if done["status"] != "pending_review" {
+        return Err(format!("job ended {}", done["status"]).into());
+    }
+    Ok(ms(t.elapsed()))
+}
