@@ -325,6 +325,16 @@ fn attacks() -> Vec<(&'static str, &'static str, Expect)> {
             "SELECT sex, min(district) AS d FROM social_insurance GROUP BY sex",
             Flagged("echo"),
         ),
+        (
+            "small count inside a large group",
+            "SELECT district, count(*) FILTER (WHERE contribution_base > 30000) AS rich FROM social_insurance GROUP BY district",
+            Flagged("frequency"),
+        ),
+        (
+            "statistic over a filtered subset",
+            "SELECT district, avg(contribution_base) FILTER (WHERE months_contributed > 500) AS a FROM social_insurance GROUP BY district",
+            Flagged("filtered_aggregate"),
+        ),
         // 6. Errors carry no values.
         (
             "failing cast of names",

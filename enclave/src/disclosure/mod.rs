@@ -8,11 +8,13 @@
 //!
 //! ```text
 //!  result batches + hidden per-group counts + PlanFacts + policy + echo findings
-//!       ─▶ FrequencyRule   cells built from fewer records than `frequency_threshold` (ACRO safe_threshold)
+//!       ─▶ FrequencyRule   cells built from fewer records than `frequency_threshold` (ACRO
+//!                          safe_threshold), and counts of rows or persons under it
 //!       ─▶ ZerosRule       zero counts, when `zeros_are_disclosive`
 //!       ─▶ MaxRowsRule     more rows than `max_output_rows`
 //!       ─▶ EchoRule        a cell equal to a value of an identifier / quasi-identifier column read
 //!       ─▶ ExtremeRule     MIN/MAX of a sensitive column (one person's value): review
+//!       ─▶ FilteredRule    statistics over a FILTER subset of a group: review
 //!       ─▶ CheckReport { verdict: worst of all, per rule: failing/review cells }
 //! ```
 //!
@@ -215,6 +217,34 @@ impl DisclosureRule for FrequencyRule {
                 reason: "the records behind each row cannot be counted through this query's shape (e.g. a UNION or join of aggregates); every aggregation inside was thresholded".into(),
             }),
         }
+        // A count of rows or persons below the threshold is itself a small cell
+        // (e.g. `COUNT(*) FILTER (WHERE …)` inside a large group). Zero is the zeros rule's.
+        let mut offset = 0u64;
+        for b in input.batches {
+            for (i, f) in b.schema().fields().iter().enumerate() {
+                let people =
+                    input.facts.output.iter().any(|o| {
+                        o.name == *f.name() && o.kind == CellKind::Count && o.counts_people
+                    });
+                if !people {
+                    continue;
+                }
+                for row in 0..b.num_rows() {
+                    if let Some(v) = count_value(b.column(i).as_ref(), row)
+                        && v > 0
+                        && v < i128::from(t)
+                    {
+                        cells.push(CellVerdict {
+                            row: Some(offset + row as u64),
+                            column: Some(f.name().clone()),
+                            verdict: Verdict::Fail,
+                            reason: format!("a count under the threshold of {t}"),
+                        });
+                    }
+                }
+            }
+            offset += b.num_rows() as u64;
+        }
         report(self.name(), cells)
     }
 }
@@ -345,6 +375,37 @@ impl DisclosureRule for ExtremeRule {
     }
 }
 
+/// A statistic computed with a FILTER clause covers a subset of its group,
+/// whose contributors are not counted: a person looks at it.
+pub struct FilteredRule;
+
+impl DisclosureRule for FilteredRule {
+    fn name(&self) -> &'static str {
+        "filtered_aggregate"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let cols: Vec<&str> = input
+            .facts
+            .output
+            .iter()
+            .filter(|o| o.filtered && matches!(o.kind, CellKind::Magnitude | CellKind::Extreme))
+            .map(|o| o.name.as_str())
+            .collect();
+        let mut cells = Vec::new();
+        for row in 0..input.rows() {
+            for c in &cols {
+                cells.push(CellVerdict {
+                    row: Some(row),
+                    column: Some((*c).to_string()),
+                    verdict: Verdict::Review,
+                    reason: "computed over a FILTER subset of the group, whose contributors are not counted".into(),
+                });
+            }
+        }
+        report(self.name(), cells)
+    }
+}
+
 /// The rules every result goes through, in report order.
 pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
     vec![
@@ -353,6 +414,7 @@ pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
         Box::new(MaxRowsRule),
         Box::new(EchoRule),
         Box::new(ExtremeRule),
+        Box::new(FilteredRule),
     ]
 }
 

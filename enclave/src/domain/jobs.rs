@@ -2,19 +2,24 @@
 //! and released directly or after output review, with a signed certificate.
 //!
 //! ```text
-//!  submit ─▶ usable_grant ─▶ QuerySession (grant's views) ─▶ plan: SQLOptions + policy + rewrite
+//!  submit ─▶ usable_grant ─▶ QuerySession (grant's views) ─▶ plan: statement + policy + rewrite
 //!         │     refused ─▶ 422, audited `job.submit` denied (no job, no budget spent)
 //!         ▼
-//!  queued ─▶ (worker permit) running ─▶ execute (memory pool, deadline, cancel)
-//!         ─▶ checked: echo search + disclosure rules; failing cells suppressed; candidate sealed
-//!         ─▶ auto-release (all pass, policy allows) ─▶ released + certificate
-//!         └▶ pending_review ─▶ blind votes (stewards of the providers, admins; never the requester)
-//!               ─▶ approvals ≥ reviewers_required ─▶ released      any reject ─▶ rejected
-//!  failed / cancelled on errors, deadline, cancellation
+//!  queued (job row + budget slot: one transaction) ─▶ worker permit
+//!  running ─▶ execute (memory pool + spill, deadline, cancel)   ‖ state write ‖ `job.start`
+//!  checked ─▶ echo search + disclosure rules; failing cells suppressed; candidate sealed
+//!          ─▶ one transaction: job + sealed candidate + CPU time  ‖ `job.check` {verdict, next}
+//!          ─▶ auto-release (all pass, policy allows) ─▶ released + certificate (`job.release`)
+//!          └▶ pending_review ─▶ blind votes (provider stewards, admins; never the requester
+//!               or their organisation) ─▶ approvals ≥ reviewers_required, one a provider's
+//!               steward ─▶ released;  any reject ─▶ rejected
+//!  failed / cancelled on errors, deadline, cancellation; interrupted jobs fail at restart
 //! ```
 //!
 //! The researcher never sees values before release: job status shows counts
-//! and verdicts only; reviewers see the candidate result.
+//! and verdicts only; reviewers see the candidate result. Writes and their
+//! audit events run side by side (`‖`) and both finish before anything is
+//! acknowledged or the next step starts.
 
 use std::collections::HashMap;
 use std::sync::Arc;

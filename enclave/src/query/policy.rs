@@ -78,6 +78,10 @@ pub struct OutputColumn {
     pub sources: BTreeSet<BaseColumn>,
     /// `MIN`/`MAX` over a sensitive column flows into this column.
     pub extreme_of_sensitive: bool,
+    /// A count of rows or persons: a value under the threshold is a small cell.
+    pub counts_people: bool,
+    /// Computed by an aggregate with a FILTER clause: over a subset of the group.
+    pub filtered: bool,
 }
 
 /// What the policy learned about an accepted plan.
@@ -114,6 +118,8 @@ struct Info {
     bare: Option<BaseColumn>,
     kind: CellKind,
     extreme_of_sensitive: bool,
+    counts_people: bool,
+    filtered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +180,8 @@ pub fn check(
             kind: i.kind,
             sources: i.row.union(&i.agg).cloned().collect(),
             extreme_of_sensitive: i.extreme_of_sensitive,
+            counts_people: i.counts_people,
+            filtered: i.filtered,
         })
         .collect();
     Ok(PlanFacts {
@@ -273,6 +281,8 @@ impl Checker<'_> {
                         bare: Some(b),
                         kind: CellKind::RowValue,
                         extreme_of_sensitive: false,
+                        counts_people: false,
+                        filtered: false,
                     }
                 })
                 .collect();
@@ -546,6 +556,7 @@ impl Checker<'_> {
                         merged.row.extend(c.row.iter().cloned());
                         merged.agg.extend(c.agg.iter().cloned());
                         merged.extreme_of_sensitive |= c.extreme_of_sensitive;
+                        merged.filtered |= c.filtered;
                         merged.kind = combine_kinds(&[merged.kind, c.kind]);
                     }
                 }
@@ -680,8 +691,19 @@ impl Checker<'_> {
                             self.no_identifier(a)?;
                         }
                     }
+                    let of_unit = args
+                        .first()
+                        .and_then(|a| a.bare.as_ref())
+                        .is_some_and(|b| self.is_unit(b));
+                    let counts_people = match name {
+                        "count" | "regr_count" => !p.distinct || of_unit,
+                        "approx_distinct" => of_unit,
+                        _ => false,
+                    };
                     return Ok(Info {
                         kind: CellKind::Count,
+                        counts_people,
+                        filtered: p.filter.is_some(),
                         ..Info::default_constant()
                     });
                 }
@@ -691,6 +713,7 @@ impl Checker<'_> {
                     } else {
                         CellKind::Magnitude
                     },
+                    filtered: p.filter.is_some(),
                     ..Info::default_constant()
                 };
                 for a in &args {
@@ -854,6 +877,7 @@ impl Checker<'_> {
             out.row.extend(info.row.iter().cloned());
             out.agg.extend(info.agg.iter().cloned());
             out.extreme_of_sensitive |= info.extreme_of_sensitive;
+            out.filtered |= info.filtered;
             kinds.push(info.kind);
         }
         out.kind = combine_kinds(&kinds);
