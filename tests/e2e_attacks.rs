@@ -534,19 +534,12 @@ fn suspended_revoked_and_expired_grants_run_nothing() {
     server.stop();
 
     // Past its period: refused even before the sweep marks it expired.
-    let db = data.join("meta/anyu.db");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        sqlx::query(&format!(
+    common::exec_sqlite(
+        &data.join("meta/anyu.db"),
+        &format!(
             "UPDATE grants SET grant_json = json_set(grant_json, '$.valid_until', '2020-01-01T00:00:00Z') WHERE id = '{g2}'"
-        ))
-        .execute(&mut c)
-        .await
-        .unwrap();
-        c.close().await.unwrap();
-    });
+        ),
+    );
     let server = TestServer::start(&data);
     let p = People::login(&server);
     let (status, body): (u16, Value) = submit(&server, &p.researcher, &g2, sql);

@@ -940,19 +940,7 @@ fn materials_are_checked_and_sealed() {
 }
 
 fn sql(data: &std::path::Path, statement: &str) {
-    let db = data.join("meta/anyu.db");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        sqlx::query(statement).execute(&mut conn).await.unwrap();
-        conn.close().await.unwrap();
-    });
+    common::exec_sqlite(&data.join("meta/anyu.db"), statement);
 }
 
 #[test]

@@ -575,3 +575,23 @@ pub fn run_job(server: &TestServer, token: &str, grant: &str, sql: &str) -> serd
     assert_eq!(status, 202, "{sql}: {body}");
     wait_job(server, token, body["id"].as_str().unwrap())
 }
+
+/// Runs one SQL statement on a SQLite file directly, as an intruder or a
+/// passing clock would (the server must not be running).
+pub fn exec_sqlite(db: &Path, statement: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("open sqlite");
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("statement");
+        conn.close().await.expect("close");
+    });
+}

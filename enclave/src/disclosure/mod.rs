@@ -353,25 +353,12 @@ impl DisclosureRule for ExtremeRule {
         "extreme_values"
     }
     fn check(&self, input: &CheckInput<'_>) -> RuleReport {
-        let cols: Vec<&str> = input
-            .facts
-            .output
-            .iter()
-            .filter(|o| o.extreme_of_sensitive)
-            .map(|o| o.name.as_str())
-            .collect();
-        let mut cells = Vec::new();
-        for row in 0..input.rows() {
-            for c in &cols {
-                cells.push(CellVerdict {
-                    row: Some(row),
-                    column: Some((*c).to_string()),
-                    verdict: Verdict::Review,
-                    reason: "the minimum or maximum of a sensitive column is one contributor's own value".into(),
-                });
-            }
-        }
-        report(self.name(), cells)
+        review_columns(
+            self.name(),
+            input,
+            |o| o.extreme_of_sensitive,
+            "the minimum or maximum of a sensitive column is one contributor's own value",
+        )
     }
 }
 
@@ -384,26 +371,41 @@ impl DisclosureRule for FilteredRule {
         "filtered_aggregate"
     }
     fn check(&self, input: &CheckInput<'_>) -> RuleReport {
-        let cols: Vec<&str> = input
-            .facts
-            .output
-            .iter()
-            .filter(|o| o.filtered && matches!(o.kind, CellKind::Magnitude | CellKind::Extreme))
-            .map(|o| o.name.as_str())
-            .collect();
-        let mut cells = Vec::new();
-        for row in 0..input.rows() {
-            for c in &cols {
-                cells.push(CellVerdict {
-                    row: Some(row),
-                    column: Some((*c).to_string()),
-                    verdict: Verdict::Review,
-                    reason: "computed over a FILTER subset of the group, whose contributors are not counted".into(),
-                });
-            }
-        }
-        report(self.name(), cells)
+        review_columns(
+            self.name(),
+            input,
+            |o| o.filtered && matches!(o.kind, CellKind::Magnitude | CellKind::Extreme),
+            "computed over a FILTER subset of the group, whose contributors are not counted",
+        )
     }
+}
+
+/// Every cell of the output columns `pick` selects, for review.
+fn review_columns(
+    rule: &str,
+    input: &CheckInput<'_>,
+    pick: impl Fn(&crate::query::OutputColumn) -> bool,
+    reason: &str,
+) -> RuleReport {
+    let cols: Vec<&str> = input
+        .facts
+        .output
+        .iter()
+        .filter(|o| pick(o))
+        .map(|o| o.name.as_str())
+        .collect();
+    let mut cells = Vec::new();
+    for row in 0..input.rows() {
+        for c in &cols {
+            cells.push(CellVerdict {
+                row: Some(row),
+                column: Some((*c).to_string()),
+                verdict: Verdict::Review,
+                reason: reason.to_string(),
+            });
+        }
+    }
+    report(rule, cells)
 }
 
 /// The rules every result goes through, in report order.

@@ -607,30 +607,25 @@ impl<'a> Rewriter<'a> {
             let name = func.name();
             let arg = params.args.first().cloned().unwrap_or_else(|| lit(1i64));
             let mut names = Vec::new();
+            let simple: Option<fn(Expr) -> Expr> = match name {
+                "count" => Some(count),
+                "sum" => Some(sum),
+                "min" => Some(min),
+                "max" => Some(max),
+                _ => None,
+            };
             let kind = match name {
-                "count" => {
+                "count" | "sum" | "min" | "max" => {
                     let n = self.fresh("__anyu_p");
-                    partials.push(count(arg).alias(&n));
+                    let partial = simple.expect("matched above");
+                    partials.push(partial(arg).alias(&n));
                     names.push(n);
-                    "count"
-                }
-                "sum" => {
-                    let n = self.fresh("__anyu_p");
-                    partials.push(sum(arg).alias(&n));
-                    names.push(n);
-                    "sum"
-                }
-                "min" => {
-                    let n = self.fresh("__anyu_p");
-                    partials.push(min(arg).alias(&n));
-                    names.push(n);
-                    "min"
-                }
-                "max" => {
-                    let n = self.fresh("__anyu_p");
-                    partials.push(max(arg).alias(&n));
-                    names.push(n);
-                    "max"
+                    match name {
+                        "count" => "count",
+                        "sum" => "sum",
+                        "min" => "min",
+                        _ => "max",
+                    }
                 }
                 "avg" => {
                     let arg_type = arg.get_type(a.input.schema())?;
