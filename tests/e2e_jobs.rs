@@ -406,3 +406,75 @@ fn research_queries_equal_the_reference() {
     }
     server.stop();
 }
+
+/// Three-way self-join on a two-valued key: billions of rows to count.
+const HEAVY: &str = "SELECT count(*) AS n FROM social_insurance a JOIN social_insurance b ON a.sex = b.sex \
+                     JOIN social_insurance c ON b.sex = c.sex";
+
+#[test]
+fn running_jobs_are_cancelled_or_stopped_at_their_deadline() {
+    let dir = prepared_data_dir(2000, &["social_insurance"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    let config = data.join("anyu.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# deadline_secs = 600", "deadline_secs = 3"),
+    )
+    .unwrap();
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let grant = grant_on(
+        &server,
+        &p,
+        &[("social_insurance", SI_COLUMNS)],
+        "invisible",
+    );
+    let r = p.researcher.as_str();
+
+    // Cancelled while running; the server answers meanwhile (queries run on their own runtime).
+    let (status, job) = common::submit(&server, r, &grant, HEAVY);
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let j = server.expect(200, "GET", &format!("/api/jobs/{id}"), Some(r), None);
+        if j["status"] == "running" && j["rows_scanned"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ran: {j}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let t = std::time::Instant::now();
+    server.expect(200, "GET", "/healthz", None, None);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "server stalled by a query"
+    );
+    server.expect(
+        200,
+        "POST",
+        &format!("/api/jobs/{id}/cancel"),
+        Some(r),
+        None,
+    );
+    let done = common::wait_job(&server, r, &id);
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "cancellation took {:?}",
+        t.elapsed()
+    );
+
+    // Stopped at the configured deadline, with a value-free reason.
+    let done = run_job(&server, r, &grant, HEAVY);
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error_code"], "deadline_exceeded");
+    let g = server.expect(200, "GET", &format!("/api/grants/{grant}"), Some(r), None);
+    assert!(
+        g["usage"]["cpu_seconds"].as_f64().unwrap() >= 2.5,
+        "run time is charged: {g}"
+    );
+    server.stop();
+}

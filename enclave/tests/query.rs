@@ -15,7 +15,7 @@ use enclave::access::RowFilter;
 use enclave::catalog::{GradeScale, Manifest};
 use enclave::ingest::{self, ImportOptions};
 use enclave::keyring::Keyring;
-use enclave::query::{Executed, PlannedQuery, Progress, QuerySession, SessionLimits, TableSpec};
+use enclave::query::{Executed, Guard, PlannedQuery, QuerySession, SessionLimits, TableSpec};
 
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
@@ -148,16 +148,10 @@ impl Fixture {
 
 async fn run(s: &QuerySession, sql: &str) -> (PlannedQuery, Executed) {
     let planned = s.plan(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let ex = enclave::query::execute(
-        s,
-        &planned,
-        Arc::new(Progress::default()),
-        rx,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let guard = Guard::new(std::time::Instant::now() + Duration::from_secs(60));
+    let ex = enclave::query::execute(s, &planned, guard)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     (planned, ex)
 }
 
@@ -376,16 +370,10 @@ async fn run_time_errors_never_show_values() {
         .plan("SELECT sum(CAST(hospital AS BIGINT)) FROM medical_claims")
         .await
         .unwrap();
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let err = enclave::query::execute(
-        &s,
-        &planned,
-        Arc::new(Progress::default()),
-        rx,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap_err();
+    let guard = Guard::new(std::time::Instant::now() + Duration::from_secs(60));
+    let err = enclave::query::execute(&s, &planned, guard)
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert_eq!(err.code(), "conversion_failed", "{text}");
     assert!(!text.contains("医院"), "{text}");
@@ -419,4 +407,82 @@ async fn rewrites_are_locked() {
         ));
     }
     insta::assert_snapshot!(out);
+}
+
+async fn run_err(
+    s: &QuerySession,
+    sql: &str,
+    deadline: Duration,
+    cancel_after: Option<Duration>,
+) -> Error {
+    let planned = s.plan(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let guard = Guard::new(std::time::Instant::now() + deadline);
+    if let Some(after) = cancel_after {
+        // From another thread, as an HTTP handler would.
+        let g = Arc::clone(&guard);
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            g.cancel();
+        });
+    }
+    enclave::query::execute(s, &planned, guard)
+        .await
+        .expect_err("the query should not finish")
+}
+
+/// Three-way self-join on a two-valued key: ~1.25e8 rows to count.
+const HEAVY: &str =
+    "SELECT count(*) AS n FROM pums a JOIN pums b ON a.sex = b.sex JOIN pums c ON b.sex = c.sex";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_cancellation_and_memory_limit_end_a_job() {
+    let f = fixture();
+    let s = f.session().await;
+    let started = std::time::Instant::now();
+    let e = run_err(&s, HEAVY, Duration::from_millis(200), None).await;
+    assert_eq!(e.code(), "deadline_exceeded", "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped promptly"
+    );
+    let e = run_err(
+        &s,
+        HEAVY,
+        Duration::from_secs(60),
+        Some(Duration::from_millis(100)),
+    )
+    .await;
+    assert_eq!(e.code(), "cancelled", "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "stopped promptly: {:?}",
+        started.elapsed()
+    );
+
+    // A tiny memory pool: an aggregate that cannot spill fails cleanly.
+    let mut specs = f.specs.clone();
+    specs.truncate(1);
+    let small = QuerySession::open(
+        Arc::clone(&f.keyring),
+        specs,
+        true,
+        &SessionLimits {
+            memory_bytes: 4 * 1024,
+            target_partitions: 2,
+            spill_dir: f.dir.path().join("spill"),
+            caches: None,
+        },
+    )
+    .await
+    .unwrap();
+    let e = run_err(
+        &small,
+        "SELECT age, median(income) AS m, count(*) AS n FROM pums GROUP BY age",
+        Duration::from_secs(60),
+        None,
+    )
+    .await;
+    assert_eq!(e.code(), "memory_limit", "{e}");
+    assert!(!e.to_string().contains("bytes"), "no engine detail: {e}");
 }

@@ -32,7 +32,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, lit};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use super::access::shown_id;
@@ -43,7 +43,7 @@ use crate::catalog::UsageMethod;
 use crate::disclosure::{self, CheckInput, CheckReport, EchoHit, Verdict};
 use crate::identity::{Principal, Role};
 use crate::query::{
-    self, CellKind, GrantedTable, PlannedQuery, Progress, QuerySession, SessionLimits, TableSpec,
+    self, CellKind, GrantedTable, Guard, PlannedQuery, QuerySession, SessionLimits, TableSpec,
 };
 use crate::release::{self, Certificate, ResultFormat};
 use crate::storage::blob;
@@ -82,13 +82,16 @@ impl Default for JobOptions {
 
 /// A running job's handles.
 struct Running {
-    cancel: watch::Sender<bool>,
-    progress: Arc<Progress>,
+    /// Cancels the job from anywhere; counts its rows scanned.
+    guard: Arc<Guard>,
     started: Instant,
 }
 
 /// The worker pool and the running jobs.
 pub(crate) struct JobRunner {
+    /// Queries run here, not on the runtime serving HTTP: a CPU-bound
+    /// operator can hold a thread for seconds without yielding.
+    runtime: Option<tokio::runtime::Runtime>,
     permits: Arc<Semaphore>,
     running: std::sync::Mutex<HashMap<String, Running>>,
     /// Woken on every job state change (long polls).
@@ -98,8 +101,18 @@ pub(crate) struct JobRunner {
 }
 
 impl JobRunner {
-    pub(crate) fn new(workers: usize) -> JobRunner {
+    pub(crate) fn new(workers: usize, threads: usize) -> JobRunner {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("anyu-query")
+            .enable_all()
+            .build()
+            .map_err(
+                |e| tracing::error!(error = %e, "no query runtime; queries share the server's"),
+            )
+            .ok();
         JobRunner {
+            runtime,
             permits: Arc::new(Semaphore::new(workers.max(1))),
             running: std::sync::Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
@@ -107,6 +120,15 @@ impl JobRunner {
                 &Default::default(),
             )
             .ok(),
+        }
+    }
+}
+
+impl Drop for JobRunner {
+    fn drop(&mut self) {
+        // Dropping a runtime from inside another one would block it.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
         }
     }
 }
@@ -434,13 +456,11 @@ impl Domain {
             }),
         )
         .await?;
-        let (tx, rx) = watch::channel(false);
-        let progress = Arc::new(Progress::default());
+        let guard = Guard::new(Instant::now() + self.job_options().deadline);
         self.jobs.running.lock().expect("job map lock").insert(
             job.id.clone(),
             Running {
-                cancel: tx,
-                progress: Arc::clone(&progress),
+                guard: Arc::clone(&guard),
                 started: Instant::now(),
             },
         );
@@ -449,7 +469,7 @@ impl Domain {
         let grant_for_run = grant.clone();
         tokio::spawn(async move {
             let result = domain
-                .run_job(&id, &grant_for_run, session, planned, progress, rx)
+                .run_job(&id, &grant_for_run, session, planned, guard)
                 .await;
             if let Err(e) = result {
                 tracing::error!(job = %id, error = %e, "job bookkeeping failed");
@@ -507,17 +527,18 @@ impl Domain {
         grant: &Grant,
         session: QuerySession,
         planned: PlannedQuery,
-        progress: Arc<Progress>,
-        mut cancel: watch::Receiver<bool>,
+        guard: Arc<Guard>,
     ) -> Result<()> {
         let permits = Arc::clone(&self.jobs.permits);
         let permit = tokio::select! {
             p = permits.acquire_owned() => p.map_err(|_| Error::Internal("job pool closed".into()))?,
-            _ = cancel.changed() => {
+            _ = guard.cancelled() => {
                 let mut job = self.job(id).await?;
                 return self.end_job(&mut job, &Error::Denied { code: "cancelled", message: "the job was cancelled".into() }).await;
             }
         };
+        // The deadline counts from the start, not from the queue.
+        guard.set_deadline(Instant::now() + self.job_options().deadline);
         let mut job = self.job(id).await?;
         if job.status != JobStatus::Queued {
             return Ok(());
@@ -535,15 +556,10 @@ impl Domain {
                 Outcome::Success,
                 serde_json::json!({}),
             ),
-            query::execute(
-                &session,
-                &planned,
-                Arc::clone(&progress),
-                cancel,
-                self.job_options().deadline,
-            )
+            self.execute_on_query_runtime(session, planned, Arc::clone(&guard))
         );
         drop(permit);
+        let (session, planned, executed) = executed?;
         job.revision = saved?;
         recorded?;
         let elapsed = match &executed {
@@ -557,7 +573,7 @@ impl Domain {
                 .map_or(0.0, |r| r.started.elapsed().as_secs_f64()),
         };
         job.cpu_seconds = elapsed;
-        job.rows_scanned = progress
+        job.rows_scanned = guard
             .rows_scanned
             .load(std::sync::atomic::Ordering::Relaxed);
         let executed = match executed {
@@ -579,6 +595,26 @@ impl Domain {
                 let mut job = self.job(id).await?;
                 self.end_job(&mut job, &e).await
             }
+        }
+    }
+
+    /// Runs a query on the query runtime and hands the session back.
+    async fn execute_on_query_runtime(
+        &self,
+        session: QuerySession,
+        planned: PlannedQuery,
+        guard: Arc<Guard>,
+    ) -> Result<(QuerySession, PlannedQuery, Result<query::Executed>)> {
+        let run = async move {
+            let r = query::execute(&session, &planned, guard).await;
+            (session, planned, r)
+        };
+        match &self.jobs.runtime {
+            Some(rt) => rt
+                .spawn(run)
+                .await
+                .map_err(|e| Error::Internal(format!("query task failed: {e}"))),
+            None => Ok(run.await),
         }
     }
 
@@ -961,7 +997,7 @@ impl Domain {
             map.get(id).map(|r| {
                 (
                     r.started.elapsed().as_secs_f64(),
-                    r.progress
+                    r.guard
                         .rows_scanned
                         .load(std::sync::atomic::Ordering::Relaxed),
                 )
@@ -1045,7 +1081,10 @@ impl Domain {
             .lock()
             .expect("job map lock")
             .get(id)
-            .map(|r| r.cancel.send(true).is_ok())
+            .map(|r| {
+                r.guard.cancel();
+                true
+            })
             .unwrap_or(false);
         self.record(
             &Actor::user(p),

@@ -434,7 +434,7 @@ impl Domain {
             other => other,
         })?;
         let identity = Identity::new(store.clone(), options.identity.clone());
-        let jobs = jobs::JobRunner::new(options.jobs.workers);
+        let jobs = jobs::JobRunner::new(options.jobs.workers, options.jobs.target_partitions);
         Ok(Domain {
             dir,
             options,

@@ -26,18 +26,21 @@
 //! | [`rewrite`] | the aggregation-threshold rewrite |
 //! | [`session`] | the per-job session and its views |
 //! | [`run`] | execution with deadline, cancellation and progress |
+//! | [`guard`] | the per-batch deadline / cancellation check between operators |
 //! | [`sanitize`] | engine errors into value-free public errors |
 
 pub mod functions;
+pub mod guard;
 pub mod policy;
 pub mod rewrite;
 pub mod run;
 pub mod sanitize;
 pub mod session;
 
+pub use guard::Guard;
 pub use policy::{BaseColumn, CellKind, OutputColumn, PlanFacts, RESERVED_PREFIX};
 pub use rewrite::{HiddenColumns, ROWS_COLUMN, Rewritten, UNITS_COLUMN};
-pub use run::{Executed, Progress, execute};
+pub use run::{Executed, execute};
 pub use session::{PlannedQuery, QuerySession, SessionLimits, TableSpec};
 
 use datafusion::logical_expr::LogicalPlan;

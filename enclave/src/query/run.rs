@@ -1,24 +1,19 @@
 //! Running a planned query: a deadline, cancellation, and progress (rows
-//! scanned so far, read from the running plan's metrics).
+//! scanned so far, counted by the guards above the scans).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 
+use super::guard::{Guard, Tripped, guard_plan};
 use super::sanitize::{public_error, runtime_error};
 use super::session::{PlannedQuery, QuerySession};
 use crate::{Error, Result};
-
-/// Progress of a running query, readable while it runs.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub rows_scanned: AtomicU64,
-}
 
 /// A finished query.
 #[derive(Debug, Clone)]
@@ -38,66 +33,69 @@ impl Executed {
     }
 }
 
-/// Rows produced by the plan's leaves (the scans) so far.
-fn scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let children = plan.children();
-    if children.is_empty() {
-        return plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
+fn stopped(why: Tripped, deadline: Duration) -> Error {
+    match why {
+        Tripped::Deadline => Error::Denied {
+            code: "deadline_exceeded",
+            message: format!(
+                "the job ran longer than its deadline of {} s",
+                deadline.as_secs()
+            ),
+        },
+        Tripped::Cancelled => Error::Denied {
+            code: "cancelled",
+            message: "the job was cancelled".into(),
+        },
     }
-    children.into_iter().map(scanned).sum()
 }
 
-/// Runs `planned` in `session` until it finishes, `deadline` passes or
-/// `cancel` turns true. Errors never carry data values.
+/// Runs `planned` in `session` until it finishes, the guard's deadline
+/// passes or someone cancels the guard. Every operator checks the guard on
+/// every batch (see [`super::guard`]). Errors never carry data values.
 pub async fn execute(
     session: &QuerySession,
     planned: &PlannedQuery,
-    progress: Arc<Progress>,
-    mut cancel: tokio::sync::watch::Receiver<bool>,
-    deadline: Duration,
+    guard: Arc<Guard>,
 ) -> Result<Executed> {
     let started = Instant::now();
+    let deadline = guard.deadline().saturating_duration_since(started);
     let state = session.context().state();
     let physical = state
         .create_physical_plan(&planned.rewritten.plan)
         .await
         .map_err(public_error)?;
+    let physical = guard_plan(physical, &guard).map_err(runtime_error)?;
     let schema = physical.schema();
     let mut stream = execute_stream(Arc::clone(&physical), session.context().task_ctx())
         .map_err(runtime_error)?;
     let mut batches = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
     let timeout = tokio::time::sleep(deadline);
     tokio::pin!(timeout);
     loop {
         tokio::select! {
             next = stream.next() => match next {
                 Some(Ok(b)) => batches.push(b),
-                Some(Err(e)) => return Err(runtime_error(e)),
+                Some(Err(e)) => {
+                    return Err(match guard.tripped() {
+                        Some(why) => stopped(why, deadline),
+                        None => runtime_error(e),
+                    });
+                }
                 None => break,
             },
-            _ = tick.tick() => {
-                progress.rows_scanned.store(scanned(&physical), Ordering::Relaxed);
-            }
             _ = &mut timeout => {
-                return Err(Error::Denied {
-                    code: "deadline_exceeded",
-                    message: format!("the job ran longer than its deadline of {} s", deadline.as_secs()),
-                });
+                guard.cancel();
+                return Err(stopped(Tripped::Deadline, deadline));
             }
-            changed = cancel.changed() => {
-                if changed.is_err() || *cancel.borrow() {
-                    return Err(Error::Denied { code: "cancelled", message: "the job was cancelled".into() });
-                }
+            _ = guard.cancelled() => {
+                return Err(stopped(Tripped::Cancelled, deadline));
             }
         }
     }
-    let rows_scanned = scanned(&physical);
-    progress.rows_scanned.store(rows_scanned, Ordering::Relaxed);
     Ok(Executed {
         schema,
         batches,
-        rows_scanned,
+        rows_scanned: guard.rows_scanned.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
         dropped_groups: planned.rewritten.dropped.load(Ordering::Relaxed),
     })
