@@ -139,6 +139,11 @@ async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setu
     }
     let options = DomainOptions {
         identity: IdentityPolicy::default().with_insecure_fast_hashing(),
+        // The bare baseline has no memory limit: give jobs as much, so neither spills.
+        jobs: enclave::domain::JobOptions {
+            memory_bytes: 16 << 30,
+            ..Default::default()
+        },
         ..DomainOptions::default()
     };
     let domain = Domain::init(&root, options).await?;

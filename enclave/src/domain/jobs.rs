@@ -84,7 +84,9 @@ impl Default for JobOptions {
 struct Running {
     /// Cancels the job from anywhere; counts its rows scanned.
     guard: Arc<Guard>,
-    started: Instant,
+    /// When it left the queue. The `running` state lives here, not in the
+    /// store: a crash leaves the job `queued` there, and the next start fails it.
+    started: Option<Instant>,
 }
 
 /// The worker pool and the running jobs.
@@ -439,29 +441,47 @@ impl Domain {
             jobs: 1,
             ..Default::default()
         };
-        if let Err(r) = self.store.insert_job_charged(&job, &slot).await? {
-            return refused(charge_error(&r)).await;
+        if let Some(budget) = grant.usage.exceeds(&slot, &grant.budgets) {
+            return refused(charge_error(&crate::store::ChargeRefusal::Budget(budget))).await;
         }
-        self.record(
-            &Actor::user(p),
-            ACTION,
-            job_object(&job.id),
-            Outcome::Success,
-            serde_json::json!({
-                "grant_id": grant.id,
-                "datasets": job.datasets,
-                "sql_sha256": crate::release::sha256_hex(sql.as_bytes()),
-                "thresholded_aggregations": planned.rewritten.thresholded,
-                "charged": slot,
-            }),
-        )
-        .await?;
+        // The job (with its budget slot) and its event are written side by side.
+        let actor = Actor::user(p);
+        let (inserted, recorded) = tokio::join!(
+            self.store.insert_job_charged(&job, &slot),
+            self.record(
+                &actor,
+                ACTION,
+                job_object(&job.id),
+                Outcome::Success,
+                serde_json::json!({
+                    "grant_id": grant.id,
+                    "datasets": job.datasets,
+                    "sql_sha256": crate::release::sha256_hex(sql.as_bytes()),
+                    "thresholded_aggregations": planned.rewritten.thresholded,
+                    "charged": slot,
+                }),
+            )
+        );
+        recorded?;
+        if let Err(r) = inserted? {
+            // A concurrent job took the last of the budget: say so about this job.
+            let e = charge_error(&r);
+            self.record(
+                &Actor::user(p),
+                ACTION,
+                job_object(&job.id),
+                Outcome::Failure,
+                serde_json::json!({ "error_code": e.code() }),
+            )
+            .await?;
+            return Err(e);
+        }
         let guard = Guard::new(Instant::now() + self.job_options().deadline);
         self.jobs.running.lock().expect("job map lock").insert(
             job.id.clone(),
             Running {
                 guard: Arc::clone(&guard),
-                started: Instant::now(),
+                started: None,
             },
         );
         let domain = Arc::clone(self);
@@ -543,12 +563,14 @@ impl Domain {
         if job.status != JobStatus::Queued {
             return Ok(());
         }
-        job.status = JobStatus::Running;
         job.started_at = Some(crate::store::now_rfc3339());
-        // The state change, its event and the run itself proceed together.
+        if let Some(r) = self.jobs.running.lock().expect("job map lock").get_mut(id) {
+            r.started = Some(Instant::now());
+        }
+        self.jobs.changed.notify_waiters();
+        // The event and the run proceed together.
         let system = Actor::system();
-        let (saved, recorded, executed) = tokio::join!(
-            self.store.save_job(&job),
+        let (recorded, executed) = tokio::join!(
             self.record(
                 &system,
                 "job.start",
@@ -560,7 +582,6 @@ impl Domain {
         );
         drop(permit);
         let (session, planned, executed) = executed?;
-        job.revision = saved?;
         recorded?;
         let elapsed = match &executed {
             Ok(e) => e.elapsed.as_secs_f64(),
@@ -570,7 +591,8 @@ impl Domain {
                 .lock()
                 .expect("job map lock")
                 .get(id)
-                .map_or(0.0, |r| r.started.elapsed().as_secs_f64()),
+                .and_then(|r| r.started)
+                .map_or(0.0, |t| t.elapsed().as_secs_f64()),
         };
         job.cpu_seconds = elapsed;
         job.rows_scanned = guard
@@ -994,17 +1016,20 @@ impl Domain {
         let mut job = self.job(id).await?;
         let running = {
             let map = self.jobs.running.lock().expect("job map lock");
-            map.get(id).map(|r| {
-                (
-                    r.started.elapsed().as_secs_f64(),
-                    r.guard
-                        .rows_scanned
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                )
+            map.get(id).and_then(|r| {
+                r.started.map(|t| {
+                    (
+                        t.elapsed().as_secs_f64(),
+                        r.guard
+                            .rows_scanned
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    )
+                })
             })
         };
         let elapsed = match (job.status, running) {
-            (JobStatus::Running, Some((secs, scanned))) => {
+            (JobStatus::Queued | JobStatus::Running, Some((secs, scanned))) => {
+                job.status = JobStatus::Running;
                 job.rows_scanned = scanned;
                 Some(secs)
             }
