@@ -166,6 +166,31 @@ fn filter_expr(raw: &str, filter: &RowFilter) -> Result<Option<Expr>> {
     Ok(parts.into_iter().reduce(Expr::and))
 }
 
+/// The allowlisted functions, filtered once per process.
+struct Allowed {
+    scalar: Vec<Arc<datafusion::logical_expr::ScalarUDF>>,
+    aggregate: Vec<Arc<datafusion::logical_expr::AggregateUDF>>,
+    window: Vec<Arc<datafusion::logical_expr::WindowUDF>>,
+}
+
+fn allowed() -> &'static Allowed {
+    static ALLOWED: std::sync::OnceLock<Allowed> = std::sync::OnceLock::new();
+    ALLOWED.get_or_init(|| Allowed {
+        scalar: SessionStateDefaults::default_scalar_functions()
+            .into_iter()
+            .filter(|f| functions::scalar_allowed(f.name()))
+            .collect(),
+        aggregate: SessionStateDefaults::default_aggregate_functions()
+            .into_iter()
+            .filter(|f| functions::aggregate_allowed(f.name()))
+            .collect(),
+        window: SessionStateDefaults::default_window_functions()
+            .into_iter()
+            .filter(|f| functions::window_allowed(f.name()))
+            .collect(),
+    })
+}
+
 impl QuerySession {
     /// Builds the session and the grant's views.
     pub async fn open(
@@ -201,24 +226,9 @@ impl QuerySession {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_expr_planners(SessionStateDefaults::default_expr_planners())
-            .with_scalar_functions(
-                SessionStateDefaults::default_scalar_functions()
-                    .into_iter()
-                    .filter(|f| functions::scalar_allowed(f.name()))
-                    .collect(),
-            )
-            .with_aggregate_functions(
-                SessionStateDefaults::default_aggregate_functions()
-                    .into_iter()
-                    .filter(|f| functions::aggregate_allowed(f.name()))
-                    .collect(),
-            )
-            .with_window_functions(
-                SessionStateDefaults::default_window_functions()
-                    .into_iter()
-                    .filter(|f| functions::window_allowed(f.name()))
-                    .collect(),
-            )
+            .with_scalar_functions(allowed().scalar.clone())
+            .with_aggregate_functions(allowed().aggregate.clone())
+            .with_window_functions(allowed().window.clone())
             .build();
         let ctx = SessionContext::new_with_state(state);
         let max_output_rows = specs
