@@ -347,6 +347,22 @@ pub async fn query(work: &Path, samples: &Path, repeat: usize) -> CliResult<Quer
         figures.len()
     );
 
+    if std::env::var_os("ANYU_BENCH_EXPLAIN").is_some() {
+        // Diagnostics: the rewritten plan and the by-hand one, with metrics.
+        let grant = s.domain.grant(&mc).await?;
+        let session = s.domain.query_session(&grant).await?;
+        let planned = session.plan(CLAIMS_QUERY).await?;
+        let df = session
+            .context()
+            .execute_logical_plan(planned.rewritten.plan.clone())
+            .await?;
+        let t = Instant::now();
+        let out = df.explain(false, true)?.collect().await?;
+        println!("enclave plan ({:?}):\n{}", t.elapsed(), datafusion::arrow::util::pretty::pretty_format_batches(&out)?);
+        let t = Instant::now();
+        let out = ctx.sql(&format!("EXPLAIN ANALYZE {CLAIMS_BY_HAND}")).await?.collect().await?;
+        println!("by hand ({:?}):\n{}", t.elapsed(), datafusion::arrow::util::pretty::pretty_format_batches(&out)?);
+    }
     time_enclave(&s, &mc, CLAIMS_QUERY).await?;
     time_bare(&ctx, CLAIMS_BY_HAND).await?;
     let (mut e, mut h, mut n) = (Vec::new(), Vec::new(), Vec::new());

@@ -286,7 +286,7 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 [jobs]
 # workers = 2                          # jobs running at once
 # per_user = 4                         # queued or running jobs per researcher
-# memory_mib = 1024                    # per job; operators spill to DATA_DIR/spill beyond it
+# memory_mib = 4096                    # per job; operators spill to DATA_DIR/spill beyond it
 # deadline_secs = 600
 # target_partitions = 0                # 0: number of cores
 

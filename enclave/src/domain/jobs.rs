@@ -72,7 +72,7 @@ impl Default for JobOptions {
         JobOptions {
             workers: 2,
             per_user: 4,
-            memory_bytes: 1 << 30,
+            memory_bytes: 4 << 30,
             deadline: Duration::from_secs(600),
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_sql_bytes: 64 * 1024,

@@ -17,7 +17,7 @@ use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::cache::cache_manager::{CacheManager, CacheManagerConfig};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit};
@@ -210,7 +210,11 @@ impl QuerySession {
         }
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(caches)
-            .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+            // Greedy, not fair-share: one large aggregation may use the whole
+            // budget (a fair pool splits it over every spillable operator and
+            // makes the biggest spill early). Operators that can spill still do
+            // when the budget runs out; others fail with a clear error.
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(limits.memory_bytes)))
             .with_disk_manager_builder(
                 DiskManagerBuilder::default()
                     .with_mode(DiskManagerMode::Directories(vec![limits.spill_dir.clone()])),
