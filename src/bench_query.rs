@@ -358,10 +358,22 @@ pub async fn query(work: &Path, samples: &Path, repeat: usize) -> CliResult<Quer
             .await?;
         let t = Instant::now();
         let out = df.explain(false, true)?.collect().await?;
-        println!("enclave plan ({:?}):\n{}", t.elapsed(), datafusion::arrow::util::pretty::pretty_format_batches(&out)?);
+        println!(
+            "enclave plan ({:?}):\n{}",
+            t.elapsed(),
+            datafusion::arrow::util::pretty::pretty_format_batches(&out)?
+        );
         let t = Instant::now();
-        let out = ctx.sql(&format!("EXPLAIN ANALYZE {CLAIMS_BY_HAND}")).await?.collect().await?;
-        println!("by hand ({:?}):\n{}", t.elapsed(), datafusion::arrow::util::pretty::pretty_format_batches(&out)?);
+        let out = ctx
+            .sql(&format!("EXPLAIN ANALYZE {CLAIMS_BY_HAND}"))
+            .await?
+            .collect()
+            .await?;
+        println!(
+            "by hand ({:?}):\n{}",
+            t.elapsed(),
+            datafusion::arrow::util::pretty::pretty_format_batches(&out)?
+        );
     }
     time_enclave(&s, &mc, CLAIMS_QUERY).await?;
     time_bare(&ctx, CLAIMS_BY_HAND).await?;

@@ -128,6 +128,7 @@ impl Fixture {
                 target_partitions: 2,
                 spill_dir: self.dir.path().join("spill"),
                 caches: None,
+                tables: None,
             },
         )
         .await
@@ -472,6 +473,7 @@ async fn deadline_cancellation_and_memory_limit_end_a_job() {
             target_partitions: 2,
             spill_dir: f.dir.path().join("spill"),
             caches: None,
+            tables: None,
         },
     )
     .await

@@ -205,6 +205,16 @@ impl AuditLog {
     /// holds the event is committed (fsynced): an acknowledged event survives a
     /// crash of the process or the machine.
     pub async fn append(&self, ev: NewEvent) -> Result<AuditRecord> {
+        self.enqueue(ev).await?.await
+    }
+
+    /// Queues `ev` and returns once it is queued, with a future that resolves
+    /// when it is committed. Events are committed in queue order, so an event
+    /// appended later is durable only after this one is.
+    pub async fn enqueue(
+        &self,
+        ev: NewEvent,
+    ) -> Result<impl std::future::Future<Output = Result<AuditRecord>> + use<>> {
         if self.inner.shared.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
@@ -225,7 +235,7 @@ impl AuditLog {
             .send(Command::Append(pending, tx))
             .await
             .map_err(|_| closed_error())?;
-        rx.await.map_err(|_| closed_error())?
+        Ok(async move { rx.await.map_err(|_| closed_error())? })
     }
 
     /// Commits pending appends and signs a checkpoint at the head. When the head

@@ -100,6 +100,8 @@ pub(crate) struct JobRunner {
     changed: tokio::sync::Notify,
     /// Decrypted footers and statistics, shared by all jobs' sessions.
     caches: Option<Arc<datafusion::execution::cache::cache_manager::CacheManager>>,
+    /// Version tables already opened.
+    tables: Arc<query::TableCache>,
 }
 
 impl JobRunner {
@@ -122,6 +124,7 @@ impl JobRunner {
                 &Default::default(),
             )
             .ok(),
+            tables: Arc::default(),
         }
     }
 }
@@ -333,6 +336,7 @@ impl Domain {
                 target_partitions: o.target_partitions,
                 spill_dir: self.dir.root().join("spill"),
                 caches: self.jobs.caches.clone(),
+                tables: Some(Arc::clone(&self.jobs.tables)),
             },
         )
         .await
@@ -568,21 +572,21 @@ impl Domain {
             r.started = Some(Instant::now());
         }
         self.jobs.changed.notify_waiters();
-        // The event and the run proceed together.
-        let system = Actor::system();
-        let (recorded, executed) = tokio::join!(
-            self.record(
-                &system,
-                "job.start",
-                job_object(id),
-                Outcome::Success,
-                serde_json::json!({}),
-            ),
-            self.execute_on_query_runtime(session, planned, Arc::clone(&guard))
-        );
+        // The start event is queued now and committed while the query runs;
+        // every later event of the job commits after it (the log keeps order).
+        let started = self
+            .audit
+            .enqueue(
+                Actor::system()
+                    .event("job.start", job_object(id))
+                    .details(serde_json::json!({})),
+            )
+            .await?;
+        let executed = self
+            .execute_on_query_runtime(session, planned, Arc::clone(&guard))
+            .await;
         drop(permit);
         let (session, planned, executed) = executed?;
-        recorded?;
         let elapsed = match &executed {
             Ok(e) => e.elapsed.as_secs_f64(),
             Err(_) => self
@@ -598,26 +602,28 @@ impl Domain {
         job.rows_scanned = guard
             .rows_scanned
             .load(std::sync::atomic::Ordering::Relaxed);
-        let executed = match executed {
-            Ok(x) => x,
+        let outcome = match executed {
             Err(e) => {
                 // Time spent is charged whatever the outcome (saturating at the budget).
                 self.charge_cpu(&grant.id, elapsed).await;
                 let mut job = self.job(id).await?;
-                return self.end_job(&mut job, &e).await;
-            }
-        };
-        match self
-            .check_result(&session, &planned, &executed, &mut job)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.charge_cpu(&grant.id, elapsed).await;
-                let mut job = self.job(id).await?;
                 self.end_job(&mut job, &e).await
             }
-        }
+            Ok(executed) => match self
+                .check_result(&session, &planned, &executed, &mut job)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    self.charge_cpu(&grant.id, elapsed).await;
+                    let mut job = self.job(id).await?;
+                    self.end_job(&mut job, &e).await
+                }
+            },
+        };
+        // Committed long ago (the later events commit after it); checked for errors.
+        started.await?;
+        outcome
     }
 
     /// Runs a query on the query runtime and hands the session back.

@@ -41,7 +41,7 @@ pub use guard::Guard;
 pub use policy::{BaseColumn, CellKind, OutputColumn, PlanFacts, RESERVED_PREFIX};
 pub use rewrite::{HiddenColumns, ROWS_COLUMN, Rewritten, UNITS_COLUMN};
 pub use run::{Executed, execute};
-pub use session::{PlannedQuery, QuerySession, SessionLimits, TableSpec};
+pub use session::{PlannedQuery, QuerySession, SessionLimits, TableCache, TableSpec};
 
 use datafusion::logical_expr::LogicalPlan;
 

@@ -68,6 +68,30 @@ pub struct SessionLimits {
     /// Caches shared by every job of the process (decrypted Parquet footers,
     /// file statistics), so a job does not re-read and re-decrypt them.
     pub caches: Option<Arc<CacheManager>>,
+    /// Version tables already opened, by directory (versions never change).
+    pub tables: Option<Arc<TableCache>>,
+}
+
+/// Opened version tables by directory; shared across jobs.
+pub type TableCache = std::sync::Mutex<
+    std::collections::HashMap<PathBuf, Arc<dyn datafusion::catalog::TableProvider>>,
+>;
+
+async fn open_table(
+    ctx: &SessionContext,
+    cache: Option<&Arc<TableCache>>,
+    dir: &std::path::Path,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    if let Some(t) = cache.and_then(|c| c.lock().expect("table cache lock").get(dir).cloned()) {
+        return Ok(t);
+    }
+    let t = storage::version_table(&ctx.state(), dir).await?;
+    if let Some(c) = cache {
+        c.lock()
+            .expect("table cache lock")
+            .insert(dir.to_path_buf(), Arc::clone(&t));
+    }
+    Ok(t)
 }
 
 /// A planned, checked and rewritten query.
@@ -243,7 +267,7 @@ impl QuerySession {
         let mut tables = Vec::new();
         for spec in specs {
             let raw_name = GrantedTable::raw_name_of(&spec.dataset_id);
-            let raw = storage::version_table(&ctx.state(), &spec.version_dir).await?;
+            let raw = open_table(&ctx, limits.tables.as_ref(), &spec.version_dir).await?;
             let mut builder =
                 LogicalPlanBuilder::scan(raw_name.as_str(), provider_as_source(raw), None)?;
             if let Some(pred) = filter_expr(&raw_name, &spec.row_filter)? {
@@ -262,7 +286,7 @@ impl QuerySession {
                     }
                 };
                 let consent_name = format!("__anyu_consent_{}", spec.dataset_id);
-                let consent = storage::version_table(&ctx.state(), dir).await?;
+                let consent = open_table(&ctx, limits.tables.as_ref(), dir).await?;
                 let consent_plan = LogicalPlanBuilder::scan(
                     consent_name.as_str(),
                     provider_as_source(consent),
