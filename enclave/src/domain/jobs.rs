@@ -275,12 +275,19 @@ impl Domain {
                 .dataset(&d.dataset_id)
                 .await?
                 .ok_or_else(|| Error::Conflict("a granted dataset left the catalog".into()))?;
-            let versions = self.store.versions(&d.dataset_id).await?;
-            let version = match d.version {
-                GrantedVersion::Latest => versions.iter().max_by_key(|v| v.version),
-                GrantedVersion::Pinned { version } => {
-                    versions.iter().find(|v| v.version == version)
-                }
+            // The newest version comes with the record; older ones are looked up.
+            let wanted = match d.version {
+                GrantedVersion::Latest => None,
+                GrantedVersion::Pinned { version } => Some(version),
+            };
+            let versions = match (&record.latest_version, wanted) {
+                (Some(v), None) => vec![v.clone()],
+                (Some(v), Some(w)) if v.version == w => vec![v.clone()],
+                _ => self.store.versions(&d.dataset_id).await?,
+            };
+            let version = match wanted {
+                None => versions.iter().max_by_key(|v| v.version),
+                Some(w) => versions.iter().find(|v| v.version == w),
             }
             .ok_or_else(|| {
                 Error::Conflict(format!(
