@@ -221,6 +221,8 @@ impl Config {
                 max_materials: self.access.max_materials,
             },
             clock: enclave::domain::Clock::system(),
+            // Model limits use the built-in defaults (ModelOptions); not yet in anyu.toml.
+            models: enclave::domain::ModelOptions::default(),
             jobs: JobOptions {
                 workers: self.jobs.workers.max(1),
                 per_user: self.jobs.per_user.max(1),
@@ -305,6 +307,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # row_level_output_allowed = true
 # reviewers_required = 1
 # joint_review = false
+# max_nk_k = 0.8                      # optional: ceiling on the dominance rule's k
+# min_p_ratio = 0.15                  # optional: floor on the p-ratio rule's p
 "#;
 
 #[cfg(test)]

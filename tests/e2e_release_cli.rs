@@ -53,6 +53,7 @@ fn verify_release_accepts_genuine_and_refuses_altered() {
                 kind: QueryKind::Sql,
                 text: "SELECT district, count(*) FROM social_insurance GROUP BY district".into(),
                 plan_summary: "Aggregate".into(),
+                model: None,
             },
             datasets: vec![DatasetEntry {
                 dataset_id: "social_insurance".into(),

@@ -445,6 +445,8 @@ fn two_required_approvals_come_from_two_people_without_joint_review() {
             row_level_output_allowed: false,
             reviewers_required: 2,
             joint_review: false,
+            max_nk_k: None,
+            min_p_ratio: None,
         }],
     };
     let m = social_insurance();

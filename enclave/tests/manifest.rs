@@ -614,6 +614,8 @@ fn grades_come_from_the_given_scale() {
                 row_level_output_allowed: true,
                 reviewers_required: 1,
                 joint_review: false,
+                max_nk_k: None,
+                min_p_ratio: None,
             },
             GradePolicy {
                 name: "L3".into(),
@@ -622,6 +624,8 @@ fn grades_come_from_the_given_scale() {
                 row_level_output_allowed: false,
                 reviewers_required: 3,
                 joint_review: true,
+                max_nk_k: None,
+                min_p_ratio: None,
             },
         ],
     };

@@ -401,6 +401,7 @@ fn unsigned(files: &[(ResultFormat, Vec<u8>)]) -> Certificate {
             text: "SELECT district, count(*) AS persons\nFROM social_insurance\nGROUP BY district"
                 .into(),
             plan_summary: "Aggregate: groupBy=[district]\n  TableScan: social_insurance".into(),
+            model: None,
         },
         datasets: vec![
             DatasetEntry {

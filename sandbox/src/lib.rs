@@ -1,19 +1,79 @@
 //! # sandbox — the wasmtime host for researchers' models
 //!
-//! Not built yet: this crate holds its design until the WebAssembly-models
-//! issue lands, so the workspace layout is final from the first commit.
+//! A model is a WebAssembly **component** targeting the world `model` of
+//! `anyu:model@0.1.0` (`sandbox/wit/anyu-model.wit`): it imports a read-only
+//! reader of its input table and a bounded log, and exports
+//! `run(params: string) -> result<table, string>`. It is a deterministic
+//! function of its input and params: no filesystem, network, environment,
+//! wall clock or entropy reaches it.
 //!
-//! ## Architecture (planned)
+//! ## Architecture
 //!
 //! ```text
-//!  component (.wasm) ─▶ intake: validate against the `anyu:model` WIT world,
-//!                        reject unknown imports, SHA-256 = identity, cache compiled
-//!                        artifact by (hash, engine version)
-//!  job ─▶ fresh Store per run ─▶ epoch deadline from wall-clock time
-//!        ─▶ ResourceLimiter charged to the job's DataFusion memory pool
-//!        ─▶ input reader (batches of typed columns) ─▶ run(params) ─▶ table
-//!        ─▶ the same disclosure checks and release flow as SQL results
+//!  component bytes ─▶ ModelHost::intake
+//!       size ≤ max_component_bytes ─▶ header: core module? NotAComponent
+//!       SHA-256 (identity) ─▶ in-memory map hit? ─▶ done (cache_hit)
+//!       artifact cache  <dir>/<sha256>-<engine key>.cwasm (+ .sha256 digest)
+//!          hit: Component::deserialize │ miss: Component::new (cranelift) ─▶ serialize
+//!       imports ⊆ anyu:model/{types,input,log}@0.1.0 (+ WASI 0.2 allowlist)
+//!          else ForbiddenImport{name};  `run` export + linker/type check else WrongWorld
+//!       InstancePre (ModelPre) kept per model
+//!
+//!  job ─▶ ModelHost::run(sha256, InputSource, params, RunLimits)
+//!       input schema checked (Float64/Int64/Utf8/Boolean) else InvalidInput
+//!       fresh Store ── RunState { JobLimiter, InputReader, JobLog, WasiCtx }
+//!          ResourceLimiter: memory + table growth charged to the MemoryBudget
+//!          epoch deadline = ceil(deadline / tick) + 1 ticks; ticker thread
+//!          hostcall fuel: ≤ 6 × max_output_bytes copied out of the guest per call
+//!       instantiate ─▶ run(params)
+//!          guest ─ input.schema / input.next-batch ─▶ arrow batches sliced to
+//!                  batch_rows, copied into WIT tables
+//!          guest ─ log.write, WASI stdout/stderr ─▶ capped job log
+//!       ok(table) ─▶ cells/bytes counted ─▶ one RecordBatch ─▶ ModelOutput
+//!       err(msg) ─▶ ModelError(msg) (message not in Display)
+//!       trap / limit ─▶ Timeout | MemoryLimit | TableLimit | StackOverflow
+//!                       | OutputTooLarge | Trap{kind}
 //! ```
 //!
-//! WASI is denied by default: no filesystem, network, environment, clock or
-//! entropy reach a model.
+//! The pooling allocator bounds what all jobs together may hold (instances,
+//! memories, tables, per-memory size); the [`MemoryBudget`] bounds one job
+//! (the enclave backs it with the job's DataFusion memory pool). What a model
+//! returns is not trusted: the enclave runs the same disclosure checks on it
+//! as on SQL results (including echo detection: a model that returns its
+//! input is allowed here).
+//!
+//! ## WASI
+//!
+//! Guest toolchains built on wasi-libc (componentize-py, wasi-sdk) import
+//! WASI 0.2 interfaces just to link. With [`HostConfig::wasi`] on (the
+//! default) those imports are satisfied, every one denied or deterministic:
+//! see the table in the `wasi` module. With it off only `anyu:model` may be
+//! imported.
+//!
+//! ## Errors
+//!
+//! [`SandboxError`] has a stable [`SandboxError::code`]; no message carries a
+//! data value. See `sandbox/models/` for example models (C and Python).
+
+mod error;
+mod host;
+mod limits;
+mod table;
+mod wasi;
+
+/// Host bindings of the `anyu:model` world, generated from the WIT file.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/anyu-model.wit",
+        world: "model",
+        imports: { default: trappable },
+    });
+}
+
+pub use error::{Result, SandboxError};
+pub use host::{MODEL_INTERFACES, ModelHost, ModelInfo, ModelOutput};
+pub use limits::{FixedBudget, HostConfig, MemoryBudget, RunLimits};
+pub use table::{BatchesInput, InputSource};
+
+/// The WIT world this host implements, as text.
+pub const WIT: &str = include_str!("../wit/anyu-model.wit");

@@ -5,10 +5,13 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use enclave::access::authz::{Action, Object};
 use enclave::catalog::{CatalogQuery, OpenType};
 use enclave::domain::{CatalogDetail, CatalogListing};
+use enclave::release::ResultFormat;
 use serde::Deserialize;
 
 use super::AppState;
@@ -19,6 +22,7 @@ pub fn route_catalog() -> Router<AppState> {
     Router::new()
         .route("/api/catalog", get(list_catalog))
         .route("/api/catalog/{id}", get(get_catalog_entry))
+        .route("/api/catalog/{id}/dummy", get(dummy_data))
 }
 
 /// What a dataset id looks like, for error messages.
@@ -102,5 +106,71 @@ pub async fn get_catalog_entry(
     }
     Ok(Json(
         state.domain.catalog_entry(&caller.actor(), &id).await?,
+    ))
+}
+
+/// Dummy-data parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DummyParams {
+    /// Rows, 1 to 100,000 (default 1,000).
+    rows: Option<usize>,
+    /// Seed of the generator (default 1): the same seed gives the same sample.
+    seed: Option<u64>,
+    /// `csv` (default), `parquet`, `arrow` or `json`.
+    format: Option<String>,
+}
+
+/// Dummy data (as OpenSAFELY does): a synthetic sample shaped like the
+/// dataset — its columns, types, bounds, categories and identifier formats
+/// (with valid check characters) — generated from the manifest alone, never
+/// from real rows. For developing queries and models outside the domain.
+#[utoipa::path(
+    get, path = "/api/catalog/{id}/dummy", tag = "catalog",
+    params(("id" = String, Path, description = "Dataset id"), DummyParams),
+    responses(
+        (status = 200, description = "The sample", content_type = "text/csv"),
+        (status = 404, description = "No such dataset (or not open)", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(skip_all, fields(dataset = %id))]
+pub async fn dummy_data(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    params: Result<Query<DummyParams>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    require(
+        &state,
+        &caller,
+        Action::ReadCatalog,
+        Object::Platform,
+        "catalog",
+    )
+    .await?;
+    if !enclave::catalog::is_dataset_id(&id) {
+        return Err(ApiError::bad_request(DATASET_ID_RULE));
+    }
+    let Query(params) = params?;
+    let rows = params.rows.unwrap_or(1000);
+    if rows == 0 || rows > enclave::catalog::dummy::MAX_DUMMY_ROWS {
+        return Err(ApiError::bad_request("rows: 1 to 100000"));
+    }
+    let format = ResultFormat::parse(params.format.as_deref().unwrap_or("csv"))?;
+    let batch = state
+        .domain
+        .dummy_data(&caller.actor(), &id, rows, params.seed.unwrap_or(1))
+        .await?;
+    let bytes = enclave::release::encode(&batch.schema(), &[batch], format)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.mime().to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}-dummy.{}\"", format.extension()),
+            ),
+        ],
+        bytes,
     ))
 }

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use enclave::access::authz::{Action, Object};
-use enclave::domain::{JobView, ReviewDecision, ReviewPacket};
+use enclave::domain::{JobView, ModelRequest, ReviewDecision, ReviewPacket};
 use enclave::release::ResultFormat;
 use enclave::store::{JobRecord, ReleaseRecord};
 use serde::{Deserialize, Serialize};
@@ -36,8 +36,15 @@ pub fn route_jobs() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewJob {
     grant_id: String,
-    /// One SQL query over the grant's datasets (their catalog ids are the table names).
+    /// One SQL query over the grant's datasets (their catalog ids are the
+    /// table names). For a model job: the query whose rows are the model's input.
     sql: String,
+    /// A model job: the SHA-256 of one of your uploaded models.
+    #[serde(default)]
+    model: Option<String>,
+    /// A model job: the string handed to the model's `run`.
+    #[serde(default)]
+    params: Option<String>,
 }
 
 /// Submit SQL under a grant. The query is checked at once (422 with a stable
@@ -75,7 +82,22 @@ pub async fn submit_job(
     )
     .await?;
     let p = caller.required()?;
-    let view = state.domain.submit_job(p, &grant.id, &j.sql).await?;
+    let view = match j.model {
+        None if j.params.is_some() => {
+            return Err(ApiError::bad_request("params: only with a model"));
+        }
+        None => state.domain.submit_job(p, &grant.id, &j.sql).await?,
+        Some(sha256) => {
+            let model = ModelRequest {
+                sha256,
+                params: j.params.unwrap_or_default(),
+            };
+            state
+                .domain
+                .submit_model_job(p, &grant.id, &model, &j.sql)
+                .await?
+        }
+    };
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 

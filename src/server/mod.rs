@@ -13,6 +13,7 @@ mod complaints;
 pub mod error;
 mod grants;
 mod jobs;
+mod models;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -102,6 +103,11 @@ pub struct AppState {
         jobs::get_release,
         jobs::certificate,
         jobs::download,
+        models::upload_model,
+        models::list_models,
+        models::get_model,
+        models::decide_model,
+        catalog::dummy_data,
     ),
     components(schemas(ErrorBody, Health)),
     modifiers(&BearerAuth),
@@ -114,6 +120,7 @@ pub struct AppState {
          (name = "review", description = "Completeness check and joint review (SZ:42, XM:23)"),
          (name = "grants", description = "Grants: suspension, revocation, usage reports (SZ:43, SZ:63)"),
          (name = "jobs", description = "Queries in the domain, output review, signed releases"),
+         (name = "models", description = "WebAssembly models entering the domain (SZ:27, SZ:44) and stewards' approvals"),
          (name = "system", description = "Health and API description"))
 )]
 pub struct ApiDoc;
@@ -179,6 +186,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(applications::route_applications(material_limit))
         .merge(grants::route_grants())
         .merge(jobs::route_jobs())
+        .merge(models::route_models(
+            state.domain.options().models.max_component_bytes,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

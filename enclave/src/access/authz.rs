@@ -70,6 +70,12 @@ pub enum Action {
     ReadRelease,
     /// Download a released result.
     DownloadRelease,
+    /// Bring a WebAssembly model into the domain (SZ:44).
+    UploadModel,
+    /// Read a model's record and approvals (researchers: their own uploads).
+    ReadModel,
+    /// Approve or refuse a model for a dataset of one's provider.
+    ApproveModel,
 }
 
 impl Action {
@@ -104,6 +110,9 @@ impl Action {
             Action::ReviewOutput => "review_output",
             Action::ReadRelease => "read_release",
             Action::DownloadRelease => "download_release",
+            Action::UploadModel => "upload_model",
+            Action::ReadModel => "read_model",
+            Action::ApproveModel => "approve_model",
         }
     }
 }
@@ -136,6 +145,11 @@ pub enum Object<'a> {
         /// Account id of the researcher holding it.
         holder_id: &'a str,
         /// Providers of the granted datasets.
+        providers: &'a [String],
+    },
+    /// A catalog dataset (for decisions a provider's steward makes on it).
+    Dataset {
+        /// The dataset's provider agency.
         providers: &'a [String],
     },
     /// A job (query) or its release, under a grant.
@@ -265,6 +279,13 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
             Role::Admin,
             Object::Job { .. },
         ) => true,
+        (A::UploadModel, Role::Researcher, Object::Platform) => true,
+        // Models are code, not data: every signed-in role may look; the
+        // domain shows researchers their own uploads only.
+        (A::ReadModel, _, Object::Platform) => true,
+        (A::ApproveModel, Role::Steward, Object::Dataset { providers }) => {
+            stewards_any(p, providers)
+        }
         // Auditors follow what was released, not the data itself.
         (A::ReadJob | A::ReadRelease, Role::Auditor, Object::Job { .. }) => true,
         _ => false,

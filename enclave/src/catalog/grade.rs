@@ -16,7 +16,7 @@ pub struct GradeScale {
 }
 
 /// What one grade allows and requires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GradePolicy {
     /// Grade name as manifests spell it, e.g. `L3`.
@@ -31,6 +31,12 @@ pub struct GradePolicy {
     pub reviewers_required: u32,
     /// Whether the platform administrator co-reviews (joint review).
     pub joint_review: bool,
+    /// Ceiling for the dominance rule's k (a smaller k fails more cells).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_nk_k: Option<f64>,
+    /// Floor for the p-ratio rule's p.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p_ratio: Option<f64>,
 }
 
 impl Default for GradeScale {
@@ -42,13 +48,20 @@ impl Default for GradeScale {
             row_level_output_allowed: rows,
             reviewers_required: reviewers,
             joint_review: joint,
+            max_nk_k: None,
+            min_p_ratio: None,
         };
         GradeScale {
             levels: vec![
                 level("L1", 0, true, true, 1, false),
                 level("L2", 10, true, false, 1, true),
                 level("L3", 10, false, false, 2, true),
-                level("L4", 20, false, false, 2, true),
+                GradePolicy {
+                    // The most sensitive grade: dominance tightened too.
+                    max_nk_k: Some(0.8),
+                    min_p_ratio: Some(0.15),
+                    ..level("L4", 20, false, false, 2, true)
+                },
             ],
         }
     }
@@ -87,11 +100,21 @@ impl GradeScale {
                 .unwrap_or(2)
                 .max(1),
             joint_review: true,
+            max_nk_k: self
+                .levels
+                .iter()
+                .filter_map(|g| g.max_nk_k)
+                .reduce(f64::min),
+            min_p_ratio: self
+                .levels
+                .iter()
+                .filter_map(|g| g.min_p_ratio)
+                .reduce(f64::max),
         }
     }
 
     /// `policy` tightened by grade `grade`: thresholds raised to the grade's
-    /// floor, auto-release and row-level output switched off where the grade
+    /// floor, dominance parameters to its limits, auto-release and row-level output switched off where the grade
     /// forbids them. Never loosens.
     pub fn tighten(&self, grade: &str, policy: &DisclosurePolicy) -> DisclosurePolicy {
         let level = self.get(grade).cloned().unwrap_or_else(|| self.strictest());
@@ -100,6 +123,12 @@ impl GradeScale {
         p.frequency_threshold = p.frequency_threshold.max(level.min_threshold);
         p.auto_release &= level.auto_release_allowed;
         p.row_level_output &= level.row_level_output_allowed;
+        if let Some(k) = level.max_nk_k {
+            p.nk.k = p.nk.k.min(k);
+        }
+        if let Some(q) = level.min_p_ratio {
+            p.p_ratio = p.p_ratio.max(q);
+        }
         p
     }
 
@@ -124,6 +153,18 @@ impl GradeScale {
                 return Err(ManifestError::new(
                     format!("{field}.name"),
                     format!("grade `{}` is defined twice", g.name),
+                ));
+            }
+            if g.max_nk_k.is_some_and(|k| !(k > 0.0 && k <= 1.0)) {
+                return Err(ManifestError::new(
+                    format!("{field}.max_nk_k"),
+                    "must be in (0, 1]",
+                ));
+            }
+            if g.min_p_ratio.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+                return Err(ManifestError::new(
+                    format!("{field}.min_p_ratio"),
+                    "must be in [0, 1)",
                 ));
             }
             if g.reviewers_required == 0 {

@@ -364,6 +364,9 @@ pub struct DisclosurePolicy {
     pub allow_joins_on: Vec<String>,
     /// Differential-privacy settings.
     pub dp: DpPolicy,
+    /// A steward of the provider approves each model (by hash) before its
+    /// first run on this dataset (SZ:44: code entering the domain).
+    pub models_need_approval: bool,
 }
 
 impl Default for DisclosurePolicy {
@@ -380,6 +383,7 @@ impl Default for DisclosurePolicy {
             row_level_output: false,
             allow_joins_on: Vec::new(),
             dp: DpPolicy::default(),
+            models_need_approval: true,
         }
     }
 }

@@ -15,13 +15,17 @@
 //!       ─▶ EchoRule        a cell equal to a value of an identifier / quasi-identifier column read
 //!       ─▶ ExtremeRule     MIN/MAX of a sensitive column (one person's value): review
 //!       ─▶ FilteredRule    statistics over a FILTER subset of a group: review
+//!       ─▶ DominanceRule   SUM/AVG cells: (n, k) and p-ratio over per-person
+//!                          contributions; negative or missing values: review
+//!       ─▶ DegreesOfFreedomRule  model rows whose `df_resid` is under `dof_threshold`
+//!       ─▶ ModelUnitsRule  a model whose input covers fewer persons than the threshold
 //!       ─▶ CheckReport { verdict: worst of all, per rule: failing/review cells }
 //! ```
 //!
 //! Only non-passing cells are listed; every other cell of the result passed
 //! every rule (the report says how many cells were checked).
 
-use datafusion::arrow::array::{Array, Int64Array, UInt64Array};
+use datafusion::arrow::array::{Array, Float64Array, Int64Array, UInt64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +127,56 @@ pub struct CheckInput<'a> {
     pub echo: &'a [EchoHit],
     /// Groups the threshold removed.
     pub suppressed_groups: u64,
+    /// Per SUM/AVG computed on the output rows: its contribution statistics.
+    pub contributions: &'a [Contributions],
+    /// Set when the result is a model's output rather than a query's.
+    pub model: Option<&'a ModelFacts>,
+}
+
+/// What the checks know about a model run (its output has no lineage: the
+/// model is a black box between its input rows and its table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelFacts {
+    /// Distinct privacy units in the model's input, counted up to
+    /// `units_cap` (enough to decide the rule); input rows when the data has
+    /// no privacy unit.
+    pub units: u64,
+    /// Counting stopped here.
+    pub units_cap: u64,
+    /// Whether the input was aggregated (every group already thresholded).
+    pub aggregated_input: bool,
+}
+
+/// Output columns a model names so that ACRO's degrees-of-freedom rule can
+/// check them (see `sandbox/wit/anyu-model.wit`).
+pub const DOF_COLUMNS: &[&str] = &["df_resid", "dof"];
+
+/// Per-person contributions behind one SUM or AVG of the result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contributions {
+    /// The visible column carrying the aggregate; `None` when the query
+    /// transformed it (then every magnitude column is reviewed).
+    pub column: Option<String>,
+    /// One entry per output row; `None` when contributions per person were
+    /// not computed for this query shape.
+    pub cells: Option<Vec<ContributionStats>>,
+}
+
+/// One cell's contribution statistics (contributions = per-person sums).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ContributionStats {
+    /// Sum of the n largest contributions.
+    pub top_n: Option<f64>,
+    /// Sum of the two largest contributions.
+    pub top2: Option<f64>,
+    /// The largest contribution.
+    pub max: Option<f64>,
+    /// The smallest value of any row.
+    pub min: Option<f64>,
+    /// The cell's total.
+    pub total: Option<f64>,
+    /// Rows with a value.
+    pub non_null: u64,
 }
 
 impl CheckInput<'_> {
@@ -191,7 +245,8 @@ impl DisclosureRule for FrequencyRule {
     fn check(&self, input: &CheckInput<'_>) -> RuleReport {
         let t = input.policy.frequency_threshold;
         let mut cells = Vec::new();
-        if input.facts.row_level || input.rows() == 0 {
+        // A model's rows are not groups of records; its own rules cover it.
+        if input.facts.row_level || input.rows() == 0 || input.model.is_some() {
             return report(self.name(), cells);
         }
         let value_cols = input.value_columns();
@@ -328,17 +383,33 @@ impl DisclosureRule for EchoRule {
         "echo"
     }
     fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let numeric = |column: &str| {
+            input.batches.first().is_some_and(|b| {
+                b.schema()
+                    .field_with_name(column)
+                    .is_ok_and(|f| f.data_type().is_numeric())
+            })
+        };
         let cells = input
             .echo
             .iter()
-            .map(|h| CellVerdict {
-                row: Some(h.row),
-                column: Some(h.column.clone()),
-                verdict: Verdict::Fail,
-                reason: format!(
-                    "the value equals a value of identifying column `{}`",
-                    h.source
-                ),
+            .map(|h| {
+                // A model's number can equal someone's age by chance (a cluster
+                // size, a rounded mean): a person decides. Text never does.
+                let verdict = if input.model.is_some() && numeric(&h.column) {
+                    Verdict::Review
+                } else {
+                    Verdict::Fail
+                };
+                CellVerdict {
+                    row: Some(h.row),
+                    column: Some(h.column.clone()),
+                    verdict,
+                    reason: format!(
+                        "the value equals a value of identifying column `{}`",
+                        h.source
+                    ),
+                }
             })
             .collect();
         report(self.name(), cells)
@@ -380,6 +451,203 @@ impl DisclosureRule for FilteredRule {
     }
 }
 
+/// ACRO's dominance rules on magnitude cells, over per-person contributions:
+/// (n, k) — the n largest hold at least k of the total — and p-ratio —
+/// (total − largest − second) / largest < p — fail; negative values (where
+/// dominance is undefined) and missing values go to review.
+pub struct DominanceRule;
+
+impl DominanceRule {
+    fn cell(
+        policy: &DisclosurePolicy,
+        s: &ContributionStats,
+        rows: Option<u64>,
+    ) -> Option<(Verdict, String)> {
+        if s.min.is_some_and(|m| m < 0.0) {
+            return Some((
+                Verdict::Review,
+                "negative values: dominance is not defined for this cell".into(),
+            ));
+        }
+        let (n, k, p) = (policy.nk.n, policy.nk.k, policy.p_ratio);
+        let total = s.total.unwrap_or(0.0);
+        // As ACRO: 0/0 is not dominated.
+        if total > 0.0 && s.top_n.unwrap_or(0.0) / total >= k {
+            return Some((
+                Verdict::Fail,
+                format!(
+                    "dominance (n={n}, k={k}): the {n} largest contributors hold at least {:.0}% of the total",
+                    k * 100.0
+                ),
+            ));
+        }
+        // As ACRO: with a largest contribution of 0 the ratio is the remainder itself.
+        let top1 = s.max.unwrap_or(f64::NAN);
+        let rest = total - s.top2.unwrap_or(0.0);
+        let ratio = if top1 == 0.0 { rest } else { rest / top1 };
+        if !ratio.is_nan() && ratio < p {
+            return Some((
+                Verdict::Fail,
+                format!(
+                    "p-ratio (p={p}): the other contributors hold less than {:.0}% of the largest one's amount",
+                    p * 100.0
+                ),
+            ));
+        }
+        if rows.is_some_and(|r| s.non_null < r) {
+            return Some((
+                Verdict::Review,
+                "missing values were left out of this cell".into(),
+            ));
+        }
+        None
+    }
+}
+
+impl DisclosureRule for DominanceRule {
+    fn name(&self) -> &'static str {
+        "dominance"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let mut cells = Vec::new();
+        let rows = input.rows();
+        let traced: Vec<&str> = input
+            .contributions
+            .iter()
+            .filter_map(|c| c.column.as_deref())
+            .collect();
+        let untraced = input.contributions.iter().any(|c| c.column.is_none());
+        for c in input.contributions {
+            let Some(column) = &c.column else { continue };
+            match &c.cells {
+                Some(stats) => {
+                    for (row, s) in stats.iter().enumerate() {
+                        let n_rows = input
+                            .rows_per_group
+                            .as_ref()
+                            .and_then(|r| r.get(row))
+                            .copied();
+                        if let Some((verdict, reason)) = Self::cell(input.policy, s, n_rows) {
+                            cells.push(CellVerdict {
+                                row: Some(row as u64),
+                                column: Some(column.clone()),
+                                verdict,
+                                reason,
+                            });
+                        }
+                    }
+                }
+                None => {
+                    for row in 0..rows {
+                        cells.push(CellVerdict {
+                            row: Some(row),
+                            column: Some(column.clone()),
+                            verdict: Verdict::Review,
+                            reason: "contributions per person could not be computed for this query shape".into(),
+                        });
+                    }
+                }
+            }
+        }
+        if untraced {
+            // A SUM/AVG was transformed before output: the magnitude columns
+            // not traced to one are looked at by a person.
+            let mut more = review_columns(
+                self.name(),
+                input,
+                |o| o.kind == CellKind::Magnitude && !traced.contains(&o.name.as_str()),
+                "computed from a sum whose contributors cannot be checked for dominance",
+            )
+            .cells;
+            cells.append(&mut more);
+        }
+        report(self.name(), cells)
+    }
+}
+
+/// ACRO `safe_dof_threshold`: a model statistic estimated with fewer
+/// residual degrees of freedom than the threshold fails, with its whole row.
+pub struct DegreesOfFreedomRule;
+
+impl DisclosureRule for DegreesOfFreedomRule {
+    fn name(&self) -> &'static str {
+        "degrees_of_freedom"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let mut cells = Vec::new();
+        if input.model.is_none() {
+            return report(self.name(), cells);
+        }
+        let t = input.policy.dof_threshold;
+        let names = input.column_names();
+        let mut offset = 0u64;
+        for b in input.batches {
+            for (i, f) in b.schema().fields().iter().enumerate() {
+                if !DOF_COLUMNS.contains(&f.name().as_str()) {
+                    continue;
+                }
+                let col = b.column(i);
+                for row in 0..b.num_rows() {
+                    let dof = number(col.as_ref(), row);
+                    if dof.is_none_or(|d| d < t as f64) {
+                        let reason = match dof {
+                            Some(_) => format!(
+                                "estimated with fewer than {t} residual degrees of freedom (safe_dof_threshold)"
+                            ),
+                            None => "the degrees of freedom are missing".to_string(),
+                        };
+                        cells.extend(names.iter().map(|c| CellVerdict {
+                            row: Some(offset + row as u64),
+                            column: Some(c.clone()),
+                            verdict: Verdict::Fail,
+                            reason: reason.clone(),
+                        }));
+                    }
+                }
+            }
+            offset += b.num_rows() as u64;
+        }
+        report(self.name(), cells)
+    }
+}
+
+fn number(col: &dyn Array, row: usize) -> Option<f64> {
+    if col.is_null(row) {
+        return None;
+    }
+    if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
+        return Some(a.value(row)).filter(|v| !v.is_nan());
+    }
+    count_value(col, row).map(|v| v as f64)
+}
+
+/// A model's output must rest on at least `threshold` persons: fewer fails
+/// the whole result (a model over three people describes those three).
+pub struct ModelUnitsRule;
+
+impl DisclosureRule for ModelUnitsRule {
+    fn name(&self) -> &'static str {
+        "model_units"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let mut cells = Vec::new();
+        if let Some(m) = input.model {
+            let t = input.policy.threshold;
+            if !m.aggregated_input && m.units < t {
+                cells.push(CellVerdict {
+                    row: None,
+                    column: None,
+                    verdict: Verdict::Fail,
+                    reason: format!(
+                        "the model's input covers fewer than {t} distinct persons (aggregation threshold)"
+                    ),
+                });
+            }
+        }
+        report(self.name(), cells)
+    }
+}
+
 /// Every cell of the output columns `pick` selects, for review.
 fn review_columns(
     rule: &str,
@@ -417,6 +685,9 @@ pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
         Box::new(EchoRule),
         Box::new(ExtremeRule),
         Box::new(FilteredRule),
+        Box::new(DominanceRule),
+        Box::new(DegreesOfFreedomRule),
+        Box::new(ModelUnitsRule),
     ]
 }
 
@@ -448,6 +719,10 @@ pub fn strictest(policies: &[&DisclosurePolicy]) -> DisclosurePolicy {
         p.auto_release &= q.auto_release;
         p.row_level_output &= q.row_level_output;
         p.dof_threshold = p.dof_threshold.max(q.dof_threshold);
+        p.nk.n = p.nk.n.max(q.nk.n);
+        p.nk.k = p.nk.k.min(q.nk.k);
+        p.p_ratio = p.p_ratio.max(q.p_ratio);
+        p.models_need_approval |= q.models_need_approval;
     }
     p
 }

@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use super::access::shown_id;
-use super::{Actor, Domain};
+use super::{Actor, Domain, ModelRequest};
 use crate::access::{Grant, GrantedVersion};
 use crate::audit::Outcome;
 use crate::catalog::UsageMethod;
@@ -47,7 +47,9 @@ use crate::query::{
 };
 use crate::release::{self, Certificate, ResultFormat};
 use crate::storage::blob;
-use crate::store::{JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord};
+use crate::store::{
+    JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord, SealedResult,
+};
 use crate::{Error, Result};
 
 /// Limits of the job path (`[jobs]` in the configuration).
@@ -159,6 +161,8 @@ pub struct ReviewPacket {
     /// The grant's earlier releases: id, query, rows, time.
     #[schema(value_type = Vec<Object>)]
     pub earlier_releases: Vec<serde_json::Value>,
+    /// A model job's log (model output: may hold data; never released).
+    pub model_log: Option<String>,
     /// The caller's own vote, if any.
     pub my_vote: Option<ReviewRecord>,
     /// Every vote — shown only once the caller voted or the review is over (blind review).
@@ -188,11 +192,11 @@ fn charge_error(r: &crate::store::ChargeRefusal) -> Error {
     }
 }
 
-fn job_object(id: &str) -> String {
+pub(super) fn job_object(id: &str) -> String {
     format!("job:{id}")
 }
 
-fn visible_schema(schema: &SchemaRef) -> (SchemaRef, Vec<usize>) {
+pub(super) fn visible_schema(schema: &SchemaRef) -> (SchemaRef, Vec<usize>) {
     let keep: Vec<usize> = (0..schema.fields().len())
         .filter(|i| !schema.field(*i).name().starts_with(query::RESERVED_PREFIX))
         .collect();
@@ -211,6 +215,45 @@ fn i64_column(batches: &[RecordBatch], name: &str) -> Option<Vec<u64>> {
             .as_any()
             .downcast_ref::<datafusion::arrow::array::Int64Array>()?;
         out.extend((0..a.len()).map(|r| a.value(r).max(0) as u64));
+    }
+    Some(out)
+}
+
+/// Per output row, the dominance statistics named by `st`.
+fn contribution_stats(
+    batches: &[RecordBatch],
+    st: &query::rewrite::DominanceStats,
+) -> Option<Vec<disclosure::ContributionStats>> {
+    use datafusion::arrow::array::{Float64Array, Int64Array};
+    let mut out = Vec::new();
+    for b in batches {
+        let f = |name: &str| -> Option<&Float64Array> {
+            b.column(b.schema().index_of(name).ok()?)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+        };
+        let (top_n, top2, max, min, total) = (
+            f(&st.top_n)?,
+            f(&st.top2)?,
+            f(&st.max)?,
+            f(&st.min)?,
+            f(&st.total)?,
+        );
+        let count = b
+            .column(b.schema().index_of(&st.count).ok()?)
+            .as_any()
+            .downcast_ref::<Int64Array>()?;
+        let get = |a: &Float64Array, r: usize| (!a.is_null(r)).then(|| a.value(r));
+        for r in 0..b.num_rows() {
+            out.push(disclosure::ContributionStats {
+                top_n: get(top_n, r),
+                top2: get(top2, r),
+                max: get(max, r),
+                min: get(min, r),
+                total: get(total, r),
+                non_null: count.value(r).max(0) as u64,
+            });
+        }
     }
     Some(out)
 }
@@ -328,11 +371,25 @@ impl Domain {
 
     /// Opens a grant's query session.
     pub async fn query_session(&self, grant: &Grant) -> Result<QuerySession> {
+        self.query_session_for(grant, false).await
+    }
+
+    /// Opens a grant's session for a query, or for a model's input: rows may
+    /// flow into a model (never out) where the usage method lets a model
+    /// work on the data inside the domain.
+    async fn query_session_for(&self, grant: &Grant, model_input: bool) -> Result<QuerySession> {
         let specs = self.table_specs(grant).await?;
-        let aggregate_only = matches!(
-            grant.usage_method,
-            UsageMethod::Invisible | UsageMethod::ModelResults
-        ) || specs.iter().any(|s| !s.policy.row_level_output);
+        let aggregate_only = if model_input {
+            !matches!(
+                grant.usage_method,
+                UsageMethod::ModelResults | UsageMethod::InDomain
+            )
+        } else {
+            matches!(
+                grant.usage_method,
+                UsageMethod::Invisible | UsageMethod::ModelResults
+            ) || specs.iter().any(|s| !s.policy.row_level_output)
+        };
         let o = self.job_options();
         QuerySession::open(
             Arc::clone(&self.keyring),
@@ -357,6 +414,30 @@ impl Domain {
         p: &Principal,
         grant_id: &str,
         sql: &str,
+    ) -> Result<JobView> {
+        self.submit(p, grant_id, sql, None).await
+    }
+
+    /// Submits a model run under `grant_id`: `input_sql` goes through the
+    /// same policy as any query (row-level input allowed where the grant's
+    /// usage method is `model_results` or `in_domain`), the model must be the
+    /// caller's and approved for every dataset whose policy says so.
+    pub async fn submit_model_job(
+        self: &Arc<Self>,
+        p: &Principal,
+        grant_id: &str,
+        model: &ModelRequest,
+        input_sql: &str,
+    ) -> Result<JobView> {
+        self.submit(p, grant_id, input_sql, Some(model)).await
+    }
+
+    async fn submit(
+        self: &Arc<Self>,
+        p: &Principal,
+        grant_id: &str,
+        sql: &str,
+        model: Option<&ModelRequest>,
     ) -> Result<JobView> {
         const ACTION: &str = "job.submit";
         let actor = Actor::user(p);
@@ -400,21 +481,35 @@ impl Domain {
             })
             .await;
         }
-        let session = match self.query_session(&grant).await {
+        if let Some(m) = model
+            && let Err(e) = self.check_model_request(p, m).await
+        {
+            return refused(e).await;
+        }
+        let session = match self.query_session_for(&grant, model.is_some()).await {
             Ok(s) => s,
             Err(e) => return refused(e).await,
         };
-        let planned = match session.plan(sql).await {
+        let planned = match model {
+            None => session.plan(sql).await,
+            Some(_) => session.plan_input(sql).await,
+        };
+        let planned = match planned {
             Ok(p) => p,
             Err(e) => return refused(e).await,
         };
+        if let Some(m) = model
+            && let Err(e) = self.check_model_input(&session, &planned, m).await
+        {
+            return refused(e).await;
+        }
         let tables = session.tables();
         let job = JobRecord {
             id: uuid::Uuid::now_v7().to_string(),
             grant_id: grant.id.clone(),
             requester_id: p.user_id.clone(),
             requester_username: p.username.clone(),
-            kind: "sql".into(),
+            kind: if model.is_some() { "model" } else { "sql" }.into(),
             query_text: sql.to_string(),
             status: JobStatus::Queued,
             error_code: None,
@@ -446,6 +541,8 @@ impl Domain {
             started_at: None,
             finished_at: None,
             revision: 1,
+            model_sha256: model.map(|m| m.sha256.clone()),
+            model_params: model.map(|m| m.params.clone()),
         };
         // The job and its slot in the budget, together; only queries that run are charged.
         let slot = crate::access::Usage {
@@ -466,8 +563,10 @@ impl Domain {
                 Outcome::Success,
                 serde_json::json!({
                     "grant_id": grant.id,
+                    "kind": job.kind,
                     "datasets": job.datasets,
                     "sql_sha256": crate::release::sha256_hex(sql.as_bytes()),
+                    "model_sha256": job.model_sha256,
                     "thresholded_aggregations": planned.rewritten.thresholded,
                     "charged": slot,
                 }),
@@ -498,10 +597,20 @@ impl Domain {
         let domain = Arc::clone(self);
         let id = job.id.clone();
         let grant_for_run = grant.clone();
+        let model = model.cloned();
         tokio::spawn(async move {
-            let result = domain
-                .run_job(&id, &grant_for_run, session, planned, guard)
-                .await;
+            let result = match model {
+                None => {
+                    domain
+                        .run_job(&id, &grant_for_run, session, planned, guard)
+                        .await
+                }
+                Some(m) => {
+                    domain
+                        .run_model_job(&id, &grant_for_run, session, planned, guard, m)
+                        .await
+                }
+            };
             if let Err(e) = result {
                 tracing::error!(job = %id, error = %e, "job bookkeeping failed");
             }
@@ -560,25 +669,9 @@ impl Domain {
         planned: PlannedQuery,
         guard: Arc<Guard>,
     ) -> Result<()> {
-        let permits = Arc::clone(&self.jobs.permits);
-        let permit = tokio::select! {
-            p = permits.acquire_owned() => p.map_err(|_| Error::Internal("job pool closed".into()))?,
-            _ = guard.cancelled() => {
-                let mut job = self.job(id).await?;
-                return self.end_job(&mut job, &Error::Denied { code: "cancelled", message: "the job was cancelled".into() }).await;
-            }
-        };
-        // The deadline counts from the start, not from the queue.
-        guard.set_deadline(Instant::now() + self.job_options().deadline);
-        let mut job = self.job(id).await?;
-        if job.status != JobStatus::Queued {
+        let Some((permit, mut job)) = self.start_job(id, &guard).await? else {
             return Ok(());
-        }
-        job.started_at = Some(crate::store::now_rfc3339());
-        if let Some(r) = self.jobs.running.lock().expect("job map lock").get_mut(id) {
-            r.started = Some(Instant::now());
-        }
-        self.jobs.changed.notify_waiters();
+        };
         // The start event is queued now and committed while the query runs;
         // every later event of the job commits after it (the log keeps order).
         let started = self
@@ -609,28 +702,69 @@ impl Domain {
         job.rows_scanned = guard
             .rows_scanned
             .load(std::sync::atomic::Ordering::Relaxed);
+        // Time spent is charged whatever the outcome (saturating at the budget).
         let outcome = match executed {
-            Err(e) => {
-                // Time spent is charged whatever the outcome (saturating at the budget).
-                self.charge_cpu(&grant.id, elapsed).await;
-                let mut job = self.job(id).await?;
-                self.end_job(&mut job, &e).await
-            }
+            Err(e) => self.fail_job(id, grant, elapsed, &e).await,
             Ok(executed) => match self
                 .check_result(&session, &planned, &executed, &mut job)
                 .await
             {
                 Ok(()) => Ok(()),
-                Err(e) => {
-                    self.charge_cpu(&grant.id, elapsed).await;
-                    let mut job = self.job(id).await?;
-                    self.end_job(&mut job, &e).await
-                }
+                Err(e) => self.fail_job(id, grant, elapsed, &e).await,
             },
         };
         // Committed long ago (the later events commit after it); checked for errors.
         started.await?;
         outcome
+    }
+
+    /// Waits for a worker and marks the job started; `None` when it was
+    /// cancelled while queued (then ended here) or is no longer queued.
+    pub(super) async fn start_job(
+        &self,
+        id: &str,
+        guard: &Arc<Guard>,
+    ) -> Result<Option<(tokio::sync::OwnedSemaphorePermit, JobRecord)>> {
+        let permits = Arc::clone(&self.jobs.permits);
+        let permit = tokio::select! {
+            p = permits.acquire_owned() => p.map_err(|_| Error::Internal("job pool closed".into()))?,
+            _ = guard.cancelled() => {
+                let mut job = self.job(id).await?;
+                self.end_job(&mut job, &Error::Denied { code: "cancelled", message: "the job was cancelled".into() }).await?;
+                return Ok(None);
+            }
+        };
+        // The deadline counts from the start, not from the queue.
+        guard.set_deadline(Instant::now() + self.job_options().deadline);
+        let mut job = self.job(id).await?;
+        if job.status != JobStatus::Queued {
+            return Ok(None);
+        }
+        job.started_at = Some(crate::store::now_rfc3339());
+        if let Some(r) = self.jobs.running.lock().expect("job map lock").get_mut(id) {
+            r.started = Some(Instant::now());
+        }
+        self.jobs.changed.notify_waiters();
+        Ok(Some((permit, job)))
+    }
+
+    /// Ends a job that failed after it started: its time is charged
+    /// (saturating at the budget) and it is marked failed or cancelled.
+    pub(super) async fn fail_job(
+        &self,
+        id: &str,
+        grant: &Grant,
+        cpu_seconds: f64,
+        e: &Error,
+    ) -> Result<()> {
+        self.charge_cpu(&grant.id, cpu_seconds).await;
+        let mut job = self.job(id).await?;
+        self.end_job(&mut job, e).await
+    }
+
+    /// The runtime queries (and model inputs) run on, when it could be built.
+    pub(super) fn jobs_runtime(&self) -> Option<&tokio::runtime::Runtime> {
+        self.jobs.runtime.as_ref()
     }
 
     /// Runs a query on the query runtime and hands the session back.
@@ -670,7 +804,7 @@ impl Domain {
 
     /// Finds cells equal to a value of an identifying column the query read,
     /// searching inside the domain (through the grant's views).
-    async fn echo_hits(
+    pub(super) async fn echo_hits(
         &self,
         session: &QuerySession,
         planned: &PlannedQuery,
@@ -833,6 +967,23 @@ impl Domain {
             .collect();
         let policy = disclosure::strictest(&policies);
         let echo = self.echo_hits(session, planned, &visible).await?;
+        let contributions: Vec<disclosure::Contributions> = planned
+            .rewritten
+            .hidden
+            .as_ref()
+            .map(|h| {
+                h.dominance
+                    .iter()
+                    .map(|d| disclosure::Contributions {
+                        column: d.column.clone(),
+                        cells: d
+                            .stats
+                            .as_ref()
+                            .and_then(|st| contribution_stats(&executed.batches, st)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let report = disclosure::check(
             &disclosure::default_rules(),
             &CheckInput {
@@ -842,20 +993,49 @@ impl Domain {
                 policy: &policy,
                 echo: &echo,
                 suppressed_groups: executed.dropped_groups,
+                contributions: &contributions,
+                model: None,
             },
         );
-        let (schema, candidate) = suppress(&schema, &visible, &report)?;
+        let auto = policy.auto_release;
+        self.seal_checked(
+            job,
+            &schema,
+            &visible,
+            report,
+            executed.dropped_groups,
+            auto,
+            None,
+        )
+        .await
+    }
+
+    /// Suppresses failing cells, seals the candidate (and a model's log) into
+    /// the job's transaction beside `job.check`, and releases at once when
+    /// everything passed and `auto_release` allows it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn seal_checked(
+        &self,
+        job: &mut JobRecord,
+        schema: &SchemaRef,
+        visible: &[RecordBatch],
+        report: CheckReport,
+        suppressed_groups: u64,
+        auto_release: bool,
+        log: Option<&str>,
+    ) -> Result<()> {
+        let (schema, candidate) = suppress(schema, visible, &report)?;
         let ipc = release::encode(&schema, &candidate, ResultFormat::ArrowIpc)?;
         let aad = format!("anyu:result:{}", job.id);
         let (key, sealed) = blob::seal(&self.keyring, aad.as_bytes(), &ipc)?;
         job.result_rows = Some(report.rows);
-        job.suppressed_groups = Some(executed.dropped_groups);
+        job.suppressed_groups = Some(suppressed_groups);
         job.result_sha256 = Some(release::sha256_hex(&ipc));
         job.checks = serde_json::to_value(&report).ok();
         // Checked, and where it goes next: one write, with the sealed candidate
         // and the CPU time, beside its event.
         let release_now =
-            !report.fails_as_a_whole() && report.verdict == Verdict::Pass && policy.auto_release;
+            !report.fails_as_a_whole() && report.verdict == Verdict::Pass && auto_release;
         job.status = if report.fails_as_a_whole() {
             job.error_code = Some("disclosure_check_failed".into());
             job.error_message = Some(
@@ -868,10 +1048,24 @@ impl Domain {
         } else {
             JobStatus::PendingReview
         };
+        let sealed_log = match log {
+            Some(text) => {
+                let aad = format!("anyu:log:{}", job.id);
+                Some(blob::seal(&self.keyring, aad.as_bytes(), text.as_bytes())?)
+            }
+            None => None,
+        };
         let system = Actor::system();
         let (saved, recorded) = tokio::join!(
-            self.store
-                .finish_job(job, Some((&sealed, &key)), job.cpu_seconds),
+            self.store.finish_job(
+                job,
+                Some(SealedResult {
+                    sealed: &sealed,
+                    key: &key,
+                    log: sealed_log.as_ref().map(|(k, b)| (b.as_slice(), k)),
+                }),
+                job.cpu_seconds
+            ),
             self.record(
                 &system,
                 "job.check",
@@ -880,7 +1074,7 @@ impl Domain {
                 serde_json::json!({
                     "verdict": report.verdict,
                     "rows": report.rows,
-                    "suppressed_groups": executed.dropped_groups,
+                    "suppressed_groups": suppressed_groups,
                     "rows_scanned": job.rows_scanned,
                     "cpu_seconds": job.cpu_seconds,
                     "next": job.status,
@@ -965,9 +1159,17 @@ impl Domain {
                     organisation: user.organisation.clone(),
                 },
                 query: release::QuerySection {
-                    kind: release::QueryKind::Sql,
+                    kind: if job.model_sha256.is_some() {
+                        release::QueryKind::Model
+                    } else {
+                        release::QueryKind::Sql
+                    },
                     text: job.query_text.clone(),
                     plan_summary: job.plan_summary.clone().unwrap_or_default(),
+                    model: job.model_sha256.as_ref().map(|sha| release::ModelSection {
+                        sha256: sha.clone(),
+                        params: job.model_params.clone().unwrap_or_default(),
+                    }),
                 },
                 datasets: job
                     .datasets
@@ -1241,7 +1443,9 @@ impl Domain {
             serde_json::json!({}),
         )
         .await?;
+        let model_log = self.model_log(&job).await?;
         Ok(ReviewPacket {
+            model_log,
             result: rows_json(&batches),
             earlier_releases: earlier,
             my_vote,

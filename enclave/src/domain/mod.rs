@@ -12,12 +12,14 @@ mod access;
 mod accounts;
 mod grants;
 mod jobs;
+mod models;
 
 pub use access::{
     AgreementText, ApplicationSummary, ApplicationView, DatasetFilter, ReviewConditions, ReviewStep,
 };
 pub use grants::{GrantChange, GrantView, consent_storage_id};
 pub use jobs::{JobOptions, JobView, ReviewDecision, ReviewPacket};
+pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -212,6 +214,8 @@ pub struct DomainOptions {
     pub clock: Clock,
     /// The job path's worker pool and limits.
     pub jobs: JobOptions,
+    /// Limits of researchers' models.
+    pub models: ModelOptions,
 }
 
 impl Default for DomainOptions {
@@ -226,6 +230,7 @@ impl Default for DomainOptions {
             access: AccessOptions::default(),
             clock: Clock::system(),
             jobs: JobOptions::default(),
+            models: ModelOptions::default(),
         }
     }
 }
@@ -370,6 +375,7 @@ pub struct Domain {
     audit: AuditLog,
     identity: Identity,
     jobs: jobs::JobRunner,
+    models: models::ModelSlot,
 }
 
 impl std::fmt::Debug for Domain {
@@ -443,6 +449,7 @@ impl Domain {
             audit,
             identity,
             jobs,
+            models: models::ModelSlot::default(),
         })
     }
 

@@ -36,6 +36,7 @@ pub mod rewrite;
 pub mod run;
 pub mod sanitize;
 pub mod session;
+pub mod top_n;
 
 pub use guard::Guard;
 pub use policy::{BaseColumn, CellKind, OutputColumn, PlanFacts, RESERVED_PREFIX};

@@ -39,6 +39,7 @@ use datafusion::logical_expr::{
 
 use super::GrantedTable;
 use super::policy::PlanFacts;
+use super::top_n::top_n_udaf;
 use crate::{Error, Result};
 
 /// Name prefixes of the hidden per-group columns on the result.
@@ -60,6 +61,18 @@ struct Unit {
 struct Hidden {
     rows: Column,
     units: Vec<Column>,
+    dominance: Vec<Dom>,
+}
+
+/// Per-person contribution statistics behind one SUM or AVG output column
+/// (for the dominance rules): sum of the n largest, the two largest, the
+/// largest, the smallest, the total and the number of contributions.
+#[derive(Debug, Clone)]
+struct Dom {
+    /// The visible output column carrying the aggregate, while it is output unchanged.
+    target: Option<Column>,
+    /// `None` when this query shape hides per-person contributions.
+    cols: Option<[Column; 6]>,
 }
 
 struct Out {
@@ -82,6 +95,9 @@ pub struct Rewritten {
     pub thresholded: usize,
     /// How each thresholded aggregation counted units (`rows`, `pre_aggregate`, `distinct`).
     pub strategies: Vec<&'static str>,
+    /// Privacy-unit columns carried to the output of a row-level plan, as
+    /// (column, dataset): a model job counts the persons behind its input.
+    pub units: Vec<(String, String)>,
 }
 
 /// Names of the hidden columns on the result.
@@ -89,10 +105,37 @@ pub struct Rewritten {
 pub struct HiddenColumns {
     pub rows: String,
     pub units: Vec<String>,
+    /// Per SUM/AVG output column: its contribution statistics.
+    pub dominance: Vec<DominanceColumns>,
+}
+
+/// Hidden columns with per-person contributions behind one output column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DominanceColumns {
+    /// The visible output column (a SUM or AVG), if output unchanged.
+    pub column: Option<String>,
+    /// `None`: contributions per person could not be computed for this query.
+    pub stats: Option<DominanceStats>,
+}
+
+/// Column names of [`DominanceColumns`] statistics, per output row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DominanceStats {
+    /// Sum of the n largest contributions (n from the policy).
+    pub top_n: String,
+    /// Sum of the two largest (p-ratio).
+    pub top2: String,
+    pub max: String,
+    pub min: String,
+    pub total: String,
+    /// Contributions that are not null.
+    pub count: String,
 }
 
 struct Rewriter<'a> {
     tables: &'a [GrantedTable],
+    /// n of the (n, k) dominance rule: the strictest over the datasets.
+    nk_n: usize,
     per_unit: &'a HashMap<usize, (usize, String)>,
     next: usize,
     thresholded: usize,
@@ -156,14 +199,42 @@ pub fn rewrite(
     let mut r = Rewriter {
         tables,
         per_unit: &facts.per_unit,
+        nk_n: tables
+            .iter()
+            .map(|t| t.policy.nk.n as usize)
+            .max()
+            .unwrap_or(2)
+            .clamp(1, super::top_n::MAX_N),
         next: 0,
         thresholded: 0,
         strategies: Vec::new(),
     };
     let out = r.node(plan, true, &dropped)?;
+    let units = out
+        .units
+        .iter()
+        .map(|u| (u.col.name.clone(), u.dataset.clone()))
+        .collect();
     let hidden = out.hidden.map(|h| HiddenColumns {
         rows: h.rows.name,
         units: h.units.into_iter().map(|c| c.name).collect(),
+        dominance: h
+            .dominance
+            .into_iter()
+            .map(|d| DominanceColumns {
+                column: d.target.map(|c| c.name),
+                stats: d
+                    .cols
+                    .map(|[top_n, top2, max, min, total, count]| DominanceStats {
+                        top_n: top_n.name,
+                        top2: top2.name,
+                        max: max.name,
+                        min: min.name,
+                        total: total.name,
+                        count: count.name,
+                    }),
+            })
+            .collect(),
     });
     Ok(Rewritten {
         plan: out.plan,
@@ -171,6 +242,7 @@ pub fn rewrite(
         hidden,
         thresholded: r.thresholded,
         strategies: r.strategies,
+        units,
     })
 }
 
@@ -219,9 +291,31 @@ impl<'a> Rewriter<'a> {
                             exprs.push(Expr::Column(c.clone()).alias(&n));
                             cols.push(Column::from_name(n));
                         }
+                        let mut dominance = Vec::new();
+                        for d in &h.dominance {
+                            // The aggregate stays traceable while it is output as it is.
+                            let target = d.target.as_ref().and_then(|t| {
+                                p.expr.iter().zip(p.schema.columns()).find_map(|(e, out)| {
+                                    let inner = match e {
+                                        Expr::Alias(a) => a.expr.as_ref(),
+                                        other => other,
+                                    };
+                                    matches!(inner, Expr::Column(c) if c == t).then_some(out)
+                                })
+                            });
+                            let cols = d.cols.as_ref().map(|cs| {
+                                cs.clone().map(|c| {
+                                    let n = self.fresh("__anyu_dom");
+                                    exprs.push(Expr::Column(c).alias(&n));
+                                    Column::from_name(n)
+                                })
+                            });
+                            dominance.push(Dom { target, cols });
+                        }
                         Some(Hidden {
                             rows: Column::from_name(rows),
                             units: cols,
+                            dominance,
                         })
                     }
                     None => None,
@@ -265,6 +359,14 @@ impl<'a> Rewriter<'a> {
                     hidden: inp.hidden.map(|h| Hidden {
                         rows: requalify(&h.rows),
                         units: h.units.iter().map(requalify).collect(),
+                        dominance: h
+                            .dominance
+                            .iter()
+                            .map(|d| Dom {
+                                target: d.target.as_ref().map(requalify),
+                                cols: d.cols.as_ref().map(|cs| cs.clone().map(|c| requalify(&c))),
+                            })
+                            .collect(),
                     }),
                 })
             }
@@ -505,10 +607,26 @@ impl<'a> Rewriter<'a> {
         let unit_names: Vec<String> = inp.units.iter().map(|_| self.fresh(UNITS_COLUMN)).collect();
         let non_unique: Vec<&Unit> = inp.units.iter().filter(|u| !u.unique).collect();
 
+        let magnitudes = if chain { magnitudes(a) } else { vec![] };
+        let mut dominance = Vec::new();
         let (plan, strategy) = if non_unique.is_empty() {
             // Units = rows.
             let mut aggr = a.aggr_expr.clone();
             aggr.push(count(lit(1i64)).alias(&rows_name));
+            for (i, arg) in &magnitudes {
+                // Each row is one unit's whole contribution.
+                let cols = match arg {
+                    Some(arg) => {
+                        let x = cast(arg.clone(), DataType::Float64);
+                        Some(self.dominance_aggs(x.clone(), x, count(arg.clone()), &mut aggr))
+                    }
+                    None => None,
+                };
+                dominance.push(Dom {
+                    target: Some(output_column(a, *i)),
+                    cols,
+                });
+            }
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             let plan = LogicalPlan::Aggregate(agg);
             // Every unit count is the row count.
@@ -526,10 +644,20 @@ impl<'a> Rewriter<'a> {
                 "rows",
             )
         } else if inp.units.len() == 1
-            && let Some(plan) = self.pre_aggregate(a, &inp, &rows_name, &unit_names[0])?
+            && let Some((plan, dom)) =
+                self.pre_aggregate(a, &inp, &rows_name, &unit_names[0], &magnitudes)?
         {
+            dominance = dom;
             (plan, "pre_aggregate")
         } else {
+            // Contributions per unit are not computed on this path: review.
+            dominance = magnitudes
+                .iter()
+                .map(|(i, _)| Dom {
+                    target: Some(output_column(a, *i)),
+                    cols: None,
+                })
+                .collect();
             let mut aggr = a.aggr_expr.clone();
             aggr.push(count(lit(1i64)).alias(&rows_name));
             for (u, n) in inp.units.iter().zip(&unit_names) {
@@ -563,6 +691,7 @@ impl<'a> Rewriter<'a> {
                 hidden: Some(Hidden {
                     rows: Column::from_name(rows_name),
                     units: unit_names.into_iter().map(Column::from_name).collect(),
+                    dominance,
                 }),
             });
         }
@@ -589,9 +718,27 @@ impl<'a> Rewriter<'a> {
         inp: &Out,
         rows_name: &str,
         units_name: &str,
-    ) -> Result<Option<LogicalPlan>> {
+        magnitudes: &[(usize, Option<Expr>)],
+    ) -> Result<Option<(LogicalPlan, Vec<Dom>)>> {
         let unit = &inp.units[0];
         let mut partials: Vec<Expr> = Vec::new();
+        // Per magnitude column: the per-unit sum, the per-unit minimum row
+        // value and the per-unit non-null count (names of inner partials).
+        let mut dom_partials: Vec<(usize, String, String, String)> = Vec::new();
+        for (i, arg) in magnitudes {
+            let Some(arg) = arg else {
+                return Ok(None);
+            };
+            let (s, m, k) = (
+                self.fresh("__anyu_p"),
+                self.fresh("__anyu_p"),
+                self.fresh("__anyu_p"),
+            );
+            partials.push(sum(cast(arg.clone(), DataType::Float64)).alias(&s));
+            partials.push(min(cast(arg.clone(), DataType::Float64)).alias(&m));
+            partials.push(count(arg.clone()).alias(&k));
+            dom_partials.push((*i, s, m, k));
+        }
         let mut combine: Vec<(Vec<String>, &'static str)> = Vec::new();
         for e in &a.aggr_expr {
             let inner = match e {
@@ -691,6 +838,14 @@ impl<'a> Rewriter<'a> {
         }
         outer_aggr.push(sum(c(&row_count)).alias(rows_name));
         outer_aggr.push(count(lit(1i64)).alias(units_name));
+        let mut dominance = Vec::new();
+        for (i, s, m, k) in &dom_partials {
+            let cols = self.dominance_aggs(c(s), c(m), sum(c(k)), &mut outer_aggr);
+            dominance.push(Dom {
+                target: Some(output_column(a, *i)),
+                cols: Some(cols),
+            });
+        }
         let outer = Aggregate::try_new(Arc::new(inner), outer_groups, outer_aggr)?;
         let plan = LogicalPlan::Aggregate(outer);
         // The outer schema must match the original one (plus the hidden columns).
@@ -700,6 +855,61 @@ impl<'a> Rewriter<'a> {
                 return Ok(None);
             }
         }
-        Ok(Some(plan))
+        Ok(Some((plan, dominance)))
     }
+
+    /// Appends the dominance statistics over per-unit contributions
+    /// `contribution` (Float64), with `row_min` the smallest row value and
+    /// `non_null` the rows with a value; returns their columns.
+    fn dominance_aggs(
+        &mut self,
+        contribution: Expr,
+        row_min: Expr,
+        non_null: Expr,
+        aggr: &mut Vec<Expr>,
+    ) -> [Column; 6] {
+        let top = |n: usize, x: Expr| top_n_udaf(n).call(vec![x]);
+        let exprs = [
+            top(self.nk_n, contribution.clone()),
+            top(2, contribution.clone()),
+            max(contribution.clone()),
+            min(row_min),
+            sum(contribution),
+            non_null,
+        ];
+        exprs.map(|e| {
+            let n = self.fresh("__anyu_dom");
+            aggr.push(e.alias(&n));
+            Column::from_name(n)
+        })
+    }
+}
+
+/// The SUM and AVG outputs of an aggregate (magnitude cells) by position,
+/// with their argument when contributions can be summed per unit.
+fn magnitudes(a: &Aggregate) -> Vec<(usize, Option<Expr>)> {
+    a.aggr_expr
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let inner = match e {
+                Expr::Alias(al) => al.expr.as_ref(),
+                other => other,
+            };
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
+                return None;
+            };
+            if !matches!(func.name(), "sum" | "avg") {
+                return None;
+            }
+            let simple = !params.distinct && params.filter.is_none() && params.args.len() == 1;
+            Some((i, simple.then(|| params.args[0].clone())))
+        })
+        .collect()
+}
+
+/// The output column of aggregate expression `i`.
+fn output_column(a: &Aggregate, i: usize) -> Column {
+    let (q, f) = a.schema.qualified_field(a.group_expr.len() + i);
+    Column::new(q.cloned(), f.name())
 }

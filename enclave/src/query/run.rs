@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use futures::StreamExt;
 
 use super::guard::{Guard, Tripped, guard_plan};
@@ -33,7 +33,7 @@ impl Executed {
     }
 }
 
-fn stopped(why: Tripped, deadline: Duration) -> Error {
+pub(crate) fn stopped(why: Tripped, deadline: Duration) -> Error {
     match why {
         Tripped::Deadline => Error::Denied {
             code: "deadline_exceeded",
@@ -49,6 +49,25 @@ fn stopped(why: Tripped, deadline: Duration) -> Error {
     }
 }
 
+/// The guarded physical plan of `planned`, started: its schema and stream.
+/// Every operator checks `guard` on every batch.
+pub async fn stream(
+    session: &QuerySession,
+    planned: &PlannedQuery,
+    guard: &Arc<Guard>,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let state = session.context().state();
+    let physical = state
+        .create_physical_plan(&planned.rewritten.plan)
+        .await
+        .map_err(public_error)?;
+    let physical = guard_plan(physical, guard).map_err(runtime_error)?;
+    let schema = physical.schema();
+    let stream = execute_stream(Arc::clone(&physical), session.context().task_ctx())
+        .map_err(runtime_error)?;
+    Ok((schema, stream))
+}
+
 /// Runs `planned` in `session` until it finishes, the guard's deadline
 /// passes or someone cancels the guard. Every operator checks the guard on
 /// every batch (see [`super::guard`]). Errors never carry data values.
@@ -59,15 +78,7 @@ pub async fn execute(
 ) -> Result<Executed> {
     let started = Instant::now();
     let deadline = guard.deadline().saturating_duration_since(started);
-    let state = session.context().state();
-    let physical = state
-        .create_physical_plan(&planned.rewritten.plan)
-        .await
-        .map_err(public_error)?;
-    let physical = guard_plan(physical, &guard).map_err(runtime_error)?;
-    let schema = physical.schema();
-    let mut stream = execute_stream(Arc::clone(&physical), session.context().task_ctx())
-        .map_err(runtime_error)?;
+    let (schema, mut stream) = stream(session, planned, &guard).await?;
     let mut batches = Vec::new();
     let timeout = tokio::time::sleep(deadline);
     tokio::pin!(timeout);

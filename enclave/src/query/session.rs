@@ -364,6 +364,22 @@ impl QuerySession {
     /// with the aggregation threshold. The result carries `max_output_rows + 1`
     /// as a limit, so an oversized result is detected without being built.
     pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
+        let mut planned = self.plan_unlimited(sql).await?;
+        let limit = usize::try_from(self.max_output_rows.saturating_add(1)).unwrap_or(usize::MAX);
+        planned.rewritten.plan = LogicalPlanBuilder::from(planned.rewritten.plan)
+            .limit(0, Some(limit))?
+            .build()?;
+        Ok(planned)
+    }
+
+    /// Plans a model's input: the same statement check, policy and rewrite
+    /// as [`Self::plan`], without the output-row limit (rows flow into the
+    /// model, not out of the domain).
+    pub async fn plan_input(&self, sql: &str) -> Result<PlannedQuery> {
+        self.plan_unlimited(sql).await
+    }
+
+    async fn plan_unlimited(&self, sql: &str) -> Result<PlannedQuery> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state
@@ -397,11 +413,7 @@ impl QuerySession {
                 )
             })?;
         let facts = policy::check(&logical, &self.tables, self.aggregate_only)?;
-        let mut rewritten = rewrite::rewrite(&logical, &self.tables, &facts)?;
-        let limit = usize::try_from(self.max_output_rows.saturating_add(1)).unwrap_or(usize::MAX);
-        rewritten.plan = LogicalPlanBuilder::from(rewritten.plan)
-            .limit(0, Some(limit))?
-            .build()?;
+        let rewritten = rewrite::rewrite(&logical, &self.tables, &facts)?;
         Ok(PlannedQuery {
             logical,
             facts,

@@ -100,6 +100,8 @@ pub struct Researcher {
 pub enum QueryKind {
     /// A SQL query; `text` is the SQL as submitted.
     Sql,
+    /// A WebAssembly model; `text` is its input SQL, `model` names the code.
+    Model,
 }
 
 /// The computation that produced the result.
@@ -111,6 +113,20 @@ pub struct QuerySection {
     pub text: String,
     /// A human-readable summary of the executed plan.
     pub plan_summary: String,
+    /// The model that computed the result (model jobs only; absent for SQL,
+    /// so SQL certificates keep their exact form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSection>,
+}
+
+/// The code a model job ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Lowercase hex SHA-256 of the WebAssembly component.
+    pub sha256: String,
+    /// The params string given to its `run`.
+    pub params: String,
 }
 
 /// One dataset version the query read.

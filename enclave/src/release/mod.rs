@@ -36,8 +36,8 @@ pub mod certificate;
 pub mod export;
 
 pub use certificate::{
-    CERTIFICATE_FORMAT, Certificate, ColumnEntry, DatasetEntry, FormatEntry, QueryKind,
-    QuerySection, Researcher, ResultSection, ReviewDecision, Reviewer, VerifiedRelease,
+    CERTIFICATE_FORMAT, Certificate, ColumnEntry, DatasetEntry, FormatEntry, ModelSection,
+    QueryKind, QuerySection, Researcher, ResultSection, ReviewDecision, Reviewer, VerifiedRelease,
     certificate_time, format_entries, result_files, result_section, sha256_hex, sign, verify,
 };
 pub use export::{ResultFormat, encode};

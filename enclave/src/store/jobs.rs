@@ -73,8 +73,9 @@ pub struct JobRecord {
     pub grant_id: String,
     pub requester_id: String,
     pub requester_username: String,
-    /// `sql`.
+    /// `sql` or `model`.
     pub kind: String,
+    /// The SQL, or a model job's input SQL.
     pub query_text: String,
     pub status: JobStatus,
     pub error_code: Option<String>,
@@ -97,6 +98,10 @@ pub struct JobRecord {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub revision: i64,
+    /// Model jobs: the component's SHA-256.
+    pub model_sha256: Option<String>,
+    /// Model jobs: the params string handed to `run`.
+    pub model_params: Option<String>,
 }
 
 /// One output-review vote.
@@ -120,6 +125,14 @@ pub struct ReleaseFile {
     pub wrapped_key: WrappedKey,
 }
 
+/// A candidate result sealed for its job (and a model job's sealed log).
+#[derive(Debug, Clone, Copy)]
+pub struct SealedResult<'a> {
+    pub sealed: &'a [u8],
+    pub key: &'a WrappedKey,
+    pub log: Option<(&'a [u8], &'a WrappedKey)>,
+}
+
 /// A stored release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReleaseRecord {
@@ -136,7 +149,12 @@ pub struct ReleaseRecord {
 const JOB_COLUMNS: &str = "id, grant_id, requester_id, requester_username, kind, query_text, status, \
      error_code, error_message, plan_summary, facts_json, datasets_json, checks_json, rows_scanned, \
      result_rows, suppressed_groups, result_sha256, reviewers_required, cpu_seconds, \
-     submitted_at, started_at, finished_at, revision";
+     submitted_at, started_at, finished_at, revision, model_sha256, model_params";
+
+/// Placeholders for every column of [`JOB_COLUMNS`].
+fn job_placeholders() -> String {
+    vec!["?"; JOB_COLUMNS.split(", ").count()].join(", ")
+}
 
 fn opt_u64(row: &SqliteRow, col: &str) -> Result<Option<u64>> {
     let v: Option<i64> = row.try_get(col)?;
@@ -181,6 +199,8 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         revision: row.try_get("revision")?,
+        model_sha256: row.try_get("model_sha256")?,
+        model_params: row.try_get("model_params")?,
     })
 }
 
@@ -201,7 +221,7 @@ impl Store {
     pub async fn insert_job(&self, j: &JobRecord) -> Result<()> {
         let q = format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({})",
-            vec!["?"; 23].join(", ")
+            job_placeholders()
         );
         bind_job(sqlx::query(&q), j)?.execute(&self.pool).await?;
         Ok(())
@@ -259,7 +279,7 @@ impl Store {
         }
         let q = format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({})",
-            vec!["?"; 23].join(", ")
+            job_placeholders()
         );
         bind_job(sqlx::query(&q), j)?.execute(&mut *tx).await?;
         tx.commit().await?;
@@ -271,19 +291,26 @@ impl Store {
     pub async fn finish_job(
         &self,
         j: &JobRecord,
-        result: Option<(&[u8], &WrappedKey)>,
+        result: Option<SealedResult<'_>>,
         cpu_seconds: f64,
     ) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         update_job(&mut tx, j).await?;
-        if let Some((sealed, key)) = result {
+        if let Some(r) = result {
+            let (log, log_key) = match r.log {
+                Some((sealed, key)) => (Some(sealed), Some(json_to_string(key, "log key")?)),
+                None => (None, None),
+            };
             sqlx::query(
-                "INSERT INTO job_results (job_id, sealed, wrapped_key_json, sha256) VALUES (?, ?, ?, ?)",
+                "INSERT INTO job_results (job_id, sealed, wrapped_key_json, sha256, log_sealed, log_key_json) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(&j.id)
-            .bind(sealed)
-            .bind(json_to_string(key, "result key")?)
+            .bind(r.sealed)
+            .bind(json_to_string(r.key, "result key")?)
             .bind(j.result_sha256.as_deref().unwrap_or(""))
+            .bind(log)
+            .bind(log_key)
             .execute(&mut *tx)
             .await?;
         }
@@ -310,6 +337,21 @@ impl Store {
         row.map(|r| -> Result<(Vec<u8>, WrappedKey)> {
             let key: String = r.try_get("wrapped_key_json")?;
             Ok((r.try_get("sealed")?, json_from_str(&key, "result key")?))
+        })
+        .transpose()
+    }
+
+    /// A model job's sealed log and its wrapped key, if it has one.
+    pub async fn job_log(&self, job_id: &str) -> Result<Option<(Vec<u8>, WrappedKey)>> {
+        let row = sqlx::query(
+            "SELECT log_sealed, log_key_json FROM job_results WHERE job_id = ? AND log_sealed IS NOT NULL",
+        )
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| -> Result<(Vec<u8>, WrappedKey)> {
+            let key: String = r.try_get("log_key_json")?;
+            Ok((r.try_get("log_sealed")?, json_from_str(&key, "log key")?))
         })
         .transpose()
     }
@@ -444,9 +486,11 @@ impl Store {
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 async fn update_job(conn: &mut sqlx::SqliteConnection, j: &JobRecord) -> Result<()> {
+    // The model columns never change after submission.
     let sets: Vec<String> = JOB_COLUMNS
         .split(", ")
-        .filter(|c| *c != "id" && *c != "revision")
+        .take_while(|c| *c != "revision")
+        .filter(|c| *c != "id")
         .map(|c| format!("{c} = ?"))
         .collect();
     let q = format!(
@@ -468,7 +512,12 @@ async fn update_job(conn: &mut sqlx::SqliteConnection, j: &JobRecord) -> Result<
 }
 
 fn bind_job<'q>(q: Query<'q>, j: &'q JobRecord) -> Result<Query<'q>> {
-    bind_job_fields(q.bind(&j.id), j).map(|q| q.bind(j.revision))
+    // The model columns follow `revision` in [`JOB_COLUMNS`].
+    bind_job_fields(q.bind(&j.id), j).map(|q| {
+        q.bind(j.revision)
+            .bind(&j.model_sha256)
+            .bind(&j.model_params)
+    })
 }
 
 /// Binds every column of [`JOB_COLUMNS`] but `id` and `revision`, in order.

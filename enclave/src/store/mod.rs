@@ -12,6 +12,7 @@ mod catalog;
 mod complaints;
 mod identity;
 mod jobs;
+mod models;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -27,7 +28,10 @@ pub use access::{
 pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
 pub use complaints::{ComplaintRecord, NewComplaintRecord};
 pub use identity::{FailedLoginCount, SessionRecord, UserCredentials};
-pub use jobs::{JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord};
+pub use jobs::{
+    JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord, SealedResult,
+};
+pub use models::{ModelApprovalRecord, ModelRecord};
 
 use crate::{Error, Result};
 

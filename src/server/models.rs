@@ -1,0 +1,196 @@
+//! `/api/models`: researchers' WebAssembly models entering the domain, and
+//! stewards' approvals of them per dataset. Runs are jobs (`/api/jobs` with
+//! `model`).
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use enclave::access::authz::{Action, Object};
+use enclave::domain::{ModelDecision, ModelView};
+use enclave::store::ModelRecord;
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::{Caller, audit_object, require};
+use super::error::{ApiError, ApiResult, ErrorBody};
+
+pub fn route_models(max_component_bytes: usize) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/models",
+            get(list_models)
+                // Components are larger than JSON bodies; the limit is the intake limit.
+                .post(upload_model)
+                .layer(DefaultBodyLimit::max(max_component_bytes)),
+        )
+        .route("/api/models/{sha256}", get(get_model))
+        .route("/api/models/{sha256}/approvals", post(decide_model))
+}
+
+/// The uploader's name for the model.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ModelName {
+    /// 1 to 100 characters.
+    name: String,
+}
+
+/// Upload a WebAssembly component targeting `anyu:model/model@0.1.0` (the
+/// body is the `.wasm` file). It is validated against the world (unknown
+/// imports refused), size-limited, hashed (SHA-256 is its identity) and
+/// compiled; uploading the same bytes again returns the same model.
+#[utoipa::path(post, path = "/api/models", tag = "models",
+    params(ModelName),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses((status = 201, description = "Taken in", body = ModelView),
+              (status = 413, description = "Larger than the intake limit", body = ErrorBody),
+              (status = 422, description = "Refused: malformed, not a component, wrong world, forbidden import (code says which)", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn upload_model(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ModelName>, QueryRejection>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(StatusCode, Json<ModelView>)> {
+    caller
+        .signed_in(&state, Action::UploadModel, "models")
+        .await?;
+    require(
+        &state,
+        &caller,
+        Action::UploadModel,
+        Object::Platform,
+        "models",
+    )
+    .await?;
+    let Query(q) = query?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                e.status(),
+                "component_too_large",
+                "the component is larger than the intake limit",
+            )
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    let p = caller.required()?;
+    let view = state.domain.upload_model(p, &q.name, body.to_vec()).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Models the caller may see: a researcher's own uploads; every model for
+/// stewards, admins and auditors (models are code, not data).
+#[utoipa::path(get, path = "/api/models", tag = "models",
+    responses((status = 200, description = "Models, newest first", body = [ModelRecord])))]
+#[tracing::instrument(skip_all)]
+pub async fn list_models(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ModelRecord>>> {
+    caller
+        .signed_in(&state, Action::ReadModel, "models")
+        .await?;
+    require(
+        &state,
+        &caller,
+        Action::ReadModel,
+        Object::Platform,
+        "models",
+    )
+    .await?;
+    let p = caller.required()?;
+    Ok(Json(state.domain.models_for(p).await?))
+}
+
+/// One model with the stewards' decisions per dataset.
+#[utoipa::path(get, path = "/api/models/{sha256}", tag = "models",
+    params(("sha256" = String, Path, description = "The component's SHA-256")),
+    responses((status = 200, description = "The model", body = ModelView),
+              (status = 404, description = "No such model (or not yours)", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn get_model(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sha256): Path<String>,
+) -> ApiResult<Json<ModelView>> {
+    let object = audit_object("model", &sha256);
+    caller.signed_in(&state, Action::ReadModel, &object).await?;
+    require(
+        &state,
+        &caller,
+        Action::ReadModel,
+        Object::Platform,
+        &object,
+    )
+    .await?;
+    let p = caller.required()?;
+    Ok(Json(state.domain.model_view(p, &sha256).await?))
+}
+
+/// A steward's decision on running a model on one of their provider's datasets.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDecisionBody {
+    dataset_id: String,
+    decision: ModelDecision,
+    /// Required (at least 5 characters) for a rejection.
+    #[serde(default)]
+    comment: String,
+}
+
+/// Approve or reject a model for a dataset (a steward of its provider).
+/// Datasets whose policy says `models_need_approval` run only approved models.
+#[utoipa::path(post, path = "/api/models/{sha256}/approvals", tag = "models",
+    params(("sha256" = String, Path, description = "The component's SHA-256")),
+    request_body = ModelDecisionBody,
+    responses((status = 200, description = "Recorded", body = ModelView),
+              (status = 403, description = "Not a steward of the dataset's provider", body = ErrorBody),
+              (status = 404, description = "No such model", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn decide_model(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sha256): Path<String>,
+    body: Result<Json<ModelDecisionBody>, JsonRejection>,
+) -> ApiResult<Json<ModelView>> {
+    let object = audit_object("model", &sha256);
+    caller
+        .signed_in(&state, Action::ApproveModel, &object)
+        .await?;
+    let Json(b) = body?;
+    if !enclave::catalog::is_dataset_id(&b.dataset_id) {
+        return Err(ApiError::bad_request("dataset_id: no such dataset"));
+    }
+    // An unknown dataset has no provider: the same 403 as another provider's.
+    let providers: Vec<String> = state
+        .domain
+        .store()
+        .dataset(&b.dataset_id)
+        .await
+        .map_err(ApiError::from)?
+        .map(|d| vec![d.manifest.dataset.provider.clone()])
+        .unwrap_or_default();
+    require(
+        &state,
+        &caller,
+        Action::ApproveModel,
+        Object::Dataset {
+            providers: &providers,
+        },
+        &object,
+    )
+    .await?;
+    let p = caller.required()?;
+    Ok(Json(
+        state
+            .domain
+            .decide_model(p, &sha256, &b.dataset_id, b.decision, &b.comment)
+            .await?,
+    ))
+}
