@@ -47,7 +47,11 @@ enum Body {
     None,
     Json(Value),
     Pdf,
+    Wasm,
 }
+
+/// A real model component (the C descriptive-statistics example).
+const MODEL: &[u8] = include_bytes!("../sandbox/models/prebuilt/describe.c.wasm");
 
 /// A concrete request: path and body.
 type Request = (String, Body);
@@ -90,6 +94,23 @@ impl Fixtures<'_> {
         );
         assert_eq!(job["status"], "pending_review", "{job}");
         job["id"].as_str().unwrap().to_string()
+    }
+
+    /// The owner's uploaded model's SHA-256.
+    fn model(&mut self) -> String {
+        let resp = self
+            .server
+            .client()
+            .post(self.server.url("/api/models?name=describe"))
+            .bearer_auth(&self.people.researcher)
+            .body(MODEL.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        resp.json::<Value>().unwrap()["sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// A fresh released job's release id.
@@ -163,6 +184,22 @@ impl Fixtures<'_> {
                 )
             }
             ("GET", "/api/catalog/{id}") => ("/api/catalog/social_insurance".into(), Body::None),
+            ("GET", "/api/catalog/{id}/dummy") => (
+                "/api/catalog/social_insurance/dummy?rows=20".into(),
+                Body::None,
+            ),
+            ("POST", "/api/models") => ("/api/models?name=describe".into(), Body::Wasm),
+            ("GET", "/api/models/{sha256}") => {
+                let m = self.model();
+                (format!("/api/models/{m}"), Body::None)
+            }
+            ("POST", "/api/models/{sha256}/approvals") => {
+                let m = self.model();
+                (
+                    format!("/api/models/{m}/approvals"),
+                    Body::Json(json!({ "dataset_id": "social_insurance", "decision": "approve" })),
+                )
+            }
             ("POST", "/api/admin/users") => (
                 route.into(),
                 Body::Json(json!({
@@ -420,6 +457,21 @@ fn route_role_matrix() {
         ("GET", "/api/openapi.json", ALL),
         ("GET", "/api/catalog", ALL),
         ("GET", "/api/catalog/{id}", ALL),
+        ("GET", "/api/catalog/{id}/dummy", ALL),
+        ("GET", "/api/models", SIGNED_IN),
+        // Another researcher's model is unknown to them (until they upload the
+        // same bytes, next row); code is readable by every other role.
+        (
+            "GET",
+            "/api/models/{sha256}",
+            [401, 200, 404, 200, 200, 200, 200],
+        ),
+        ("POST", "/api/models", [401, 201, 201, 403, 403, 403, 403]),
+        (
+            "POST",
+            "/api/models/{sha256}/approvals",
+            [401, 403, 403, 200, 403, 403, 403],
+        ),
         ("POST", "/api/auth/login", ALL),
         ("GET", "/api/me", SIGNED_IN),
         ("GET", "/api/admin/users", ADMIN),
@@ -581,6 +633,9 @@ fn route_role_matrix() {
                 Body::Pdf => req
                     .header("content-type", "application/pdf")
                     .body(b"%PDF-1.4 matrix".to_vec()),
+                Body::Wasm => req
+                    .header("content-type", "application/wasm")
+                    .body(MODEL.to_vec()),
             };
             if let Some(t) = fixtures.token_of(caller) {
                 req = req.bearer_auth(t);

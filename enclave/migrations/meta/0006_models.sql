@@ -1,15 +1,13 @@
--- no-transaction
 -- Researchers' WebAssembly models (SZ:27(3), SZ:44): the code that entered the
 -- domain, stewards' approvals of a model for a dataset, and model jobs.
 --
 -- `jobs.kind` gains 'model'. SQLite cannot change a CHECK constraint in place,
--- so the table is rebuilt by SQLite's documented procedure (foreign keys off,
--- new table, copy, drop, rename, check) inside one explicit transaction; this
--- migration therefore runs outside sqlx's own transaction.
+-- so the table is rebuilt. sqlx runs SQLite migrations inside a transaction,
+-- where `PRAGMA foreign_keys` cannot be switched off; instead the rows that
+-- reference jobs are set aside and put back once the new table has the name,
+-- so no foreign key is ever left dangling (checked at commit: deferred).
 
-PRAGMA foreign_keys = OFF;
-
-BEGIN;
+PRAGMA defer_foreign_keys = ON;
 
 CREATE TABLE jobs_new (
     id                 TEXT PRIMARY KEY,
@@ -53,8 +51,22 @@ SELECT id, grant_id, requester_id, requester_username, kind, query_text, status,
        revision
 FROM jobs;
 
+CREATE TEMP TABLE keep_releases AS SELECT * FROM releases;
+CREATE TEMP TABLE keep_reviews AS SELECT * FROM job_reviews;
+CREATE TEMP TABLE keep_results AS SELECT * FROM job_results;
+DELETE FROM releases;
+DELETE FROM job_reviews;
+DELETE FROM job_results;
+
 DROP TABLE jobs;
 ALTER TABLE jobs_new RENAME TO jobs;
+
+INSERT INTO job_results SELECT * FROM keep_results;
+INSERT INTO job_reviews SELECT * FROM keep_reviews;
+INSERT INTO releases SELECT * FROM keep_releases;
+DROP TABLE keep_results;
+DROP TABLE keep_reviews;
+DROP TABLE keep_releases;
 
 CREATE INDEX jobs_by_requester ON jobs(requester_id, submitted_at);
 CREATE INDEX jobs_by_status ON jobs(status);
@@ -91,7 +103,3 @@ CREATE TABLE model_approvals (
     at                TEXT NOT NULL,
     PRIMARY KEY (sha256, dataset_id)
 ) STRICT;
-
-COMMIT;
-
-PRAGMA foreign_keys = ON;
