@@ -192,7 +192,7 @@ fn charge_error(r: &crate::store::ChargeRefusal) -> Error {
     }
 }
 
-pub(super) fn job_object(id: &str) -> String {
+fn job_object(id: &str) -> String {
     format!("job:{id}")
 }
 
@@ -669,19 +669,11 @@ impl Domain {
         planned: PlannedQuery,
         guard: Arc<Guard>,
     ) -> Result<()> {
-        let Some((permit, mut job)) = self.start_job(id, &guard).await? else {
+        let Some((permit, mut job, started)) =
+            self.start_job(id, &guard, serde_json::json!({})).await?
+        else {
             return Ok(());
         };
-        // The start event is queued now and committed while the query runs;
-        // every later event of the job commits after it (the log keeps order).
-        let started = self
-            .audit
-            .enqueue(
-                Actor::system()
-                    .event("job.start", job_object(id))
-                    .details(serde_json::json!({})),
-            )
-            .await?;
         let executed = self
             .execute_on_query_runtime(session, planned, Arc::clone(&guard))
             .await;
@@ -719,12 +711,22 @@ impl Domain {
     }
 
     /// Waits for a worker and marks the job started; `None` when it was
-    /// cancelled while queued (then ended here) or is no longer queued.
+    /// cancelled while queued (then ended here) or is no longer queued. The
+    /// `job.start` event (with `details`) is queued and commits while the job
+    /// runs; every later event of the job commits after it (the log keeps
+    /// order). The caller awaits the returned future for its outcome.
     pub(super) async fn start_job(
         &self,
         id: &str,
         guard: &Arc<Guard>,
-    ) -> Result<Option<(tokio::sync::OwnedSemaphorePermit, JobRecord)>> {
+        details: serde_json::Value,
+    ) -> Result<
+        Option<(
+            tokio::sync::OwnedSemaphorePermit,
+            JobRecord,
+            impl std::future::Future<Output = Result<crate::audit::AuditRecord>> + use<>,
+        )>,
+    > {
         let permits = Arc::clone(&self.jobs.permits);
         let permit = tokio::select! {
             p = permits.acquire_owned() => p.map_err(|_| Error::Internal("job pool closed".into()))?,
@@ -745,7 +747,15 @@ impl Domain {
             r.started = Some(Instant::now());
         }
         self.jobs.changed.notify_waiters();
-        Ok(Some((permit, job)))
+        let started = self
+            .audit
+            .enqueue(
+                Actor::system()
+                    .event("job.start", job_object(id))
+                    .details(details),
+            )
+            .await?;
+        Ok(Some((permit, job, started)))
     }
 
     /// Ends a job that failed after it started: its time is charged

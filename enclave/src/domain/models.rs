@@ -30,7 +30,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::jobs::{job_object, visible_schema};
+use super::jobs::visible_schema;
 use super::{Actor, Domain};
 use crate::access::Grant;
 use crate::audit::Outcome;
@@ -291,12 +291,10 @@ impl Domain {
             .await;
         }
         let host = self.model_host()?;
-        let intake = {
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || host.intake(&bytes))
-                .await
-                .map_err(|e| Error::Internal(format!("intake task failed: {e}")))?
-        };
+        // The component moves into the task and back: up to 64 MiB, never copied.
+        let (intake, bytes) = tokio::task::spawn_blocking(move || (host.intake(&bytes), bytes))
+            .await
+            .map_err(|e| Error::Internal(format!("intake task failed: {e}")))?;
         let info = match intake {
             Ok(i) => i,
             Err(e) => return refuse(sandbox_error(e)).await,
@@ -304,10 +302,9 @@ impl Domain {
         let dir = self.models_dir();
         let path = dir.join(format!("{}.wasm", info.sha256));
         if !path.exists() {
-            let data = bytes.clone();
             tokio::task::spawn_blocking(move || -> Result<()> {
                 std::fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
-                blob::write_new_file(&path, &data)
+                blob::write_new_file(&path, &bytes)
             })
             .await
             .map_err(|e| Error::Internal(format!("model write task failed: {e}")))??;
@@ -488,17 +485,11 @@ impl Domain {
         guard: Arc<Guard>,
         model: ModelRequest,
     ) -> Result<()> {
-        let Some((permit, mut job)) = self.start_job(id, &guard).await? else {
+        let details = serde_json::json!({ "model_sha256": model.sha256 });
+        let Some((permit, mut job, started_event)) = self.start_job(id, &guard, details).await?
+        else {
             return Ok(());
         };
-        let started_event = self
-            .audit
-            .enqueue(
-                Actor::system()
-                    .event("job.start", job_object(id))
-                    .details(serde_json::json!({ "model_sha256": model.sha256 })),
-            )
-            .await?;
         let started = Instant::now();
         let ran = self
             .run_model(&session, &planned, Arc::clone(&guard), &model)
