@@ -89,6 +89,15 @@ pub enum Command {
     },
     /// Run the performance benchmarks and print their figures.
     Bench(crate::bench::BenchArgs),
+    /// Researchers' WebAssembly models, outside the domain.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Run a model on a dataset's dummy data with the limits of a model job.
+    Test(crate::model_test::ModelTestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +261,9 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => crate::demo::run(&cli.data_dir, config, args).await,
+        Command::Model(ModelCommand::Test(args)) => {
+            crate::model_test::run(args, &cli.data_dir, &config).await
+        }
         Command::Datasets(DatasetsCommand::Generate { rows, seed, out }) => {
             let report = tokio::task::spawn_blocking(move || {
                 anyu_datasets::generate(&anyu_datasets::GenerateOptions {

@@ -31,7 +31,57 @@ pub struct Config {
     pub calendar: CalendarConfig,
     pub access: AccessConfig,
     pub jobs: JobsConfig,
+    pub models: ModelsConfig,
     pub grades: GradeScale,
+}
+
+/// Limits of researchers' WebAssembly models. Time and memory of a run are
+/// the job's (`[jobs]`): a model shares its job's deadline and memory pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Largest component accepted at intake.
+    pub max_component_mib: usize,
+    /// Largest linear memory of one model.
+    pub max_memory_mib: usize,
+    /// Largest result table, in cells.
+    pub max_output_cells: u64,
+    /// Largest job log a model may write.
+    pub max_log_kib: usize,
+    /// Rows per input batch handed to a model.
+    pub batch_rows: usize,
+    /// Longest params string.
+    pub max_params_bytes: usize,
+    /// Time allowed to a model upload, which compiles the component.
+    pub intake_timeout_secs: u64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        let m = enclave::domain::ModelOptions::default();
+        ModelsConfig {
+            max_component_mib: m.max_component_bytes >> 20,
+            max_memory_mib: m.max_memory_bytes >> 20,
+            max_output_cells: m.max_output_cells,
+            max_log_kib: m.max_log_bytes >> 10,
+            batch_rows: m.batch_rows,
+            max_params_bytes: m.max_params_bytes,
+            intake_timeout_secs: 600,
+        }
+    }
+}
+
+impl ModelsConfig {
+    pub fn options(&self) -> enclave::domain::ModelOptions {
+        enclave::domain::ModelOptions {
+            max_component_bytes: self.max_component_mib.clamp(1, 1024) << 20,
+            max_memory_bytes: self.max_memory_mib.clamp(16, 64 << 10) << 20,
+            max_output_cells: self.max_output_cells.max(1),
+            max_log_bytes: self.max_log_kib.clamp(1, 64 << 10) << 10,
+            batch_rows: self.batch_rows.clamp(1, 1 << 20),
+            max_params_bytes: self.max_params_bytes.clamp(1, 1 << 20),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +209,7 @@ impl Default for Config {
             calendar: CalendarConfig::default(),
             access: AccessConfig::default(),
             jobs: JobsConfig::default(),
+            models: ModelsConfig::default(),
             grades: GradeScale::default(),
         }
     }
@@ -221,8 +272,7 @@ impl Config {
                 max_materials: self.access.max_materials,
             },
             clock: enclave::domain::Clock::system(),
-            // Model limits use the built-in defaults (ModelOptions); not yet in anyu.toml.
-            models: enclave::domain::ModelOptions::default(),
+            models: self.models.options(),
             jobs: JobOptions {
                 workers: self.jobs.workers.max(1),
                 per_user: self.jobs.per_user.max(1),
@@ -252,6 +302,10 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.server.request_timeout_secs.max(1))
+    }
+
+    pub fn intake_timeout(&self) -> Duration {
+        Duration::from_secs(self.models.intake_timeout_secs.max(1))
     }
 }
 
@@ -292,6 +346,16 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # deadline_secs = 600
 # target_partitions = 0                # 0: number of cores
 
+[models]
+# Researchers' WebAssembly models; a run shares its job's deadline and memory (above).
+# max_component_mib = 64
+# max_memory_mib = 1024                # linear memory of one model
+# max_output_cells = 1000000
+# max_log_kib = 64
+# batch_rows = 8192                    # rows per input batch handed to a model
+# max_params_bytes = 4096
+# intake_timeout_secs = 600            # an upload compiles the component (seconds for C, ~20 s for Python)
+
 [identity]
 # session_ttl_minutes = 480
 # max_failed_logins = 5               # consecutive failures that lock an account
@@ -320,6 +384,24 @@ mod tests {
         let c: Config = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.catalog.not_open, NotOpenListing::Hidden);
+        let m = c.models.options();
+        let d = enclave::domain::ModelOptions::default();
+        assert_eq!(
+            (
+                m.max_component_bytes,
+                m.max_memory_bytes,
+                m.max_output_cells
+            ),
+            (
+                d.max_component_bytes,
+                d.max_memory_bytes,
+                d.max_output_cells
+            )
+        );
+        assert_eq!(
+            (m.max_log_bytes, m.batch_rows, m.max_params_bytes),
+            (d.max_log_bytes, d.batch_rows, d.max_params_bytes)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod bench_query;
 mod cli;
 mod config;
 mod demo;
+mod model_test;
 mod server;
 
 use std::process::ExitCode;

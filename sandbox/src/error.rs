@@ -19,6 +19,9 @@ pub enum SandboxError {
         /// The deadline the job had.
         deadline: Duration,
     },
+    /// The job was cancelled while the model ran.
+    #[error("the model was stopped: its job was cancelled")]
+    Cancelled,
     /// A linear memory wanted to grow past the job's memory budget or the
     /// host's per-memory maximum.
     #[error("the model exceeded its memory limit")]
@@ -107,6 +110,7 @@ impl SandboxError {
     pub fn code(&self) -> &'static str {
         match self {
             SandboxError::Timeout { .. } => "timeout",
+            SandboxError::Cancelled => "cancelled",
             SandboxError::MemoryLimit => "memory_limit",
             SandboxError::TableLimit => "table_limit",
             SandboxError::StackOverflow => "stack_overflow",

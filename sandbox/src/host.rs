@@ -14,7 +14,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, OptLevel, PoolConcurrencyLimitError,
-    PoolingAllocationConfig, Store, Trap,
+    PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
 use crate::bindings::anyu::model::types::{Field, Table};
@@ -80,6 +80,7 @@ pub(crate) struct RunState {
     pub(crate) input_error: Option<SandboxError>,
     pub(crate) log: JobLog,
     pub(crate) deadline_at: Instant,
+    pub(crate) cancel: Option<crate::limits::CancelCheck>,
     pub(crate) wasi: wasmtime_wasi::WasiCtx,
     pub(crate) table: ResourceTable,
 }
@@ -97,6 +98,9 @@ impl anyu::model::input::Host for RunState {
     fn next_batch(&mut self) -> wasmtime::Result<Option<Table>> {
         if Instant::now() >= self.deadline_at {
             return Err(LimitHit::Timeout.into());
+        }
+        if self.cancel.as_ref().is_some_and(|c| c()) {
+            return Err(LimitHit::Cancelled.into());
         }
         self.input.next().map_err(|e| {
             self.input_error = Some(e);
@@ -331,15 +335,28 @@ impl ModelHost {
             wasi: wasi::context(&log),
             log,
             deadline_at: started + limits.deadline,
+            cancel: limits.cancel.clone(),
             table: ResourceTable::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_hostcall_fuel(limits.hostcall_fuel());
-        let tick = self.config.epoch_tick.max(Duration::from_millis(1));
-        let ticks = limits.deadline.as_nanos().div_ceil(tick.as_nanos()) + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        // Woken every tick: the deadline is wall-clock time, and a cancelled
+        // job stops within a tick rather than at its next input batch.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if Instant::now() >= state.deadline_at {
+                Err(LimitHit::Timeout.into())
+            } else if state.cancel.as_ref().is_some_and(|c| c()) {
+                Err(LimitHit::Cancelled.into())
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        if limits.cancelled() {
+            return Err(SandboxError::Cancelled);
+        }
 
         let model = loaded
             .pre
@@ -537,6 +554,7 @@ fn classify(err: wasmtime::Error, state: &mut RunState, limits: &RunLimits) -> S
             LimitHit::Timeout => SandboxError::Timeout {
                 deadline: limits.deadline,
             },
+            LimitHit::Cancelled => SandboxError::Cancelled,
         };
     }
     if let Some(trap) = find::<Trap>(&err) {

@@ -31,7 +31,7 @@
 //!          guest ─ log.write, WASI stdout/stderr ─▶ capped job log
 //!       ok(table) ─▶ cells/bytes counted ─▶ one RecordBatch ─▶ ModelOutput
 //!       err(msg) ─▶ ModelError(msg) (message not in Display)
-//!       trap / limit ─▶ Timeout | MemoryLimit | TableLimit | StackOverflow
+//!       trap / limit ─▶ Timeout | Cancelled | MemoryLimit | TableLimit | StackOverflow
 //!                       | OutputTooLarge | Trap{kind}
 //! ```
 //!
@@ -72,7 +72,7 @@ pub mod bindings {
 
 pub use error::{Result, SandboxError};
 pub use host::{MODEL_INTERFACES, ModelHost, ModelInfo, ModelOutput};
-pub use limits::{FixedBudget, HostConfig, MemoryBudget, RunLimits};
+pub use limits::{CancelCheck, FixedBudget, HostConfig, MemoryBudget, RunLimits};
 pub use table::{BatchesInput, InputSource};
 
 /// The WIT world this host implements, as text.

@@ -133,7 +133,13 @@ pub struct RunLimits {
     pub max_log_bytes: usize,
     /// Rows per input batch handed to the guest; larger batches are sliced.
     pub batch_rows: usize,
+    /// Asked every epoch tick while the guest runs, and at every input batch:
+    /// `true` stops the run at once with [`SandboxError::Cancelled`](crate::SandboxError::Cancelled).
+    pub cancel: Option<CancelCheck>,
 }
+
+/// Whether the job a run belongs to has been cancelled.
+pub type CancelCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl std::fmt::Debug for RunLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,6 +149,7 @@ impl std::fmt::Debug for RunLimits {
             .field("max_output_bytes", &self.max_output_bytes)
             .field("max_log_bytes", &self.max_log_bytes)
             .field("batch_rows", &self.batch_rows)
+            .field("cancel", &self.cancel.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -158,7 +165,18 @@ impl RunLimits {
             max_output_bytes: 64 << 20,
             max_log_bytes: 64 << 10,
             batch_rows: 8192,
+            cancel: None,
         }
+    }
+
+    /// The same limits, stopping when `cancel` says so.
+    pub fn with_cancel(mut self, cancel: CancelCheck) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c())
     }
 
     /// wasmtime charges lifted lists by the host size of their elements: a
@@ -178,6 +196,7 @@ pub(crate) enum LimitHit {
     Memory,
     Table,
     Timeout,
+    Cancelled,
 }
 
 impl std::fmt::Display for LimitHit {
@@ -186,6 +205,7 @@ impl std::fmt::Display for LimitHit {
             LimitHit::Memory => "memory limit",
             LimitHit::Table => "table limit",
             LimitHit::Timeout => "deadline",
+            LimitHit::Cancelled => "cancelled",
         })
     }
 }

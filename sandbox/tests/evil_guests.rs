@@ -348,6 +348,42 @@ fn infinite_loop_times_out() {
 }
 
 #[test]
+fn cancelling_the_job_stops_a_spinning_guest_within_ticks() {
+    let host = host();
+    let bytes = guest(
+        r#"(func (export "run") (param i32 i32) (result i32)
+             (loop $forever (br $forever))
+             unreachable)"#,
+    );
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let setter = Arc::clone(&flag);
+    let cancel_at = Duration::from_millis(150);
+    std::thread::spawn(move || {
+        std::thread::sleep(cancel_at);
+        setter.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let started = Instant::now();
+    let check = Arc::clone(&flag);
+    let err = expect_err(run_with(&host, &bytes, "", move |l| {
+        l.deadline = Duration::from_secs(60);
+        l.cancel = Some(Arc::new(move || {
+            check.load(std::sync::atomic::Ordering::SeqCst)
+        }));
+    }));
+    let elapsed = started.elapsed();
+    assert!(matches!(err, SandboxError::Cancelled), "{err:?}");
+    assert_eq!(err.code(), "cancelled");
+    assert!(elapsed >= cancel_at, "stopped early: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    // Cancelled before it starts: nothing is instantiated.
+    let err = expect_err(run_with(&host, &bytes, "", |l| {
+        l.cancel = Some(Arc::new(|| true));
+    }));
+    assert!(matches!(err, SandboxError::Cancelled), "{err:?}");
+    assert_still_usable(&host);
+}
+
+#[test]
 fn infinite_loop_in_a_start_function_times_out_during_instantiation() {
     let host = host();
     let bytes = guest(

@@ -10,6 +10,9 @@ use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+mod reference;
+
+use reference::{describe_ref, kmeans_ref, ols_ref, present};
 use sandbox::{
     BatchesInput, FixedBudget, HostConfig, InputSource, ModelHost, ModelOutput, RunLimits,
     SandboxError,
@@ -194,30 +197,6 @@ fn strs(out: &ModelOutput, name: &str) -> Vec<String> {
     a.iter().map(|s| s.unwrap().to_string()).collect()
 }
 
-fn present(v: &[Option<f64>]) -> Vec<f64> {
-    v.iter()
-        .flatten()
-        .copied()
-        .filter(|x| !x.is_nan())
-        .collect()
-}
-
-/// Two-pass descriptive statistics: n, mean, sample sd, min, max.
-type Describe = (i64, Option<f64>, Option<f64>, Option<f64>, Option<f64>);
-
-fn describe_ref(v: &[f64]) -> Describe {
-    let n = v.len();
-    if n == 0 {
-        return (0, None, None, None, None);
-    }
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let ss: f64 = v.iter().map(|x| (x - mean) * (x - mean)).sum();
-    let sd = (n > 1).then(|| (ss / (n - 1) as f64).sqrt());
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (n as i64, Some(mean), sd, Some(min), Some(max))
-}
-
 fn check_describe(out: &ModelOutput, w: &Wages) {
     let as_f64 = |v: &[Option<i64>]| v.iter().map(|x| x.map(|x| x as f64)).collect::<Vec<_>>();
     let want = [
@@ -239,89 +218,6 @@ fn check_describe(out: &ModelOutput, w: &Wages) {
     }
 }
 
-/// Solves `a x = b` by Gaussian elimination with partial pivoting.
-fn gauss_solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
-    let n = b.len();
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
-            .unwrap();
-        a.swap(c, p);
-        b.swap(c, p);
-        let pivot = a[c].clone();
-        for r in c + 1..n {
-            let f = a[r][c] / pivot[c];
-            for (x, p) in a[r][c..].iter_mut().zip(&pivot[c..]) {
-                *x -= f * p;
-            }
-            b[r] -= f * b[c];
-        }
-    }
-    let mut x = vec![0.0; n];
-    for r in (0..n).rev() {
-        let s: f64 = (r + 1..n).map(|k| a[r][k] * x[k]).sum();
-        x[r] = (b[r] - s) / a[r][r];
-    }
-    x
-}
-
-struct Ols {
-    estimate: Vec<f64>,
-    std_error: Vec<f64>,
-    n: i64,
-    df_resid: i64,
-}
-
-/// OLS with intercept on raw X'X (n is small, the design well conditioned)
-/// and residuals computed row by row.
-fn ols_ref(y: &[Option<f64>], xs: &[Vec<Option<f64>>]) -> Ols {
-    let p = xs.len() + 1;
-    let rows: Vec<(f64, Vec<f64>)> = (0..y.len())
-        .filter_map(|i| {
-            let yi = y[i].filter(|v| !v.is_nan())?;
-            let mut r = vec![1.0];
-            for x in xs {
-                r.push(x[i].filter(|v| !v.is_nan())?);
-            }
-            Some((yi, r))
-        })
-        .collect();
-    let mut xtx = vec![vec![0.0; p]; p];
-    let mut xty = vec![0.0; p];
-    for (yi, r) in &rows {
-        for i in 0..p {
-            xty[i] += r[i] * yi;
-            for j in 0..p {
-                xtx[i][j] += r[i] * r[j];
-            }
-        }
-    }
-    let b = gauss_solve(xtx.clone(), xty);
-    let rss: f64 = rows
-        .iter()
-        .map(|(yi, r)| {
-            let e = yi - (0..p).map(|j| r[j] * b[j]).sum::<f64>();
-            e * e
-        })
-        .sum();
-    let n = rows.len() as i64;
-    let df = n - p as i64;
-    let s2 = rss / df as f64;
-    let std_error = (0..p)
-        .map(|j| {
-            let mut e = vec![0.0; p];
-            e[j] = 1.0;
-            (s2 * gauss_solve(xtx.clone(), e)[j]).sqrt()
-        })
-        .collect();
-    Ols {
-        estimate: b,
-        std_error,
-        n,
-        df_resid: df,
-    }
-}
-
 fn check_ols(out: &ModelOutput, w: &Wages) {
     let age: Vec<Option<f64>> = w.age.iter().map(|x| x.map(|x| x as f64)).collect();
     let want = ols_ref(&w.wage, &[age, w.hours.clone()]);
@@ -336,69 +232,6 @@ fn check_ols(out: &ModelOutput, w: &Wages) {
     // And the model recovered the relation the data was made with.
     assert!((est[1].unwrap() - 31.5).abs() < 1.0, "{est:?}");
     assert!((est[2].unwrap() - 12.25).abs() < 1.0, "{est:?}");
-}
-
-struct Kmeans {
-    size: Vec<i64>,
-    centres: Vec<Vec<f64>>,
-}
-
-/// Lloyd's algorithm as the models specify it: start at the first k
-/// distinct rows, nearest centre by squared distance (ties to the lower
-/// index), stop when no row moves or after `iters` updates.
-fn kmeans_ref(rows: &[Vec<f64>], k: usize, iters: usize) -> Kmeans {
-    let mut centres: Vec<Vec<f64>> = vec![];
-    for r in rows {
-        if !centres.contains(r) {
-            centres.push(r.clone());
-            if centres.len() == k {
-                break;
-            }
-        }
-    }
-    let d = rows[0].len();
-    let mut assign = vec![usize::MAX; rows.len()];
-    for _ in 0..iters {
-        let mut changed = false;
-        for (i, r) in rows.iter().enumerate() {
-            let (mut best, mut best_d) = (0, f64::INFINITY);
-            for (c, cen) in centres.iter().enumerate() {
-                let mut dist = 0.0;
-                for j in 0..d {
-                    let t = r[j] - cen[j];
-                    dist += t * t;
-                }
-                if dist < best_d {
-                    (best, best_d) = (c, dist);
-                }
-            }
-            if assign[i] != best {
-                assign[i] = best;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-        let mut sums = vec![vec![0.0; d]; k];
-        let mut counts = vec![0usize; k];
-        for (i, r) in rows.iter().enumerate() {
-            counts[assign[i]] += 1;
-            for j in 0..d {
-                sums[assign[i]][j] += r[j];
-            }
-        }
-        for c in 0..k {
-            if counts[c] > 0 {
-                centres[c] = sums[c].iter().map(|s| s / counts[c] as f64).collect();
-            }
-        }
-    }
-    let mut size = vec![0; k];
-    for &c in &assign {
-        size[c] += 1;
-    }
-    Kmeans { size, centres }
 }
 
 fn check_kmeans(out: &ModelOutput, rows: &[Vec<f64>]) {
@@ -568,9 +401,9 @@ fn c_describe_streams_in_constant_memory() {
 }
 
 #[test]
-#[ignore = "compiling the 18 MB CPython component takes ~3 min in a debug build (~13 s in release)"]
 fn python_models_match_native_reference() {
-    // Compiled artifacts are kept between runs: only the first run compiles.
+    // Compiling the 18 MB component takes ~18 s (cranelift is optimised even in
+    // debug builds, see Cargo.toml); kept between runs, only the first compiles.
     let host = ModelHost::new(HostConfig {
         wasi: false,
         cache_dir: Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sandbox-models")),

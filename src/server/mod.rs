@@ -168,14 +168,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response_parts()
-        }))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout(),
-        ));
+        }));
 
     let material_limit =
         usize::try_from(state.domain.options().access.max_material_bytes).unwrap_or(usize::MAX);
+    let timeout = |t| TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, t);
+    // Intake compiles the component inside the request: an 18 MB Python model
+    // takes ~20 s on two cores, so model routes get their own, longer bound.
+    let models = models::route_models(state.domain.options().models.max_component_bytes)
+        .layer(timeout(config.intake_timeout()));
     Router::new()
         .merge(route_system())
         .merge(catalog::route_catalog())
@@ -186,9 +187,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(applications::route_applications(material_limit))
         .merge(grants::route_grants())
         .merge(jobs::route_jobs())
-        .merge(models::route_models(
-            state.domain.options().models.max_component_bytes,
-        ))
+        .layer(timeout(config.request_timeout()))
+        .merge(models)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

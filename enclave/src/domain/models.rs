@@ -74,6 +74,36 @@ impl Default for ModelOptions {
     }
 }
 
+impl ModelOptions {
+    /// The sandbox host these limits describe, its compiled artifacts in `cache_dir`.
+    pub fn host_config(
+        &self,
+        cache_dir: Option<std::path::PathBuf>,
+        concurrent_runs: usize,
+    ) -> sandbox::HostConfig {
+        sandbox::HostConfig {
+            cache_dir,
+            max_component_bytes: self.max_component_bytes,
+            max_memory_bytes: self.max_memory_bytes,
+            max_concurrent_runs: u32::try_from(concurrent_runs.max(1)).unwrap_or(u32::MAX),
+            ..sandbox::HostConfig::default()
+        }
+    }
+
+    /// The limits of one run: the job's deadline and memory, these caps.
+    pub fn run_limits(
+        &self,
+        deadline: std::time::Duration,
+        memory: Arc<dyn sandbox::MemoryBudget>,
+    ) -> sandbox::RunLimits {
+        let mut limits = sandbox::RunLimits::new(deadline, memory);
+        limits.max_output_cells = self.max_output_cells;
+        limits.max_log_bytes = self.max_log_bytes;
+        limits.batch_rows = self.batch_rows;
+        limits
+    }
+}
+
 /// The model part of a job request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ModelRequest {
@@ -246,15 +276,11 @@ impl Domain {
         if let Some(h) = slot.as_ref() {
             return Ok(Arc::clone(h));
         }
-        let o = &self.options.models;
-        let config = sandbox::HostConfig {
-            cache_dir: Some(self.models_dir().join("cache")),
-            max_component_bytes: o.max_component_bytes,
-            max_memory_bytes: o.max_memory_bytes,
-            max_concurrent_runs: u32::try_from(self.options.jobs.workers.max(1) + 2)
-                .unwrap_or(u32::MAX),
-            ..sandbox::HostConfig::default()
-        };
+        // A slot per job worker, with headroom: a slot is freed only when its store drops.
+        let config = self.options.models.host_config(
+            Some(self.models_dir().join("cache")),
+            self.options.jobs.workers.max(1) + 2,
+        );
         let host = Arc::new(sandbox::ModelHost::new(config).map_err(sandbox_error)?);
         *slot = Some(Arc::clone(&host));
         Ok(host)
@@ -573,11 +599,12 @@ impl Domain {
             let reservation = MemoryConsumer::new("anyu-model").register(&pool);
             Arc::new(PoolBudget(Mutex::new(reservation)))
         };
-        let o = &self.options.models;
-        let mut limits = sandbox::RunLimits::new(deadline, memory);
-        limits.max_output_cells = o.max_output_cells;
-        limits.max_log_bytes = o.max_log_bytes;
-        limits.batch_rows = o.batch_rows;
+        let cancel_guard = Arc::clone(&guard);
+        let limits = self
+            .options
+            .models
+            .run_limits(deadline, memory)
+            .with_cancel(Arc::new(move || cancel_guard.is_cancelled()));
         let input = StreamInput {
             schema: visible,
             keep,
