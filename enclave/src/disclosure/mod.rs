@@ -27,6 +27,8 @@
 //! Only non-passing cells are listed; every other cell of the result passed
 //! every rule (the report says how many cells were checked).
 
+pub mod acro;
+
 use datafusion::arrow::array::{Array, Float64Array, Int64Array, UInt64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};

@@ -73,6 +73,28 @@ impl Ran {
             .unwrap_or(Verdict::Pass)
     }
 
+    /// The rules that did not pass cell (`row`, `column`), with their verdicts.
+    pub fn rules_on(&self, row: usize, column: &str) -> Vec<(&str, Verdict)> {
+        self.report
+            .rules
+            .iter()
+            .flat_map(|r| r.cells.iter().map(move |c| (r.rule.as_str(), c)))
+            .filter(|(_, c)| c.row == Some(row as u64) && c.column.as_deref() == Some(column))
+            .map(|(r, c)| (r, c.verdict))
+            .collect()
+    }
+
+    /// Verdicts on the result as a whole.
+    pub fn whole_result(&self) -> Vec<(&str, Verdict)> {
+        self.report
+            .rules
+            .iter()
+            .flat_map(|r| r.cells.iter().map(move |c| (r.rule.as_str(), c)))
+            .filter(|(_, c)| c.row.is_none())
+            .map(|(r, c)| (r, c.verdict))
+            .collect()
+    }
+
     /// Every reason of every finding (for checks that no value leaks).
     pub fn reasons(&self) -> Vec<&str> {
         self.report
