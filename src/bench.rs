@@ -7,7 +7,9 @@
 //! - `scan`: SUM over a numeric column through DataFusion, encrypted vs the same
 //!   rows in plaintext Parquet, interleaved runs, ratio of medians;
 //! - `audit`: durable appends from concurrent writers, then full verification;
-//! - `query`, `http`: the SQL path against bare DataFusion (see `bench_query`).
+//! - `query`, `http`: the SQL path against bare DataFusion (see `bench_query`);
+//! - `acro` (only when named): crosstab checks against ACRO 1.0, and the
+//!   dominance rules against the plain threshold path (see `bench_acro`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +35,9 @@ pub enum BenchKind {
     Audit,
     Query,
     Http,
+    /// Crosstab checks against ACRO 1.0 (needs python3 with acro==1.0.2;
+    /// not part of `all`).
+    Acro,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +62,12 @@ pub struct BenchArgs {
     /// Interleaved runs of each side of every query comparison.
     #[arg(long, default_value_t = 7)]
     pub query_repeat: usize,
+    /// Rows of the PUMS-shaped table of the ACRO comparison.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub acro_rows: u64,
+    /// Interleaved rounds of the ACRO comparison (ACRO takes seconds per table).
+    #[arg(long, default_value_t = 3)]
+    pub acro_repeat: usize,
     /// Working directory (default: a fresh temporary directory, removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -74,6 +85,7 @@ struct Results {
     audit: Option<AuditFigure>,
     query: Option<crate::bench_query::QueryBench>,
     http: Option<crate::bench_query::HttpBench>,
+    acro: Option<crate::bench_acro::AcroBench>,
 }
 
 #[derive(Debug, Serialize)]
@@ -229,6 +241,17 @@ pub async fn run(args: BenchArgs) -> CliResult {
     }
     if wants(BenchKind::Http) {
         results.http = Some(crate::bench_query::http_overhead(&work, args.query_repeat * 4).await?);
+    }
+    if args.which.contains(&BenchKind::Acro) {
+        results.acro = Some(
+            crate::bench_acro::acro(
+                &work,
+                args.acro_rows,
+                args.acro_repeat,
+                &crate::bench_acro::script(),
+            )
+            .await?,
+        );
     }
 
     if let Some(path) = &args.json {

@@ -10,7 +10,7 @@
 //! - `http`: the fixed overhead of a small query through the HTTP API (submit,
 //!   long-poll to completion) over the same query in bare DataFusion.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,20 +78,20 @@ pub struct HttpBench {
     pub overhead_ms: f64,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-struct Setup {
-    domain: Arc<Domain>,
-    researcher: Principal,
+pub(crate) struct Setup {
+    pub(crate) domain: Arc<Domain>,
+    pub(crate) researcher: Principal,
     researcher_password: String,
-    grants: Vec<String>,
+    pub(crate) grants: Vec<String>,
 }
 
 async fn user(
@@ -133,6 +133,20 @@ async fn principal(domain: &Domain, name: &str, password: &str) -> CliResult<Pri
 /// A data directory with the given sample datasets imported and one grant per
 /// dataset for a researcher (approved by the provider's steward and an admin).
 async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setup> {
+    let mut imports = Vec::new();
+    for id in datasets {
+        let text = crate::demo::SAMPLE_MANIFESTS
+            .iter()
+            .find(|(m, _)| m == id)
+            .map(|(_, t)| *t)
+            .ok_or("unknown sample dataset")?;
+        imports.push((text.to_string(), samples.join(format!("{id}.csv"))));
+    }
+    setup_with(work, &imports).await
+}
+
+/// [`setup`] for any (manifest text, data file) pairs.
+pub(crate) async fn setup_with(work: &Path, imports: &[(String, PathBuf)]) -> CliResult<Setup> {
     let root = work.join("domain");
     if root.exists() {
         std::fs::remove_dir_all(&root)?;
@@ -149,23 +163,27 @@ async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setu
     let domain = Domain::init(&root, options).await?;
     let manifests = work.join("manifests");
     std::fs::create_dir_all(&manifests)?;
-    for id in datasets {
-        let text = crate::demo::SAMPLE_MANIFESTS
-            .iter()
-            .find(|(m, _)| m == id)
-            .map(|(_, t)| *t)
-            .ok_or("unknown sample dataset")?;
+    let mut datasets = Vec::new();
+    for (text, data) in imports {
+        let id = text
+            .parse::<toml::Table>()?
+            .get("dataset")
+            .and_then(|d| d.get("id"))
+            .and_then(|i| i.as_str())
+            .ok_or("manifest without dataset.id")?
+            .to_string();
         let m = manifests.join(format!("{id}.toml"));
         std::fs::write(&m, text)?;
         domain
             .import_dataset(
                 &Actor::operator(),
                 &m,
-                &samples.join(format!("{id}.csv")),
+                data,
                 &ImportOptions::default(),
                 None,
             )
             .await?;
+        datasets.push(id);
     }
     let rp = user(
         &domain,
@@ -177,13 +195,21 @@ async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setu
     .await?;
     let si = "深圳市社会保险基金管理局";
     let mc = "深圳市医疗保障局";
-    let sp = user(&domain, "bench_steward", Role::Steward, si, &[si, mc]).await?;
+    let census = "美国人口普查局";
+    let sp = user(
+        &domain,
+        "bench_steward",
+        Role::Steward,
+        si,
+        &[si, mc, census],
+    )
+    .await?;
     let ap = user(&domain, "bench_admin", Role::Admin, "平台", &[]).await?;
     let researcher = principal(&domain, "bench_researcher", &rp).await?;
     let steward = principal(&domain, "bench_steward", &sp).await?;
     let admin = principal(&domain, "bench_admin", &ap).await?;
     let mut grants = Vec::new();
-    for id in datasets {
+    for id in &datasets {
         let project = domain
             .create_project(
                 &researcher,
@@ -290,7 +316,7 @@ async fn time_bare(ctx: &datafusion::prelude::SessionContext, sql: &str) -> CliR
     Ok(ms(t.elapsed()))
 }
 
-async fn time_enclave(s: &Setup, grant: &str, sql: &str) -> CliResult<f64> {
+pub(crate) async fn time_enclave(s: &Setup, grant: &str, sql: &str) -> CliResult<f64> {
     let t = Instant::now();
     let job = s.domain.submit_job(&s.researcher, grant, sql).await?;
     let done = s

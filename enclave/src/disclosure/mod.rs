@@ -15,8 +15,10 @@
 //!       ─▶ EchoRule        a cell equal to a value of an identifier / quasi-identifier column read
 //!       ─▶ ExtremeRule     MIN/MAX of a sensitive column (one person's value): review
 //!       ─▶ FilteredRule    statistics over a FILTER subset of a group: review
-//!       ─▶ DominanceRule   SUM/AVG cells: (n, k) and p-ratio over per-person
-//!                          contributions; negative or missing values: review
+//!       ─▶ DominanceRule   SUM/AVG cells: (n, k) over per-person contributions;
+//!                          negative or missing values: review
+//!       ─▶ PRatioRule      SUM/AVG cells: p-ratio over per-person contributions;
+//!                          negative values: review
 //!       ─▶ DegreesOfFreedomRule  model rows whose `df_resid` is under `dof_threshold`
 //!       ─▶ ModelUnitsRule  a model whose input covers fewer persons than the threshold
 //!       ─▶ CheckReport { verdict: worst of all, per rule: failing/review cells }
@@ -24,6 +26,8 @@
 //!
 //! Only non-passing cells are listed; every other cell of the result passed
 //! every rule (the report says how many cells were checked).
+
+pub mod acro;
 
 use datafusion::arrow::array::{Array, Float64Array, Int64Array, UInt64Array};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -451,65 +455,113 @@ impl DisclosureRule for FilteredRule {
     }
 }
 
-/// ACRO's dominance rules on magnitude cells, over per-person contributions:
-/// (n, k) — the n largest hold at least k of the total — and p-ratio —
-/// (total − largest − second) / largest < p — fail; negative values (where
-/// dominance is undefined) and missing values go to review.
-pub struct DominanceRule;
+/// Which of ACRO's two dominance rules a finding belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dominance {
+    /// (n, k): the n largest contributors hold at least k of the total.
+    Nk,
+    /// p-ratio: (total − largest − second) / largest < p.
+    PRatio,
+}
 
-impl DominanceRule {
-    fn cell(
-        policy: &DisclosurePolicy,
-        s: &ContributionStats,
-        rows: Option<u64>,
-    ) -> Option<(Verdict, String)> {
-        if s.min.is_some_and(|m| m < 0.0) {
-            return Some((
-                Verdict::Review,
-                "negative values: dominance is not defined for this cell".into(),
-            ));
+/// One magnitude cell under one of the dominance rules, as ACRO's `NKCheck`
+/// and `PPercentCheck` judge it, but over per-person contributions: negative
+/// row values (dominance undefined) go to review under both rules; the (n, k)
+/// rule also sends cells with missing values to review (ACRO's
+/// `MissingCheck`, which ACRO runs only when `check_missing_values` is set).
+fn dominance_cell(
+    rule: Dominance,
+    policy: &DisclosurePolicy,
+    s: &ContributionStats,
+    rows: Option<u64>,
+) -> Option<(Verdict, String)> {
+    if s.min.is_some_and(|m| m < 0.0) {
+        return Some((
+            Verdict::Review,
+            "negative values: dominance is not defined for this cell".into(),
+        ));
+    }
+    let (n, k, p) = (policy.nk.n, policy.nk.k, policy.p_ratio);
+    let total = s.total.unwrap_or(0.0);
+    match rule {
+        Dominance::Nk => {
+            // As ACRO: 0/0 is not dominated.
+            if total > 0.0 && s.top_n.unwrap_or(0.0) / total >= k {
+                return Some((
+                    Verdict::Fail,
+                    format!(
+                        "dominance (n={n}, k={k}): the {n} largest contributors hold at least {:.0}% of the total",
+                        k * 100.0
+                    ),
+                ));
+            }
+            if rows.is_some_and(|r| s.non_null < r) {
+                return Some((
+                    Verdict::Review,
+                    "missing values were left out of this cell".into(),
+                ));
+            }
+            None
         }
-        let (n, k, p) = (policy.nk.n, policy.nk.k, policy.p_ratio);
-        let total = s.total.unwrap_or(0.0);
-        // As ACRO: 0/0 is not dominated.
-        if total > 0.0 && s.top_n.unwrap_or(0.0) / total >= k {
-            return Some((
-                Verdict::Fail,
-                format!(
-                    "dominance (n={n}, k={k}): the {n} largest contributors hold at least {:.0}% of the total",
-                    k * 100.0
-                ),
-            ));
+        Dominance::PRatio => {
+            // As ACRO: with a largest contribution of 0 the ratio is the
+            // remainder itself; no contribution at all is not dominated.
+            let top1 = s.max.unwrap_or(f64::NAN);
+            let rest = total - s.top2.unwrap_or(0.0);
+            let ratio = if top1 == 0.0 { rest } else { rest / top1 };
+            (!ratio.is_nan() && ratio < p).then(|| {
+                (
+                    Verdict::Fail,
+                    format!(
+                        "p-ratio (p={p}): the other contributors hold less than {:.0}% of the largest one's amount",
+                        p * 100.0
+                    ),
+                )
+            })
         }
-        // As ACRO: with a largest contribution of 0 the ratio is the remainder itself.
-        let top1 = s.max.unwrap_or(f64::NAN);
-        let rest = total - s.top2.unwrap_or(0.0);
-        let ratio = if top1 == 0.0 { rest } else { rest / top1 };
-        if !ratio.is_nan() && ratio < p {
-            return Some((
-                Verdict::Fail,
-                format!(
-                    "p-ratio (p={p}): the other contributors hold less than {:.0}% of the largest one's amount",
-                    p * 100.0
-                ),
-            ));
-        }
-        if rows.is_some_and(|r| s.non_null < r) {
-            return Some((
-                Verdict::Review,
-                "missing values were left out of this cell".into(),
-            ));
-        }
-        None
     }
 }
+
+/// The findings of one dominance rule over every SUM/AVG cell whose
+/// per-person contributions were computed.
+fn dominance_cells(rule: Dominance, input: &CheckInput<'_>) -> Vec<CellVerdict> {
+    let mut cells = Vec::new();
+    for c in input.contributions {
+        let (Some(column), Some(stats)) = (&c.column, &c.cells) else {
+            continue;
+        };
+        for (row, s) in stats.iter().enumerate() {
+            let n_rows = input
+                .rows_per_group
+                .as_ref()
+                .and_then(|r| r.get(row))
+                .copied();
+            if let Some((verdict, reason)) = dominance_cell(rule, input.policy, s, n_rows) {
+                cells.push(CellVerdict {
+                    row: Some(row as u64),
+                    column: Some(column.clone()),
+                    verdict,
+                    reason,
+                });
+            }
+        }
+    }
+    cells
+}
+
+/// ACRO's (n, k) dominance rule (`safe_nk_n`, `safe_nk_k`) on magnitude
+/// cells, over per-person contributions: the n largest hold at least k of
+/// the total — fail; negative values (dominance undefined) and missing values
+/// go to review. Cells whose contributions could not be computed (the query
+/// transformed the sum, or its shape hides persons) go to review here too.
+pub struct DominanceRule;
 
 impl DisclosureRule for DominanceRule {
     fn name(&self) -> &'static str {
         "dominance"
     }
     fn check(&self, input: &CheckInput<'_>) -> RuleReport {
-        let mut cells = Vec::new();
+        let mut cells = dominance_cells(Dominance::Nk, input);
         let rows = input.rows();
         let traced: Vec<&str> = input
             .contributions
@@ -518,35 +570,17 @@ impl DisclosureRule for DominanceRule {
             .collect();
         let untraced = input.contributions.iter().any(|c| c.column.is_none());
         for c in input.contributions {
-            let Some(column) = &c.column else { continue };
-            match &c.cells {
-                Some(stats) => {
-                    for (row, s) in stats.iter().enumerate() {
-                        let n_rows = input
-                            .rows_per_group
-                            .as_ref()
-                            .and_then(|r| r.get(row))
-                            .copied();
-                        if let Some((verdict, reason)) = Self::cell(input.policy, s, n_rows) {
-                            cells.push(CellVerdict {
-                                row: Some(row as u64),
-                                column: Some(column.clone()),
-                                verdict,
-                                reason,
-                            });
-                        }
-                    }
-                }
-                None => {
-                    for row in 0..rows {
-                        cells.push(CellVerdict {
-                            row: Some(row),
-                            column: Some(column.clone()),
-                            verdict: Verdict::Review,
-                            reason: "contributions per person could not be computed for this query shape".into(),
-                        });
-                    }
-                }
+            let (Some(column), None) = (&c.column, &c.cells) else {
+                continue;
+            };
+            for row in 0..rows {
+                cells.push(CellVerdict {
+                    row: Some(row),
+                    column: Some(column.clone()),
+                    verdict: Verdict::Review,
+                    reason: "contributions per person could not be computed for this query shape"
+                        .into(),
+                });
             }
         }
         if untraced {
@@ -562,6 +596,21 @@ impl DisclosureRule for DominanceRule {
             cells.append(&mut more);
         }
         report(self.name(), cells)
+    }
+}
+
+/// ACRO's p-ratio rule (`safe_pratio_p`) on magnitude cells, over per-person
+/// contributions: (total − largest − second) / largest < p — fail; negative
+/// values go to review. A separate rule from (n, k), as in ACRO, so a report
+/// says which of the two a cell failed.
+pub struct PRatioRule;
+
+impl DisclosureRule for PRatioRule {
+    fn name(&self) -> &'static str {
+        "p_ratio"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        report(self.name(), dominance_cells(Dominance::PRatio, input))
     }
 }
 
@@ -686,6 +735,7 @@ pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
         Box::new(ExtremeRule),
         Box::new(FilteredRule),
         Box::new(DominanceRule),
+        Box::new(PRatioRule),
         Box::new(DegreesOfFreedomRule),
         Box::new(ModelUnitsRule),
     ]

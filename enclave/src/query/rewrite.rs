@@ -140,6 +140,8 @@ struct Rewriter<'a> {
     next: usize,
     thresholded: usize,
     strategies: Vec<&'static str>,
+    /// Compute the dominance statistics (off only for the benchmark's baseline).
+    dominance: bool,
 }
 
 fn addr(p: &LogicalPlan) -> usize {
@@ -195,6 +197,18 @@ pub fn rewrite(
     tables: &[GrantedTable],
     facts: &PlanFacts,
 ) -> Result<Rewritten> {
+    rewrite_with(plan, tables, facts, true)
+}
+
+/// [`rewrite`], optionally without the dominance statistics: the plain
+/// threshold path, which `anyu bench acro` measures the dominance rules
+/// against. Never used for a job (its SUM/AVG cells would go to review).
+pub fn rewrite_with(
+    plan: &LogicalPlan,
+    tables: &[GrantedTable],
+    facts: &PlanFacts,
+    dominance: bool,
+) -> Result<Rewritten> {
     let dropped = Arc::new(AtomicU64::new(0));
     let mut r = Rewriter {
         tables,
@@ -208,6 +222,7 @@ pub fn rewrite(
         next: 0,
         thresholded: 0,
         strategies: Vec::new(),
+        dominance,
     };
     let out = r.node(plan, true, &dropped)?;
     let units = out
@@ -607,7 +622,11 @@ impl<'a> Rewriter<'a> {
         let unit_names: Vec<String> = inp.units.iter().map(|_| self.fresh(UNITS_COLUMN)).collect();
         let non_unique: Vec<&Unit> = inp.units.iter().filter(|u| !u.unique).collect();
 
-        let magnitudes = if chain { magnitudes(a) } else { vec![] };
+        let magnitudes = if chain && self.dominance {
+            magnitudes(a)
+        } else {
+            vec![]
+        };
         let mut dominance = Vec::new();
         let (plan, strategy) = if non_unique.is_empty() {
             // Units = rows.

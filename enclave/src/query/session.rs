@@ -364,7 +364,19 @@ impl QuerySession {
     /// with the aggregation threshold. The result carries `max_output_rows + 1`
     /// as a limit, so an oversized result is detected without being built.
     pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
-        let mut planned = self.plan_unlimited(sql).await?;
+        self.plan_limited(sql, true).await
+    }
+
+    /// [`Self::plan`] without the dominance statistics (the plain threshold
+    /// path): only for `anyu bench acro`, which measures what the dominance
+    /// rules cost. A job never runs such a plan.
+    #[doc(hidden)]
+    pub async fn plan_without_dominance(&self, sql: &str) -> Result<PlannedQuery> {
+        self.plan_limited(sql, false).await
+    }
+
+    async fn plan_limited(&self, sql: &str, dominance: bool) -> Result<PlannedQuery> {
+        let mut planned = self.plan_unlimited(sql, dominance).await?;
         let limit = usize::try_from(self.max_output_rows.saturating_add(1)).unwrap_or(usize::MAX);
         planned.rewritten.plan = LogicalPlanBuilder::from(planned.rewritten.plan)
             .limit(0, Some(limit))?
@@ -376,10 +388,10 @@ impl QuerySession {
     /// as [`Self::plan`], without the output-row limit (rows flow into the
     /// model, not out of the domain).
     pub async fn plan_input(&self, sql: &str) -> Result<PlannedQuery> {
-        self.plan_unlimited(sql).await
+        self.plan_unlimited(sql, true).await
     }
 
-    async fn plan_unlimited(&self, sql: &str) -> Result<PlannedQuery> {
+    async fn plan_unlimited(&self, sql: &str, dominance: bool) -> Result<PlannedQuery> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state
@@ -413,7 +425,7 @@ impl QuerySession {
                 )
             })?;
         let facts = policy::check(&logical, &self.tables, self.aggregate_only)?;
-        let rewritten = rewrite::rewrite(&logical, &self.tables, &facts)?;
+        let rewritten = rewrite::rewrite_with(&logical, &self.tables, &facts, dominance)?;
         Ok(PlannedQuery {
             logical,
             facts,

@@ -1,0 +1,309 @@
+//! A domain for tests that run real jobs: a fresh data directory, datasets
+//! imported from a manifest text and a CSV, one grant per dataset (through
+//! the whole access workflow), and jobs run by the worker pool, read back as
+//! their check report and — through an output reviewer's packet — the
+//! candidate result.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use enclave::access::{
+    AdmissionDetails, ApplicationDraft, DatasetRequest, NewProject, VersionPolicy,
+};
+use enclave::catalog::{OrganisationType, UsageMethod};
+use enclave::disclosure::{CheckReport, Verdict};
+use enclave::domain::ReviewStep;
+use enclave::identity::{IdentityPolicy, NewUser, Principal, Role};
+use enclave::ingest::ImportOptions;
+use enclave::{Actor, Domain, DomainOptions};
+
+pub fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+}
+
+/// The provider every test manifest names (the steward stewards it).
+pub const PROVIDER: &str = "美国人口普查局";
+
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub domain: Arc<Domain>,
+    pub researcher: Principal,
+    pub steward: Principal,
+    pub admin: Principal,
+}
+
+/// One finished job as the tests look at it.
+pub struct Ran {
+    pub status: String,
+    pub report: CheckReport,
+    /// The candidate result (failing cells suppressed), one JSON object per row.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Ran {
+    /// Worst verdict on cell (`row`, `column`) over every rule, whole-result
+    /// verdicts included.
+    pub fn verdict(&self, row: usize, column: &str) -> Verdict {
+        self.report
+            .rules
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .filter(|c| {
+                c.row.is_none()
+                    || (c.row == Some(row as u64) && c.column.as_deref() == Some(column))
+            })
+            .map(|c| c.verdict)
+            .max()
+            .unwrap_or(Verdict::Pass)
+    }
+
+    /// Verdict of rule `rule` on cell (`row`, `column`) (`Pass` when unlisted).
+    pub fn rule_verdict(&self, rule: &str, row: usize, column: &str) -> Verdict {
+        self.report
+            .rules
+            .iter()
+            .filter(|r| r.rule == rule)
+            .flat_map(|r| r.cells.iter())
+            .filter(|c| c.row == Some(row as u64) && c.column.as_deref() == Some(column))
+            .map(|c| c.verdict)
+            .max()
+            .unwrap_or(Verdict::Pass)
+    }
+
+    /// The rules that did not pass cell (`row`, `column`), with their verdicts.
+    pub fn rules_on(&self, row: usize, column: &str) -> Vec<(&str, Verdict)> {
+        self.report
+            .rules
+            .iter()
+            .flat_map(|r| r.cells.iter().map(move |c| (r.rule.as_str(), c)))
+            .filter(|(_, c)| c.row == Some(row as u64) && c.column.as_deref() == Some(column))
+            .map(|(r, c)| (r, c.verdict))
+            .collect()
+    }
+
+    /// Verdicts on the result as a whole.
+    pub fn whole_result(&self) -> Vec<(&str, Verdict)> {
+        self.report
+            .rules
+            .iter()
+            .flat_map(|r| r.cells.iter().map(move |c| (r.rule.as_str(), c)))
+            .filter(|(_, c)| c.row.is_none())
+            .map(|(r, c)| (r, c.verdict))
+            .collect()
+    }
+
+    /// Every reason of every finding (for checks that no value leaks).
+    pub fn reasons(&self) -> Vec<&str> {
+        self.report
+            .rules
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .map(|c| c.reason.as_str())
+            .collect()
+    }
+
+    /// The row whose `key` columns hold these integer values.
+    pub fn row_of(&self, keys: &[(&str, i64)]) -> Option<usize> {
+        self.rows.iter().position(|r| {
+            keys.iter()
+                .all(|(k, v)| r.get(*k).and_then(serde_json::Value::as_i64) == Some(*v))
+        })
+    }
+}
+
+async fn user(domain: &Domain, name: &str, role: Role, org: &str, agencies: &[&str]) -> Principal {
+    let password = format!("{name}-Pa55word-for-tests");
+    domain
+        .create_user(
+            &Actor::operator(),
+            NewUser {
+                username: name.into(),
+                password: password.clone(),
+                real_name: "测试".into(),
+                organisation: org.into(),
+                organisation_type: if role == Role::Researcher {
+                    OrganisationType::University
+                } else {
+                    OrganisationType::Government
+                },
+                role,
+                provider_agencies: agencies.iter().map(|s| s.to_string()).collect(),
+                verified: true,
+                credit_flags: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let s = domain.login(name, &password).await.unwrap();
+    domain.authenticate(&s.token).await.unwrap()
+}
+
+impl Lab {
+    pub async fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let options = DomainOptions {
+            identity: IdentityPolicy::default().with_insecure_fast_hashing(),
+            ..DomainOptions::default()
+        };
+        let domain = Arc::new(
+            Domain::init(&dir.path().join("domain"), options)
+                .await
+                .unwrap(),
+        );
+        let researcher = user(&domain, "researcher", Role::Researcher, "深圳大学", &[]).await;
+        let steward = user(&domain, "steward", Role::Steward, PROVIDER, &[PROVIDER]).await;
+        let admin = user(&domain, "admin", Role::Admin, "平台", &[]).await;
+        Lab {
+            dir,
+            domain,
+            researcher,
+            steward,
+            admin,
+        }
+    }
+
+    /// Imports `csv` under the manifest `text`; returns a grant on it.
+    pub async fn dataset(&self, text: &str, csv: &Path) -> String {
+        let manifest: toml::Table = text.parse().unwrap();
+        let id = manifest["dataset"]["id"].as_str().unwrap().to_string();
+        let path = self.dir.path().join(format!("{id}.toml"));
+        std::fs::write(&path, text).unwrap();
+        self.domain
+            .import_dataset(
+                &Actor::operator(),
+                &path,
+                csv,
+                &ImportOptions::default(),
+                None,
+            )
+            .await
+            .unwrap();
+        self.grant(&id).await
+    }
+
+    async fn grant(&self, id: &str) -> String {
+        let d = &self.domain;
+        let project = d
+            .create_project(
+                &self.researcher,
+                NewProject {
+                    title: "披露控制测试".into(),
+                    scenario_description: "检验输出披露控制规则。".into(),
+                    scenario_category: "academic_research".into(),
+                    members: Vec::new(),
+                },
+            )
+            .await
+            .unwrap();
+        let record = d.store().dataset(id).await.unwrap().unwrap();
+        let draft = ApplicationDraft {
+            project_id: project.id.clone(),
+            datasets: vec![DatasetRequest {
+                dataset_id: id.to_string(),
+                columns: record
+                    .manifest
+                    .columns
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+                version_policy: VersionPolicy::Pinned,
+                row_filter: None,
+            }],
+            usage_method: UsageMethod::Invisible,
+            purpose: "测试：检验输出披露控制规则。".into(),
+            purpose_is_research: true,
+            period_start: d.today(),
+            period_end: d.today() + chrono::Days::new(30),
+            security_measures: "仅在安全域内运行测试查询。".into(),
+            admission: AdmissionDetails {
+                brings_own_data: false,
+                own_data_description: None,
+                development_environment: "SQL".into(),
+                cpu_cores: 2,
+                memory_gib: 8,
+                storage_gib: 10,
+                accepts_domain_rules: true,
+            },
+            agreement_version: enclave::access::agreement::current().version,
+        };
+        let app = d
+            .create_application(&self.researcher, &project, draft)
+            .await
+            .unwrap();
+        let aid = app.application.id;
+        d.submit_application(&self.researcher, &aid).await.unwrap();
+        d.review_application(&self.admin, &aid, ReviewStep::StartCompletenessCheck)
+            .await
+            .unwrap();
+        d.review_application(&self.admin, &aid, ReviewStep::CompletenessPassed)
+            .await
+            .unwrap();
+        for who in [&self.steward, &self.admin] {
+            let step = ReviewStep::Approve {
+                provider: None,
+                conditions: Default::default(),
+            };
+            if let Err(e) = d.review_application(who, &aid, step).await {
+                // Low grades need the provider's steward only.
+                assert!(
+                    matches!(e.code(), "approval_not_needed" | "illegal_transition"),
+                    "{e}"
+                );
+            }
+        }
+        let text = d.agreement_text(&aid).await.unwrap();
+        let (_, grant) = d
+            .sign_agreement(&self.researcher, &aid, &text.sha256)
+            .await
+            .unwrap();
+        grant.id
+    }
+
+    /// Runs `sql` as a job on `grant` to its end; reads its checks and candidate.
+    pub async fn run(&self, grant: &str, sql: &str) -> Ran {
+        let job = self
+            .domain
+            .submit_job(&self.researcher, grant, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let done = self
+            .domain
+            .wait_job(&job.job.id, Duration::from_secs(120))
+            .await
+            .unwrap();
+        let status = done.job.status.as_str().to_string();
+        assert!(
+            matches!(status.as_str(), "pending_review" | "checked" | "released"),
+            "{sql}: job ended {status}: {:?} {:?}",
+            done.job.error_code,
+            done.job.error_message
+        );
+        let report: CheckReport =
+            serde_json::from_value(done.job.checks.clone().expect("checks")).unwrap();
+        let rows = if status == "pending_review" {
+            let packet = self
+                .domain
+                .review_packet(&self.steward, &job.job.id)
+                .await
+                .unwrap();
+            packet
+                .result
+                .into_iter()
+                .map(|v| match v {
+                    serde_json::Value::Object(m) => m,
+                    other => panic!("a result row is not an object: {other}"),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ran {
+            status,
+            report,
+            rows,
+        }
+    }
+}
