@@ -101,6 +101,8 @@ pub struct PlannedQuery {
     pub logical: LogicalPlan,
     pub facts: PlanFacts,
     pub rewritten: Rewritten,
+    /// A differentially private query: how its noisy release is made.
+    pub dp: Option<Arc<crate::dp::plan::DpPlan>>,
 }
 
 impl PlannedQuery {
@@ -364,7 +366,7 @@ impl QuerySession {
     /// with the aggregation threshold. The result carries `max_output_rows + 1`
     /// as a limit, so an oversized result is detected without being built.
     pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
-        let mut planned = self.plan_unlimited(sql).await?;
+        let mut planned = self.plan_unlimited(sql, None).await?;
         let limit = usize::try_from(self.max_output_rows.saturating_add(1)).unwrap_or(usize::MAX);
         planned.rewritten.plan = LogicalPlanBuilder::from(planned.rewritten.plan)
             .limit(0, Some(limit))?
@@ -376,10 +378,23 @@ impl QuerySession {
     /// as [`Self::plan`], without the output-row limit (rows flow into the
     /// model, not out of the domain).
     pub async fn plan_input(&self, sql: &str) -> Result<PlannedQuery> {
-        self.plan_unlimited(sql).await
+        self.plan_unlimited(sql, None).await
     }
 
-    async fn plan_unlimited(&self, sql: &str) -> Result<PlannedQuery> {
+    /// Plans a differentially private query (`sql` without its DP clause):
+    /// the same statement check and policy, then the DP shape check and
+    /// rewrite ([`crate::dp::plan`]). No row limit: cutting groups before
+    /// the noisy selection would depend on the data; the row check runs on
+    /// the released groups.
+    pub async fn plan_dp(&self, sql: &str, opts: &crate::dp::DpOptions) -> Result<PlannedQuery> {
+        self.plan_unlimited(sql, Some(opts)).await
+    }
+
+    async fn plan_unlimited(
+        &self,
+        sql: &str,
+        dp: Option<&crate::dp::DpOptions>,
+    ) -> Result<PlannedQuery> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state
@@ -413,11 +428,42 @@ impl QuerySession {
                 )
             })?;
         let facts = policy::check(&logical, &self.tables, self.aggregate_only)?;
+        if let Some(opts) = dp {
+            let dp = crate::dp::plan::plan_dp(&logical, &facts, &self.tables, opts)?;
+            let rewritten = Rewritten {
+                plan: dp.plan.clone(),
+                dropped: Default::default(),
+                hidden: None,
+                thresholded: 0,
+                strategies: vec!["dp"],
+                units: Vec::new(),
+            };
+            return Ok(PlannedQuery {
+                logical,
+                facts,
+                rewritten,
+                dp: Some(Arc::new(dp)),
+            });
+        }
+        if let Some(t) = self
+            .tables
+            .iter()
+            .find(|t| t.policy.dp.required && facts.datasets.contains(&t.dataset_id))
+        {
+            return Err(policy::refuse(
+                "dp_required",
+                format!(
+                    "dataset `{}` answers only differentially private queries: SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = …, delta = …) …",
+                    t.dataset_id
+                ),
+            ));
+        }
         let rewritten = rewrite::rewrite(&logical, &self.tables, &facts)?;
         Ok(PlannedQuery {
             logical,
             facts,
             rewritten,
+            dp: None,
         })
     }
 }
