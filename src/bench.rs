@@ -33,6 +33,8 @@ pub enum BenchKind {
     Audit,
     Query,
     Http,
+    /// Differentially private grouped aggregates on PUMS-shaped rows (not in `all`).
+    Dp,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +59,9 @@ pub struct BenchArgs {
     /// Interleaved runs of each side of every query comparison.
     #[arg(long, default_value_t = 7)]
     pub query_repeat: usize,
+    /// PUMS-shaped rows (one per person) for the dp benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub dp_rows: u64,
     /// Working directory (default: a fresh temporary directory, removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -74,6 +79,7 @@ struct Results {
     audit: Option<AuditFigure>,
     query: Option<crate::bench_query::QueryBench>,
     http: Option<crate::bench_query::HttpBench>,
+    dp: Option<crate::bench_dp::DpBench>,
 }
 
 #[derive(Debug, Serialize)]
@@ -229,6 +235,10 @@ pub async fn run(args: BenchArgs) -> CliResult {
     }
     if wants(BenchKind::Http) {
         results.http = Some(crate::bench_query::http_overhead(&work, args.query_repeat * 4).await?);
+    }
+
+    if args.which.contains(&BenchKind::Dp) {
+        results.dp = Some(crate::bench_dp::dp(&work, args.dp_rows, args.query_repeat).await?);
     }
 
     if let Some(path) = &args.json {

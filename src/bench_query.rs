@@ -87,11 +87,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-struct Setup {
-    domain: Arc<Domain>,
-    researcher: Principal,
+pub(crate) struct Setup {
+    pub(crate) domain: Arc<Domain>,
+    pub(crate) researcher: Principal,
     researcher_password: String,
-    grants: Vec<String>,
+    pub(crate) grants: Vec<String>,
 }
 
 async fn user(
@@ -132,7 +132,7 @@ async fn principal(domain: &Domain, name: &str, password: &str) -> CliResult<Pri
 
 /// A data directory with the given sample datasets imported and one grant per
 /// dataset for a researcher (approved by the provider's steward and an admin).
-async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setup> {
+pub(crate) async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setup> {
     let root = work.join("domain");
     if root.exists() {
         std::fs::remove_dir_all(&root)?;
@@ -146,15 +146,24 @@ async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setu
         },
         ..DomainOptions::default()
     };
+    let mut options = options;
+    options.access.default_budgets.epsilon = 10_000.0;
+    options.access.default_budgets.delta = 0.5;
     let domain = Domain::init(&root, options).await?;
     let manifests = work.join("manifests");
     std::fs::create_dir_all(&manifests)?;
     for id in datasets {
-        let text = crate::demo::SAMPLE_MANIFESTS
-            .iter()
-            .find(|(m, _)| m == id)
-            .map(|(_, t)| *t)
-            .ok_or("unknown sample dataset")?;
+        let text = match *id {
+            // The DP benchmark runs many ε = 1 queries on one grant.
+            "pums" => include_str!("../datasets/manifests/pums.toml")
+                .replace("epsilon_budget = 10.0", "epsilon_budget = 10000.0")
+                .replace("delta_budget = 1e-6", "delta_budget = 0.5"),
+            _ => crate::demo::SAMPLE_MANIFESTS
+                .iter()
+                .find(|(m, _)| m == id)
+                .map(|(_, t)| t.to_string())
+                .ok_or("unknown sample dataset")?,
+        };
         let m = manifests.join(format!("{id}.toml"));
         std::fs::write(&m, text)?;
         domain
@@ -177,7 +186,15 @@ async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setu
     .await?;
     let si = "深圳市社会保险基金管理局";
     let mc = "深圳市医疗保障局";
-    let sp = user(&domain, "bench_steward", Role::Steward, si, &[si, mc]).await?;
+    let census = "美国人口普查局";
+    let sp = user(
+        &domain,
+        "bench_steward",
+        Role::Steward,
+        si,
+        &[si, mc, census],
+    )
+    .await?;
     let ap = user(&domain, "bench_admin", Role::Admin, "平台", &[]).await?;
     let researcher = principal(&domain, "bench_researcher", &rp).await?;
     let steward = principal(&domain, "bench_steward", &sp).await?;

@@ -4,6 +4,7 @@
 //! loads settings, and every action is one call into [`enclave::Domain`].
 
 mod bench;
+mod bench_dp;
 mod bench_query;
 mod cli;
 mod config;
