@@ -281,7 +281,7 @@ pub(crate) async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> Cli
 }
 
 /// A bare DataFusion context over the same encrypted versions the domain holds.
-async fn bare(
+pub(crate) async fn bare(
     domain: &Domain,
     datasets: &[&str],
 ) -> CliResult<datafusion::prelude::SessionContext> {
@@ -300,7 +300,10 @@ async fn bare(
     Ok(ctx)
 }
 
-async fn time_bare(ctx: &datafusion::prelude::SessionContext, sql: &str) -> CliResult<f64> {
+pub(crate) async fn time_bare(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> CliResult<f64> {
     let t = Instant::now();
     let batches = ctx.sql(sql).await?.collect().await?;
     std::hint::black_box(batches);
