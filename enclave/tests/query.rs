@@ -437,6 +437,8 @@ const HEAVY: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_cancellation_and_memory_limit_end_a_job() {
+    // Timing-sensitive: not beside the CPU-heavy DP tests.
+    let _serial = CPU_HEAVY.lock().await;
     let f = fixture();
     let s = f.session().await;
     let started = std::time::Instant::now();
@@ -491,6 +493,9 @@ async fn deadline_cancellation_and_memory_limit_end_a_job() {
 
 // ---- differential privacy -------------------------------------------------
 
+/// Serialises the CPU-heavy DP tests with the timing-sensitive deadline test.
+static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn dp(epsilon: f64, delta: f64) -> enclave::dp::DpOptions {
     enclave::dp::DpOptions {
         epsilon,
@@ -535,6 +540,7 @@ fn sample_sd(xs: &[f64]) -> f64 {
 /// (clamped) value, and AVG stays inside the bounds.
 #[tokio::test]
 async fn dp_noise_has_the_stated_scale() {
+    let _serial = CPU_HEAVY.lock().await;
     let f = fixture();
     let s = f.session().await;
     let sql = "SELECT count(*) AS n, sum(income) AS total, avg(age) AS mean_age FROM pums";
@@ -597,6 +603,7 @@ async fn dp_noise_has_the_stated_scale() {
 /// A group with a single person is never released at δ = 1e-6; large groups always are.
 #[tokio::test]
 async fn dp_selection_hides_groups_of_one_person() {
+    let _serial = CPU_HEAVY.lock().await;
     let f = fixture();
     let s = f.session().await;
     let keys = |b: &[RecordBatch]| -> Vec<String> { visible(b) };
@@ -651,6 +658,7 @@ async fn dp_selection_hides_groups_of_one_person() {
 /// at most `max_groups_contributed` groups per person reach the partials.
 #[tokio::test]
 async fn dp_bounds_contributions_per_person() {
+    let _serial = CPU_HEAVY.lock().await;
     let f = fixture();
     let s = f.session().await;
     // medical_claims: 300 persons, 1–6 claims, up to 3 chapters; policy G = 3, R = 4.
