@@ -95,7 +95,10 @@ fn dp_jobs_report_their_noise_and_never_overspend() {
             .contains("not applied")
     );
     assert_eq!(job["suppressed_groups"], 0);
-    assert_eq!(job["rows_scanned"], 0, "rows scanned are not shown for DP jobs");
+    assert_eq!(
+        job["rows_scanned"], 0,
+        "rows scanned are not shown for DP jobs"
+    );
     // The review queue shows the same verdicts.
     let queue = server.expect(200, "GET", "/api/reviews", Some(&p.steward), None);
     let queued = queue
