@@ -38,6 +38,8 @@ pub enum BenchKind {
     /// Crosstab checks against ACRO 1.0 (needs python3 with acro==1.0.2;
     /// not part of `all`).
     Acro,
+    /// Differentially private grouped aggregates on PUMS-shaped rows (not in `all`).
+    Dp,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +70,9 @@ pub struct BenchArgs {
     /// Interleaved rounds of the ACRO comparison (ACRO takes seconds per table).
     #[arg(long, default_value_t = 3)]
     pub acro_repeat: usize,
+    /// PUMS-shaped rows (one per person) for the dp benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub dp_rows: u64,
     /// Working directory (default: a fresh temporary directory, removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
@@ -86,6 +91,7 @@ struct Results {
     query: Option<crate::bench_query::QueryBench>,
     http: Option<crate::bench_query::HttpBench>,
     acro: Option<crate::bench_acro::AcroBench>,
+    dp: Option<crate::bench_dp::DpBench>,
 }
 
 #[derive(Debug, Serialize)]
@@ -252,6 +258,10 @@ pub async fn run(args: BenchArgs) -> CliResult {
             )
             .await?,
         );
+    }
+
+    if args.which.contains(&BenchKind::Dp) {
+        results.dp = Some(crate::bench_dp::dp(&work, args.dp_rows, args.query_repeat).await?);
     }
 
     if let Some(path) = &args.json {

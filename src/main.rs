@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_acro;
+mod bench_dp;
 mod bench_query;
 mod cli;
 mod config;

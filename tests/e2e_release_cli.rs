@@ -63,6 +63,7 @@ fn verify_release_accepts_genuine_and_refuses_altered() {
             result: release::result_section(&schema, &batches, &files),
             checks: serde_json::json!({"verdict": "pass"}),
             reviewers: vec![],
+            dp: None,
             released_at: release::certificate_time(chrono::Utc::now()),
             citation: "数据来源：深圳市社会保险基金管理局，经安域公共数据安全域（release rel-e2e）"
                 .into(),

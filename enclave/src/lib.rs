@@ -42,6 +42,7 @@ pub mod calendar;
 pub mod catalog;
 pub mod disclosure;
 pub mod domain;
+pub mod dp;
 mod error;
 pub mod identity;
 pub mod ids;

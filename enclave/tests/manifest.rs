@@ -727,7 +727,8 @@ fn default_policy_is_designs_table() {
             required: false,
             epsilon_budget: 10.0,
             delta_budget: 1e-6,
-            max_groups_contributed: 1
+            max_groups_contributed: 1,
+            max_rows_per_group: 1
         }
     );
     let names: Vec<_> = GradeScale::default()

@@ -437,6 +437,8 @@ const HEAVY: &str =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_cancellation_and_memory_limit_end_a_job() {
+    // Timing-sensitive: not beside the CPU-heavy DP tests.
+    let _serial = CPU_HEAVY.lock().await;
     let f = fixture();
     let s = f.session().await;
     let started = std::time::Instant::now();
@@ -487,4 +489,341 @@ async fn deadline_cancellation_and_memory_limit_end_a_job() {
     .await;
     assert_eq!(e.code(), "memory_limit", "{e}");
     assert!(!e.to_string().contains("bytes"), "no engine detail: {e}");
+}
+
+// ---- differential privacy -------------------------------------------------
+
+/// Serialises the CPU-heavy DP tests with the timing-sensitive deadline test.
+static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn dp(epsilon: f64, delta: f64) -> enclave::dp::DpOptions {
+    enclave::dp::DpOptions {
+        epsilon,
+        delta,
+        ..Default::default()
+    }
+}
+
+async fn run_dp(
+    s: &QuerySession,
+    sql: &str,
+    o: &enclave::dp::DpOptions,
+) -> (PlannedQuery, Executed) {
+    let planned = s
+        .plan_dp(sql, o)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let guard = Guard::new(std::time::Instant::now() + Duration::from_secs(60));
+    let ex = enclave::query::execute(s, &planned, guard)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    (planned, ex)
+}
+
+fn f64_column(b: &RecordBatch, name: &str) -> Vec<f64> {
+    let a = b.column_by_name(name).unwrap();
+    if let Some(f) = a.as_any().downcast_ref::<Float64Array>() {
+        return f.values().to_vec();
+    }
+    let i = a.as_any().downcast_ref::<Int64Array>().unwrap();
+    i.values().iter().map(|&v| v as f64).collect()
+}
+
+fn sample_sd(xs: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+}
+
+/// 1500 noisy releases of one exact result: the noise on COUNT and SUM has
+/// the stated scale (sd = b·√2 within ±15 %), is centred on the exact
+/// (clamped) value, and AVG stays inside the bounds.
+#[tokio::test]
+async fn dp_noise_has_the_stated_scale() {
+    let _serial = CPU_HEAVY.lock().await;
+    let f = fixture();
+    let s = f.session().await;
+    let sql = "SELECT count(*) AS n, sum(income) AS total, avg(age) AS mean_age FROM pums";
+    let (planned, ex) = run_dp(&s, sql, &dp(1.0, 0.0)).await;
+    let plan = planned.dp.as_ref().unwrap();
+    let r = &plan.report;
+    assert!(r.selection.is_none(), "no GROUP BY: one row, no selection");
+    assert_eq!((r.epsilon, r.delta), (1.0, 0.0));
+    assert_eq!((r.max_groups_contributed, r.max_rows_per_group), (1, 1));
+    // ε split over count, sum, and avg's sum and count.
+    let eps: f64 = r.columns.iter().map(|c| c.epsilon).sum();
+    assert!(eps <= 1.0 && eps > 0.999, "{eps}");
+    let col = |n: &str| r.columns.iter().find(|c| c.column == n).unwrap().clone();
+    assert_eq!(col("n").scale, 4.0);
+    assert_eq!(col("total").bounds, Some([0.0, 500000.0]));
+    assert!(
+        (col("total").scale - 2_000_000.0).abs() / 2e6 < 1e-3,
+        "{:?}",
+        col("total")
+    );
+    let exact = f
+        .reference(
+            "SELECT count(*) AS n, sum(least(greatest(income, 0.0), 500000.0)) AS total FROM pums",
+        )
+        .await;
+    let true_n = f64_column(&exact[0], "n")[0];
+    let true_total = f64_column(&exact[0], "total")[0];
+    let (mut ns, mut totals) = (Vec::new(), Vec::new());
+    for _ in 0..1500 {
+        let (schema, out) = plan.release(&ex.schema, &ex.batches).unwrap();
+        assert_eq!(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>(),
+            ["n", "total", "mean_age"]
+        );
+        ns.push(f64_column(&out[0], "n")[0] - true_n);
+        totals.push(f64_column(&out[0], "total")[0] - true_total);
+        let a = f64_column(&out[0], "mean_age")[0];
+        assert!((0.0..=100.0).contains(&a));
+    }
+    for (name, xs) in [("n", &ns), ("total", &totals)] {
+        let stated = col(name).scale * 2f64.sqrt();
+        let sd = sample_sd(xs);
+        assert!(
+            (sd - stated).abs() / stated < 0.15,
+            "{name}: sd {sd}, stated {stated}"
+        );
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        // 5 standard errors.
+        assert!(
+            mean.abs() < 5.0 * stated / (xs.len() as f64).sqrt(),
+            "{name}: bias {mean}"
+        );
+    }
+}
+
+/// A group with a single person is never released at δ = 1e-6; large groups always are.
+#[tokio::test]
+async fn dp_selection_hides_groups_of_one_person() {
+    let _serial = CPU_HEAVY.lock().await;
+    let f = fixture();
+    let s = f.session().await;
+    let keys = |b: &[RecordBatch]| -> Vec<String> { visible(b) };
+    let singles = keys(
+        &f.reference("SELECT age, educ FROM pums GROUP BY age, educ HAVING count(*) = 1")
+            .await,
+    );
+    assert!(
+        singles.len() > 20,
+        "PUMS has (age, educ) pairs held by one person"
+    );
+    let (planned, ex) = run_dp(
+        &s,
+        "SELECT age, educ, count(*) AS n FROM pums GROUP BY age, educ",
+        &dp(1.0, 1e-6),
+    )
+    .await;
+    let plan = planned.dp.as_ref().unwrap();
+    let sel = plan.report.selection.clone().unwrap();
+    assert!(sel.delta <= 1e-6 && sel.threshold > 10, "{sel:?}");
+    let mut single_seen = 0;
+    for _ in 0..300 {
+        let (_, out) = plan.release(&ex.schema, &ex.batches).unwrap();
+        let released = keys(&[out[0].project(&[0, 1]).unwrap()]);
+        single_seen += released.iter().filter(|k| singles.contains(k)).count();
+        let ages = column_i64(&out, "age");
+        assert!(
+            ages.windows(2).all(|w| w[0] <= w[1]),
+            "released in key order"
+        );
+    }
+    assert_eq!(single_seen, 0);
+    // Large groups (about 250 persons each) are always released.
+    let (planned, ex) = run_dp(
+        &s,
+        "SELECT sex, married, count(*) AS n FROM pums GROUP BY sex, married",
+        &dp(1.0, 1e-6),
+    )
+    .await;
+    for _ in 0..100 {
+        let (_, out) = planned
+            .dp
+            .as_ref()
+            .unwrap()
+            .release(&ex.schema, &ex.batches)
+            .unwrap();
+        assert_eq!(out[0].num_rows(), 4);
+    }
+}
+
+/// Repeated units: at most `max_rows_per_group` rows per person and group and
+/// at most `max_groups_contributed` groups per person reach the partials.
+#[tokio::test]
+async fn dp_bounds_contributions_per_person() {
+    let _serial = CPU_HEAVY.lock().await;
+    let f = fixture();
+    let s = f.session().await;
+    // medical_claims: 300 persons, 1–6 claims, up to 3 chapters; policy G = 3, R = 4.
+    let (planned, ex) = run_dp(
+        &s,
+        "SELECT icd10_chapter, count(*) AS n FROM medical_claims GROUP BY icd10_chapter",
+        &dp(1.0, 1e-6),
+    )
+    .await;
+    let r = &planned.dp.as_ref().unwrap().report;
+    assert_eq!((r.max_groups_contributed, r.max_rows_per_group), (3, 4));
+    assert_eq!(r.columns[0].sensitivity, 12.0);
+    let exact = f
+        .reference(
+            "SELECT icd10_chapter, CAST(sum(least(k, 4)) AS BIGINT) AS rows, count(*) AS units FROM \
+             (SELECT icd10_chapter, person_id, count(*) AS k FROM medical_claims GROUP BY 1, 2) GROUP BY 1",
+        )
+        .await;
+    let mut want: Vec<(i64, i64)> = column_i64(&exact, "units")
+        .into_iter()
+        .zip(column_i64(&exact, "rows"))
+        .collect();
+    want.sort();
+    let mut got: Vec<(i64, i64)> = column_i64(&ex.batches, "__anyu_units")
+        .into_iter()
+        .zip(column_i64(&ex.batches, "__anyu_c0"))
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    // One group per person: the units over all groups are the persons.
+    let o = enclave::dp::DpOptions {
+        max_groups_contributed: Some(1),
+        max_rows_per_group: Some(1),
+        ..dp(1.0, 1e-6)
+    };
+    let (_, ex) = run_dp(
+        &s,
+        "SELECT icd10_chapter, count(*) AS n, avg(amount) AS a FROM medical_claims GROUP BY icd10_chapter",
+        &o,
+    )
+    .await;
+    assert_eq!(
+        column_i64(&ex.batches, "__anyu_units").iter().sum::<i64>(),
+        300
+    );
+    assert_eq!(
+        column_i64(&ex.batches, "__anyu_c0").iter().sum::<i64>(),
+        300
+    );
+    // Options may only lower the dataset's limits.
+    let o = enclave::dp::DpOptions {
+        max_groups_contributed: Some(4),
+        ..dp(1.0, 1e-6)
+    };
+    let (code, _) = refusal(
+        s.plan_dp(
+            "SELECT visit_type, count(*) FROM medical_claims GROUP BY visit_type",
+            &o,
+        )
+        .await,
+    );
+    assert_eq!(code, "dp_options_invalid");
+}
+
+#[tokio::test]
+async fn dp_refuses_what_it_cannot_do_soundly() {
+    let f = fixture();
+    let s = f.session().await;
+    let o = dp(1.0, 1e-6);
+    for (sql, want) in [
+        (
+            "SELECT sex, sum(age + 1) FROM pums GROUP BY sex",
+            "dp_bounds_missing",
+        ),
+        (
+            "SELECT sex, median(income) FROM pums GROUP BY sex",
+            "dp_unsupported_aggregate",
+        ),
+        (
+            "SELECT sex, approx_percentile_cont(income, 0.5) FROM pums GROUP BY sex",
+            "dp_unsupported_aggregate",
+        ),
+        (
+            "SELECT sex, max(age) FROM pums GROUP BY sex",
+            "dp_unsupported_aggregate",
+        ),
+        (
+            "SELECT sex, count(DISTINCT educ) FROM pums GROUP BY sex",
+            "dp_unsupported_aggregate",
+        ),
+        (
+            "SELECT sex, count(*) AS n FROM pums GROUP BY sex ORDER BY n",
+            "dp_unsupported_query",
+        ),
+        (
+            "SELECT sex, count(*) AS n FROM pums GROUP BY sex HAVING count(*) > 5",
+            "dp_unsupported_query",
+        ),
+        (
+            "SELECT sex, count(*) * 2 FROM pums GROUP BY sex",
+            "dp_unsupported_query",
+        ),
+        (
+            "SELECT n FROM (SELECT sex, count(*) AS n FROM pums GROUP BY sex)",
+            "dp_unsupported_query",
+        ),
+        (
+            "SELECT p.sex, count(*) FROM pums p JOIN pums q ON p.age = q.age GROUP BY p.sex",
+            "dp_unsupported_query",
+        ),
+        (
+            "SELECT sex, count(*) FROM pums WHERE age > (SELECT avg(age) FROM pums) GROUP BY sex",
+            "dp_unsupported_query",
+        ),
+        ("SELECT sex FROM pums GROUP BY sex", "dp_unsupported_query"),
+    ] {
+        let (code, msg) = refusal(s.plan_dp(sql, &o).await);
+        assert_eq!(code, want, "{sql}: {msg}");
+    }
+    // A grouped query needs δ to hide which groups exist.
+    let (code, _) = refusal(
+        s.plan_dp("SELECT sex, count(*) FROM pums GROUP BY sex", &dp(1.0, 0.0))
+            .await,
+    );
+    assert_eq!(code, "dp_delta_required");
+    let (code, _) = refusal(s.plan_dp("SELECT count(*) FROM pums", &dp(0.0, 0.0)).await);
+    assert_eq!(code, "dp_options_invalid");
+    // A column without bounds is refused, never released without noise.
+    let mut specs = f.specs.clone();
+    for c in &mut specs[0].manifest.columns {
+        if c.name == "income" {
+            c.bounds = None;
+        }
+    }
+    let s2 = f.session_with(specs, true).await;
+    let (code, msg) = refusal(
+        s2.plan_dp("SELECT sex, avg(income) FROM pums GROUP BY sex", &o)
+            .await,
+    );
+    assert_eq!(code, "dp_bounds_missing");
+    assert!(msg.contains("income"), "{msg}");
+}
+
+#[tokio::test]
+async fn dp_required_refuses_other_queries() {
+    let f = fixture();
+    let mut specs = f.specs.clone();
+    specs[0].policy.dp.required = true;
+    let s = f.session_with(specs, true).await;
+    let (code, msg) = refusal(s.plan("SELECT sex, count(*) FROM pums GROUP BY sex").await);
+    assert_eq!(code, "dp_required");
+    assert!(msg.contains("DIFFERENTIAL_PRIVACY"), "{msg}");
+    let (code, _) = refusal(
+        s.plan_input("SELECT sex, count(*) AS n FROM pums GROUP BY sex")
+            .await,
+    );
+    assert_eq!(code, "dp_required");
+    s.plan_dp(
+        "SELECT sex, count(*) FROM pums GROUP BY sex",
+        &dp(1.0, 1e-6),
+    )
+    .await
+    .unwrap();
+    // Another dataset in the same session stays as it was.
+    s.plan("SELECT hospital, count(*) FROM medical_claims GROUP BY hospital")
+        .await
+        .unwrap();
 }

@@ -423,6 +423,7 @@ fn unsigned(files: &[(ResultFormat, Vec<u8>)]) -> Certificate {
             decision: ReviewDecision::Approve,
             at: "2026-12-01T08:30:15Z".into(),
         }],
+        dp: None,
         released_at: "2026-12-01T09:00:00Z".into(),
         citation: "数据来源：深圳市社会保险基金管理局，经安域公共数据安全域（release rel-0193a1）"
             .into(),
@@ -811,4 +812,54 @@ fn canonical_bytes_match_the_audit_canonical_form() {
         std::str::from_utf8(details).unwrap(),
         std::str::from_utf8(&c.canonical_bytes().unwrap()).unwrap()
     );
+}
+
+/// A differentially private release adds `dp` (additive: the certificates
+/// above keep their bytes); it is signed with the rest and verifies.
+#[test]
+fn dp_section_is_signed_and_locked() {
+    use enclave::dp::{BudgetLeft, DpColumn, DpReport, Selection};
+    let mut c = fixed();
+    c.dp = Some(DpReport {
+        epsilon: 1.0,
+        delta: 9.5e-8,
+        budget_left: Some(BudgetLeft {
+            epsilon: 9.0,
+            delta: 9.05e-7,
+        }),
+        privacy_unit: "social_insurance.person_id".into(),
+        max_groups_contributed: 1,
+        max_rows_per_group: 1,
+        selection: Some(Selection {
+            mechanism: "laplace_threshold".into(),
+            counts: "privacy units per group".into(),
+            scale: 4.0,
+            threshold: 64,
+            epsilon: 0.25,
+            delta: 9.5e-8,
+        }),
+        columns: vec![DpColumn {
+            column: "persons".into(),
+            aggregate: "count".into(),
+            mechanism: "discrete_laplace".into(),
+            bounds: None,
+            scale: 4.0,
+            count_scale: None,
+            sensitivity: 1.0,
+            epsilon: 0.25,
+        }],
+    });
+    let text = String::from_utf8(c.canonical_bytes().unwrap()).unwrap();
+    insta::assert_snapshot!("canonical_certificate_dp_v1", text);
+    let keys = keys();
+    let files = result_files(&schema(), &result()).unwrap();
+    let mut u = unsigned(&files);
+    u.dp = c.dp.clone();
+    let signed = sign(&keys.ring, u).unwrap();
+    let v = verify(&signed.to_json(), &keys.ring.public_key(), None).unwrap();
+    assert_eq!(v.certificate.dp, c.dp);
+    // Changing a noise scale breaks the signature.
+    let forged = signed.to_json().replace("\"scale\": 4.0", "\"scale\": 0.4");
+    assert_ne!(forged, signed.to_json());
+    assert!(verify(&forged, &keys.ring.public_key(), None).is_err());
 }

@@ -45,6 +45,10 @@ pub struct NewJob {
     /// A model job: the string handed to the model's `run`.
     #[serde(default)]
     params: Option<String>,
+    /// Differentially private: ε, δ and optional contribution limits (the
+    /// same as `SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (…)` in the SQL).
+    #[serde(default)]
+    dp: Option<enclave::dp::DpOptions>,
 }
 
 /// Submit SQL under a grant. The query is checked at once (422 with a stable
@@ -86,7 +90,17 @@ pub async fn submit_job(
         None if j.params.is_some() => {
             return Err(ApiError::bad_request("params: only with a model"));
         }
-        None => state.domain.submit_job(p, &grant.id, &j.sql).await?,
+        None => {
+            state
+                .domain
+                .submit_query(p, &grant.id, &j.sql, j.dp)
+                .await?
+        }
+        Some(_) if j.dp.is_some() => {
+            return Err(ApiError::bad_request(
+                "dp: a model job cannot be differentially private",
+            ));
+        }
         Some(sha256) => {
             let model = ModelRequest {
                 sha256,

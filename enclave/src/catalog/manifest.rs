@@ -416,6 +416,8 @@ pub struct DpPolicy {
     pub delta_budget: f64,
     /// Groups one privacy unit may contribute to.
     pub max_groups_contributed: u32,
+    /// Rows one privacy unit may contribute to one group (more are dropped at random).
+    pub max_rows_per_group: u32,
 }
 
 impl Default for DpPolicy {
@@ -425,6 +427,7 @@ impl Default for DpPolicy {
             epsilon_budget: 10.0,
             delta_budget: 1e-6,
             max_groups_contributed: 1,
+            max_rows_per_group: 1,
         }
     }
 }

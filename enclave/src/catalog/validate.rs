@@ -356,6 +356,9 @@ fn disclosure(m: &Manifest, grades: &GradeScale) -> Check {
             format!("must be in [0, 1), got {}", dp.delta_budget),
         );
     }
+    if dp.max_rows_per_group < 1 {
+        return fail("disclosure.dp.max_rows_per_group", "must be at least 1");
+    }
     if dp.max_groups_contributed < 1 {
         return fail("disclosure.dp.max_groups_contributed", "must be at least 1");
     }

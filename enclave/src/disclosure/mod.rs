@@ -21,11 +21,19 @@
 //!                          negative values: review
 //!       ─▶ DegreesOfFreedomRule  model rows whose `df_resid` is under `dof_threshold`
 //!       ─▶ ModelUnitsRule  a model whose input covers fewer persons than the threshold
+//!       ─▶ DpRule          a differentially private result: one verdict per noisy column
+//!                          (mechanism, scale, ε) and one for the group selection
 //!       ─▶ CheckReport { verdict: worst of all, per rule: failing/review cells }
 //! ```
 //!
 //! Only non-passing cells are listed; every other cell of the result passed
 //! every rule (the report says how many cells were checked).
+//!
+//! A differentially private result is checked by `max_rows` and `dp` only:
+//! the other rules read exact counts, contributions or values, and acting on
+//! them would make the release depend on the data outside the privacy
+//! accounting. Each of them reports a `pass` saying so; small groups are
+//! already removed by the noisy selection.
 
 pub mod acro;
 
@@ -135,6 +143,8 @@ pub struct CheckInput<'a> {
     pub contributions: &'a [Contributions],
     /// Set when the result is a model's output rather than a query's.
     pub model: Option<&'a ModelFacts>,
+    /// Set when the result is differentially private.
+    pub dp: Option<&'a crate::dp::DpReport>,
 }
 
 /// What the checks know about a model run (its output has no lineage: the
@@ -725,6 +735,51 @@ fn review_columns(
     report(rule, cells)
 }
 
+/// A differentially private result: every noisy column and the group
+/// selection, each with its mechanism and parameters (verdict `pass`).
+pub struct DpRule;
+
+impl DisclosureRule for DpRule {
+    fn name(&self) -> &'static str {
+        "dp"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let mut cells = Vec::new();
+        let Some(dp) = input.dp else {
+            return report(self.name(), cells);
+        };
+        if let Some(s) = &dp.selection {
+            cells.push(CellVerdict {
+                row: None,
+                column: None,
+                verdict: Verdict::Pass,
+                reason: format!(
+                    "groups released only when their noisy count of persons reaches {} (Laplace threshold, scale {}, ε {}, δ {:e})",
+                    s.threshold, s.scale, s.epsilon, s.delta
+                ),
+            });
+        }
+        for c in &dp.columns {
+            cells.push(CellVerdict {
+                row: None,
+                column: Some(c.column.clone()),
+                verdict: Verdict::Pass,
+                reason: format!(
+                    "every cell: {} with discrete Laplace noise of scale {} (ε {}; sensitivity {})",
+                    c.aggregate.to_uppercase(),
+                    c.scale,
+                    c.epsilon,
+                    c.sensitivity
+                ),
+            });
+        }
+        report(self.name(), cells)
+    }
+}
+
+/// Rules that also run on a differentially private result.
+const DP_RULES: &[&str] = &["max_rows", "dp"];
+
 /// The rules every result goes through, in report order.
 pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
     vec![
@@ -738,12 +793,33 @@ pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
         Box::new(PRatioRule),
         Box::new(DegreesOfFreedomRule),
         Box::new(ModelUnitsRule),
+        Box::new(DpRule),
     ]
 }
 
 /// Runs `rules` over `input`.
 pub fn check(rules: &[Box<dyn DisclosureRule>], input: &CheckInput<'_>) -> CheckReport {
-    let reports: Vec<RuleReport> = rules.iter().map(|r| r.check(input)).collect();
+    let reports: Vec<RuleReport> = rules
+        .iter()
+        .map(|r| {
+            if input.dp.is_some() && !DP_RULES.contains(&r.name()) {
+                RuleReport {
+                    rule: r.name().to_string(),
+                    verdict: Verdict::Pass,
+                    cells: vec![CellVerdict {
+                        row: None,
+                        column: None,
+                        verdict: Verdict::Pass,
+                        reason:
+                            "not applied: the result is differentially private (see the dp rule)"
+                                .into(),
+                    }],
+                }
+            } else {
+                r.check(input)
+            }
+        })
+        .collect();
     let rows = input.rows();
     CheckReport {
         verdict: reports

@@ -415,7 +415,21 @@ impl Domain {
         grant_id: &str,
         sql: &str,
     ) -> Result<JobView> {
-        self.submit(p, grant_id, sql, None).await
+        self.submit(p, grant_id, sql, None, None).await
+    }
+
+    /// Submits `sql` under `grant_id`, differentially private when `dp` is
+    /// given or the SQL starts `SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (…)`.
+    /// ε (and the δ the group selection spends) is charged with the job,
+    /// before anything runs, and stays charged whatever happens next.
+    pub async fn submit_query(
+        self: &Arc<Self>,
+        p: &Principal,
+        grant_id: &str,
+        sql: &str,
+        dp: Option<crate::dp::DpOptions>,
+    ) -> Result<JobView> {
+        self.submit(p, grant_id, sql, None, dp).await
     }
 
     /// Submits a model run under `grant_id`: `input_sql` goes through the
@@ -429,7 +443,7 @@ impl Domain {
         model: &ModelRequest,
         input_sql: &str,
     ) -> Result<JobView> {
-        self.submit(p, grant_id, input_sql, Some(model)).await
+        self.submit(p, grant_id, input_sql, Some(model), None).await
     }
 
     async fn submit(
@@ -438,6 +452,7 @@ impl Domain {
         grant_id: &str,
         sql: &str,
         model: Option<&ModelRequest>,
+        dp: Option<crate::dp::DpOptions>,
     ) -> Result<JobView> {
         const ACTION: &str = "job.submit";
         let actor = Actor::user(p);
@@ -457,6 +472,30 @@ impl Domain {
                 "sql must be 1 to {} bytes",
                 self.job_options().max_sql_bytes
             )))
+            .await;
+        }
+        // The DP clause is cut out on tokens; or the job's `dp` parameter.
+        let (clause, body) = match crate::dp::clause::split(sql) {
+            Ok(x) => x,
+            Err(e) => return refused(e).await,
+        };
+        let dp = match (clause, dp) {
+            (Some(_), Some(_)) => {
+                return refused(Error::Refused {
+                    code: "dp_options_invalid",
+                    message:
+                        "give the DP options in the SQL or as the job's dp parameter, not both"
+                            .into(),
+                })
+                .await;
+            }
+            (a, b) => a.or(b),
+        };
+        if dp.is_some() && model.is_some() {
+            return refused(Error::Refused {
+                code: "dp_unsupported_query",
+                message: "a model job cannot be differentially private".into(),
+            })
             .await;
         }
         let grant = match self.usable_grant(p, grant_id).await {
@@ -490,9 +529,10 @@ impl Domain {
             Ok(s) => s,
             Err(e) => return refused(e).await,
         };
-        let planned = match model {
-            None => session.plan(sql).await,
-            Some(_) => session.plan_input(sql).await,
+        let planned = match (model, &dp) {
+            (None, None) => session.plan(sql).await,
+            (None, Some(o)) => session.plan_dp(&body, o).await,
+            (Some(_), _) => session.plan_input(sql).await,
         };
         let planned = match planned {
             Ok(p) => p,
@@ -543,10 +583,14 @@ impl Domain {
             revision: 1,
             model_sha256: model.map(|m| m.sha256.clone()),
             model_params: model.map(|m| m.params.clone()),
+            dp: planned.dp.as_ref().map(|d| d.report.clone()),
         };
+        let mut job = job;
         // The job and its slot in the budget, together; only queries that run are charged.
         let slot = crate::access::Usage {
             jobs: 1,
+            epsilon: job.dp.as_ref().map_or(0.0, |d| d.epsilon),
+            delta: job.dp.as_ref().map_or(0.0, |d| d.delta),
             ..Default::default()
         };
         if let Some(budget) = grant.usage.exceeds(&slot, &grant.budgets) {
@@ -554,23 +598,21 @@ impl Domain {
         }
         // The job (with its budget slot) and its event are written side by side.
         let actor = Actor::user(p);
+        let object = job_object(&job.id);
+        let details = serde_json::json!({
+            "grant_id": grant.id,
+            "kind": job.kind,
+            "datasets": job.datasets,
+            "sql_sha256": crate::release::sha256_hex(sql.as_bytes()),
+            "model_sha256": job.model_sha256,
+            "thresholded_aggregations": planned.rewritten.thresholded,
+            "differentially_private": job.dp.is_some(),
+            "charged": slot,
+        });
         let (inserted, recorded) = tokio::join!(
-            self.store.insert_job_charged(&job, &slot),
-            self.record(
-                &actor,
-                ACTION,
-                job_object(&job.id),
-                Outcome::Success,
-                serde_json::json!({
-                    "grant_id": grant.id,
-                    "kind": job.kind,
-                    "datasets": job.datasets,
-                    "sql_sha256": crate::release::sha256_hex(sql.as_bytes()),
-                    "model_sha256": job.model_sha256,
-                    "thresholded_aggregations": planned.rewritten.thresholded,
-                    "charged": slot,
-                }),
-            )
+            self.store
+                .insert_job_charged(&mut job, &slot, &grant.budgets),
+            self.record(&actor, ACTION, object, Outcome::Success, details)
         );
         recorded?;
         if let Err(r) = inserted? {
@@ -955,6 +997,11 @@ impl Domain {
         executed: &query::Executed,
         job: &mut JobRecord,
     ) -> Result<()> {
+        if let Some(dp) = &planned.dp {
+            return self
+                .check_dp_result(session, planned, dp, executed, job)
+                .await;
+        }
         let (schema, keep) = visible_schema(&executed.schema);
         let visible: Vec<RecordBatch> = executed
             .batches
@@ -1005,6 +1052,7 @@ impl Domain {
                 suppressed_groups: executed.dropped_groups,
                 contributions: &contributions,
                 model: None,
+                dp: None,
             },
         );
         let auto = policy.auto_release;
@@ -1018,6 +1066,45 @@ impl Domain {
             None,
         )
         .await
+    }
+
+    /// A differentially private result: the noisy release is made from the
+    /// exact partials (which never leave this function), then checked by the
+    /// rules that apply to noisy output, sealed and released or reviewed.
+    async fn check_dp_result(
+        &self,
+        session: &QuerySession,
+        planned: &PlannedQuery,
+        dp: &crate::dp::plan::DpPlan,
+        executed: &query::Executed,
+        job: &mut JobRecord,
+    ) -> Result<()> {
+        let (schema, noisy) = dp.release(&executed.schema, &executed.batches)?;
+        let policies: Vec<&crate::catalog::DisclosurePolicy> = session
+            .tables()
+            .iter()
+            .filter(|t| planned.facts.datasets.contains(&t.dataset_id))
+            .map(|t| &t.policy)
+            .collect();
+        let policy = disclosure::strictest(&policies);
+        let report_dp = job.dp.clone().unwrap_or_else(|| dp.report.clone());
+        let report = disclosure::check(
+            &disclosure::default_rules(),
+            &CheckInput {
+                batches: &noisy,
+                rows_per_group: None,
+                facts: &planned.facts,
+                policy: &policy,
+                echo: &[],
+                // How many groups selection dropped is not private: never reported.
+                suppressed_groups: 0,
+                contributions: &[],
+                model: None,
+                dp: Some(&report_dp),
+            },
+        );
+        self.seal_checked(job, &schema, &noisy, report, 0, policy.auto_release, None)
+            .await
     }
 
     /// Suppresses failing cells, seals the candidate (and a model's log) into
@@ -1193,6 +1280,7 @@ impl Domain {
                 result: release::result_section(&schema, &batches, &files),
                 checks: job.checks.clone().unwrap_or_else(|| serde_json::json!({})),
                 reviewers,
+                dp: job.dp.clone(),
                 released_at: now.clone(),
                 citation: format!(
                     "数据来源：{providers}；经安域公共数据安全域审核发布（发布编号 {release_id}）"
@@ -1261,6 +1349,11 @@ impl Domain {
             (s, _) if s.is_final() || s == JobStatus::PendingReview => Some(job.cpu_seconds),
             _ => None,
         };
+        if job.dp.is_some() {
+            // Rows scanned can follow the rows a filter keeps (pruned row
+            // groups): an exact count outside the privacy accounting.
+            job.rows_scanned = 0;
+        }
         Ok(JobView {
             release_id: self.store.release_of_job(id).await?.map(|r| r.id),
             job,

@@ -706,6 +706,7 @@ impl Domain {
             logical: planned.logical.clone(),
             facts,
             rewritten: planned.rewritten.clone(),
+            dp: None,
         };
         let policies: Vec<&crate::catalog::DisclosurePolicy> = session
             .tables()
@@ -728,6 +729,7 @@ impl Domain {
                 suppressed_groups: 0,
                 contributions: &[],
                 model: Some(model),
+                dp: None,
             },
         );
         let log = format!(

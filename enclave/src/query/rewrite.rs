@@ -932,3 +932,38 @@ fn output_column(a: &Aggregate, i: usize) -> Column {
     let (q, f) = a.schema.qualified_field(a.group_expr.len() + i);
     Column::new(q.cloned(), f.name())
 }
+
+/// A carried privacy-unit column: (column, dataset, one row per unit).
+pub(crate) type CarriedUnit = (Column, String, bool);
+
+/// `plan` (row level, no aggregation inside) with the privacy-unit column of
+/// each dataset it reads carried to its output.
+pub(crate) fn carry_units(
+    plan: &LogicalPlan,
+    tables: &[GrantedTable],
+) -> Result<(LogicalPlan, Vec<CarriedUnit>)> {
+    let per_unit = HashMap::new();
+    let mut r = Rewriter {
+        tables,
+        nk_n: 2,
+        // Row-level input: no aggregate here to take statistics of.
+        dominance: false,
+        per_unit: &per_unit,
+        next: 0,
+        thresholded: 0,
+        strategies: Vec::new(),
+    };
+    let out = r.node(plan, false, &Arc::new(AtomicU64::new(0)))?;
+    if r.thresholded > 0 {
+        return Err(Error::Internal(
+            "an aggregation below a DP aggregation".into(),
+        ));
+    }
+    Ok((
+        out.plan,
+        out.units
+            .into_iter()
+            .map(|u| (u.col, u.dataset, u.unique))
+            .collect(),
+    ))
+}

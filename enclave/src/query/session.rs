@@ -101,6 +101,8 @@ pub struct PlannedQuery {
     pub logical: LogicalPlan,
     pub facts: PlanFacts,
     pub rewritten: Rewritten,
+    /// A differentially private query: how its noisy release is made.
+    pub dp: Option<Arc<crate::dp::plan::DpPlan>>,
 }
 
 impl PlannedQuery {
@@ -376,7 +378,7 @@ impl QuerySession {
     }
 
     async fn plan_limited(&self, sql: &str, dominance: bool) -> Result<PlannedQuery> {
-        let mut planned = self.plan_unlimited(sql, dominance).await?;
+        let mut planned = self.plan_unlimited(sql, None, dominance).await?;
         let limit = usize::try_from(self.max_output_rows.saturating_add(1)).unwrap_or(usize::MAX);
         planned.rewritten.plan = LogicalPlanBuilder::from(planned.rewritten.plan)
             .limit(0, Some(limit))?
@@ -388,10 +390,24 @@ impl QuerySession {
     /// as [`Self::plan`], without the output-row limit (rows flow into the
     /// model, not out of the domain).
     pub async fn plan_input(&self, sql: &str) -> Result<PlannedQuery> {
-        self.plan_unlimited(sql, true).await
+        self.plan_unlimited(sql, None, true).await
     }
 
-    async fn plan_unlimited(&self, sql: &str, dominance: bool) -> Result<PlannedQuery> {
+    /// Plans a differentially private query (`sql` without its DP clause):
+    /// the same statement check and policy, then the DP shape check and
+    /// rewrite ([`crate::dp::plan`]). No row limit: cutting groups before
+    /// the noisy selection would depend on the data; the row check runs on
+    /// the released groups.
+    pub async fn plan_dp(&self, sql: &str, opts: &crate::dp::DpOptions) -> Result<PlannedQuery> {
+        self.plan_unlimited(sql, Some(opts), true).await
+    }
+
+    async fn plan_unlimited(
+        &self,
+        sql: &str,
+        dp: Option<&crate::dp::DpOptions>,
+        dominance: bool,
+    ) -> Result<PlannedQuery> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state
@@ -425,11 +441,42 @@ impl QuerySession {
                 )
             })?;
         let facts = policy::check(&logical, &self.tables, self.aggregate_only)?;
+        if let Some(opts) = dp {
+            let dp = crate::dp::plan::plan_dp(&logical, &facts, &self.tables, opts)?;
+            let rewritten = Rewritten {
+                plan: dp.plan.clone(),
+                dropped: Default::default(),
+                hidden: None,
+                thresholded: 0,
+                strategies: vec!["dp"],
+                units: Vec::new(),
+            };
+            return Ok(PlannedQuery {
+                logical,
+                facts,
+                rewritten,
+                dp: Some(Arc::new(dp)),
+            });
+        }
+        if let Some(t) = self
+            .tables
+            .iter()
+            .find(|t| t.policy.dp.required && facts.datasets.contains(&t.dataset_id))
+        {
+            return Err(policy::refuse(
+                "dp_required",
+                format!(
+                    "dataset `{}` answers only differentially private queries: SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = …, delta = …) …",
+                    t.dataset_id
+                ),
+            ));
+        }
         let rewritten = rewrite::rewrite_with(&logical, &self.tables, &facts, dominance)?;
         Ok(PlannedQuery {
             logical,
             facts,
             rewritten,
+            dp: None,
         })
     }
 }

@@ -27,6 +27,11 @@
 //! order. The certificate JSON itself may be pretty-printed or reordered freely.
 //! The canonical bytes are at most [`MAX_CANONICAL_BYTES`], nested at most 32 levels.
 //!
+//! A differentially private release adds `"dp":{"budget_left":{…},"columns":[{"aggregate":…,
+//! "bounds":…,"column":…,"count_scale":…,"epsilon":…,"mechanism":…,"scale":…,"sensitivity":…},…],
+//! "delta":…,"epsilon":…,"max_groups_contributed":N,"max_rows_per_group":N,"privacy_unit":…,
+//! "selection":{…}|null}` (between `datasets` and `format`); without it the key is absent.
+//!
 //! `datasets[].sha256` is the SHA-256 of the encrypted version file; each
 //! `result.formats[].sha256` the SHA-256 of one download, so whoever holds a
 //! downloaded file and the certificate can check both belong together offline.
@@ -75,6 +80,11 @@ pub struct Certificate {
     pub checks: serde_json::Value,
     /// Output checkers who approved the release; empty for an automatic release.
     pub reviewers: Vec<Reviewer>,
+    /// A differentially private result: ε and δ spent, the grant's budget
+    /// left, and per column the mechanism and noise scale. Absent otherwise,
+    /// so other certificates keep their exact form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::dp::DpReport>,
     /// RFC 3339, UTC, whole seconds, `Z` suffix ([`certificate_time`]).
     pub released_at: String,
     /// The citation the use agreement requires publications to carry.
@@ -277,6 +287,25 @@ impl Certificate {
             sha256_field(&format!("result.formats[{i}].sha256"), &f.sha256)?;
         }
 
+        if let Some(dp) = &self.dp {
+            let mut numbers = vec![dp.epsilon, dp.delta];
+            numbers.extend(dp.budget_left.iter().flat_map(|b| [b.epsilon, b.delta]));
+            numbers.extend(
+                dp.selection
+                    .iter()
+                    .flat_map(|s| [s.scale, s.epsilon, s.delta]),
+            );
+            for c in &dp.columns {
+                numbers.extend([c.scale, c.sensitivity, c.epsilon]);
+                numbers.extend(c.count_scale);
+                numbers.extend(c.bounds.iter().flatten());
+                line_field("dp.columns[].column", &c.column, false)?;
+            }
+            if numbers.iter().any(|x| !x.is_finite()) {
+                return invalid("dp", "holds a number that is not finite");
+            }
+            line_field("dp.privacy_unit", &dp.privacy_unit, true)?;
+        }
         if !self.checks.is_object() {
             return invalid("checks", "must be a JSON object");
         }

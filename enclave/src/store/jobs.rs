@@ -102,6 +102,9 @@ pub struct JobRecord {
     pub model_sha256: Option<String>,
     /// Model jobs: the params string handed to `run`.
     pub model_params: Option<String>,
+    /// Differentially private jobs: ε and δ spent, budget left, mechanisms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::dp::DpReport>,
 }
 
 /// One output-review vote.
@@ -149,7 +152,7 @@ pub struct ReleaseRecord {
 const JOB_COLUMNS: &str = "id, grant_id, requester_id, requester_username, kind, query_text, status, \
      error_code, error_message, plan_summary, facts_json, datasets_json, checks_json, rows_scanned, \
      result_rows, suppressed_groups, result_sha256, reviewers_required, cpu_seconds, \
-     submitted_at, started_at, finished_at, revision, model_sha256, model_params";
+     submitted_at, started_at, finished_at, revision, model_sha256, model_params, dp_json";
 
 /// Placeholders for every column of [`JOB_COLUMNS`].
 fn job_placeholders() -> String {
@@ -201,6 +204,10 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
         revision: row.try_get("revision")?,
         model_sha256: row.try_get("model_sha256")?,
         model_params: row.try_get("model_params")?,
+        dp: opt_json(row, "dp_json")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| Error::Internal("stored dp_json does not parse".into()))?,
     })
 }
 
@@ -267,15 +274,20 @@ impl Store {
 
     /// A new job, and the charge for it, in one transaction: the job exists
     /// exactly when its charge was taken. A refused charge stores nothing.
+    /// A DP job's report gets the budget left after this very charge.
     pub async fn insert_job_charged(
         &self,
-        j: &JobRecord,
+        j: &mut JobRecord,
         charge: &Usage,
+        budgets: &crate::access::Budgets,
     ) -> Result<std::result::Result<(), ChargeRefusal>> {
         let mut tx = self.pool.begin().await?;
-        if charge_on(&mut tx, &j.grant_id, charge).await?.is_none() {
+        let Some(used) = charge_on(&mut tx, &j.grant_id, charge).await? else {
             drop(tx);
             return Ok(Err(self.charge_refusal(&j.grant_id, charge).await?));
+        };
+        if let Some(dp) = &mut j.dp {
+            dp.set_budget_left(budgets, &used);
         }
         let q = format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({})",
@@ -486,7 +498,7 @@ impl Store {
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 async fn update_job(conn: &mut sqlx::SqliteConnection, j: &JobRecord) -> Result<()> {
-    // The model columns never change after submission.
+    // The model and DP columns never change after submission.
     let sets: Vec<String> = JOB_COLUMNS
         .split(", ")
         .take_while(|c| *c != "revision")
@@ -512,11 +524,17 @@ async fn update_job(conn: &mut sqlx::SqliteConnection, j: &JobRecord) -> Result<
 }
 
 fn bind_job<'q>(q: Query<'q>, j: &'q JobRecord) -> Result<Query<'q>> {
-    // The model columns follow `revision` in [`JOB_COLUMNS`].
+    // The model and DP columns follow `revision` in [`JOB_COLUMNS`].
+    let dp =
+        j.dp.as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|_| Error::Internal("a DP report always serializes".into()))?;
     bind_job_fields(q.bind(&j.id), j).map(|q| {
         q.bind(j.revision)
             .bind(&j.model_sha256)
             .bind(&j.model_params)
+            .bind(dp)
     })
 }
 
