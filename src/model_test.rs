@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use enclave::catalog::{Manifest, dummy};
@@ -49,19 +49,6 @@ pub struct ModelTestArgs {
     /// component can take many seconds, so keep one between runs).
     #[arg(long, env = "ANYU_MODEL_CACHE")]
     pub cache_dir: Option<PathBuf>,
-}
-
-/// Types a model's input may have (as in the domain's model jobs).
-fn model_readable(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Float64
-            | DataType::Int64
-            | DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Boolean
-    )
 }
 
 async fn dummy_rows(
@@ -112,7 +99,7 @@ async fn input(
             let cols: Vec<String> = schema
                 .fields()
                 .iter()
-                .filter(|f| model_readable(f.data_type()))
+                .filter(|f| sandbox::readable(f.data_type()))
                 .map(|f| format!("\"{}\"", f.name()))
                 .collect();
             format!("SELECT {} FROM \"{id}\"", cols.join(", "))
@@ -123,7 +110,7 @@ async fn input(
     if let Some(f) = schema
         .fields()
         .iter()
-        .find(|f| !model_readable(f.data_type()))
+        .find(|f| !sandbox::readable(f.data_type()))
     {
         return Err(format!(
             "input column `{}` is {}: models read f64, i64, text and booleans (CAST it)",

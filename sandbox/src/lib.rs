@@ -73,7 +73,7 @@ pub mod bindings {
 pub use error::{Result, SandboxError};
 pub use host::{MODEL_INTERFACES, ModelHost, ModelInfo, ModelOutput};
 pub use limits::{CancelCheck, FixedBudget, HostConfig, MemoryBudget, RunLimits};
-pub use table::{BatchesInput, InputSource};
+pub use table::{BatchesInput, InputSource, readable};
 
 /// The WIT world this host implements, as text.
 pub const WIT: &str = include_str!("../wit/anyu-model.wit");

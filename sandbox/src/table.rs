@@ -58,6 +58,11 @@ impl InputSource for BatchesInput {
     }
 }
 
+/// Whether a model can read a column of this type (`anyu:model` column types).
+pub fn readable(dt: &DataType) -> bool {
+    column_type(dt).is_some()
+}
+
 fn column_type(dt: &DataType) -> Option<ColumnType> {
     match dt {
         DataType::Float64 => Some(ColumnType::F64),

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use futures::StreamExt;
@@ -233,19 +233,6 @@ impl sandbox::InputSource for StreamInput {
             }
         }
     }
-}
-
-/// Column types a model can read.
-fn model_type(dt: &DataType) -> bool {
-    matches!(
-        dt,
-        DataType::Float64
-            | DataType::Int64
-            | DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Boolean
-    )
 }
 
 fn valid_sha(s: &str) -> bool {
@@ -468,7 +455,7 @@ impl Domain {
             if f.name().starts_with(query::RESERVED_PREFIX) {
                 continue;
             }
-            if !model_type(f.data_type()) {
+            if !sandbox::readable(f.data_type()) {
                 return Err(Error::Refused {
                     code: "invalid_input",
                     message: format!(
