@@ -125,6 +125,7 @@ async fn input(
 pub async fn run(args: ModelTestArgs, data_dir: &Path, config: &Config) -> CliResult {
     let bytes = std::fs::read(&args.model)
         .map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
+    let size = bytes.len();
     let (id, batch) = dummy_rows(&args, data_dir, config).await?;
     let (schema, batches) = input(&id, batch, args.sql.as_deref()).await?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -165,9 +166,8 @@ pub async fn run(args: ModelTestArgs, data_dir: &Path, config: &Config) -> CliRe
         }
     };
     eprintln!(
-        "model {} ({} bytes), intake {}, {rows} input rows of dummy `{id}`",
+        "model {} ({size} bytes), intake {}, {rows} input rows of dummy `{id}`",
         info.sha256,
-        bytes_len(&args.model),
         ms(compiled)
     );
     match out {
@@ -212,8 +212,4 @@ pub async fn run(args: ModelTestArgs, data_dir: &Path, config: &Config) -> CliRe
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn bytes_len(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
