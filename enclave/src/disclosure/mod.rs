@@ -36,6 +36,7 @@
 //! already removed by the noisy selection.
 
 pub mod acro;
+pub mod sketch;
 
 use datafusion::arrow::array::{Array, Float64Array, Int64Array, UInt64Array};
 use datafusion::arrow::record_batch::RecordBatch;
