@@ -776,10 +776,18 @@ fn forbidden_imports_are_refused_by_name() {
             r#"(component (import "anyu:model/secret@0.1.0" (instance)))"#,
             "anyu:model/secret@0.1.0",
         ),
-        // A future anyu:model version is not this host's world.
+        // A version of anyu:model this host does not list is not its world.
         (
-            r#"(component (import "anyu:model/input@0.2.0" (instance)))"#,
-            "anyu:model/input@0.2.0",
+            r#"(component (import "anyu:model/input@0.3.0" (instance)))"#,
+            "anyu:model/input@0.3.0",
+        ),
+        (
+            r#"(component (import "anyu:model/types@1.0.0" (instance)))"#,
+            "anyu:model/types@1.0.0",
+        ),
+        (
+            r#"(component (import "anyu:model/log@0.2.1" (instance)))"#,
+            "anyu:model/log@0.2.1",
         ),
         (
             r#"(component (import "wasi:io/streams@0.3.0" (instance)))"#,
