@@ -121,5 +121,7 @@ case $what in
     all) build_c; build_python ;;
     *) echo "usage: $0 [c|python|all]" >&2; exit 2 ;;
 esac
-(cd "$out" && sha256sum -- *.wasm > SHA256SUMS)
+# prebuilt/0.1.0/ holds components of the superseded anyu:model@0.1.0, kept
+# (never rebuilt) so that tests prove such models still run.
+(cd "$out" && sha256sum -- *.wasm 0.1.0/*.wasm > SHA256SUMS)
 ls -l "$out" >&2
