@@ -26,7 +26,8 @@ use crate::config::Config;
 
 #[derive(Debug, Args)]
 pub struct ModelTestArgs {
-    /// The model: a WebAssembly component of the world `anyu:model@0.1.0`.
+    /// The model: a WebAssembly component of the world `anyu:model@0.2.0`
+    /// (or 0.1.0).
     pub model: PathBuf,
     /// Dataset whose dummy data feeds the model: a catalog manifest (TOML
     /// file), or the id of a dataset in DATA_DIR.
@@ -166,8 +167,9 @@ pub async fn run(args: ModelTestArgs, data_dir: &Path, config: &Config) -> CliRe
         }
     };
     eprintln!(
-        "model {} ({size} bytes), intake {}, {rows} input rows of dummy `{id}`",
+        "model {} ({size} bytes, {}), intake {}, {rows} input rows of dummy `{id}`",
         info.sha256,
+        info.contract,
         ms(compiled)
     );
     match out {

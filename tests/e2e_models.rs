@@ -297,14 +297,21 @@ fn c_models_run_concurrently_and_match_native_references() {
     let refs = reference_columns(&s.csv, REFERENCE_SQL);
 
     let mut shas = HashMap::new();
-    for name in ["describe", "ols", "kmeans"] {
-        let (status, view) = upload(
-            server,
-            &p.researcher,
-            name,
-            prebuilt(&format!("{name}.c.wasm")),
-        );
+    // ols-0.1: ols.c as built against the superseded anyu:model@0.1.0, as
+    // uploaded before 0.2.0 existed; it still runs.
+    for (name, file) in [
+        ("describe", "describe.c.wasm"),
+        ("ols", "ols.c.wasm"),
+        ("kmeans", "kmeans.c.wasm"),
+        ("ols-0.1", "0.1.0/ols.c.wasm"),
+    ] {
+        let (status, view) = upload(server, &p.researcher, name, prebuilt(file));
         assert_eq!(status, 201, "{view}");
+        let world = match name {
+            "ols-0.1" => "anyu:model/model@0.1.0",
+            _ => "anyu:model/model@0.2.0",
+        };
+        assert_eq!(view["info"]["world"], world, "{view}");
         let sha = view["sha256"].as_str().unwrap().to_string();
         // Not yet approved for this dataset: refused before anything runs.
         let (status, body) = server.call(
@@ -329,6 +336,7 @@ fn c_models_run_concurrently_and_match_native_references() {
         submit_model(server, p, &s.grant, &shas["describe"], INPUT_SQL, DESCRIBE),
         submit_model(server, p, &s.grant, &shas["ols"], INPUT_SQL, OLS),
         submit_model(server, p, &s.grant, &shas["kmeans"], INPUT_SQL, KMEANS),
+        submit_model(server, p, &s.grant, &shas["ols-0.1"], INPUT_SQL, OLS),
     ];
     let halves = ["'男'", "'女'"].map(|sex| {
         submit_model(
@@ -344,8 +352,14 @@ fn c_models_run_concurrently_and_match_native_references() {
         )
     });
     check_describe(&release(server, p, &jobs[0]), &refs);
-    check_ols(&release(server, p, &jobs[1]), &refs);
+    let ols = release(server, p, &jobs[1]);
+    check_ols(&ols, &refs);
     check_kmeans(&release(server, p, &jobs[2]), &refs);
+    assert_eq!(
+        release(server, p, &jobs[3]),
+        ols,
+        "0.1.0 and 0.2.0 ols differ"
+    );
     for (job, sex) in halves.iter().zip(["'男'", "'女'"]) {
         let half = reference_columns(
             &s.csv,
@@ -523,6 +537,21 @@ fn model_test_runs_a_model_on_dummy_data_locally() {
         text.contains("intercept") && text.contains("months_contributed"),
         "{text}"
     );
+    assert!(
+        common::stderr(&out).contains("anyu:model@0.2.0"),
+        "{}",
+        common::stderr(&out)
+    );
+    // The same model built against anyu:model@0.1.0 gives the same table.
+    let old = run(
+        &args(
+            &model("0.1.0/ols.c.wasm"),
+            &["--params", "y=contribution_base;x=months_contributed"],
+        ),
+        true,
+    );
+    assert_eq!(common::stdout(&old), text);
+    assert!(common::stderr(&old).contains("anyu:model@0.1.0"));
     // Same rows for the same seed: the table is reproducible.
     let again = run(
         &args(

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use sandbox::{
-    BatchesInput, FixedBudget, HostConfig, InputSource, ModelHost, ModelOutput, RunLimits,
+    BatchesInput, Contract, FixedBudget, HostConfig, InputSource, ModelHost, ModelOutput, RunLimits,
 };
 
 // ---------------------------------------------------------------- setup
@@ -766,9 +766,12 @@ fn note(s: impl AsRef<str>) {
 struct CModels {
     host: ModelHost,
     ols: String,
+    /// ols.c as built against anyu:model@0.1.0 (prebuilt/0.1.0/).
+    ols_0_1: String,
     kmeans: String,
     describe: String,
     drain: String,
+    drain_0_1: String,
     _cache: tempfile::TempDir,
 }
 
@@ -778,9 +781,11 @@ fn c_models() -> CModels {
     let sha = |name: &str| host.intake(&fixture(name)).unwrap().sha256;
     CModels {
         ols: sha("ols.c.wasm"),
+        ols_0_1: sha("0.1.0/ols.c.wasm"),
         kmeans: sha("kmeans.c.wasm"),
         describe: sha("describe.c.wasm"),
-        drain: host.intake(&drain_guest()).unwrap().sha256,
+        drain: host.intake(&drain_guest(Contract::V0_2)).unwrap().sha256,
+        drain_0_1: host.intake(&drain_guest(Contract::V0_1)).unwrap().sha256,
         host,
         _cache: cache,
     }
@@ -813,6 +818,26 @@ fn bench_ols(s: &Settings, r: &mut Report, c: &CModels, data: &Data, handoff: Op
     ));
     r.pair(format!("ols {label} (C guest)"), Some(1.5), &p);
     r.less_handoff(&p, handoff);
+
+    // The same source built against anyu:model@0.1.0: what the contract
+    // change alone gained, under the same load.
+    let (p, guest, native) = paired(
+        s.runs,
+        || {
+            let o = c
+                .host
+                .run(&c.ols_0_1, data.input(), "y=y;x=x1,x2", limits(s.batch))
+                .unwrap();
+            guest_fit(&o)
+        },
+        || ols_native(&data.batches, &xs, y),
+    );
+    assert_eq!(guest, native, "ols.c@0.1.0 and its native mirror disagree");
+    r.pair(
+        format!("ols {label} (C guest built against anyu:model@0.1.0)"),
+        None,
+        &p,
+    );
 }
 
 fn bench_kmeans(s: &Settings, r: &mut Report, c: &CModels, data: &Data, handoff: Option<f64>) {
@@ -858,10 +883,13 @@ fn bench_kmeans(s: &Settings, r: &mut Report, c: &CModels, data: &Data, handoff:
 /// A guest that only takes batches: it calls `next-batch` until `none`,
 /// resetting its bump allocator each time, touches no value and returns
 /// `batches` = [count]. What it costs is the host's handoff alone: Arrow →
-/// WIT lists (`to_wit`), lowering them into guest memory, the guest's realloc.
-/// Built like the guests of `tests/evil_guests.rs` (see its layout notes).
-fn drain_guest() -> Vec<u8> {
-    const TYPES: &str = r#"
+/// WIT lists, lowering them into guest memory, the guest's realloc.
+/// Built like the guests of `tests/evil_guests.rs` (see its layout notes),
+/// against either contract version.
+fn drain_guest(contract: Contract) -> Vec<u8> {
+    let (types, version, result) = match contract {
+        Contract::V0_1 => (
+            r#"
       (type $cd (variant
         (case "f64" (list (option f64)))
         (case "i64" (list (option s64)))
@@ -871,17 +899,44 @@ fn drain_guest() -> Vec<u8> {
       (type $col (record (field "name" string) (field "data" $cd-e)))
       (export "column" (type $col-e (eq $col)))
       (type $t (record (field "columns" (list $col-e))))
-      (export "table" (type $table-e (eq $t)))"#;
+      (export "table" (type $table-e (eq $t)))"#,
+            "0.1.0",
+            // option<s64> [n] at 1024; the column record (20 bytes) at 512.
+            r#"(i32.store8 (i32.const 1024) (i32.const 1))
+               (i64.store (i32.const 1032) (local.get $n))"#,
+        ),
+        _ => (
+            r#"
+      (type $strs (record (field "offsets" (list u32)) (field "bytes" (list u8))))
+      (export "strings" (type $strs-e (eq $strs)))
+      (type $cd (variant
+        (case "f64" (list f64))
+        (case "i64" (list s64))
+        (case "str" $strs-e)
+        (case "boolean" (list bool))))
+      (export "column-data" (type $cd-e (eq $cd)))
+      (type $col (record (field "name" string) (field "data" $cd-e)
+        (field "validity" (option (list u8)))))
+      (export "column" (type $col-e (eq $col)))
+      (type $t (record (field "columns" (list $col-e))))
+      (export "table" (type $table-e (eq $t)))"#,
+            "0.2.0",
+            // s64 [n] at 1024; the column record (40 bytes, validity none
+            // at 28) at 512.
+            r#"(i64.store (i32.const 1024) (local.get $n))
+               (i32.store8 offset=28 (i32.const 512) (i32.const 0))"#,
+        ),
+    };
     let wat = format!(
         r#"(component
-  (import "anyu:model/types@0.1.0" (instance $types {TYPES}))
+  (import "anyu:model/types@{version}" (instance $types {types}))
   (alias export $types "table" (type $table))
-  (import "anyu:model/input@0.1.0" (instance $input
+  (import "anyu:model/input@{version}" (instance $input
     (type $ct (enum "f64" "i64" "str" "bool"))
     (export "column-type" (type $ct-e (eq $ct)))
     (type $field (record (field "name" string) (field "ty" $ct-e)))
     (export "field" (type $field-e (eq $field)))
-    {TYPES}
+    {types}
     (export "schema" (func (result (list $field-e))))
     (export "next-batch" (func (result (option $table-e))))))
   (core module $Libc
@@ -927,9 +982,8 @@ fn drain_guest() -> Vec<u8> {
           (br_if $done (i32.eqz (i32.load8_u (i32.const 32))))
           (local.set $n (i64.add (local.get $n) (i64.const 1)))
           (br $next)))
-      ;; option<s64> [n] at 1024, the column record at 512, ok(table) at 16.
-      (i32.store8 (i32.const 1024) (i32.const 1))
-      (i64.store (i32.const 1032) (local.get $n))
+      {result}
+      ;; The column: name, data tag i64, the list of one; ok(table) at 16.
       (i32.store (i32.const 512) (i32.const 64))
       (i32.store offset=4 (i32.const 512) (i32.const 7))
       (i32.store8 offset=8 (i32.const 512) (i32.const 1))
@@ -973,47 +1027,51 @@ fn touch_native(batches: &[RecordBatch], idx: &[usize]) -> (usize, f64) {
 fn bench_stream(s: &Settings, r: &mut Report, c: &CModels, data: &Data) -> f64 {
     let label = data.label();
     let idx: Vec<usize> = (0..data.schema.fields().len()).collect();
-    let cells = data.rows * idx.len();
     let rate = |secs: f64| {
         format!(
-            "{:.1} M rows/s, {:.0} MB/s Arrow f64 ({:.0} MB/s as WIT option<f64>)",
+            "{:.1} M rows/s, {:.0} MB/s of Arrow f64",
             data.rows as f64 / secs / 1e6,
             data.arrow_bytes() as f64 / secs / 1e6,
-            (cells * 16) as f64 / secs / 1e6,
         )
     };
 
-    eprintln!("stream: handoff into a drain guest, {label}");
-    let (p, guest, native) = paired(
-        s.runs,
-        || {
-            let o = c
-                .host
-                .run(&c.drain, data.input(), "", limits(s.batch))
-                .unwrap();
-            (i64s(&o, "batches")[0] as usize, o.peak_memory)
-        },
-        || touch_native(&data.batches, &idx),
-    );
-    assert_eq!(guest.0, native.0, "the drain guest missed batches");
-    let handoff = p.guest;
-    note(format!(
-        "{} batches of {} rows; guest peak memory {} KiB",
-        guest.0,
-        s.batch,
-        guest.1 >> 10
-    ));
-    r.pair(
-        format!("input handoff {label} (drain guest vs native sum)"),
-        None,
-        &p,
-    );
-    r.row(
-        "  host → guest handoff throughput".into(),
-        "—",
-        rate(p.guest),
-        format!("native sum {}", rate(p.native).split(',').next().unwrap()),
-    );
+    // The current contract first: its time splits the models' below.
+    let mut handoff = 0.0;
+    for (contract, drain) in [(Contract::V0_2, &c.drain), (Contract::V0_1, &c.drain_0_1)] {
+        eprintln!("stream: handoff into a drain guest of {contract}, {label}");
+        let (p, guest, native) = paired(
+            s.runs,
+            || {
+                let o = c
+                    .host
+                    .run(drain, data.input(), "", limits(s.batch))
+                    .unwrap();
+                (i64s(&o, "batches")[0] as usize, o.peak_memory)
+            },
+            || touch_native(&data.batches, &idx),
+        );
+        assert_eq!(guest.0, native.0, "the drain guest missed batches");
+        if contract == Contract::CURRENT {
+            handoff = p.guest;
+        }
+        note(format!(
+            "{} batches of {} rows; guest peak memory {} KiB",
+            guest.0,
+            s.batch,
+            guest.1 >> 10
+        ));
+        r.pair(
+            format!("input handoff {label}, {contract} (drain guest vs native sum)"),
+            None,
+            &p,
+        );
+        r.row(
+            format!("  host → guest handoff throughput, {contract}"),
+            "—",
+            rate(p.guest),
+            format!("native sum {}", rate(p.native).split(',').next().unwrap()),
+        );
+    }
 
     eprintln!("stream: describe {label}");
     let mut out = None;

@@ -17,19 +17,12 @@ use wasmtime::{
     PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
-use crate::bindings::anyu::model::types::{Field, Table};
-use crate::bindings::{Model, ModelPre, anyu};
+use crate::bindings::{v0_1, v0_2};
+use crate::contract::{self, Contract};
 use crate::error::{Result, SandboxError, internal};
+use crate::input::{InputReader, InputSource, Kind};
 use crate::limits::{HostConfig, JobLimiter, LimitHit, RunLimits};
-use crate::table::{InputReader, InputSource, from_wit, wit_schema};
 use crate::wasi::{self, JobLog};
-
-/// The `anyu:model` interfaces a component may import.
-pub const MODEL_INTERFACES: &[&str] = &[
-    "anyu:model/types@0.1.0",
-    "anyu:model/input@0.1.0",
-    "anyu:model/log@0.1.0",
-];
 
 /// What intake learned about a component.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +37,8 @@ pub struct ModelInfo {
     pub exports: Vec<String>,
     /// Whether the component imports any WASI interface.
     pub uses_wasi: bool,
+    /// The contract version it targets.
+    pub contract: Contract,
     /// Whether the compiled artifact came from the cache (memory or disk)
     /// rather than from compiling.
     pub cache_hit: bool,
@@ -85,39 +80,40 @@ pub(crate) struct RunState {
     pub(crate) table: ResourceTable,
 }
 
-impl anyu::model::types::Host for RunState {}
-
-impl anyu::model::input::Host for RunState {
-    fn schema(&mut self) -> wasmtime::Result<Vec<Field>> {
-        wit_schema(self.input.schema()).map_err(|e| {
-            self.input_error = Some(e);
-            wasmtime::format_err!("input schema refused")
-        })
+/// What every contract version's `input` does; each turns the slices into
+/// its own tables.
+impl RunState {
+    pub(crate) fn input_columns(&mut self) -> wasmtime::Result<Vec<(String, Kind)>> {
+        crate::input::columns(self.input.schema()).map_err(|e| self.fail_input(e))
     }
 
-    fn next_batch(&mut self) -> wasmtime::Result<Option<Table>> {
+    /// The next input slice, unless the job's time is up or it was cancelled.
+    pub(crate) fn next_slice(&mut self) -> wasmtime::Result<Option<RecordBatch>> {
         if Instant::now() >= self.deadline_at {
             return Err(LimitHit::Timeout.into());
         }
         if self.cancel.as_ref().is_some_and(|c| c()) {
             return Err(LimitHit::Cancelled.into());
         }
-        self.input.next().map_err(|e| {
-            self.input_error = Some(e);
-            wasmtime::format_err!("input source failed")
-        })
+        self.input.next().map_err(|e| self.fail_input(e))
+    }
+
+    /// Keeps the error that ends the run for [`classify`]; what the guest
+    /// sees is a trap.
+    pub(crate) fn fail_input(&mut self, e: SandboxError) -> wasmtime::Error {
+        self.input_error = Some(e);
+        wasmtime::format_err!("the input failed")
     }
 }
 
-impl anyu::model::log::Host for RunState {
-    fn write(&mut self, line: String) -> wasmtime::Result<()> {
-        self.log.line(&line);
-        Ok(())
-    }
+/// A component ready to instantiate, typed by its contract version.
+enum Pre {
+    V0_1(v0_1::ModelPre<RunState>),
+    V0_2(v0_2::ModelPre<RunState>),
 }
 
 struct Loaded {
-    pre: ModelPre<RunState>,
+    pre: Pre,
     info: ModelInfo,
 }
 
@@ -229,8 +225,10 @@ impl ModelHost {
         let engine = Engine::new(&engine_config(&config))
             .map_err(|e| internal("creating the wasmtime engine", e))?;
         let mut linker: Linker<RunState> = Linker::new(&engine);
-        Model::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
-            .map_err(|e| internal("linking anyu:model", e))?;
+        v0_2::Model::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
+            .map_err(|e| internal("linking anyu:model@0.2.0", e))?;
+        v0_1::Model::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
+            .map_err(|e| internal("linking anyu:model@0.1.0", e))?;
         if config.wasi {
             wasi::link(&mut linker).map_err(|e| internal("linking WASI", e))?;
         }
@@ -304,14 +302,13 @@ impl ModelHost {
                 (c, false)
             }
         };
-        let mut info = self.check(&component, &sha, bytes.len())?;
+        let mut loaded = self.prepare(&component, &sha, bytes.len())?;
         if !cache_hit {
             self.store_artifact(&sha, &component, bytes.len());
         }
-        info.cache_hit = cache_hit;
-        info.load_time = started.elapsed();
-        self.remember(&component, info.clone())?;
-        Ok(info)
+        loaded.info.cache_hit = cache_hit;
+        loaded.info.load_time = started.elapsed();
+        Ok(self.remember(loaded).info.clone())
     }
 
     /// Runs model `sha256` (taken in before, by this host or into the same
@@ -358,17 +355,22 @@ impl ModelHost {
             return Err(SandboxError::Cancelled);
         }
 
-        let model = loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, store.data_mut(), &limits))?;
-        let instantiated = Instant::now();
-        let result = model
-            .call_run(&mut store, params)
-            .map_err(|e| classify(e, store.data_mut(), &limits))?;
-        let finished = Instant::now();
-        let table = result.map_err(SandboxError::ModelError)?;
-        let batch = from_wit(table, limits.max_output_cells, limits.max_output_bytes)?;
+        let (instantiated, finished, batch) = match &loaded.pre {
+            Pre::V0_1(pre) => call(
+                &mut store,
+                &limits,
+                |s| pre.instantiate(s),
+                |m, s| m.call_run(s, params),
+                contract::v0_1::from_wit,
+            ),
+            Pre::V0_2(pre) => call(
+                &mut store,
+                &limits,
+                |s| pre.instantiate(s),
+                |m, s| m.call_run(s, params),
+                contract::v0_2::from_wit,
+            ),
+        }?;
         let state = store.data();
         let (log, log_truncated) = state.log.take();
         Ok(ModelOutput {
@@ -403,43 +405,80 @@ impl ModelHost {
         let started = Instant::now();
         let (component, size) = self.load_artifact(sha).ok_or(SandboxError::UnknownModel)?;
         // Checked at its intake; checked again here.
-        let mut info = self.check(&component, sha, size)?;
-        info.cache_hit = true;
-        info.load_time = started.elapsed();
-        self.remember(&component, info)
+        let mut loaded = self.prepare(&component, sha, size)?;
+        loaded.info.cache_hit = true;
+        loaded.info.load_time = started.elapsed();
+        Ok(self.remember(loaded))
     }
 
-    fn remember(&self, component: &Component, info: ModelInfo) -> Result<Arc<Loaded>> {
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| SandboxError::WrongWorld {
-                reason: format!("{e}"),
-            })?;
-        let pre = ModelPre::new(pre).map_err(|e| SandboxError::WrongWorld {
-            reason: format!("{e}"),
-        })?;
-        let loaded = Arc::new(Loaded {
-            pre,
-            info: info.clone(),
-        });
+    fn remember(&self, loaded: Loaded) -> Arc<Loaded> {
+        let loaded = Arc::new(loaded);
         self.lock_models()
-            .insert(info.sha256.clone(), loaded.clone());
-        Ok(loaded)
+            .insert(loaded.info.sha256.clone(), loaded.clone());
+        loaded
     }
 
-    /// Imports only from the allowlist; a `run` function export.
-    fn check(&self, component: &Component, sha: &str, size: usize) -> Result<ModelInfo> {
+    /// Checks a compiled component against the world and types it by its
+    /// contract version.
+    fn prepare(&self, component: &Component, sha: &str, size: usize) -> Result<Loaded> {
+        let (info, pinned) = self.check(component, sha, size)?;
+        let wrong = |e: wasmtime::Error| SandboxError::WrongWorld {
+            reason: format!("{e}"),
+        };
+        let pre = self.linker.instantiate_pre(component).map_err(wrong)?;
+        let candidates = match &pinned {
+            Some(c) => std::slice::from_ref(c),
+            None => Contract::SUPPORTED,
+        };
+        let mut first_error = None;
+        for &contract in candidates {
+            let typed = match contract {
+                Contract::V0_1 => v0_1::ModelPre::new(pre.clone()).map(Pre::V0_1),
+                Contract::V0_2 => v0_2::ModelPre::new(pre.clone()).map(Pre::V0_2),
+            };
+            match typed {
+                Ok(pre) => {
+                    let info = ModelInfo { contract, ..info };
+                    return Ok(Loaded { pre, info });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.map_or_else(
+            || internal("typing a component", "no contract version to try"),
+            wrong,
+        ))
+    }
+
+    /// Imports only from the allowlist, `anyu:model` ones of one version
+    /// (returned); a `run` function export.
+    fn check(
+        &self,
+        component: &Component,
+        sha: &str,
+        size: usize,
+    ) -> Result<(ModelInfo, Option<Contract>)> {
         let ty = component.component_type();
         let mut imports = Vec::new();
         let mut uses_wasi = false;
+        let mut pinned: Option<Contract> = None;
         for (name, _) in ty.imports(&self.engine) {
-            let model = MODEL_INTERFACES.contains(&name);
+            let model = Contract::of_import(name);
             let wasi = self.config.wasi && wasi::is_allowed_wasi(name);
-            if !model && !wasi {
+            if model.is_none() && !wasi {
                 return Err(SandboxError::ForbiddenImport {
                     name: name.to_string(),
                 });
+            }
+            if let Some(c) = model {
+                if pinned.is_some_and(|p| p != c) {
+                    return Err(SandboxError::WrongWorld {
+                        reason: format!("imports from both {} and {c}", pinned.unwrap_or(c)),
+                    });
+                }
+                pinned = Some(c);
             }
             uses_wasi |= wasi;
             imports.push(name.to_string());
@@ -462,15 +501,17 @@ impl ModelHost {
                 reason: "no export `run`".into(),
             });
         }
-        Ok(ModelInfo {
+        let info = ModelInfo {
             sha256: sha.to_string(),
             size,
             imports,
             exports,
             uses_wasi,
+            contract: pinned.unwrap_or(Contract::CURRENT),
             cache_hit: false,
             load_time: Duration::ZERO,
-        })
+        };
+        Ok((info, pinned))
     }
 
     fn artifact_paths(&self, sha: &str) -> Option<(PathBuf, PathBuf)> {
@@ -540,6 +581,24 @@ fn check_header(bytes: &[u8]) -> Result<()> {
         (1, 0) => Ok(()),
         _ => Err(SandboxError::Malformed),
     }
+}
+
+/// Instantiates, runs and converts the result, whatever the contract
+/// version; returns when instantiation and the run ended, and the table.
+fn call<M, T>(
+    store: &mut Store<RunState>,
+    limits: &RunLimits,
+    instantiate: impl FnOnce(&mut Store<RunState>) -> wasmtime::Result<M>,
+    run: impl FnOnce(&M, &mut Store<RunState>) -> wasmtime::Result<std::result::Result<T, String>>,
+    from_wit: impl FnOnce(T, u64, u64) -> Result<RecordBatch>,
+) -> Result<(Instant, Instant, RecordBatch)> {
+    let model = instantiate(store).map_err(|e| classify(e, store.data_mut(), limits))?;
+    let instantiated = Instant::now();
+    let result = run(&model, store).map_err(|e| classify(e, store.data_mut(), limits))?;
+    let finished = Instant::now();
+    let table = result.map_err(SandboxError::ModelError)?;
+    let batch = from_wit(table, limits.max_output_cells, limits.max_output_bytes)?;
+    Ok((instantiated, finished, batch))
 }
 
 /// Turns the error that ended a guest into the exact [`SandboxError`].

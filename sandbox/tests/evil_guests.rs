@@ -5,24 +5,30 @@
 //! Guests are component-model WAT built by [`component`]: a `$Libc` core
 //! module owns the linear memory and a bump `realloc` (the host lowers
 //! params and input into it), a `$Main` core module holds the test's code
-//! and exports `run`. Canonical ABI of
+//! and exports `run`. Most target `anyu:model@0.1.0`, which every host still
+//! runs; the 0.2.0 section tests what 0.2.0 changed. Canonical ABI of
 //! `run: func(params: string) -> result<table, string>` (core signature
 //! `(i32 i32) -> i32`, returning a pointer to the result):
 //!
 //! ```text
 //! result<table,string>  12 bytes, align 4: u8 tag @0 (0 ok, 1 err), payload @4
 //! table                 list<column>: ptr @0, len @4
-//! column                20 bytes: name ptr @0, len @4, data tag u8 @8, list ptr @12, len @16
+//! column (0.1.0)        20 bytes: name ptr @0, len @4, data tag u8 @8, list ptr @12, len @16
 //!                       data tags: 0 f64, 1 i64, 2 str, 3 boolean
 //! option<s64>/<f64>     16 bytes, align 8: tag u8 @0, value @8
 //! option<string>        12 bytes, align 4: tag u8 @0, ptr @4, len @8
 //! option<bool>          2 bytes: tag u8 @0, value u8 @1
+//! column (0.2.0)        40 bytes: name ptr @0, len @4, data tag u8 @8, list ptr @12, len @16
+//!                       (str: offsets ptr @12, len @16, bytes ptr @20, len @24),
+//!                       validity: tag u8 @28, ptr @32, len @36
+//!                       lists of f64/s64 8 bytes a value, u32 offsets 4, bool and u8 1
 //! ```
 //!
-//! Every `$Main` gets a prelude: `$column` writes a column record, `$ok` /
-//! `$err` write the result at address 16, `$parse` reads a decimal params
-//! string, `$alloc` calls `realloc`. Addresses below 4096 are the guest's
-//! own scratch space; `realloc` hands out memory from 4096 up.
+//! Every `$Main` gets a prelude: `$column` writes a column record (of its
+//! version; 0.2.0 adds `$validity` and `$str_bytes`), `$ok` / `$err` write
+//! the result at address 16, `$parse` reads a decimal params string,
+//! `$alloc` calls `realloc`. Addresses below 4096 are the guest's own
+//! scratch space; `realloc` hands out memory from 4096 up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,19 +38,22 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use sandbox::{
-    BatchesInput, FixedBudget, HostConfig, InputSource, ModelHost, ModelOutput, RunLimits,
-    SandboxError,
+    BatchesInput, Contract, FixedBudget, HostConfig, InputSource, ModelHost, ModelOutput,
+    RunLimits, SandboxError,
 };
 
 // ---------------------------------------------------------------------------
 // Building guests
 
-/// Which host interfaces a guest imports (and `$Main` may call).
+/// Which host interfaces a guest imports (and `$Main` may call), and the
+/// contract version it targets.
 #[derive(Clone, Copy, Default)]
 struct Imports {
-    /// `anyu:model/input@0.1.0`: `$schema`, `$next_batch` (retptr).
+    /// `anyu:model@0.2.0` instead of 0.1.0, for every `anyu:model` import.
+    v0_2: bool,
+    /// `anyu:model/input`: `$schema`, `$next_batch` (retptr).
     input: bool,
-    /// `anyu:model/log@0.1.0`: `$log_write (ptr, len)`.
+    /// `anyu:model/log`: `$log_write (ptr, len)`.
     log: bool,
     /// `wasi:random/random@0.2.0`: `$random_u64`.
     random: bool,
@@ -52,8 +61,9 @@ struct Imports {
     preopens: bool,
 }
 
-/// The `anyu:model/types` type definitions, each named by an export (the
-/// component model requires named types in signatures of imports/exports).
+/// The `anyu:model/types@0.1.0` type definitions, each named by an export
+/// (the component model requires named types in signatures of imports and
+/// exports).
 const TYPE_DEFS: &str = r#"
     (type $cd (variant
       (case "f64" (list (option f64)))
@@ -62,6 +72,23 @@ const TYPE_DEFS: &str = r#"
       (case "boolean" (list (option bool)))))
     (export "column-data" (type $cd-e (eq $cd)))
     (type $col (record (field "name" string) (field "data" $cd-e)))
+    (export "column" (type $col-e (eq $col)))
+    (type $t (record (field "columns" (list $col-e))))
+    (export "table" (type $table-e (eq $t)))
+"#;
+
+/// The `anyu:model/types@0.2.0` type definitions.
+const TYPE_DEFS_0_2: &str = r#"
+    (type $strs (record (field "offsets" (list u32)) (field "bytes" (list u8))))
+    (export "strings" (type $strs-e (eq $strs)))
+    (type $cd (variant
+      (case "f64" (list f64))
+      (case "i64" (list s64))
+      (case "str" $strs-e)
+      (case "boolean" (list bool))))
+    (export "column-data" (type $cd-e (eq $cd)))
+    (type $col (record (field "name" string) (field "data" $cd-e)
+      (field "validity" (option (list u8)))))
     (export "column" (type $col-e (eq $col)))
     (type $t (record (field "columns" (list $col-e))))
     (export "table" (type $table-e (eq $t)))
@@ -94,7 +121,8 @@ const LIBC: &str = r#"
   (core instance $libc (instantiate $Libc))
 "#;
 
-const PRELUDE: &str = r#"
+/// `$column` of 0.1.0 and 0.2.0 (where it leaves the validity `none`).
+const COLUMN: &str = r#"
     (func $column (param $at i32) (param $name i32) (param $name_len i32) (param $kind i32)
         (param $list i32) (param $len i32)
       (i32.store (local.get $at) (local.get $name))
@@ -102,6 +130,20 @@ const PRELUDE: &str = r#"
       (i32.store8 offset=8 (local.get $at) (local.get $kind))
       (i32.store offset=12 (local.get $at) (local.get $list))
       (i32.store offset=16 (local.get $at) (local.get $len)))
+"#;
+
+/// 0.2.0 only: a column's validity bitmap, a string column's bytes.
+const COLUMN_0_2: &str = r#"
+    (func $validity (param $at i32) (param $bits i32) (param $len i32)
+      (i32.store8 offset=28 (local.get $at) (i32.const 1))
+      (i32.store offset=32 (local.get $at) (local.get $bits))
+      (i32.store offset=36 (local.get $at) (local.get $len)))
+    (func $str_bytes (param $at i32) (param $bytes i32) (param $len i32)
+      (i32.store offset=20 (local.get $at) (local.get $bytes))
+      (i32.store offset=24 (local.get $at) (local.get $len)))
+"#;
+
+const PRELUDE: &str = r#"
     (func $ok (param $cols i32) (param $n i32) (result i32)
       (i32.store8 (i32.const 16) (i32.const 0))
       (i32.store (i32.const 20) (local.get $cols))
@@ -136,14 +178,18 @@ fn component_wat(imports: Imports, body: &str) -> String {
     let mut main_imports = String::new();
     let mem = r#"(memory (core memory $libc "memory"))"#;
     let realloc = r#"(realloc (core func $libc "realloc"))"#;
+    let (version, defs, columns) = match imports.v0_2 {
+        false => ("0.1.0", TYPE_DEFS, COLUMN.to_string()),
+        true => ("0.2.0", TYPE_DEFS_0_2, format!("{COLUMN}{COLUMN_0_2}")),
+    };
     if imports.input {
         outer += &format!(
-            r#"(import "anyu:model/input@0.1.0" (instance $input
+            r#"(import "anyu:model/input@{version}" (instance $input
                  (type $ct (enum "f64" "i64" "str" "bool"))
                  (export "column-type" (type $ct-e (eq $ct)))
                  (type $field (record (field "name" string) (field "ty" $ct-e)))
                  (export "field" (type $field-e (eq $field)))
-                 {TYPE_DEFS}
+                 {defs}
                  (export "schema" (func (result (list $field-e))))
                  (export "next-batch" (func (result (option $table-e))))))"#
         );
@@ -156,8 +202,10 @@ fn component_wat(imports: Imports, body: &str) -> String {
                            (import "host" "next-batch" (func $next_batch (param i32)))"#;
     }
     if imports.log {
-        outer += r#"(import "anyu:model/log@0.1.0" (instance $log
-                      (export "write" (func (param "line" string)))))"#;
+        outer += &format!(
+            r#"(import "anyu:model/log@{version}" (instance $log
+                 (export "write" (func (param "line" string)))))"#
+        );
         lowers += &format!(r#"(core func $log-write (canon lower (func $log "write") {mem}))"#);
         host += r#"(export "log-write" (func $log-write))"#;
         main_imports += r#"(import "host" "log-write" (func $log_write (param i32 i32)))"#;
@@ -187,7 +235,7 @@ fn component_wat(imports: Imports, body: &str) -> String {
     }
     format!(
         r#"(component $C
-  (import "anyu:model/types@0.1.0" (instance $types {TYPE_DEFS}))
+  (import "anyu:model/types@{version}" (instance $types {defs}))
   (alias export $types "table" (type $table))
   {outer}
   {LIBC}
@@ -197,6 +245,7 @@ fn component_wat(imports: Imports, body: &str) -> String {
     (import "libc" "memory" (memory 1))
     (import "libc" "realloc" (func $realloc (param i32 i32 i32 i32) (result i32)))
     {main_imports}
+    {columns}
     {PRELUDE}
     {body})
   (core instance $main (instantiate $Main
@@ -218,12 +267,32 @@ fn guest(body: &str) -> Vec<u8> {
     component(Imports::default(), body)
 }
 
+fn guest_0_2(body: &str) -> Vec<u8> {
+    component(
+        Imports {
+            v0_2: true,
+            ..Imports::default()
+        },
+        body,
+    )
+}
+
 /// Returns one i64 column `ok` = [42].
 const GOOD: &str = r#"
     (data (i32.const 64) "ok")
     (func (export "run") (param i32 i32) (result i32)
       (i32.store8 (i32.const 1024) (i32.const 1))
       (i64.store (i32.const 1032) (i64.const 42))
+      (call $column (i32.const 512) (i32.const 64) (i32.const 2) (i32.const 1)
+        (i32.const 1024) (i32.const 1))
+      (call $ok (i32.const 512) (i32.const 1)))
+"#;
+
+/// [`GOOD`] for anyu:model@0.2.0: an s64 is a plain 8-byte value.
+const GOOD_0_2: &str = r#"
+    (data (i32.const 64) "ok")
+    (func (export "run") (param i32 i32) (result i32)
+      (i64.store (i32.const 1024) (i64.const 42))
       (call $column (i32.const 512) (i32.const 64) (i32.const 2) (i32.const 1)
         (i32.const 1024) (i32.const 1))
       (call $ok (i32.const 512) (i32.const 1)))
@@ -714,20 +783,30 @@ fn echoing_the_input_runs_here_the_enclave_catches_it() {
     // The sandbox does not judge what a model returns: a model that hands
     // back its input rows (identifiers included) succeeds here. Echo
     // detection is the enclave's disclosure check on the result.
+    // In both versions the input's table type is the result's: the guest
+    // returns the batch it was handed, as it lies in its memory.
     let host = host();
-    let bytes = component(
-        Imports {
-            input: true,
-            log: true,
-            ..Imports::default()
-        },
-        r#"(func (export "run") (param $p i32) (param $len i32) (result i32)
-             (call $log_write (local.get $p) (local.get $len))
-             (call $next_batch (i32.const 256))
-             (if (i32.eqz (i32.load8_u (i32.const 256)))
-               (then (return (call $err (i32.const 0) (i32.const 0)))))
-             (call $ok (i32.load (i32.const 260)) (i32.load (i32.const 264))))"#,
-    );
+    for v0_2 in [false, true] {
+        let bytes = component(
+            Imports {
+                v0_2,
+                input: true,
+                log: true,
+                ..Imports::default()
+            },
+            r#"(func (export "run") (param $p i32) (param $len i32) (result i32)
+                 (call $log_write (local.get $p) (local.get $len))
+                 (call $next_batch (i32.const 256))
+                 (if (i32.eqz (i32.load8_u (i32.const 256)))
+                   (then (return (call $err (i32.const 0) (i32.const 0)))))
+                 (call $ok (i32.load (i32.const 260)) (i32.load (i32.const 264))))"#,
+        );
+        echo(&host, &bytes);
+    }
+    assert_still_usable(&host);
+}
+
+fn echo(host: &ModelHost, bytes: &[u8]) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id_number", DataType::Utf8, true),
         Field::new("age", DataType::Int64, true),
@@ -748,17 +827,16 @@ fn echoing_the_input_runs_here_the_enclave_catches_it() {
         ],
     )
     .unwrap();
-    let info = host.intake(&bytes).unwrap();
+    let info = host.intake(bytes).unwrap();
     let budget = Arc::new(FixedBudget::new(BUDGET));
     let input = BatchesInput::new(schema, vec![batch.clone()]);
     let out = host
         .run(&info.sha256, Box::new(input), "k=3", limits(&budget))
         .expect("an echo runs");
     assert_eq!(budget.used(), 0);
-    assert_eq!(out.batches, vec![batch]);
+    assert_eq!(out.batches, vec![batch], "{}", info.contract);
     assert_eq!(out.input_rows, 3);
     assert_eq!(out.log, "k=3\n");
-    assert_still_usable(&host);
 }
 
 // ---------------------------------------------------------------------------
@@ -776,10 +854,18 @@ fn forbidden_imports_are_refused_by_name() {
             r#"(component (import "anyu:model/secret@0.1.0" (instance)))"#,
             "anyu:model/secret@0.1.0",
         ),
-        // A future anyu:model version is not this host's world.
+        // A version of anyu:model this host does not list is not its world.
         (
-            r#"(component (import "anyu:model/input@0.2.0" (instance)))"#,
-            "anyu:model/input@0.2.0",
+            r#"(component (import "anyu:model/input@0.3.0" (instance)))"#,
+            "anyu:model/input@0.3.0",
+        ),
+        (
+            r#"(component (import "anyu:model/types@1.0.0" (instance)))"#,
+            "anyu:model/types@1.0.0",
+        ),
+        (
+            r#"(component (import "anyu:model/log@0.2.1" (instance)))"#,
+            "anyu:model/log@0.2.1",
         ),
         (
             r#"(component (import "wasi:io/streams@0.3.0" (instance)))"#,
@@ -1193,5 +1279,287 @@ fn unknown_model_hash_is_unknown_model() {
         assert_eq!(err.code(), "unknown_model");
     }
     assert_eq!(budget.used(), 0);
+    assert_still_usable(&host);
+}
+
+// ---------------------------------------------------------------------------
+// Contract versions: which one a component gets, and 0.2.0's own columns
+
+fn contract_of(host: &ModelHost, bytes: &[u8]) -> Contract {
+    host.intake(bytes).expect("intake").contract
+}
+
+/// A component with no `anyu:model` import: its `run` names types it
+/// exports itself (`own_types`, the definitions of one version).
+fn without_imports(own_types: &str, body: &str) -> Vec<u8> {
+    let text = component_wat(Imports::default(), body).replacen(
+        &format!(
+            r#"(import "anyu:model/types@0.1.0" (instance $types {TYPE_DEFS}))
+  (alias export $types "table" (type $table))"#
+        ),
+        own_types,
+        1,
+    );
+    assert!(!text.contains("anyu:model/"), "{text}");
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("guest WAT does not parse: {e}\n{text}"))
+}
+
+#[test]
+fn the_contract_is_the_version_imported_else_the_run_that_fits() {
+    let host = host();
+    assert_eq!(contract_of(&host, &guest(GOOD)), Contract::V0_1);
+    assert_eq!(contract_of(&host, &guest_0_2(GOOD_0_2)), Contract::V0_2);
+    let out = run(&host, &guest_0_2(GOOD_0_2), "").unwrap();
+    assert_eq!(i64s(&out.batches[0], "ok"), vec![Some(42)]);
+
+    let own_0_1 = r#"
+      (type $cd (variant
+        (case "f64" (list (option f64)))
+        (case "i64" (list (option s64)))
+        (case "str" (list (option string)))
+        (case "boolean" (list (option bool)))))
+      (export $cd-e "column-data" (type $cd))
+      (type $col (record (field "name" string) (field "data" $cd-e)))
+      (export $col-e "column" (type $col))
+      (type $t (record (field "columns" (list $col-e))))
+      (export $table "table" (type $t))"#;
+    let own_0_2 = r#"
+      (type $strs (record (field "offsets" (list u32)) (field "bytes" (list u8))))
+      (export $strs-e "strings" (type $strs))
+      (type $cd (variant
+        (case "f64" (list f64))
+        (case "i64" (list s64))
+        (case "str" $strs-e)
+        (case "boolean" (list bool))))
+      (export $cd-e "column-data" (type $cd))
+      (type $col (record (field "name" string) (field "data" $cd-e)
+        (field "validity" (option (list u8)))))
+      (export $col-e "column" (type $col))
+      (type $t (record (field "columns" (list $col-e))))
+      (export $table "table" (type $t))"#;
+    for (own, good, contract) in [
+        (own_0_1, GOOD, Contract::V0_1),
+        (own_0_2, GOOD_0_2, Contract::V0_2),
+    ] {
+        let bytes = without_imports(own, good);
+        let info = host.intake(&bytes).unwrap();
+        assert_eq!(info.contract, contract);
+        assert!(info.imports.is_empty(), "{:?}", info.imports);
+        let out = run(&host, &bytes, "").unwrap();
+        assert_eq!(i64s(&out.batches[0], "ok"), vec![Some(42)], "{contract}");
+    }
+    assert_still_usable(&host);
+}
+
+#[test]
+fn versions_do_not_mix() {
+    let host = host();
+    // Types of 0.2.0, the log of 0.1.0.
+    let mixed = component_wat(
+        Imports {
+            v0_2: true,
+            log: true,
+            ..Imports::default()
+        },
+        GOOD_0_2,
+    )
+    .replacen("anyu:model/log@0.2.0", "anyu:model/log@0.1.0", 1);
+    // Imports of 0.1.0, a `run` returning 0.2.0's table.
+    let run_of_the_other_version = component_wat(Imports::default(), GOOD).replacen(
+        &format!(r#"(instance $types {TYPE_DEFS})"#),
+        &format!(r#"(instance $types {TYPE_DEFS_0_2})"#),
+        1,
+    );
+    for (what, text, reason) in [
+        (
+            "mixed imports",
+            mixed,
+            "imports from both anyu:model@0.2.0 and anyu:model@0.1.0",
+        ),
+        ("run of the other version", run_of_the_other_version, ""),
+    ] {
+        let err = intake_err(&host, &wat::parse_str(&text).unwrap());
+        assert!(
+            matches!(&err, SandboxError::WrongWorld { reason: r } if r.contains(reason)),
+            "{what}: {err:?}"
+        );
+    }
+    assert_still_usable(&host);
+}
+
+#[test]
+fn v0_2_nothing_hides_behind_a_null_or_past_the_last_row() {
+    let host = host();
+    // n = [1, <secret behind a null>, 3], its bitmap's unused bits all set;
+    // s = ["a", <"secret" behind a null>, "c"].
+    let bytes = guest_0_2(
+        r#"(data (i32.const 64) "ns")
+           (data (i32.const 1100) "asecretc")
+           (func (export "run") (param i32 i32) (result i32)
+             (i64.store (i32.const 1024) (i64.const 1))
+             (i64.store (i32.const 1032) (i64.const 4403061990))
+             (i64.store (i32.const 1040) (i64.const 3))
+             (i32.store8 (i32.const 1090) (i32.const 0xfd))
+             (i32.store (i32.const 1200) (i32.const 0))
+             (i32.store (i32.const 1204) (i32.const 1))
+             (i32.store (i32.const 1208) (i32.const 7))
+             (i32.store (i32.const 1212) (i32.const 8))
+             (call $column (i32.const 512) (i32.const 64) (i32.const 1) (i32.const 1)
+               (i32.const 1024) (i32.const 3))
+             (call $validity (i32.const 512) (i32.const 1090) (i32.const 1))
+             (call $column (i32.const 552) (i32.const 65) (i32.const 1) (i32.const 2)
+               (i32.const 1200) (i32.const 4))
+             (call $str_bytes (i32.const 552) (i32.const 1100) (i32.const 8))
+             (call $validity (i32.const 552) (i32.const 1090) (i32.const 1))
+             (call $ok (i32.const 512) (i32.const 2)))"#,
+    );
+    let out = run(&host, &bytes, "").unwrap();
+    let b = &out.batches[0];
+    assert_eq!(i64s(b, "n"), vec![Some(1), None, Some(3)]);
+    let n = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(n.values().to_vec(), vec![1, 0, 3]);
+    assert_eq!(n.nulls().unwrap().buffer().as_slice(), [0b101]);
+    let s = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(
+        s.iter().collect::<Vec<_>>(),
+        vec![Some("a"), None, Some("c")]
+    );
+    assert_eq!(s.value_data(), b"ac");
+    assert_still_usable(&host);
+}
+
+#[test]
+fn v0_2_malformed_columns_are_invalid_output() {
+    let host = host();
+    // One column `v` of `len` values at 1024 (kind 1 = i64, 2 = str), with
+    // `extra` run before $ok.
+    let column = |kind: u32, len: u32, extra: &str| {
+        guest_0_2(&format!(
+            r#"(data (i32.const 64) "v")
+               (data (i32.const 1100) "ab\ff")
+               (func (export "run") (param i32 i32) (result i32)
+                 (call $column (i32.const 512) (i32.const 64) (i32.const 1)
+                   (i32.const {kind}) (i32.const 1024) (i32.const {len}))
+                 {extra}
+                 (call $ok (i32.const 512) (i32.const 1)))"#
+        ))
+    };
+    let offsets = |o: [u32; 3], bytes: u32| {
+        format!(
+            r#"(i32.store (i32.const 1024) (i32.const {}))
+               (i32.store (i32.const 1028) (i32.const {}))
+               (i32.store (i32.const 1032) (i32.const {}))
+               (call $str_bytes (i32.const 512) (i32.const 1100) (i32.const {bytes}))"#,
+            o[0], o[1], o[2]
+        )
+    };
+    let cases = [
+        // Nine rows need a bitmap of two bytes.
+        (
+            "short bitmap",
+            column(
+                1,
+                9,
+                "(call $validity (i32.const 512) (i32.const 2048) (i32.const 1))",
+            ),
+            "validity bitmap of 1 bytes for 9 rows",
+        ),
+        (
+            "long bitmap",
+            column(
+                1,
+                8,
+                "(call $validity (i32.const 512) (i32.const 2048) (i32.const 2))",
+            ),
+            "validity bitmap of 2 bytes for 8 rows",
+        ),
+        (
+            "offsets past the bytes",
+            column(2, 3, &offsets([0, 1, 3], 2)),
+            "offsets",
+        ),
+        (
+            "offsets going back",
+            column(2, 3, &offsets([0, 2, 1], 1)),
+            "offsets",
+        ),
+        (
+            "offsets not from 0",
+            column(2, 3, &offsets([1, 1, 2], 2)),
+            "offsets",
+        ),
+        (
+            "invalid UTF-8",
+            column(2, 3, &offsets([0, 2, 3], 3)),
+            "UTF-8",
+        ),
+    ];
+    for (what, bytes, reason) in cases {
+        let err = expect_err(run(&host, &bytes, ""));
+        assert!(
+            matches!(&err, SandboxError::InvalidOutput { reason: r } if r.contains(reason)),
+            "{what}: {err:?}"
+        );
+    }
+    assert_still_usable(&host);
+}
+
+#[test]
+fn v0_2_output_limits_and_bogus_lengths() {
+    let host = host();
+    // One column `n` of `params` (decimal) i64s, plain 8-byte values.
+    let rows = guest_0_2(
+        r#"(data (i32.const 64) "n")
+           (func (export "run") (param $p i32) (param $len i32) (result i32)
+             (local $rows i32)
+             (local.set $rows (call $parse (local.get $p) (local.get $len)))
+             (call $column (i32.const 512) (i32.const 64) (i32.const 1) (i32.const 1)
+               (call $alloc (i32.mul (local.get $rows) (i32.const 8)) (i32.const 8))
+               (local.get $rows))
+             (call $ok (i32.const 512) (i32.const 1)))"#,
+    );
+    // Counted as in 0.1.0: 8 bytes per number plus the name.
+    let max = |l: &mut RunLimits| l.max_output_bytes = 8 * 125 + 1;
+    run_with(&host, &rows, "125", max).expect("at the limit");
+    let err = expect_err(run_with(&host, &rows, "126", max));
+    assert!(
+        matches!(err, SandboxError::OutputTooLarge { unit: "bytes", .. }),
+        "{err:?}"
+    );
+    let cells = |l: &mut RunLimits| l.max_output_cells = 1000;
+    let err = expect_err(run_with(&host, &rows, "1001", cells));
+    assert!(
+        matches!(err, SandboxError::OutputTooLarge { unit: "cells", .. }),
+        "{err:?}"
+    );
+    // Stopped while copying out: far over the fuel a 1000-byte limit buys.
+    let err = expect_err(run_with(&host, &rows, "1000000", |l| {
+        l.max_output_bytes = 1000
+    }));
+    assert!(
+        matches!(err, SandboxError::OutputTooLarge { unit: "bytes", .. }),
+        "{err:?}"
+    );
+    // 2^28 numbers (2 GiB) or a bitmap past the end of memory: ABI traps.
+    let past_the_end = [
+        r#"(call $column (i32.const 512) (i32.const 64) (i32.const 1) (i32.const 0)
+             (i32.const 0) (i32.const 0x10000000))"#,
+        r#"(call $column (i32.const 512) (i32.const 64) (i32.const 1) (i32.const 0)
+             (i32.const 1024) (i32.const 8))
+           (call $validity (i32.const 512) (i32.const 0xfffffff0) (i32.const 1))"#,
+    ];
+    for column in past_the_end {
+        let bytes = guest_0_2(&format!(
+            r#"(data (i32.const 64) "n")
+               (func (export "run") (param i32 i32) (result i32)
+                 {column}
+                 (call $ok (i32.const 512) (i32.const 1)))"#
+        ));
+        let err = expect_err(run(&host, &bytes, ""));
+        assert!(
+            matches!(&err, SandboxError::Trap { kind } if kind == "abi"),
+            "{err:?}"
+        );
+    }
     assert_still_usable(&host);
 }

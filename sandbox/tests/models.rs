@@ -14,8 +14,8 @@ mod reference;
 
 use reference::{describe_ref, kmeans_ref, ols_ref, present};
 use sandbox::{
-    BatchesInput, FixedBudget, HostConfig, InputSource, ModelHost, ModelOutput, RunLimits,
-    SandboxError,
+    BatchesInput, Contract, FixedBudget, HostConfig, InputSource, ModelHost, ModelOutput,
+    RunLimits, SandboxError,
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -261,6 +261,19 @@ fn host_without_wasi() -> ModelHost {
 fn intake(host: &ModelHost, name: &str) -> String {
     let info = host.intake(&fixture(name)).unwrap();
     assert!(!info.uses_wasi, "{name}: {:?}", info.imports);
+    // The examples follow the current contract; kept old ones sit in a
+    // folder named by their version.
+    let want = match name.split_once('/') {
+        Some(("0.1.0", _)) => Contract::V0_1,
+        _ => Contract::CURRENT,
+    };
+    assert_eq!(info.contract, want, "{name}");
+    let version = format!("@{}", info.contract.version());
+    assert!(
+        info.imports.iter().all(|i| i.ends_with(&version)),
+        "{name}: {:?}",
+        info.imports
+    );
     info.sha256
 }
 
@@ -297,6 +310,24 @@ fn c_kmeans_matches_lloyd_reference() {
         .unwrap();
     check_kmeans(&out, &rows);
     assert!(out.log.contains("converged"), "{}", out.log);
+}
+
+#[test]
+fn c_ols_built_against_0_1_still_runs_and_agrees_bit_for_bit() {
+    // prebuilt/0.1.0/ols.c.wasm: the same ols.c, built before anyu:model@0.2.0.
+    let host = host_without_wasi();
+    let old = intake(&host, "0.1.0/ols.c.wasm");
+    let new = intake(&host, "ols.c.wasm");
+    let w = wages(5000);
+    let params = "y=wage; x=age,hours";
+    let run = |sha: &str| {
+        host.run(sha, wage_input(&w, 1500), params, limits())
+            .unwrap()
+    };
+    let (o, n) = (run(&old), run(&new));
+    check_ols(&o, &w);
+    assert_eq!(o.batches, n.batches, "0.1.0 and 0.2.0 ols differ");
+    assert_eq!(o.log, n.log);
 }
 
 #[test]
@@ -396,7 +427,7 @@ fn c_describe_streams_in_constant_memory() {
     let out = host.run(&sha, Box::new(input), "", limits()).unwrap();
     assert_eq!(i64s(&out, "n"), [rows as i64, rows as i64]);
     assert_close("mean", f64s(&out, "mean")[0], Some(199_999.5), 1e-12);
-    // 400k rows of two columns are 12.8 MB as WIT lists; one batch is 22 KB.
+    // 400k rows of two columns are 6.4 MB as WIT lists; one batch is 11 KB.
     assert!(out.peak_memory < 1 << 20, "peak {}", out.peak_memory);
 }
 

@@ -39,10 +39,11 @@ pub struct ModelName {
     name: String,
 }
 
-/// Upload a WebAssembly component targeting `anyu:model/model@0.1.0` (the
-/// body is the `.wasm` file). It is validated against the world (unknown
-/// imports refused), size-limited, hashed (SHA-256 is its identity) and
-/// compiled; uploading the same bytes again returns the same model.
+/// Upload a WebAssembly component targeting `anyu:model/model@0.2.0` or the
+/// superseded 0.1.0 (the body is the `.wasm` file; `info.world` says which).
+/// It is validated against the world (unknown imports and versions refused),
+/// size-limited, hashed (SHA-256 is its identity) and compiled; uploading the
+/// same bytes again returns the same model.
 #[utoipa::path(post, path = "/api/models", tag = "models",
     params(ModelName),
     request_body(content = Vec<u8>, content_type = "application/wasm"),

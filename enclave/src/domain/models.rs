@@ -332,7 +332,7 @@ impl Domain {
                 "imports": info.imports,
                 "exports": info.exports,
                 "uses_wasi": info.uses_wasi,
-                "world": "anyu:model/model@0.1.0",
+                "world": info.contract.world(),
             }),
             uploaded_at: crate::store::now_rfc3339(),
         };

@@ -255,7 +255,6 @@ bool numeric_columns(const schema_t *schema, const slice_t *names, size_t n_name
 size_t batch_rows(const table_t *batch) {
     if (batch->columns.len == 0)
         return 0;
-    /* Every variant is a (ptr, len) list: the length sits at the same place. */
     const anyu_model_types_column_data_t *d = &batch->columns.ptr[0].data;
     switch (d->tag) {
     case ANYU_MODEL_TYPES_COLUMN_DATA_F64:
@@ -263,7 +262,7 @@ size_t batch_rows(const table_t *batch) {
     case ANYU_MODEL_TYPES_COLUMN_DATA_I64:
         return d->val.i64.len;
     case ANYU_MODEL_TYPES_COLUMN_DATA_STR:
-        return d->val.str.len;
+        return d->val.str.offsets.len ? d->val.str.offsets.len - 1 : 0;
     default:
         return d->val.boolean.len;
     }
@@ -281,29 +280,64 @@ void out_table(table_t *t, size_t n) {
     t->columns.len = n;
 }
 
-model_option_f64_t *out_f64(column_t *c, const char *name, size_t name_len, size_t rows) {
+static void *zeroed(size_t n) {
+    void *p = xmalloc(n);
+    memset(p, 0, n);
+    return p;
+}
+
+double *out_f64(column_t *c, const char *name, size_t name_len, size_t rows) {
     out_string(&c->name, name, name_len);
     c->data.tag = ANYU_MODEL_TYPES_COLUMN_DATA_F64;
-    c->data.val.f64.ptr = xmalloc(rows * sizeof(model_option_f64_t));
-    memset(c->data.val.f64.ptr, 0, rows * sizeof(model_option_f64_t));
+    c->data.val.f64.ptr = zeroed(rows * sizeof(double));
     c->data.val.f64.len = rows;
     return c->data.val.f64.ptr;
 }
 
-model_option_s64_t *out_i64(column_t *c, const char *name, size_t rows) {
+int64_t *out_i64(column_t *c, const char *name, size_t rows) {
     out_string(&c->name, name, strlen(name));
     c->data.tag = ANYU_MODEL_TYPES_COLUMN_DATA_I64;
-    c->data.val.i64.ptr = xmalloc(rows * sizeof(model_option_s64_t));
-    memset(c->data.val.i64.ptr, 0, rows * sizeof(model_option_s64_t));
+    c->data.val.i64.ptr = zeroed(rows * sizeof(int64_t));
     c->data.val.i64.len = rows;
     return c->data.val.i64.ptr;
 }
 
-model_option_string_t *out_str(column_t *c, const char *name, size_t rows) {
+void out_str(column_t *c, const char *name, const slice_t *values, size_t rows) {
     out_string(&c->name, name, strlen(name));
     c->data.tag = ANYU_MODEL_TYPES_COLUMN_DATA_STR;
-    c->data.val.str.ptr = xmalloc(rows * sizeof(model_option_string_t));
-    memset(c->data.val.str.ptr, 0, rows * sizeof(model_option_string_t));
-    c->data.val.str.len = rows;
-    return c->data.val.str.ptr;
+    anyu_model_types_strings_t *s = &c->data.val.str;
+    s->offsets.ptr = xmalloc((rows + 1) * sizeof(uint32_t));
+    s->offsets.len = rows + 1;
+    size_t total = 0;
+    for (size_t r = 0; r < rows; r++)
+        total += values[r].ptr ? values[r].len : 0;
+    s->bytes.ptr = xmalloc(total);
+    s->bytes.len = total;
+    size_t at = 0;
+    s->offsets.ptr[0] = 0;
+    for (size_t r = 0; r < rows; r++) {
+        if (values[r].ptr) {
+            memcpy(s->bytes.ptr + at, values[r].ptr, values[r].len);
+            at += values[r].len;
+        } else {
+            out_null(c, r);
+        }
+        s->offsets.ptr[r + 1] = (uint32_t)at;
+    }
+}
+
+static size_t column_rows(const column_t *c) {
+    table_t one = {{(column_t *)c, 1}};
+    return batch_rows(&one);
+}
+
+void out_null(column_t *c, size_t row) {
+    if (!c->validity.is_some) {
+        size_t n = (column_rows(c) + 7) / 8;
+        c->validity.is_some = true;
+        c->validity.val.ptr = xmalloc(n);
+        memset(c->validity.val.ptr, 0xff, n);
+        c->validity.val.len = n;
+    }
+    c->validity.val.ptr[row >> 3] &= (uint8_t) ~(1u << (row & 7));
 }

@@ -64,27 +64,47 @@ bool numeric_columns(const schema_t *schema, const slice_t *names, size_t n_name
 /* Number of rows of a batch. */
 size_t batch_rows(const table_t *batch);
 
+/* Whether row `row` of a column holds a value (its validity bit). */
+static inline bool present(const column_t *c, size_t row) {
+    return !c->validity.is_some || (c->validity.val.ptr[row >> 3] >> (row & 7) & 1);
+}
+
 /* Cell `row` of a numeric column as a double; false for null and NaN. */
 static inline bool cell(const column_t *c, size_t row, double *out) {
+    if (!present(c, row))
+        return false;
     const anyu_model_types_column_data_t *d = &c->data;
     if (d->tag == ANYU_MODEL_TYPES_COLUMN_DATA_F64) {
-        const model_option_f64_t *v = &d->val.f64.ptr[row];
-        if (!v->is_some || v->val != v->val)
+        double v = d->val.f64.ptr[row];
+        if (v != v)
             return false;
-        *out = v->val;
+        *out = v;
         return true;
     }
-    const model_option_s64_t *v = &d->val.i64.ptr[row];
-    if (!v->is_some)
-        return false;
-    *out = (double)v->val;
+    *out = (double)d->val.i64.ptr[row];
     return true;
 }
 
-/* Result columns: allocate `rows` cells (all null) under a copied name. */
-model_option_f64_t *out_f64(column_t *c, const char *name, size_t name_len, size_t rows);
-model_option_s64_t *out_i64(column_t *c, const char *name, size_t rows);
-model_option_string_t *out_str(column_t *c, const char *name, size_t rows);
+/* Cell `row` of a string column (not NUL-terminated); false for null. */
+static inline bool str_cell(const column_t *c, size_t row, slice_t *out) {
+    if (!present(c, row))
+        return false;
+    const anyu_model_types_strings_t *s = &c->data.val.str;
+    out->ptr = (const char *)s->bytes.ptr + s->offsets.ptr[row];
+    out->len = s->offsets.ptr[row + 1] - s->offsets.ptr[row];
+    return true;
+}
+
+/* Result columns under a copied name: `rows` values, zeroed, none null. */
+double *out_f64(column_t *c, const char *name, size_t name_len, size_t rows);
+int64_t *out_i64(column_t *c, const char *name, size_t rows);
+
+/* A result string column of `rows` copied values; a value whose ptr is
+ * NULL is null. */
+void out_str(column_t *c, const char *name, const slice_t *values, size_t rows);
+
+/* Marks row `row` of a result column null. */
+void out_null(column_t *c, size_t row);
 
 /* A table with `n` zeroed columns, to be filled with out_*. */
 void out_table(table_t *t, size_t n);

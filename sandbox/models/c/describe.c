@@ -59,26 +59,35 @@ bool exports_model_run(str_t *params, table_t *ret, str_t *err) {
 
     out_table(ret, 6);
     column_t *oc = ret->columns.ptr;
-    model_option_string_t *name = out_str(&oc[0], "column", k);
-    model_option_s64_t *n = out_i64(&oc[1], "n", k);
-    model_option_f64_t *mean = out_f64(&oc[2], "mean", 4, k);
-    model_option_f64_t *sd = out_f64(&oc[3], "sd", 2, k);
-    model_option_f64_t *min = out_f64(&oc[4], "min", 3, k);
-    model_option_f64_t *max = out_f64(&oc[5], "max", 3, k);
+    slice_t *names_out = malloc((k ? k : 1) * sizeof *names_out);
     for (size_t j = 0; j < k; j++) {
-        const anyu_model_input_field_t *f = &schema.ptr[idx[j]];
+        const str_t *nm = &schema.ptr[idx[j]].name;
+        names_out[j] = (slice_t){(const char *)nm->ptr, nm->len};
+    }
+    out_str(&oc[0], "column", names_out, k);
+    int64_t *n = out_i64(&oc[1], "n", k);
+    double *mean = out_f64(&oc[2], "mean", 4, k);
+    double *sd = out_f64(&oc[3], "sd", 2, k);
+    double *min = out_f64(&oc[4], "min", 3, k);
+    double *max = out_f64(&oc[5], "max", 3, k);
+    for (size_t j = 0; j < k; j++) {
         const acc_t *a = &acc[j];
-        name[j].is_some = true;
-        out_string(&name[j].val, (const char *)f->name.ptr, f->name.len);
-        n[j] = (model_option_s64_t){true, a->n};
+        n[j] = a->n;
         if (a->n > 0) {
-            mean[j] = (model_option_f64_t){true, a->mean};
-            min[j] = (model_option_f64_t){true, a->min};
-            max[j] = (model_option_f64_t){true, a->max};
+            mean[j] = a->mean;
+            min[j] = a->min;
+            max[j] = a->max;
+        } else {
+            out_null(&oc[2], j);
+            out_null(&oc[4], j);
+            out_null(&oc[5], j);
         }
         if (a->n > 1)
-            sd[j] = (model_option_f64_t){true, sqrt(a->m2 / (double)(a->n - 1))};
+            sd[j] = sqrt(a->m2 / (double)(a->n - 1));
+        else
+            out_null(&oc[3], j);
     }
+    free(names_out);
     free(acc);
     free(idx);
     free(names);

@@ -136,17 +136,17 @@ bool exports_model_run(str_t *params, table_t *ret, str_t *err) {
 
     out_table(ret, 2 + d);
     column_t *oc = ret->columns.ptr;
-    model_option_s64_t *cluster = out_i64(&oc[0], "cluster", kc);
-    model_option_s64_t *size = out_i64(&oc[1], "size", kc);
+    int64_t *cluster = out_i64(&oc[0], "cluster", kc);
+    int64_t *size = out_i64(&oc[1], "size", kc);
     for (size_t c = 0; c < kc; c++) {
-        cluster[c] = (model_option_s64_t){true, (int64_t)c + 1};
-        size[c] = (model_option_s64_t){true, count[c]};
+        cluster[c] = (int64_t)c + 1;
+        size[c] = count[c];
     }
     for (size_t j = 0; j < d; j++) {
         const str_t *nm = &schema.ptr[idx[j]].name;
-        model_option_f64_t *v = out_f64(&oc[2 + j], (const char *)nm->ptr, nm->len, kc);
+        double *v = out_f64(&oc[2 + j], (const char *)nm->ptr, nm->len, kc);
         for (size_t c = 0; c < kc; c++)
-            v[c] = (model_option_f64_t){true, centre[c * d + j]};
+            v[c] = centre[c * d + j];
     }
     return true; /* the instance ends with the run: no need to free scratch */
 }

@@ -162,22 +162,21 @@ bool exports_model_run(str_t *params, table_t *ret, str_t *err) {
 
     out_table(ret, 5);
     column_t *oc = ret->columns.ptr;
-    model_option_string_t *term = out_str(&oc[0], "term", m);
-    model_option_f64_t *est = out_f64(&oc[1], "estimate", 8, m);
-    model_option_f64_t *se = out_f64(&oc[2], "std_error", 9, m);
-    model_option_s64_t *on = out_i64(&oc[3], "n", m);
-    model_option_s64_t *odf = out_i64(&oc[4], "df_resid", m);
+    slice_t *terms = malloc(m * sizeof *terms);
+    terms[0] = (slice_t){"intercept", 9};
+    for (size_t j = 1; j < m; j++)
+        terms[j] = names[j - 1];
+    out_str(&oc[0], "term", terms, m);
+    double *est = out_f64(&oc[1], "estimate", 8, m);
+    double *se = out_f64(&oc[2], "std_error", 9, m);
+    int64_t *on = out_i64(&oc[3], "n", m);
+    int64_t *odf = out_i64(&oc[4], "df_resid", m);
     for (size_t j = 0; j < m; j++) {
-        term[j].is_some = true;
-        if (j == 0)
-            out_string(&term[j].val, "intercept", 9);
-        else
-            out_string(&term[j].val, names[j - 1].ptr, names[j - 1].len);
         double v = j == 0 ? s2 * (1.0 / (double)n + q) : s2 * inv[(j - 1) * k + (j - 1)];
-        est[j] = (model_option_f64_t){true, j == 0 ? a : b[j - 1]};
-        se[j] = (model_option_f64_t){true, sqrt(v)};
-        on[j] = (model_option_s64_t){true, n};
-        odf[j] = (model_option_s64_t){true, df};
+        est[j] = j == 0 ? a : b[j - 1];
+        se[j] = sqrt(v);
+        on[j] = n;
+        odf[j] = df;
     }
     return true; /* the instance ends with the run: no need to free scratch */
 }

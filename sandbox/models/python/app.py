@@ -18,6 +18,7 @@ from wit_world.imports.types import (
     ColumnData_I64,
     ColumnData_Str,
     ColumnType,
+    Strings,
     Table,
 )
 
@@ -74,10 +75,43 @@ def numeric_columns(schema, wanted):
 
 def values(column):
     """The column as floats; None for nulls and NaN."""
-    data = column.data
+    data, valid = column.data, column.validity
     if isinstance(data, ColumnData_I64):
-        return [None if v is None else float(v) for v in data.value]
-    return [None if v is None or v != v else v for v in data.value]
+        out = [float(v) for v in data.value]
+    else:
+        out = [None if v != v else v for v in data.value]
+    if valid is not None:
+        for i in range(len(out)):
+            if not (valid[i >> 3] >> (i & 7)) & 1:
+                out[i] = None
+    return out
+
+
+def validity(vals):
+    """The bitmap of a result column: None is null; no bitmap without nulls."""
+    if all(v is not None for v in vals):
+        return None
+    bits = bytearray((len(vals) + 7) // 8)
+    for i, v in enumerate(vals):
+        if v is not None:
+            bits[i >> 3] |= 1 << (i & 7)
+    return bytes(bits)
+
+
+def f64_column(name, vals):
+    return Column(name, ColumnData_F64([0.0 if v is None else v for v in vals]), validity(vals))
+
+
+def i64_column(name, vals):
+    return Column(name, ColumnData_I64([0 if v is None else v for v in vals]), validity(vals))
+
+
+def str_column(name, vals):
+    parts = [b"" if v is None else v.encode() for v in vals]
+    offsets = [0]
+    for p in parts:
+        offsets.append(offsets[-1] + len(p))
+    return Column(name, ColumnData_Str(Strings(offsets, b"".join(parts))), validity(vals))
 
 
 def batches():
@@ -113,17 +147,12 @@ def describe(p):
     any_ = [k > 0 for k in n]
     return Table(
         [
-            Column("column", ColumnData_Str([schema[c].name for c in cols])),
-            Column("n", ColumnData_I64(n)),
-            Column("mean", ColumnData_F64([m if a else None for m, a in zip(mean, any_)])),
-            Column(
-                "sd",
-                ColumnData_F64(
-                    [math.sqrt(m / (k - 1)) if k > 1 else None for m, k in zip(m2, n)]
-                ),
-            ),
-            Column("min", ColumnData_F64([v if a else None for v, a in zip(lo, any_)])),
-            Column("max", ColumnData_F64([v if a else None for v, a in zip(hi, any_)])),
+            str_column("column", [schema[c].name for c in cols]),
+            i64_column("n", n),
+            f64_column("mean", [m if a else None for m, a in zip(mean, any_)]),
+            f64_column("sd", [math.sqrt(m / (k - 1)) if k > 1 else None for m, k in zip(m2, n)]),
+            f64_column("min", [v if a else None for v, a in zip(lo, any_)]),
+            f64_column("max", [v if a else None for v, a in zip(hi, any_)]),
         ]
     )
 
@@ -229,11 +258,11 @@ def ols(p):
     log.write(f"ols: n={n} df_resid={df}")
     return Table(
         [
-            Column("term", ColumnData_Str(["intercept"] + xs)),
-            Column("estimate", ColumnData_F64([a] + b)),
-            Column("std_error", ColumnData_F64(se)),
-            Column("n", ColumnData_I64([n] * m)),
-            Column("df_resid", ColumnData_I64([df] * m)),
+            str_column("term", ["intercept"] + xs),
+            f64_column("estimate", [a] + b),
+            f64_column("std_error", se),
+            i64_column("n", [n] * m),
+            i64_column("df_resid", [df] * m),
         ]
     )
 
@@ -319,11 +348,8 @@ def kmeans(p):
     state = "converged" if converged else "stopped"
     log.write(f"kmeans: n={n} k={k} {state} after {done} updates")
     return Table(
-        [
-            Column("cluster", ColumnData_I64(list(range(1, k + 1)))),
-            Column("size", ColumnData_I64(sizes)),
-        ]
-        + [Column(names[j], ColumnData_F64([centres[c][j] for c in range(k)])) for j in range(d)]
+        [i64_column("cluster", list(range(1, k + 1))), i64_column("size", sizes)]
+        + [f64_column(names[j], [centres[c][j] for c in range(k)]) for j in range(d)]
     )
 
 
