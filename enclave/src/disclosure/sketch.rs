@@ -431,7 +431,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 1 + (s >> 3) % (P - 1)
             })
             .collect()
@@ -461,8 +463,10 @@ mod tests {
     fn every_difference_up_to_the_capacity_decodes_exactly() {
         let capacity = 9;
         for trial in 0..200u64 {
-            let common: Vec<(u64, u64)> =
-                units(trial, 500).into_iter().map(|x| (x, 1 + x % 3)).collect();
+            let common: Vec<(u64, u64)> = units(trial, 500)
+                .into_iter()
+                .map(|x| (x, 1 + x % 3))
+                .collect();
             let d = (trial as usize % capacity) + 1;
             let extra = units(trial + 10_000, d);
             let mut with: Vec<(u64, u64)> = common.clone();
@@ -512,7 +516,13 @@ mod tests {
         let big = sketch(20, &xs);
         let small = sketch(4, &xs[1..]);
         let got = big.difference(&small).expect("one unit differs");
-        assert_eq!(got, vec![Differing { x: xs[0].0, records: 1 }]);
+        assert_eq!(
+            got,
+            vec![Differing {
+                x: xs[0].0,
+                records: 1
+            }]
+        );
     }
 
     #[test]
