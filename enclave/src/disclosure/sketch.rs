@@ -130,7 +130,7 @@ impl Sketch {
     /// A sketch from stored sums; `None` when they are not a sketch.
     pub fn from_sums(sums: Vec<u64>) -> Option<Sketch> {
         let ok = sums.len() >= GUARD + 2
-            && sums.len() % 2 == 0
+            && sums.len().is_multiple_of(2)
             && sums.len() <= 2 * MAX_CAPACITY + GUARD
             && sums.iter().all(|s| *s < P);
         ok.then_some(Sketch { sums })
@@ -143,7 +143,7 @@ impl Sketch {
 
     /// The inverse of [`Sketch::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Option<Sketch> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         let sums = bytes
