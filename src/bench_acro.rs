@@ -14,10 +14,13 @@
 //!   per table on a DataFrame already in memory (CSV load not counted), via
 //!   `scripts/acro_verdicts.py`, spawned once per round. Rounds interleave
 //!   the two; medians per table; ratio = ACRO / Anyu.
-//! - `dominance`: the SUM/mean tables' rewritten plans executed with and
-//!   without the dominance statistics (`QuerySession::plan_without_dominance`),
-//!   interleaved, on `pums` (one row per person: contributions are rows) and
-//!   on `pums_repeated` (contributions are per-person sums: pre-aggregation).
+//! - `dominance` and `differencing`: every table's rewritten plan executed
+//!   three ways (`QuerySession::plan_for_bench`), interleaved: the plain
+//!   threshold path; with the dominance statistics; and as a job runs it,
+//!   with the units' sketches too. On `pums` (one row per person:
+//!   contributions are rows) and on `pums_repeated` (contributions are
+//!   per-person sums: pre-aggregation). Dominance ratio = dominance /
+//!   threshold (SUM/mean tables); differencing ratio = full / dominance.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,9 +92,15 @@ pub struct TableFigure {
 pub struct DominanceFigure {
     pub dataset: String,
     pub sql: String,
+    pub aggfunc: String,
     pub with_dominance_ms: f64,
     pub threshold_only_ms: f64,
+    /// Dominance over the threshold path.
     pub ratio: f64,
+    /// Dominance statistics and the units' sketches: a job's plan.
+    pub with_differencing_ms: f64,
+    /// The sketches over the dominance path.
+    pub differencing_ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +113,8 @@ pub struct AcroBench {
     pub dominance: Vec<DominanceFigure>,
     pub dominance_median_ratio: f64,
     pub dominance_max_ratio: f64,
+    pub differencing_median_ratio: f64,
+    pub differencing_max_ratio: f64,
 }
 
 /// Writes the PUMS-shaped table: `rows` rows, each a copy of a PUMS row with
@@ -236,15 +247,16 @@ pub async fn acro(work: &Path, rows: u64, repeat: usize, script: &Path) -> CliRe
     let median_speedup = median(&mut speedups);
     println!("acro:      speed-up over ACRO: median {median_speedup:.1}x, least {min_speedup:.1}x");
 
-    // The dominance statistics against the plain threshold path.
+    // The dominance statistics and the sketches against the plain threshold path.
     let mut dominance = Vec::new();
     for (dataset, g) in [("pums", &grant), ("pums_repeated", &repeated_grant)] {
         let grant = s.domain.grant(g).await?;
         let session = s.domain.query_session(&grant).await?;
-        for (_, index, columns, aggfunc) in TABLES.iter().filter(|t| t.3 != "count") {
+        for (_, index, columns, aggfunc) in TABLES {
             let q = sql(dataset, index, columns, aggfunc);
-            let with = session.plan(&q).await?;
-            let without = session.plan_without_dominance(&q).await?;
+            let full = session.plan(&q).await?;
+            let with = session.plan_for_bench(&q, true, false).await?;
+            let without = session.plan_for_bench(&q, false, false).await?;
             let run = |p: &enclave::query::PlannedQuery| {
                 let p = p.clone();
                 let session = &session;
@@ -257,32 +269,51 @@ pub async fn acro(work: &Path, rows: u64, repeat: usize, script: &Path) -> CliRe
                     CliResult::Ok(ms(t.elapsed()))
                 }
             };
+            run(&full).await?;
             run(&with).await?;
             run(&without).await?;
-            let (mut w, mut o) = (Vec::new(), Vec::new());
+            let (mut f, mut w, mut o) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..repeat * 3 {
+                f.push(run(&full).await?);
                 w.push(run(&with).await?);
                 o.push(run(&without).await?);
             }
-            let (wm, om) = (median(&mut w), median(&mut o));
+            let (fm, wm, om) = (median(&mut f), median(&mut w), median(&mut o));
             println!(
-                "dominance: {wm:>8.1} ms with / {om:>8.1} ms threshold only = {:.3}  {dataset}: {q}",
-                wm / om
+                "checks:    {om:>8.1} ms threshold / {wm:>8.1} ms + dominance ({:.3}) / {fm:>8.1} ms + sketches ({:.3})  {dataset}: {q}",
+                wm / om,
+                fm / wm
             );
             dominance.push(DominanceFigure {
                 dataset: dataset.to_string(),
                 sql: q,
+                aggfunc: aggfunc.to_string(),
                 with_dominance_ms: wm,
                 threshold_only_ms: om,
                 ratio: wm / om,
+                with_differencing_ms: fm,
+                differencing_ratio: fm / wm,
             });
         }
     }
-    let mut ratios: Vec<f64> = dominance.iter().map(|d| d.ratio).collect();
-    let dominance_max_ratio = ratios.iter().copied().fold(0.0, f64::max);
-    let dominance_median_ratio = median(&mut ratios);
+    let summary = |ratios: &mut Vec<f64>| {
+        let max = ratios.iter().copied().fold(0.0, f64::max);
+        (median(ratios), max)
+    };
+    let (dominance_median_ratio, dominance_max_ratio) = summary(
+        &mut dominance
+            .iter()
+            .filter(|d| d.aggfunc != "count")
+            .map(|d| d.ratio)
+            .collect(),
+    );
+    let (differencing_median_ratio, differencing_max_ratio) =
+        summary(&mut dominance.iter().map(|d| d.differencing_ratio).collect());
     println!(
-        "dominance: median ratio {dominance_median_ratio:.3}, largest {dominance_max_ratio:.3}"
+        "dominance: median ratio {dominance_median_ratio:.3}, largest {dominance_max_ratio:.3} (SUM/mean tables)"
+    );
+    println!(
+        "differencing: median ratio {differencing_median_ratio:.3}, largest {differencing_max_ratio:.3} (all tables)"
     );
     Ok(AcroBench {
         rows,
@@ -293,6 +324,8 @@ pub async fn acro(work: &Path, rows: u64, repeat: usize, script: &Path) -> CliRe
         dominance,
         dominance_median_ratio,
         dominance_max_ratio,
+        differencing_median_ratio,
+        differencing_max_ratio,
     })
 }
 

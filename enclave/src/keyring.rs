@@ -258,6 +258,19 @@ impl Keyring {
         &self.key_id
     }
 
+    /// A key for one purpose, derived from the master key: HMAC-SHA256(master,
+    /// "anyu-derive:" || `label`). Stable for as long as the master key is.
+    pub fn derive(&self, label: &str) -> [u8; KEY_LEN] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.master.as_bytes());
+        let mut ctx = ring::hmac::Context::with_key(&key);
+        ctx.update(b"anyu-derive:");
+        ctx.update(label.as_bytes());
+        let tag = ctx.sign();
+        let mut out = [0u8; KEY_LEN];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// The directory the keys were loaded from.
     pub fn dir(&self) -> &Path {
         &self.dir

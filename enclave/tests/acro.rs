@@ -16,6 +16,11 @@
 //!   must also be ACRO's (frequency ↔ MinimumThresholdCheck, dominance ↔
 //!   NKCheck, p_ratio ↔ PPercentCheck, zeros ↔ PresenceOfZeroCheck).
 //!
+//! ACRO judges each table alone; Anyu's differencing rule also compares every
+//! table with the ones run before it under the grant (a two-way cell minus
+//! its three-way sub-cells gives away a suppressed one). That rule has no
+//! ACRO counterpart, so the comparison leaves it out and counts its reviews.
+//!
 //! The Python side needs `acro` (`pip install acro==1.0.2`; `scripts/test`
 //! installs it and sets `ANYU_REQUIRE_ACRO=1`, which turns a missing ACRO into
 //! a failure instead of a skip). `ANYU_PYTHON` names another interpreter.
@@ -197,6 +202,8 @@ struct Tally {
     released: usize,
     /// ACRO check → released cells it marks.
     checks_on_released: std::collections::BTreeMap<String, usize>,
+    /// Released cells the differencing rule sent to review (not compared).
+    differencing_reviews: usize,
 }
 
 /// Compares Anyu's job on `table` with ACRO's cells; returns the disagreements.
@@ -250,8 +257,12 @@ fn compare(
         for c in &acro_checks {
             *tally.checks_on_released.entry(c.to_string()).or_default() += 1;
         }
-        let ours = ran.verdict(row, "v");
-        let rules = ran.rules_on(row, "v");
+        let (rules, differencing): (Vec<_>, Vec<_>) = ran
+            .rules_on(row, "v")
+            .into_iter()
+            .partition(|(r, _)| *r != "differencing");
+        tally.differencing_reviews += usize::from(!differencing.is_empty());
+        let ours = rules.iter().map(|(_, v)| *v).max().unwrap_or(Verdict::Pass);
         if acro_status(ours) != acro_verdict {
             out.push(format!(
                 "{at}: ACRO {acro_verdict} {acro_checks:?}, Anyu {} {rules:?}",

@@ -23,6 +23,9 @@
 //!       ─▶ ModelUnitsRule  a model whose input covers fewer persons than the threshold
 //!       ─▶ DpRule          a differentially private result: one verdict per noisy column
 //!                          (mechanism, scale, ε) and one for the group selection
+//!       ─▶ DifferencingRule  rows whose persons differ from those of a row of an earlier
+//!                          result (same grant or researcher) or of this one by fewer than
+//!                          the threshold: review ([`differencing`])
 //!       ─▶ CheckReport { verdict: worst of all, per rule: failing/review cells }
 //! ```
 //!
@@ -36,6 +39,7 @@
 //! already removed by the noisy selection.
 
 pub mod acro;
+pub mod differencing;
 pub mod sketch;
 
 use datafusion::arrow::array::{Array, Float64Array, Int64Array, UInt64Array};
@@ -146,6 +150,8 @@ pub struct CheckInput<'a> {
     pub model: Option<&'a ModelFacts>,
     /// Set when the result is differentially private.
     pub dp: Option<&'a crate::dp::DpReport>,
+    /// Set when the result's rows were compared with earlier results.
+    pub differencing: Option<&'a differencing::Findings>,
 }
 
 /// What the checks know about a model run (its output has no lineage: the
@@ -778,6 +784,47 @@ impl DisclosureRule for DpRule {
     }
 }
 
+/// Rows whose persons differ from another released or pending row's by
+/// fewer than the threshold: the difference of the two could single
+/// someone out, so a reviewer compares them (the pair is in the review
+/// packet; the reason never says which result or by how many).
+pub struct DifferencingRule;
+
+impl DisclosureRule for DifferencingRule {
+    fn name(&self) -> &'static str {
+        "differencing"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let mut cells = Vec::new();
+        let Some(f) = input.differencing else {
+            return report(self.name(), cells);
+        };
+        let t = f.threshold;
+        let value_cols = input.value_columns();
+        for row in &f.rows_flagged {
+            for c in &value_cols {
+                cells.push(CellVerdict {
+                    row: Some(*row),
+                    column: Some(c.clone()),
+                    verdict: Verdict::Review,
+                    reason: format!(
+                        "the persons behind this row differ from those behind a row of an earlier result (of this grant or researcher) or of this one by fewer than {t}: their difference could single someone out"
+                    ),
+                });
+            }
+        }
+        if !f.complete {
+            cells.push(CellVerdict {
+                row: None,
+                column: None,
+                verdict: Verdict::Review,
+                reason: "too many earlier rows of similar size to compare within one check: a reviewer looks at the result".into(),
+            });
+        }
+        report(self.name(), cells)
+    }
+}
+
 /// Rules that also run on a differentially private result.
 const DP_RULES: &[&str] = &["max_rows", "dp"];
 
@@ -795,6 +842,7 @@ pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
         Box::new(DegreesOfFreedomRule),
         Box::new(ModelUnitsRule),
         Box::new(DpRule),
+        Box::new(DifferencingRule),
     ]
 }
 

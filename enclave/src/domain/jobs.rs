@@ -7,8 +7,10 @@
 //!         ▼
 //!  queued (job row + budget slot: one transaction) ─▶ worker permit
 //!  running ─▶ execute (memory pool + spill, deadline, cancel)   ‖ state write ‖ `job.start`
-//!  checked ─▶ echo search + disclosure rules; failing cells suppressed; candidate sealed
-//!          ─▶ one transaction: job + sealed candidate + CPU time  ‖ `job.check` {verdict, next}
+//!  checked ─▶ echo search; [differencing lock] rows' unit sketches vs earlier results of
+//!          the grant or researcher; disclosure rules; failing cells suppressed; candidate sealed
+//!          ─▶ one transaction: job + sealed candidate + sealed sketches + CPU time
+//!             [lock released]  ‖ `job.check` {verdict, next}
 //!          ─▶ auto-release (all pass, policy allows) ─▶ released + certificate (`job.release`)
 //!          └▶ pending_review ─▶ blind votes (provider stewards, admins; never the requester
 //!               or their organisation) ─▶ approvals ≥ reviewers_required, one a provider's
@@ -104,6 +106,9 @@ pub(crate) struct JobRunner {
     caches: Option<Arc<datafusion::execution::cache::cache_manager::CacheManager>>,
     /// Version tables already opened.
     tables: Arc<query::TableCache>,
+    /// Held from loading earlier results' sketches until this result's are
+    /// stored: two jobs checked at once cannot each miss the other.
+    differencing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl JobRunner {
@@ -127,6 +132,7 @@ impl JobRunner {
             )
             .ok(),
             tables: Arc::default(),
+            differencing: Arc::default(),
         }
     }
 }
@@ -163,11 +169,44 @@ pub struct ReviewPacket {
     pub earlier_releases: Vec<serde_json::Value>,
     /// A model job's log (model output: may hold data; never released).
     pub model_log: Option<String>,
+    /// Rows of this result whose persons differ from those of another row
+    /// (an earlier result's, or this one's) by fewer than the threshold,
+    /// side by side. Never shown to the researcher.
+    pub differencing: Vec<DifferencingPair>,
     /// The caller's own vote, if any.
     pub my_vote: Option<ReviewRecord>,
     /// Every vote — shown only once the caller voted or the review is over (blind review).
     pub votes: Option<Vec<ReviewRecord>>,
     pub approvals_required: u32,
+}
+
+/// Two rows whose persons differ by fewer than the threshold.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DifferencingPair {
+    /// The row of this result, and its cells.
+    pub row: u64,
+    #[schema(value_type = Object)]
+    pub cells: serde_json::Value,
+    /// The other row: its job (this one's for a pair inside the result),
+    /// that job's query and state, and the row's cells.
+    pub other_job_id: String,
+    pub other_query: String,
+    pub other_status: String,
+    pub other_row: u64,
+    #[schema(value_type = Object)]
+    pub other_cells: serde_json::Value,
+    /// Persons whose records differ between the rows, and by how many records.
+    pub units_differing: u64,
+    pub records_differing: u64,
+}
+
+/// A result's sealed sketches, with the lock that keeps the comparison and
+/// the storing of them one step.
+pub(super) struct Differenced {
+    sealed: Vec<u8>,
+    key: crate::keyring::WrappedKey,
+    pairs_found: u64,
+    _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// A reviewer's decision.
@@ -256,6 +295,54 @@ fn contribution_stats(
         }
     }
     Some(out)
+}
+
+/// Per output row, its units' sketch and count (`None` for a row without one).
+fn row_prints(
+    batches: &[RecordBatch],
+    hidden: &query::HiddenColumns,
+) -> Option<disclosure::differencing::ResultPrints> {
+    use datafusion::arrow::array::BinaryArray;
+    let name = hidden.fingerprint.as_ref()?;
+    let mut counts = vec![0u64; batches.iter().map(|b| b.num_rows()).sum()];
+    for u in &hidden.units {
+        for (c, n) in counts.iter_mut().zip(i64_column(batches, u)?) {
+            *c += n;
+        }
+    }
+    let mut rows = Vec::with_capacity(counts.len());
+    for b in batches {
+        let col = b.column(b.schema().index_of(name).ok()?);
+        let a = col.as_any().downcast_ref::<BinaryArray>()?;
+        for r in 0..a.len() {
+            let print = (!a.is_null(r))
+                .then(|| disclosure::sketch::Sketch::from_bytes(a.value(r)))
+                .flatten()
+                .map(|sketch| disclosure::differencing::RowPrint {
+                    units: counts[rows.len()],
+                    sketch,
+                });
+            rows.push(print);
+        }
+    }
+    Some(disclosure::differencing::ResultPrints { rows })
+}
+
+fn differencing_aad(job_id: &str) -> String {
+    format!("anyu:differencing:{job_id}")
+}
+
+/// Whether `p` reviews outputs under `grant`: an admin, or a steward of one
+/// of its providers.
+fn reviews_for(p: &Principal, grant: &Grant) -> bool {
+    match p.role {
+        Role::Admin => true,
+        Role::Steward => grant
+            .providers()
+            .iter()
+            .any(|x| p.provider_agencies.contains(x)),
+        _ => false,
+    }
 }
 
 /// A JSON value for one cell (for reviewers).
@@ -1041,6 +1128,18 @@ impl Domain {
                     .collect()
             })
             .unwrap_or_default();
+        let prints = planned
+            .rewritten
+            .hidden
+            .as_ref()
+            .and_then(|h| row_prints(&executed.batches, h));
+        let (findings, differenced) = match prints {
+            Some(prints) => {
+                let (f, d) = self.difference(job, &prints, policy.threshold).await?;
+                (Some(f), Some(d))
+            }
+            None => (None, None),
+        };
         let report = disclosure::check(
             &disclosure::default_rules(),
             &CheckInput {
@@ -1053,6 +1152,7 @@ impl Domain {
                 contributions: &contributions,
                 model: None,
                 dp: None,
+                differencing: findings.as_ref(),
             },
         );
         let auto = policy.auto_release;
@@ -1064,8 +1164,63 @@ impl Domain {
             executed.dropped_groups,
             auto,
             None,
+            differenced,
         )
         .await
+    }
+
+    /// Compares this result's rows with every earlier result of the grant or
+    /// the researcher, and seals its sketches for later ones. The returned
+    /// lock is held until they are stored.
+    async fn difference(
+        &self,
+        job: &JobRecord,
+        prints: &disclosure::differencing::ResultPrints,
+        threshold: u64,
+    ) -> Result<(disclosure::differencing::Findings, Differenced)> {
+        use disclosure::differencing::{self as diff, Earlier, Stored};
+        let lock = Arc::clone(&self.jobs.differencing).lock_owned().await;
+        let mut earlier = Vec::new();
+        let mut unreadable = 0;
+        for (id, sealed, key) in self
+            .store
+            .earlier_fingerprints(&job.grant_id, &job.requester_id, &job.id)
+            .await?
+        {
+            let opened = blob::open(
+                &self.keyring,
+                &key,
+                differencing_aad(&id).as_bytes(),
+                &sealed,
+            )
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Stored>(&b).ok())
+            .and_then(|s| s.prints());
+            match opened {
+                Some(prints) => earlier.push(Earlier { job_id: id, prints }),
+                None => {
+                    tracing::error!(job = %id, "a result's sealed sketches do not open");
+                    unreadable += 1;
+                }
+            }
+        }
+        let mut findings =
+            diff::compare(&job.id, prints, &earlier, threshold, diff::DEFAULT_BUDGET);
+        // What cannot be compared is not passed as compared.
+        findings.complete &= unreadable == 0;
+        let json = serde_json::to_vec(&Stored::new(prints, Some(findings.clone())))
+            .map_err(|e| Error::Internal(format!("encoding sketches: {e}")))?;
+        let (key, sealed) = blob::seal(&self.keyring, differencing_aad(&job.id).as_bytes(), &json)?;
+        let pairs_found = findings.pairs_found;
+        Ok((
+            findings,
+            Differenced {
+                sealed,
+                key,
+                pairs_found,
+                _lock: lock,
+            },
+        ))
     }
 
     /// A differentially private result: the noisy release is made from the
@@ -1101,14 +1256,25 @@ impl Domain {
                 contributions: &[],
                 model: None,
                 dp: Some(&report_dp),
+                differencing: None,
             },
         );
-        self.seal_checked(job, &schema, &noisy, report, 0, policy.auto_release, None)
-            .await
+        self.seal_checked(
+            job,
+            &schema,
+            &noisy,
+            report,
+            0,
+            policy.auto_release,
+            None,
+            None,
+        )
+        .await
     }
 
     /// Suppresses failing cells, seals the candidate (and a model's log) into
-    /// the job's transaction beside `job.check`, and releases at once when
+    /// the job's transaction beside `job.check` (with the rows' sketches, whose
+    /// lock is let go once they are stored), and releases at once when
     /// everything passed and `auto_release` allows it.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn seal_checked(
@@ -1120,6 +1286,7 @@ impl Domain {
         suppressed_groups: u64,
         auto_release: bool,
         log: Option<&str>,
+        differenced: Option<Differenced>,
     ) -> Result<()> {
         let (schema, candidate) = suppress(schema, visible, &report)?;
         let ipc = release::encode(&schema, &candidate, ResultFormat::ArrowIpc)?;
@@ -1160,6 +1327,7 @@ impl Domain {
                     sealed: &sealed,
                     key: &key,
                     log: sealed_log.as_ref().map(|(k, b)| (b.as_slice(), k)),
+                    fingerprints: differenced.as_ref().map(|d| (d.sealed.as_slice(), &d.key)),
                 }),
                 job.cpu_seconds
             ),
@@ -1176,9 +1344,11 @@ impl Domain {
                     "cpu_seconds": job.cpu_seconds,
                     "next": job.status,
                     "approvals_required": job.reviewers_required,
+                    "differencing_pairs": differenced.as_ref().map(|d| d.pairs_found),
                 }),
             )
         );
+        drop(differenced);
         job.revision = saved?;
         recorded?;
         self.jobs.changed.notify_waiters();
@@ -1504,17 +1674,68 @@ impl Domain {
         let mut out = Vec::new();
         for j in self.store.jobs_in(JobStatus::PendingReview).await? {
             let g = self.grant(&j.grant_id).await?;
-            let eligible = match p.role {
-                Role::Admin => true,
-                Role::Steward => g
-                    .providers()
-                    .iter()
-                    .any(|x| p.provider_agencies.contains(x)),
-                _ => false,
-            };
-            if eligible && j.requester_id != p.user_id {
+            if reviews_for(p, &g) && j.requester_id != p.user_id {
                 out.push(j);
             }
+        }
+        Ok(out)
+    }
+
+    /// The pairs the differencing rule found for `job`, side by side: this
+    /// result's row (`result`, as the reviewer sees it) and the other one.
+    /// Another grant's row shows its cells only to those who review that
+    /// grant's outputs too (its providers' data is not theirs otherwise).
+    async fn differencing_pairs(
+        &self,
+        p: &Principal,
+        job: &JobRecord,
+        result: &[serde_json::Value],
+    ) -> Result<Vec<DifferencingPair>> {
+        let Some((sealed, key)) = self.store.job_fingerprints(&job.id).await? else {
+            return Ok(Vec::new());
+        };
+        let json = blob::open(
+            &self.keyring,
+            &key,
+            differencing_aad(&job.id).as_bytes(),
+            &sealed,
+        )?;
+        let stored: disclosure::differencing::Stored = serde_json::from_slice(&json)
+            .map_err(|_| Error::Internal("a result's sealed sketches do not decode".into()))?;
+        let Some(findings) = stored.findings else {
+            return Ok(Vec::new());
+        };
+        let mut others: HashMap<String, (JobRecord, Vec<serde_json::Value>)> = HashMap::new();
+        let mut out = Vec::new();
+        for pair in findings.pairs {
+            if !others.contains_key(&pair.other_job_id) {
+                let other = self.job(&pair.other_job_id).await?;
+                let rows = if other.id == job.id {
+                    result.to_vec()
+                } else if reviews_for(p, &self.grant(&other.grant_id).await?) {
+                    rows_json(&self.candidate(&other).await?.1)
+                } else {
+                    Vec::new()
+                };
+                others.insert(other.id.clone(), (other, rows));
+            }
+            let (other, rows) = &others[&pair.other_job_id];
+            let cell = |rows: &[serde_json::Value], r: u64| {
+                rows.get(r as usize)
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null)
+            };
+            out.push(DifferencingPair {
+                row: pair.row,
+                cells: cell(result, pair.row),
+                other_job_id: other.id.clone(),
+                other_query: other.query_text.clone(),
+                other_status: other.status.as_str().to_string(),
+                other_row: pair.other_row,
+                other_cells: cell(rows, pair.other_row),
+                units_differing: pair.units_differing,
+                records_differing: pair.records_differing,
+            });
         }
         Ok(out)
     }
@@ -1547,9 +1768,12 @@ impl Domain {
         )
         .await?;
         let model_log = self.model_log(&job).await?;
+        let result = rows_json(&batches);
+        let differencing = self.differencing_pairs(p, &job, &result).await?;
         Ok(ReviewPacket {
             model_log,
-            result: rows_json(&batches),
+            differencing,
+            result,
             earlier_releases: earlier,
             my_vote,
             votes: show_all.then_some(votes),

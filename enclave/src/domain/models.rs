@@ -717,6 +717,7 @@ impl Domain {
                 contributions: &[],
                 model: Some(model),
                 dp: None,
+                differencing: None,
             },
         );
         let log = format!(
@@ -737,6 +738,7 @@ impl Domain {
             0,
             false,
             Some(&log),
+            None,
         )
         .await
     }

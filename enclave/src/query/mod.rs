@@ -13,7 +13,8 @@
 //!  SQL ─▶ create_logical_plan ─▶ SQLOptions (no DDL / DML / statements)
 //!      ─▶ policy::check   (lineage of every output column; codes per refusal)
 //!      ─▶ rewrite::rewrite (privacy units carried up; threshold filter per
-//!                           aggregation; hidden per-group counts on the output)
+//!                           aggregation; hidden per-group counts, dominance
+//!                           statistics and unit sketches on the output)
 //!      ─▶ LIMIT max_output_rows + 1
 //!      ─▶ run::execute (deadline, cancellation, rows scanned) ─▶ batches + facts
 //!  errors ─▶ sanitize (planning text kept; run-time text replaced: no values)
@@ -21,6 +22,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`fingerprint`] | the differencing sketch of each group's privacy units |
 //! | [`functions`] | the scalar, aggregate and window function allowlists |
 //! | [`policy`] | plan checks and the lineage facts the disclosure rules use |
 //! | [`rewrite`] | the aggregation-threshold rewrite |
@@ -29,6 +31,7 @@
 //! | [`guard`] | the per-batch deadline / cancellation check between operators |
 //! | [`sanitize`] | engine errors into value-free public errors |
 
+pub mod fingerprint;
 pub mod functions;
 pub mod guard;
 pub mod policy;

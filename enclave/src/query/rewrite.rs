@@ -8,6 +8,7 @@
 //!     │            carried up through Projection / Filter / Sort / Limit / Join / Union
 //!     ▼
 //!  Aggregate(keys; aggs) ──▶ Aggregate(keys; aggs, __anyu_rows, __anyu_units…)
+//!                            + dominance statistics per SUM/AVG, anyu_fingerprint(units) (output only)
 //!                            └▶ Filter(anyu_threshold(units ≥ T …))   (counts dropped groups)
 //!                               └▶ on the output chain: hidden columns kept to the result
 //!                                  elsewhere: Projection back to the original columns
@@ -38,6 +39,7 @@ use datafusion::logical_expr::{
 };
 
 use super::GrantedTable;
+use super::fingerprint::{FingerprintKey, fingerprint_udaf};
 use super::policy::PlanFacts;
 use super::top_n::top_n_udaf;
 use crate::{Error, Result};
@@ -46,6 +48,17 @@ use crate::{Error, Result};
 pub const ROWS_COLUMN: &str = "__anyu_rows";
 /// See [`ROWS_COLUMN`].
 pub const UNITS_COLUMN: &str = "__anyu_units";
+/// See [`ROWS_COLUMN`].
+pub const FINGERPRINT_COLUMN: &str = "__anyu_fp";
+
+/// What the rewrite adds beyond the threshold.
+#[derive(Debug, Clone)]
+pub struct RewriteOptions {
+    /// Per-person contribution statistics behind SUM/AVG (the dominance rules).
+    pub dominance: bool,
+    /// Sketch each output group's units under this key (differencing).
+    pub fingerprint: Option<FingerprintKey>,
+}
 
 /// A privacy-unit column carried through the plan.
 #[derive(Debug, Clone)]
@@ -62,6 +75,8 @@ struct Hidden {
     rows: Column,
     units: Vec<Column>,
     dominance: Vec<Dom>,
+    /// The group's unit sketch.
+    fingerprint: Option<Column>,
 }
 
 /// Per-person contribution statistics behind one SUM or AVG output column
@@ -74,6 +89,9 @@ struct Dom {
     /// `None` when this query shape hides per-person contributions.
     cols: Option<[Column; 6]>,
 }
+
+/// The pre-aggregated plan, its dominance statistics and its units' sketch.
+type PreAggregated = (LogicalPlan, Vec<Dom>, Option<Column>);
 
 struct Out {
     plan: LogicalPlan,
@@ -107,6 +125,8 @@ pub struct HiddenColumns {
     pub units: Vec<String>,
     /// Per SUM/AVG output column: its contribution statistics.
     pub dominance: Vec<DominanceColumns>,
+    /// The sketch of each row's privacy units (Binary), for differencing.
+    pub fingerprint: Option<String>,
 }
 
 /// Hidden columns with per-person contributions behind one output column.
@@ -142,6 +162,8 @@ struct Rewriter<'a> {
     strategies: Vec<&'static str>,
     /// Compute the dominance statistics (off only for the benchmark's baseline).
     dominance: bool,
+    /// Sketch output groups' units: (key, capacity).
+    fingerprint: Option<(FingerprintKey, usize)>,
 }
 
 fn addr(p: &LogicalPlan) -> usize {
@@ -191,25 +213,29 @@ fn threshold_udf(n_pairs: usize, dropped: Arc<AtomicU64>) -> ScalarUDF {
 }
 
 /// Rewrites a checked plan. `facts` come from [`super::policy::check`] on the
-/// same plan object (they identify per-unit aggregations by node).
+/// same plan object (they identify per-unit aggregations by node). A job
+/// always runs with every option on; `anyu bench acro` turns them off to
+/// measure what each costs.
 pub fn rewrite(
     plan: &LogicalPlan,
     tables: &[GrantedTable],
     facts: &PlanFacts,
-) -> Result<Rewritten> {
-    rewrite_with(plan, tables, facts, true)
-}
-
-/// [`rewrite`], optionally without the dominance statistics: the plain
-/// threshold path, which `anyu bench acro` measures the dominance rules
-/// against. Never used for a job (its SUM/AVG cells would go to review).
-pub fn rewrite_with(
-    plan: &LogicalPlan,
-    tables: &[GrantedTable],
-    facts: &PlanFacts,
-    dominance: bool,
+    options: &RewriteOptions,
 ) -> Result<Rewritten> {
     let dropped = Arc::new(AtomicU64::new(0));
+    // Differences of up to threshold − 1 units must decode; nothing to
+    // protect when the threshold is 1.
+    let threshold = tables.iter().map(|t| t.policy.threshold).max().unwrap_or(0);
+    let fingerprint = options
+        .fingerprint
+        .clone()
+        .filter(|_| threshold > 1)
+        .map(|k| {
+            (
+                k,
+                (threshold - 1).min(crate::disclosure::sketch::MAX_CAPACITY as u64) as usize,
+            )
+        });
     let mut r = Rewriter {
         tables,
         per_unit: &facts.per_unit,
@@ -222,7 +248,8 @@ pub fn rewrite_with(
         next: 0,
         thresholded: 0,
         strategies: Vec::new(),
-        dominance,
+        dominance: options.dominance,
+        fingerprint,
     };
     let out = r.node(plan, true, &dropped)?;
     let units = out
@@ -250,6 +277,7 @@ pub fn rewrite_with(
                     }),
             })
             .collect(),
+        fingerprint: h.fingerprint.map(|c| c.name),
     });
     Ok(Rewritten {
         plan: out.plan,
@@ -327,10 +355,16 @@ impl<'a> Rewriter<'a> {
                             });
                             dominance.push(Dom { target, cols });
                         }
+                        let fingerprint = h.fingerprint.as_ref().map(|c| {
+                            let n = self.fresh(FINGERPRINT_COLUMN);
+                            exprs.push(Expr::Column(c.clone()).alias(&n));
+                            Column::from_name(n)
+                        });
                         Some(Hidden {
                             rows: Column::from_name(rows),
                             units: cols,
                             dominance,
+                            fingerprint,
                         })
                     }
                     None => None,
@@ -382,6 +416,7 @@ impl<'a> Rewriter<'a> {
                                 cols: d.cols.as_ref().map(|cs| cs.clone().map(|c| requalify(&c))),
                             })
                             .collect(),
+                        fingerprint: h.fingerprint.as_ref().map(requalify),
                     }),
                 })
             }
@@ -628,6 +663,7 @@ impl<'a> Rewriter<'a> {
             vec![]
         };
         let mut dominance = Vec::new();
+        let fingerprint;
         let (plan, strategy) = if non_unique.is_empty() {
             // Units = rows.
             let mut aggr = a.aggr_expr.clone();
@@ -646,6 +682,12 @@ impl<'a> Rewriter<'a> {
                     cols,
                 });
             }
+            let units: Vec<(Expr, String)> = inp
+                .units
+                .iter()
+                .map(|u| (Expr::Column(u.col.clone()), u.dataset.clone()))
+                .collect();
+            fingerprint = self.fingerprint_agg(chain, units, None, &mut aggr);
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             let plan = LogicalPlan::Aggregate(agg);
             // Every unit count is the row count.
@@ -663,10 +705,11 @@ impl<'a> Rewriter<'a> {
                 "rows",
             )
         } else if inp.units.len() == 1
-            && let Some((plan, dom)) =
-                self.pre_aggregate(a, &inp, &rows_name, &unit_names[0], &magnitudes)?
+            && let Some((plan, dom, fp)) =
+                self.pre_aggregate(a, &inp, &rows_name, &unit_names[0], &magnitudes, chain)?
         {
             dominance = dom;
+            fingerprint = fp;
             (plan, "pre_aggregate")
         } else {
             // Contributions per unit are not computed on this path: review.
@@ -687,6 +730,12 @@ impl<'a> Rewriter<'a> {
                 };
                 aggr.push(e.alias(n));
             }
+            let units: Vec<(Expr, String)> = inp
+                .units
+                .iter()
+                .map(|u| (Expr::Column(u.col.clone()), u.dataset.clone()))
+                .collect();
+            fingerprint = self.fingerprint_agg(chain, units, None, &mut aggr);
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             (LogicalPlan::Aggregate(agg), "distinct")
         };
@@ -711,6 +760,7 @@ impl<'a> Rewriter<'a> {
                     rows: Column::from_name(rows_name),
                     units: unit_names.into_iter().map(Column::from_name).collect(),
                     dominance,
+                    fingerprint,
                 }),
             });
         }
@@ -738,7 +788,8 @@ impl<'a> Rewriter<'a> {
         rows_name: &str,
         units_name: &str,
         magnitudes: &[(usize, Option<Expr>)],
-    ) -> Result<Option<(LogicalPlan, Vec<Dom>)>> {
+        chain: bool,
+    ) -> Result<Option<PreAggregated>> {
         let unit = &inp.units[0];
         let mut partials: Vec<Expr> = Vec::new();
         // Per magnitude column: the per-unit sum, the per-unit minimum row
@@ -865,6 +916,15 @@ impl<'a> Rewriter<'a> {
                 cols: Some(cols),
             });
         }
+        // Each inner row is one unit's share of the group, with its records.
+        let (q, f) = inner_schema.qualified_field(group_len);
+        let unit_col = Expr::Column(Column::new(q.cloned(), f.name()));
+        let fingerprint = self.fingerprint_agg(
+            chain,
+            vec![(unit_col, unit.dataset.clone())],
+            Some(c(&row_count)),
+            &mut outer_aggr,
+        );
         let outer = Aggregate::try_new(Arc::new(inner), outer_groups, outer_aggr)?;
         let plan = LogicalPlan::Aggregate(outer);
         // The outer schema must match the original one (plus the hidden columns).
@@ -874,7 +934,26 @@ impl<'a> Rewriter<'a> {
                 return Ok(None);
             }
         }
-        Ok(Some((plan, dominance)))
+        Ok(Some((plan, dominance, fingerprint)))
+    }
+
+    /// Appends the units' sketch (on the output chain, when enabled) to
+    /// `aggr`; returns its column.
+    fn fingerprint_agg(
+        &mut self,
+        chain: bool,
+        units: Vec<(Expr, String)>,
+        weight: Option<Expr>,
+        aggr: &mut Vec<Expr>,
+    ) -> Option<Column> {
+        let (key, capacity) = self.fingerprint.clone().filter(|_| chain)?;
+        let (mut args, datasets): (Vec<Expr>, Vec<String>) = units.into_iter().unzip();
+        let weighted = weight.is_some();
+        args.extend(weight);
+        let udaf = fingerprint_udaf(&key, datasets, weighted, capacity);
+        let name = self.fresh(FINGERPRINT_COLUMN);
+        aggr.push(udaf.call(args).alias(&name));
+        Some(Column::from_name(name))
     }
 
     /// Appends the dominance statistics over per-unit contributions
@@ -948,6 +1027,7 @@ pub(crate) fn carry_units(
         nk_n: 2,
         // Row-level input: no aggregate here to take statistics of.
         dominance: false,
+        fingerprint: None,
         per_unit: &per_unit,
         next: 0,
         thresholded: 0,

@@ -24,7 +24,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::policy::{self, PlanFacts};
-use super::rewrite::{self, Rewritten};
+use super::rewrite::{self, RewriteOptions, Rewritten};
 use super::sanitize::public_error;
 use super::{GrantedTable, functions};
 use crate::access::{RowCondition, RowFilter};
@@ -117,6 +117,8 @@ impl PlannedQuery {
 /// A job's session.
 pub struct QuerySession {
     ctx: SessionContext,
+    /// Sketches of output groups' units are keyed with this.
+    fingerprint: super::fingerprint::FingerprintKey,
     tables: Vec<GrantedTable>,
     aggregate_only: bool,
     max_output_rows: u64,
@@ -247,6 +249,7 @@ impl QuerySession {
             )
             .build_arc()
             .map_err(storage::engine_error)?;
+        let fingerprint = super::fingerprint::FingerprintKey::from_keyring(&keyring);
         storage::install_encryption_factory(&runtime, keyring);
         let config = SessionConfig::new()
             .with_information_schema(false)
@@ -341,6 +344,7 @@ impl QuerySession {
         }
         Ok(QuerySession {
             ctx,
+            fingerprint,
             tables,
             aggregate_only,
             max_output_rows,
@@ -366,19 +370,35 @@ impl QuerySession {
     /// with the aggregation threshold. The result carries `max_output_rows + 1`
     /// as a limit, so an oversized result is detected without being built.
     pub async fn plan(&self, sql: &str) -> Result<PlannedQuery> {
-        self.plan_limited(sql, true).await
+        self.plan_limited(sql, &self.options()).await
     }
 
-    /// [`Self::plan`] without the dominance statistics (the plain threshold
-    /// path): only for `anyu bench acro`, which measures what the dominance
-    /// rules cost. A job never runs such a plan.
+    /// [`Self::plan`] with the dominance statistics or the unit sketches
+    /// left out: only for `anyu bench acro`, which measures what each costs
+    /// over the plain threshold path. A job never runs such a plan.
     #[doc(hidden)]
-    pub async fn plan_without_dominance(&self, sql: &str) -> Result<PlannedQuery> {
-        self.plan_limited(sql, false).await
+    pub async fn plan_for_bench(
+        &self,
+        sql: &str,
+        dominance: bool,
+        differencing: bool,
+    ) -> Result<PlannedQuery> {
+        let options = RewriteOptions {
+            dominance,
+            fingerprint: differencing.then(|| self.fingerprint.clone()),
+        };
+        self.plan_limited(sql, &options).await
     }
 
-    async fn plan_limited(&self, sql: &str, dominance: bool) -> Result<PlannedQuery> {
-        let mut planned = self.plan_unlimited(sql, None, dominance).await?;
+    fn options(&self) -> RewriteOptions {
+        RewriteOptions {
+            dominance: true,
+            fingerprint: Some(self.fingerprint.clone()),
+        }
+    }
+
+    async fn plan_limited(&self, sql: &str, options: &RewriteOptions) -> Result<PlannedQuery> {
+        let mut planned = self.plan_unlimited(sql, None, options).await?;
         let limit = usize::try_from(self.max_output_rows.saturating_add(1)).unwrap_or(usize::MAX);
         planned.rewritten.plan = LogicalPlanBuilder::from(planned.rewritten.plan)
             .limit(0, Some(limit))?
@@ -390,7 +410,7 @@ impl QuerySession {
     /// as [`Self::plan`], without the output-row limit (rows flow into the
     /// model, not out of the domain).
     pub async fn plan_input(&self, sql: &str) -> Result<PlannedQuery> {
-        self.plan_unlimited(sql, None, true).await
+        self.plan_unlimited(sql, None, &self.options()).await
     }
 
     /// Plans a differentially private query (`sql` without its DP clause):
@@ -399,14 +419,14 @@ impl QuerySession {
     /// the noisy selection would depend on the data; the row check runs on
     /// the released groups.
     pub async fn plan_dp(&self, sql: &str, opts: &crate::dp::DpOptions) -> Result<PlannedQuery> {
-        self.plan_unlimited(sql, Some(opts), true).await
+        self.plan_unlimited(sql, Some(opts), &self.options()).await
     }
 
     async fn plan_unlimited(
         &self,
         sql: &str,
         dp: Option<&crate::dp::DpOptions>,
-        dominance: bool,
+        options: &RewriteOptions,
     ) -> Result<PlannedQuery> {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
@@ -471,7 +491,7 @@ impl QuerySession {
                 ),
             ));
         }
-        let rewritten = rewrite::rewrite_with(&logical, &self.tables, &facts, dominance)?;
+        let rewritten = rewrite::rewrite(&logical, &self.tables, &facts, options)?;
         Ok(PlannedQuery {
             logical,
             facts,

@@ -134,6 +134,8 @@ pub struct SealedResult<'a> {
     pub sealed: &'a [u8],
     pub key: &'a WrappedKey,
     pub log: Option<(&'a [u8], &'a WrappedKey)>,
+    /// The sealed unit sketches of its rows (differencing).
+    pub fingerprints: Option<(&'a [u8], &'a WrappedKey)>,
 }
 
 /// A stored release.
@@ -325,6 +327,19 @@ impl Store {
             .bind(log_key)
             .execute(&mut *tx)
             .await?;
+            if let Some((sealed, key)) = r.fingerprints {
+                sqlx::query(
+                    "INSERT INTO job_fingerprints (job_id, grant_id, requester_id, sealed, wrapped_key_json) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(&j.id)
+                .bind(&j.grant_id)
+                .bind(&j.requester_id)
+                .bind(sealed)
+                .bind(json_to_string(key, "fingerprint key")?)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         if cpu_seconds > 0.0 && cpu_seconds.is_finite() {
             sqlx::query(
@@ -338,6 +353,56 @@ impl Store {
         }
         tx.commit().await?;
         Ok(j.revision + 1)
+    }
+
+    /// The sealed unit sketches of every other result of `grant_id` or of
+    /// `requester_id` that is released or may be (checked, pending review):
+    /// (job id, sealed, key), oldest first.
+    pub async fn earlier_fingerprints(
+        &self,
+        grant_id: &str,
+        requester_id: &str,
+        except_job: &str,
+    ) -> Result<Vec<(String, Vec<u8>, WrappedKey)>> {
+        let rows = sqlx::query(
+            "SELECT f.job_id, f.sealed, f.wrapped_key_json FROM job_fingerprints f \
+             JOIN jobs j ON j.id = f.job_id \
+             WHERE (f.grant_id = ? OR f.requester_id = ?) AND f.job_id <> ? \
+               AND j.status IN ('checked', 'pending_review', 'released') \
+             ORDER BY j.submitted_at, j.id",
+        )
+        .bind(grant_id)
+        .bind(requester_id)
+        .bind(except_job)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let key: String = r.try_get("wrapped_key_json")?;
+                Ok((
+                    r.try_get("job_id")?,
+                    r.try_get("sealed")?,
+                    json_from_str(&key, "fingerprint key")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A job's own sealed sketches, if it has them.
+    pub async fn job_fingerprints(&self, job_id: &str) -> Result<Option<(Vec<u8>, WrappedKey)>> {
+        let row =
+            sqlx::query("SELECT sealed, wrapped_key_json FROM job_fingerprints WHERE job_id = ?")
+                .bind(job_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| -> Result<(Vec<u8>, WrappedKey)> {
+            let key: String = r.try_get("wrapped_key_json")?;
+            Ok((
+                r.try_get("sealed")?,
+                json_from_str(&key, "fingerprint key")?,
+            ))
+        })
+        .transpose()
     }
 
     /// A job's sealed candidate result and its wrapped key.

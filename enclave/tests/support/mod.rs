@@ -37,6 +37,7 @@ pub struct Lab {
 
 /// One finished job as the tests look at it.
 pub struct Ran {
+    pub job_id: String,
     pub status: String,
     pub report: CheckReport,
     /// The candidate result (failing cells suppressed), one JSON object per row.
@@ -184,7 +185,8 @@ impl Lab {
         self.grant(&id).await
     }
 
-    async fn grant(&self, id: &str) -> String {
+    /// A new grant on dataset `id` for the researcher (a new project each time).
+    pub async fn grant(&self, id: &str) -> String {
         let d = &self.domain;
         let project = d
             .create_project(
@@ -301,6 +303,7 @@ impl Lab {
             Vec::new()
         };
         Ran {
+            job_id: job.job.id.clone(),
             status,
             report,
             rows,

@@ -1,0 +1,375 @@
+//! Differencing protection through the real job path: each result's rows are
+//! compared with the rows of every earlier result of the same grant or
+//! researcher that is released or may be (checked, pending review).
+//!
+//! The classic pairs — a count with and without one person (an added
+//! exclusion), a WHERE bound moved past one person, a group that loses one
+//! person to an extra condition — go to review with the pair shown side by
+//! side to the reviewer; honest, overlapping analyses (bounds ten persons
+//! apart, an exact repeat, another statistic over the same persons) do not.
+//!
+//! Data: 60 persons, one row each, ages 19..=78 (one person per age),
+//! three groups of 20; person 7 (group 1) is the only income of 90,000 or
+//! more. Threshold 10: rows whose persons differ by 1..=9 are reviewed.
+
+mod support;
+
+use std::time::Duration;
+
+use enclave::disclosure::Verdict::{Pass, Review};
+use enclave::domain::ReviewDecision;
+use support::{Lab, Ran};
+
+const MANIFEST: &str = r#"format_version = 1
+
+[dataset]
+id = "people"
+title = { zh = "差分测试数据", en = "Differencing test data" }
+summary = { zh = "为检验差分攻击防护而构造的数据。", en = "Data crafted to test differencing protection." }
+provider = "美国人口普查局"
+provider_en = "US Census Bureau"
+update_frequency = "static"
+format = "table"
+open_type = "conditional"
+grade = "L3"
+scope = "测试"
+privacy_unit = "person"
+tags = ["test"]
+
+[conditions.user]
+organisation_types = ["university", "research_institute", "government"]
+credit = ["not_dishonest_debtor"]
+qualifications = []
+
+[conditions.scenario]
+allowed = ["academic_research"]
+forbidden = []
+
+[conditions]
+usage_methods = ["in_domain", "invisible"]
+
+[[columns]]
+name = "grp"
+type = "int64"
+description = { zh = "组", en = "Group" }
+sensitivity = "attribute"
+
+[[columns]]
+name = "age"
+type = "int64"
+description = { zh = "年龄", en = "Age" }
+sensitivity = "attribute"
+
+[[columns]]
+name = "income"
+type = "float64"
+description = { zh = "收入", en = "Income" }
+sensitivity = "sensitive"
+
+[[columns]]
+name = "person"
+type = "int64"
+description = { zh = "个人标识号", en = "Person identifier" }
+sensitivity = "identifier"
+nullable = false
+
+[disclosure]
+threshold = 10
+frequency_threshold = 10
+zeros_are_disclosive = true
+max_output_rows = 10000
+auto_release = false
+row_level_output = false
+"#;
+
+async fn lab() -> (Lab, String) {
+    let lab = Lab::new().await;
+    let mut csv = String::from("person,grp,age,income\n");
+    for i in 1..=60i64 {
+        let income = if i == 7 { 95_000 } else { 30_000 + i * 100 };
+        csv.push_str(&format!("{i},{},{},{income}\n", (i - 1) % 3 + 1, 18 + i));
+    }
+    let path = lab.dir.path().join("people.csv");
+    std::fs::write(&path, csv).unwrap();
+    let grant = lab.dataset(MANIFEST, &path).await;
+    (lab, grant)
+}
+
+/// The differencing verdict on every value cell of `row`.
+fn differencing(ran: &Ran, row: usize, columns: &[&str]) -> Vec<enclave::disclosure::Verdict> {
+    columns
+        .iter()
+        .map(|c| ran.rule_verdict("differencing", row, c))
+        .collect()
+}
+
+const WHOLE: &[&str] = &["n", "total"];
+
+fn totals(filter: &str) -> String {
+    format!("SELECT count(*) AS n, sum(income) AS total FROM people WHERE {filter}")
+}
+
+#[tokio::test]
+async fn the_classic_pairs_go_to_review() {
+    let (lab, grant) = lab().await;
+    // 49 persons (ages 30..=78).
+    let base = lab.run(&grant, &totals("age >= 30")).await;
+    assert_eq!(differencing(&base, 0, WHOLE), [Pass, Pass]);
+
+    // An added exclusion: the same persons but one (the only one aged 40;
+    // the identifier itself cannot be filtered on).
+    let excluded = lab.run(&grant, &totals("age >= 30 AND age <> 40")).await;
+    assert_eq!(excluded.status, "pending_review");
+    assert_eq!(differencing(&excluded, 0, WHOLE), [Review, Review]);
+
+    // A bound moved past one person (the only one aged 30).
+    let moved = lab.run(&grant, &totals("age >= 31")).await;
+    assert_eq!(differencing(&moved, 0, WHOLE), [Review, Review]);
+
+    // With and without one person inside a group: person 7 drops out of
+    // group 1 only; groups 2 and 3 are the same persons as before.
+    let groups = "SELECT grp, count(*) AS n, sum(income) AS total FROM people";
+    let all = lab.run(&grant, &format!("{groups} GROUP BY grp")).await;
+    for g in 1..=3 {
+        let row = all.row_of(&[("grp", g)]).unwrap();
+        assert_eq!(differencing(&all, row, WHOLE), [Pass, Pass], "group {g}");
+    }
+    let fewer = lab
+        .run(
+            &grant,
+            &format!("{groups} WHERE income < 90000 GROUP BY grp"),
+        )
+        .await;
+    for (g, want) in [(1, Review), (2, Pass), (3, Pass)] {
+        let row = fewer.row_of(&[("grp", g)]).unwrap();
+        assert_eq!(differencing(&fewer, row, WHOLE), [want, want], "group {g}");
+    }
+
+    // Reasons say neither which result nor by how many persons.
+    for ran in [&excluded, &moved, &fewer] {
+        for r in ran.reasons() {
+            assert!(!r.contains(&base.job_id) && !r.contains(" 1 "), "{r}");
+        }
+    }
+
+    // The reviewer sees each pair side by side.
+    let packet = lab
+        .domain
+        .review_packet(&lab.steward, &excluded.job_id)
+        .await
+        .unwrap();
+    assert_eq!(packet.differencing.len(), 1);
+    let pair = &packet.differencing[0];
+    assert_eq!(
+        (pair.row, pair.other_job_id.as_str(), pair.other_row),
+        (0, base.job_id.as_str(), 0)
+    );
+    assert_eq!((pair.units_differing, pair.records_differing), (1, 1));
+    assert_eq!(pair.other_cells["n"], 49);
+    assert_eq!(pair.cells["n"], 48);
+    assert!(pair.other_query.contains("age >= 30"));
+    // The moved bound differs from both earlier results: by one and by two persons.
+    let packet = lab
+        .domain
+        .review_packet(&lab.admin, &moved.job_id)
+        .await
+        .unwrap();
+    let mut found: Vec<(String, u64)> = packet
+        .differencing
+        .iter()
+        .map(|p| (p.other_job_id.clone(), p.units_differing))
+        .collect();
+    found.sort();
+    let mut want = vec![(base.job_id.clone(), 1), (excluded.job_id.clone(), 2)];
+    want.sort();
+    assert_eq!(found, want);
+    // The researcher never sees a packet.
+    let e = lab
+        .domain
+        .review_packet(&lab.researcher, &moved.job_id)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "self_review");
+}
+
+#[tokio::test]
+async fn honest_overlapping_analyses_pass() {
+    let (lab, grant) = lab().await;
+    let runs = [
+        totals("age >= 30"),
+        // Ten persons apart: not fewer than the threshold.
+        totals("age >= 40"),
+        // Ten apart from the second.
+        totals("age >= 50"),
+        // An exact repeat, and another statistic over the same persons: nothing new.
+        totals("age >= 30"),
+        "SELECT count(*) AS n, avg(income) AS total FROM people WHERE age >= 30".into(),
+        "SELECT grp, count(*) AS n, sum(income) AS total FROM people GROUP BY grp".into(),
+        // Each group ten persons apart from the one above.
+        "SELECT grp, count(*) AS n, sum(income) AS total FROM people WHERE age >= 49 GROUP BY grp"
+            .into(),
+    ];
+    for sql in &runs {
+        let ran = lab.run(&grant, sql).await;
+        for row in 0..ran.report.rows as usize {
+            assert_eq!(differencing(&ran, row, WHOLE), [Pass, Pass], "{sql}");
+        }
+        assert!(ran.whole_result().iter().all(|(r, _)| *r != "differencing"));
+    }
+}
+
+#[tokio::test]
+async fn rejected_results_are_not_compared_but_other_grants_of_the_researcher_are() {
+    let (lab, grant) = lab().await;
+    let first = lab.run(&grant, &totals("age >= 30")).await;
+    lab.domain
+        .review_job(
+            &lab.steward,
+            &first.job_id,
+            ReviewDecision::Reject,
+            "not for release",
+        )
+        .await
+        .unwrap();
+    // The rejected result was never seen: one person fewer passes.
+    let second = lab.run(&grant, &totals("age >= 31")).await;
+    assert_eq!(differencing(&second, 0, WHOLE), [Pass, Pass]);
+
+    // Under another grant of the same researcher, one person fewer again.
+    let other_grant = lab.grant("people").await;
+    let third = lab.run(&other_grant, &totals("age >= 32")).await;
+    assert_eq!(differencing(&third, 0, WHOLE), [Review, Review]);
+}
+
+#[tokio::test]
+async fn two_jobs_checked_at_once_cannot_both_slip_through() {
+    let (lab, grant) = lab().await;
+    let mut ids = Vec::new();
+    for filter in ["age >= 30", "age >= 30 AND age <> 55"] {
+        let job = lab
+            .domain
+            .submit_job(&lab.researcher, &grant, &totals(filter))
+            .await
+            .unwrap();
+        ids.push(job.job.id);
+    }
+    let mut flagged = 0;
+    for id in &ids {
+        let done = lab
+            .domain
+            .wait_job(id, Duration::from_secs(120))
+            .await
+            .unwrap();
+        let report: enclave::disclosure::CheckReport =
+            serde_json::from_value(done.job.checks.unwrap()).unwrap();
+        let rule = report
+            .rules
+            .iter()
+            .find(|r| r.rule == "differencing")
+            .unwrap();
+        flagged += usize::from(rule.verdict == Review);
+    }
+    assert_eq!(flagged, 1, "exactly the later-checked job is reviewed");
+}
+
+#[tokio::test]
+async fn a_released_pair_carries_the_verdict_in_its_certificate() {
+    let (lab, grant) = lab().await;
+    lab.run(&grant, &totals("age >= 30")).await;
+    let second = lab.run(&grant, &totals("age >= 31")).await;
+    // The review queue lists the job with its verdicts.
+    let queue = lab.domain.review_queue(&lab.steward).await.unwrap();
+    let queued = queue.iter().find(|j| j.id == second.job_id).unwrap();
+    assert!(
+        queued
+            .checks
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("\"differencing\"")
+    );
+    for who in [&lab.steward, &lab.admin] {
+        let view = lab
+            .domain
+            .review_job(who, &second.job_id, ReviewDecision::Approve, "")
+            .await
+            .unwrap();
+        if view.job.status.as_str() == "released" {
+            break;
+        }
+    }
+    let job = lab.domain.job(&second.job_id).await.unwrap();
+    assert_eq!(job.status.as_str(), "released");
+    let release = lab
+        .domain
+        .releases_for(&lab.researcher)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.job_id == second.job_id)
+        .unwrap();
+    let cert: serde_json::Value = serde_json::from_str(&release.certificate_json).unwrap();
+    let rules = cert["checks"]["rules"].as_array().unwrap();
+    let rule = rules.iter().find(|r| r["rule"] == "differencing").unwrap();
+    assert_eq!(rule["verdict"], "review");
+    assert_eq!(rule["cells"].as_array().unwrap().len(), 2);
+}
+
+/// Persons with several records: a unit whose records differ counts as
+/// differing even when the same persons are behind both rows; the
+/// pre-aggregated path (`count`, `sum`) and the distinct path (`stddev`)
+/// sketch the same persons identically.
+#[tokio::test]
+async fn records_per_person_count_and_every_path_agrees() {
+    let lab = Lab::new().await;
+    let manifest = MANIFEST
+        .replace("id = \"people\"", "id = \"claims\"")
+        .replace("name = \"age\"", "name = \"day\"")
+        .replace("name = \"income\"", "name = \"amount\"");
+    // 40 persons with three claims each, on days 2, 5 and 8 — but person
+    // 5's first claim is on day 1.
+    let mut csv = String::from("person,grp,day,amount\n");
+    for p in 1..=40i64 {
+        for k in 0..3i64 {
+            let day = if p == 5 && k == 0 { 1 } else { 3 * k + 2 };
+            csv.push_str(&format!("{p},{},{day},{}\n", p % 2 + 1, 100 + p + k));
+        }
+    }
+    let path = lab.dir.path().join("claims.csv");
+    std::fs::write(&path, csv).unwrap();
+    let grant = lab.dataset(&manifest, &path).await;
+    let q = |agg: &str, day: i64| {
+        format!("SELECT count(*) AS n, {agg}(amount) AS total FROM claims WHERE day >= {day}")
+    };
+    let all = lab.run(&grant, &q("sum", 1)).await;
+    assert_eq!(differencing(&all, 0, WHOLE), [Pass, Pass]);
+    // The same 40 persons, one claim fewer for one of them.
+    let fewer = lab.run(&grant, &q("sum", 2)).await;
+    assert_eq!(differencing(&fewer, 0, WHOLE), [Review, Review]);
+    let packet = lab
+        .domain
+        .review_packet(&lab.steward, &fewer.job_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        packet
+            .differencing
+            .iter()
+            .map(|p| (p.units_differing, p.records_differing))
+            .collect::<Vec<_>>(),
+        [(1, 1)]
+    );
+    // The distinct path over the same claims: only the pair with the first.
+    let spread = lab.run(&grant, &q("stddev", 2)).await;
+    let packet = lab
+        .domain
+        .review_packet(&lab.steward, &spread.job_id)
+        .await
+        .unwrap();
+    let others: Vec<&str> = packet
+        .differencing
+        .iter()
+        .map(|p| p.other_job_id.as_str())
+        .collect();
+    assert_eq!(others, [all.job_id.as_str()]);
+}
