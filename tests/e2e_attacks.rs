@@ -550,3 +550,85 @@ fn suspended_revoked_and_expired_grants_run_nothing() {
     );
     server.stop();
 }
+
+/// The "with and without one person" attack through HTTP: two counts whose
+/// WHERE bounds differ by exactly one person. The second goes to review;
+/// the reviewer's packet shows the pair, the researcher sees only a verdict
+/// that names neither the earlier job nor the difference.
+#[test]
+fn a_bound_moved_past_one_person_is_reviewed_with_the_pair() {
+    let dir = prepared_data_dir(600, &["social_insurance"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let grant = grant_on(&server, &p, &[("social_insurance", SI)], "invisible");
+    // A months_contributed value held by exactly one person, with plenty above it.
+    let csv = std::fs::read_to_string(dir.path().join("samples/social_insurance.csv")).unwrap();
+    let mut lines = csv.lines();
+    let col = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "months_contributed")
+        .unwrap();
+    let months: Vec<i64> = lines
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect();
+    let once = |v: i64| months.iter().filter(|m| **m == v).count() == 1;
+    let above = |v: i64| months.iter().filter(|m| **m >= v).count();
+    let v = months
+        .iter()
+        .copied()
+        .find(|v| once(*v) && (100..=500).contains(&above(*v)))
+        .expect("a value held by one person");
+    let sql = |op: &str| {
+        format!(
+            "SELECT count(*) AS n, avg(contribution_base) AS mean FROM social_insurance WHERE months_contributed {op} {v}"
+        )
+    };
+    let verdict = |job: &Value| {
+        job["checks"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == "differencing")
+            .map(|r| r["verdict"].clone())
+    };
+    let (status, first) = submit(&server, &p.researcher, &grant, &sql(">="));
+    assert_eq!(status, 202, "{first}");
+    let first = wait_job(&server, &p.researcher, first["id"].as_str().unwrap());
+    assert_eq!(verdict(&first), Some(json!("pass")), "{first}");
+    let first_id = first["id"].as_str().unwrap();
+
+    let (status, second) = submit(&server, &p.researcher, &grant, &sql(">"));
+    assert_eq!(status, 202, "{second}");
+    let second = wait_job(&server, &p.researcher, second["id"].as_str().unwrap());
+    let id = second["id"].as_str().unwrap();
+    assert_eq!(second["status"], "pending_review", "{second}");
+    assert_eq!(verdict(&second), Some(json!("review")), "{second}");
+    assert!(!second.to_string().contains(first_id), "{second}");
+
+    let packet = server.expect(
+        200,
+        "GET",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.steward),
+        None,
+    );
+    let pairs = packet["differencing"].as_array().unwrap();
+    assert_eq!(pairs.len(), 1, "{packet}");
+    assert_eq!(pairs[0]["other_job_id"], first_id);
+    assert_eq!(pairs[0]["units_differing"], 1);
+    assert_eq!(
+        pairs[0]["other_cells"]["n"].as_i64().unwrap() - pairs[0]["cells"]["n"].as_i64().unwrap(),
+        1
+    );
+    server.expect(
+        403,
+        "GET",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.researcher),
+        None,
+    );
+}

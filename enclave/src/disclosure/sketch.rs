@@ -28,10 +28,9 @@ const GUARD: usize = 2;
 pub const MAX_CAPACITY: usize = 64;
 
 fn reduce(x: u128) -> u64 {
-    // x mod (2^61 − 1) by folding the high bits onto the low ones.
-    let folded = (x & P as u128) + (x >> 61);
-    let folded = (folded & P as u128) + (folded >> 61);
-    let r = folded as u64;
+    // Both factors are below P, so x ≤ (P − 1)^2 < P·2^61: one fold of the
+    // high bits onto the low ones leaves less than 2P.
+    let r = (x as u64 & P) + (x >> 61) as u64;
     if r >= P { r - P } else { r }
 }
 
@@ -172,6 +171,26 @@ pub(crate) fn add_to(sums: &mut [u64], x: u64, records: u64) {
     }
 }
 
+/// The terms `records·x^i` (`i = 1..=out.len()`) of four units at once,
+/// `out[i − 1][k]` for unit `k`: their power chains are independent, so the
+/// processor overlaps the multiplications a single chain would wait on.
+pub(crate) fn terms4(x: [u64; 4], records: [u64; 4], out: &mut [[u64; 4]]) {
+    let mut t = [0u64; 4];
+    for k in 0..4 {
+        let m = records[k] % P;
+        t[k] = if m == 1 { x[k] } else { mul(m, x[k]) };
+    }
+    for o in out.iter_mut() {
+        *o = t;
+        t = [
+            mul(t[0], x[0]),
+            mul(t[1], x[1]),
+            mul(t[2], x[2]),
+            mul(t[3], x[3]),
+        ];
+    }
+}
+
 /// Recovers `(x, m)` pairs from `S_i = Σ m·x^i`, `i = 1..=len`, when at most
 /// `(len − GUARD) / 2` pairs produced them.
 fn decode(s: &[u64]) -> Option<Vec<Differing>> {
@@ -218,7 +237,9 @@ fn berlekamp_massey(s: &[u64]) -> Vec<u64> {
     let mut b = vec![1u64];
     let mut l = 0usize;
     let mut shift = 1usize;
-    let mut last = 1u64;
+    // 1 / the discrepancy at the last length change (an inversion costs ~90
+    // multiplications: once per change, not once per step).
+    let mut inv_last = 1u64;
     for n in 0..s.len() {
         let mut d = s[n];
         for i in 1..=l.min(c.len() - 1) {
@@ -228,18 +249,19 @@ fn berlekamp_massey(s: &[u64]) -> Vec<u64> {
             shift += 1;
             continue;
         }
-        let coef = mul(d, inv(last));
-        let previous = c.clone();
+        let coef = mul(d, inv_last);
+        let grows = 2 * l <= n;
+        let previous = grows.then(|| c.clone());
         if c.len() < b.len() + shift {
             c.resize(b.len() + shift, 0);
         }
         for (i, bi) in b.iter().enumerate() {
             c[i + shift] = sub(c[i + shift], mul(coef, *bi));
         }
-        if 2 * l <= n {
+        if let Some(previous) = previous {
             l = n + 1 - l;
             b = previous;
-            last = d;
+            inv_last = inv(d);
             shift = 1;
         } else {
             shift += 1;
@@ -425,6 +447,19 @@ fn multiplicities(xs: &[u64], s: &[u64]) -> Option<Vec<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn four_at_once_equals_one_by_one() {
+        let (x, m) = ([3, P - 1, 1 << 60, 12345], [1, 7, 0, P + 2]);
+        let mut out = vec![[0u64; 4]; 6];
+        terms4(x, m, &mut out);
+        for k in 0..4 {
+            let mut one = vec![0u64; 6];
+            add_to(&mut one, x[k], m[k]);
+            let four: Vec<u64> = out.iter().map(|o| o[k]).collect();
+            assert_eq!(four, one);
+        }
+    }
 
     /// A deterministic stream of unit elements.
     fn units(seed: u64, n: usize) -> Vec<u64> {

@@ -7,8 +7,8 @@
 //! one unit's share of the group — that unit's record count. Each unit
 //! becomes a field element by a keyed SipHash of (dataset, unit as text); the
 //! key is derived from the master key, so the sketches say nothing to anyone
-//! without it. Units are hashed as text so that a unit read as a number and
-//! the same unit carried through a UNION as text are one element.
+//! without it. An integer unit and its canonical decimal text (what a UNION
+//! carries, cast to text) are one element: both are hashed as the integer.
 //!
 //! State per group is lazy: nothing, one unit with its records, or the power
 //! sums — a high-cardinality GROUP BY whose groups the threshold will drop
@@ -49,11 +49,13 @@ impl FingerprintKey {
         FingerprintKey(key)
     }
 
-    /// The field element of `unit` (its text) in `dataset`.
+    /// The field element of `unit` (as text) in `dataset`.
     pub fn element(&self, dataset: &str, unit: &[u8]) -> u64 {
-        let mut h = self.prefix(dataset);
-        h.write(unit);
-        to_element(h.finish())
+        let key = match canonical_int(unit) {
+            Some(v) => Key::Int(v),
+            None => Key::Text(unit),
+        };
+        hash_key(&self.prefix(dataset), key)
     }
 
     fn prefix(&self, dataset: &str) -> SipHasher13 {
@@ -69,6 +71,43 @@ impl std::fmt::Debug for FingerprintKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("FingerprintKey(..)")
     }
+}
+
+/// A unit as it is hashed.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Int(i64),
+    Text(&'a [u8]),
+}
+
+fn hash_key(prefix: &SipHasher13, key: Key<'_>) -> u64 {
+    let mut h = *prefix;
+    // A tag byte, so that no text hashes like an integer.
+    match key {
+        Key::Int(v) => {
+            h.write_u8(1);
+            h.write_u64(v as u64);
+        }
+        Key::Text(b) => {
+            h.write_u8(2);
+            h.write(b);
+        }
+    }
+    to_element(h.finish())
+}
+
+/// `b` as an integer when it is an integer's canonical decimal text (what
+/// an Arrow cast to Utf8 writes: no sign but `-`, no leading zeros, no `-0`).
+fn canonical_int(b: &[u8]) -> Option<i64> {
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let canonical = !digits.is_empty()
+        && digits.len() <= 19
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || (digits.len() == 1 && digits.len() == b.len()));
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
 }
 
 /// A 64-bit hash as a non-zero element of GF(2^61 − 1).
@@ -134,10 +173,7 @@ impl AggregateUDFImpl for Fingerprint {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(FingerprintAccumulator {
-            units: Units::new(self),
-            cell: Cell::Empty,
-        }))
+        Ok(Box::new(FingerprintAccumulator::new(self)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -156,11 +192,7 @@ impl AggregateUDFImpl for Fingerprint {
         &self,
         _args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(FingerprintGroups {
-            units: Units::new(self),
-            cells: Vec::new(),
-            sketches: 0,
-        }))
+        Ok(Box::new(FingerprintGroups::new(self)))
     }
 }
 
@@ -215,32 +247,36 @@ impl Units {
             None => 1,
         };
         for (col, prefix) in units.iter().zip(&self.hashers) {
-            let mut emit = |row: usize, bytes: &[u8]| {
+            let mut emit = |row: usize, key: Key<'_>| {
                 if kept(row) {
                     let m = records(row);
                     if m > 0 {
-                        let mut h = *prefix;
-                        h.write(bytes);
-                        each(row, to_element(h.finish()), m);
+                        each(row, hash_key(prefix, key), m);
                     }
                 }
             };
-            as_text(col, &mut emit)?;
+            keys(col, &mut emit)?;
         }
         Ok(())
     }
 }
 
-/// Calls `emit(row, text)` for each non-null value of `col` as text (the
-/// text an Arrow cast to Utf8 gives, which the UNION path compares).
-fn as_text(col: &ArrayRef, emit: &mut impl FnMut(usize, &[u8])) -> Result<()> {
-    let mut buf = itoa_buf();
+/// Calls `emit(row, key)` for each non-null value of `col`: integers as
+/// integers, text as text unless it is an integer's canonical text, other
+/// types by their text (an Arrow cast to Utf8, as the UNION path does).
+fn keys(col: &ArrayRef, emit: &mut impl FnMut(usize, Key<'_>)) -> Result<()> {
+    fn text<'a>(b: &'a [u8]) -> Key<'a> {
+        match canonical_int(b) {
+            Some(v) => Key::Int(v),
+            None => Key::Text(b),
+        }
+    }
     match col.data_type() {
         DataType::Int64 => {
             let a = col.as_primitive::<Int64Type>();
             for row in 0..a.len() {
                 if a.is_valid(row) {
-                    emit(row, itoa(&mut buf, a.value(row)));
+                    emit(row, Key::Int(a.value(row)));
                 }
             }
         }
@@ -248,7 +284,7 @@ fn as_text(col: &ArrayRef, emit: &mut impl FnMut(usize, &[u8])) -> Result<()> {
             let a = col.as_primitive::<Int32Type>();
             for row in 0..a.len() {
                 if a.is_valid(row) {
-                    emit(row, itoa(&mut buf, i64::from(a.value(row))));
+                    emit(row, Key::Int(i64::from(a.value(row))));
                 }
             }
         }
@@ -256,7 +292,7 @@ fn as_text(col: &ArrayRef, emit: &mut impl FnMut(usize, &[u8])) -> Result<()> {
             let a = col.as_string::<i32>();
             for row in 0..a.len() {
                 if a.is_valid(row) {
-                    emit(row, a.value(row).as_bytes());
+                    emit(row, text(a.value(row).as_bytes()));
                 }
             }
         }
@@ -264,7 +300,7 @@ fn as_text(col: &ArrayRef, emit: &mut impl FnMut(usize, &[u8])) -> Result<()> {
             let a = col.as_string::<i64>();
             for row in 0..a.len() {
                 if a.is_valid(row) {
-                    emit(row, a.value(row).as_bytes());
+                    emit(row, text(a.value(row).as_bytes()));
                 }
             }
         }
@@ -272,40 +308,16 @@ fn as_text(col: &ArrayRef, emit: &mut impl FnMut(usize, &[u8])) -> Result<()> {
             let a = col.as_string_view();
             for row in 0..a.len() {
                 if a.is_valid(row) {
-                    emit(row, a.value(row).as_bytes());
+                    emit(row, text(a.value(row).as_bytes()));
                 }
             }
         }
         _ => {
-            let text = datafusion::arrow::compute::cast(col, &DataType::Utf8)?;
-            return as_text(&text, emit);
+            let as_text = datafusion::arrow::compute::cast(col, &DataType::Utf8)?;
+            return keys(&as_text, emit);
         }
     }
     Ok(())
-}
-
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
-}
-
-/// `v` in decimal, as Arrow's cast writes it.
-fn itoa(buf: &mut [u8; 20], v: i64) -> &[u8] {
-    let mut n = v.unsigned_abs();
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        // |i64::MIN| has 19 digits: one byte is left for the sign.
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
 }
 
 /// One group's state.
@@ -314,11 +326,19 @@ enum Cell {
     #[default]
     Empty,
     /// A single unit so far (most groups that the threshold drops).
-    One {
-        x: u64,
-        records: u64,
-    },
-    Sums(Box<[u64]>),
+    One { x: u64, records: u64 },
+    /// The power sums, not yet reduced modulo P: adding a term is then one
+    /// 128-bit addition (no comparison), and 2^67 terms cannot overflow.
+    Sums(Box<[u128]>),
+}
+
+/// Adds `records·x^i` to unreduced sums.
+fn add_wide(sums: &mut [u128], x: u64, records: u64) {
+    let mut terms = vec![0u64; sums.len()];
+    sketch::add_to(&mut terms, x, records);
+    for (s, t) in sums.iter_mut().zip(terms) {
+        *s += u128::from(t);
+    }
 }
 
 impl Cell {
@@ -334,14 +354,14 @@ impl Cell {
                 false
             }
             Cell::One { x: y, records: r } => {
-                let mut sums = vec![0u64; len].into_boxed_slice();
-                sketch::add_to(&mut sums, *y, *r);
-                sketch::add_to(&mut sums, x, records);
+                let mut sums = vec![0u128; len].into_boxed_slice();
+                add_wide(&mut sums, *y, *r);
+                add_wide(&mut sums, x, records);
                 *self = Cell::Sums(sums);
                 true
             }
             Cell::Sums(sums) => {
-                sketch::add_to(sums, x, records);
+                add_wide(sums, x, records);
                 false
             }
         }
@@ -357,10 +377,10 @@ impl Cell {
                 let was_sums = matches!(self, Cell::Sums(_));
                 let mut sums = match std::mem::take(self) {
                     Cell::Sums(s) => s,
-                    other => other.sums(len),
+                    other => other.sums(len).iter().map(|v| u128::from(*v)).collect(),
                 };
                 for (i, s) in sums.iter_mut().enumerate() {
-                    *s = sketch::add(*s, word(i) % sketch::P);
+                    *s += u128::from(word(i));
                 }
                 *self = Cell::Sums(sums);
                 Ok(!was_sums)
@@ -369,13 +389,17 @@ impl Cell {
         }
     }
 
-    fn sums(self, len: usize) -> Box<[u64]> {
+    /// The sums, reduced.
+    fn sums(&self, len: usize) -> Box<[u64]> {
         match self {
-            Cell::Sums(s) => s,
+            Cell::Sums(s) => s
+                .iter()
+                .map(|v| (v % u128::from(sketch::P)) as u64)
+                .collect(),
             Cell::Empty => vec![0u64; len].into_boxed_slice(),
             Cell::One { x, records } => {
                 let mut s = vec![0u64; len].into_boxed_slice();
-                sketch::add_to(&mut s, x, records);
+                sketch::add_to(&mut s, *x, *records);
                 s
             }
         }
@@ -391,7 +415,7 @@ impl Cell {
                 b[8..].copy_from_slice(&records.to_le_bytes());
                 out.append_value(b);
             }
-            Cell::Sums(s) => out.append_value(sums_bytes(s)),
+            Cell::Sums(_) => out.append_value(sums_bytes(&self.sums(0))),
         }
     }
 
@@ -402,6 +426,39 @@ impl Cell {
             other => out.append_value(sums_bytes(&other.sums(len))),
         }
     }
+}
+
+/// Adds `(cell, x, records)` to `cells`. Units of cells already holding
+/// sums are added four at a time ([`sketch::terms4`]); the others go
+/// through [`Cell::add`]. Returns how many cells began to hold sums.
+fn add_all(cells: &mut [Cell], items: &[(usize, u64, u64)], len: usize) -> usize {
+    let mut allocated = 0;
+    let mut ready = [(0usize, 0u64, 0u64); 4];
+    let mut n = 0;
+    let mut terms = vec![[0u64; 4]; len];
+    for &(g, x, m) in items {
+        if !matches!(cells[g], Cell::Sums(_)) {
+            allocated += usize::from(cells[g].add(x, m, len));
+            continue;
+        }
+        ready[n] = (g, x, m);
+        n += 1;
+        if n == 4 {
+            sketch::terms4(ready.map(|r| r.1), ready.map(|r| r.2), &mut terms);
+            for (k, &(g, _, _)) in ready.iter().enumerate() {
+                if let Cell::Sums(sums) = &mut cells[g] {
+                    for (s, t) in sums.iter_mut().zip(&terms) {
+                        *s += u128::from(t[k]);
+                    }
+                }
+            }
+            n = 0;
+        }
+    }
+    for &(g, x, m) in &ready[..n] {
+        cells[g].add(x, m, len);
+    }
+    allocated
 }
 
 fn sums_bytes(s: &[u64]) -> Vec<u8> {
@@ -426,12 +483,22 @@ impl std::fmt::Debug for FingerprintAccumulator {
     }
 }
 
+impl FingerprintAccumulator {
+    fn new(f: &Fingerprint) -> FingerprintAccumulator {
+        FingerprintAccumulator {
+            units: Units::new(f),
+            cell: Cell::Empty,
+        }
+    }
+}
+
 impl Accumulator for FingerprintAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let (cell, len) = (&mut self.cell, self.units.len);
-        self.units.for_each(values, None, |_, x, m| {
-            cell.add(x, m, len);
-        })
+        let mut items = Vec::with_capacity(values.first().map_or(0, |v| v.len()));
+        self.units
+            .for_each(values, None, |_, x, m| items.push((0, x, m)))?;
+        add_all(std::slice::from_mut(&mut self.cell), &items, self.units.len);
+        Ok(())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
@@ -443,7 +510,7 @@ impl Accumulator for FingerprintAccumulator {
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
             + match &self.cell {
-                Cell::Sums(s) => s.len() * 8,
+                Cell::Sums(s) => s.len() * 16,
                 _ => 0,
             }
     }
@@ -481,6 +548,14 @@ impl std::fmt::Debug for FingerprintGroups {
 }
 
 impl FingerprintGroups {
+    fn new(f: &Fingerprint) -> FingerprintGroups {
+        FingerprintGroups {
+            units: Units::new(f),
+            cells: Vec::new(),
+            sketches: 0,
+        }
+    }
+
     fn take(&mut self, emit_to: EmitTo) -> Vec<Cell> {
         let taken = emit_to.take_needed(&mut self.cells);
         self.sketches -= taken.iter().filter(|c| matches!(c, Cell::Sums(_))).count();
@@ -498,12 +573,12 @@ impl GroupsAccumulator for FingerprintGroups {
     ) -> Result<()> {
         self.cells
             .resize(total_num_groups.max(self.cells.len()), Cell::Empty);
-        let (cells, len, sketches) = (&mut self.cells, self.units.len, &mut self.sketches);
+        let mut items = Vec::with_capacity(group_indices.len());
         self.units.for_each(values, opt_filter, |row, x, m| {
-            if cells[group_indices[row]].add(x, m, len) {
-                *sketches += 1;
-            }
-        })
+            items.push((group_indices[row], x, m))
+        })?;
+        self.sketches += add_all(&mut self.cells, &items, self.units.len);
+        Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
@@ -560,7 +635,7 @@ impl GroupsAccumulator for FingerprintGroups {
     }
 
     fn size(&self) -> usize {
-        self.cells.capacity() * std::mem::size_of::<Cell>() + self.sketches * self.units.len * 8
+        self.cells.capacity() * std::mem::size_of::<Cell>() + self.sketches * self.units.len * 16
     }
 }
 
@@ -574,11 +649,25 @@ mod tests {
     }
 
     #[test]
-    fn decimal_text_matches_arrow_cast() {
-        let mut buf = itoa_buf();
+    fn integers_and_their_canonical_text_are_one_unit() {
         for v in [0i64, 7, -7, 10, 1234567890, i64::MAX, i64::MIN] {
-            assert_eq!(itoa(&mut buf, v), v.to_string().as_bytes());
+            assert_eq!(canonical_int(v.to_string().as_bytes()), Some(v));
         }
+        for t in [
+            "",
+            "-",
+            "-0",
+            "007",
+            "+7",
+            "7.0",
+            "１",
+            "99999999999999999999",
+            " 7",
+        ] {
+            assert_eq!(canonical_int(t.as_bytes()), None, "{t:?}");
+        }
+        let k = key();
+        assert_ne!(k.element("d", b"007"), k.element("d", b"7"));
     }
 
     /// The grouped and single accumulators, fed numbers or the same units as
@@ -604,10 +693,7 @@ mod tests {
             ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
         ));
         for col in [ints, texts] {
-            let mut acc = FingerprintAccumulator {
-                units: Units::new(&udaf),
-                cell: Cell::Empty,
-            };
+            let mut acc = FingerprintAccumulator::new(&udaf);
             acc.update_batch(std::slice::from_ref(&col)).unwrap();
             let ScalarValue::Binary(Some(bytes)) = acc.evaluate().unwrap() else {
                 panic!("no sketch")
@@ -617,20 +703,12 @@ mod tests {
             // Two partial groups accumulators (rows split), merged into a third.
             let mut parts = Vec::new();
             for (lo, hi) in [(0, 2), (2, 5)] {
-                let mut g = FingerprintGroups {
-                    units: Units::new(&udaf),
-                    cells: Vec::new(),
-                    sketches: 0,
-                };
+                let mut g = FingerprintGroups::new(&udaf);
                 g.update_batch(&[col.slice(lo, hi - lo)], &vec![0; hi - lo], None, 1)
                     .unwrap();
                 parts.push(g.state(EmitTo::All).unwrap().remove(0));
             }
-            let mut fin = FingerprintGroups {
-                units: Units::new(&udaf),
-                cells: Vec::new(),
-                sketches: 0,
-            };
+            let mut fin = FingerprintGroups::new(&udaf);
             for p in &parts {
                 fin.merge_batch(std::slice::from_ref(p), &[0], 1).unwrap();
             }
@@ -653,10 +731,7 @@ mod tests {
             signature: Signature::variadic_any(Volatility::Immutable),
         };
         let run = |f: &Fingerprint, values: Vec<ArrayRef>| {
-            let mut acc = FingerprintAccumulator {
-                units: Units::new(f),
-                cell: Cell::Empty,
-            };
+            let mut acc = FingerprintAccumulator::new(f);
             acc.update_batch(&values).unwrap();
             match acc.evaluate().unwrap() {
                 ScalarValue::Binary(Some(b)) => Sketch::from_bytes(&b).unwrap(),
@@ -681,6 +756,39 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].records, 1);
         assert_eq!(d[0].x, k.element("d", b"1"));
+    }
+
+    /// Many rows over a few groups (the four-at-once path) give each
+    /// group the sketch of its own units.
+    #[test]
+    fn groups_get_their_own_units() {
+        let k = key();
+        let udaf = Fingerprint {
+            key: k.clone(),
+            datasets: vec!["d".into()],
+            weighted: true,
+            capacity: 5,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        };
+        let ids: Vec<i64> = (0..103).collect();
+        let records: Vec<i64> = ids.iter().map(|i| i % 4 + 1).collect();
+        let groups: Vec<usize> = ids.iter().map(|i| (i % 3) as usize).collect();
+        let mut want = vec![Sketch::new(5); 3];
+        for ((id, r), g) in ids.iter().zip(&records).zip(&groups) {
+            want[*g].add(k.element("d", id.to_string().as_bytes()), *r as u64);
+        }
+        let mut acc = FingerprintGroups::new(&udaf);
+        let values: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(Int64Array::from(records)),
+        ];
+        acc.update_batch(&values, &groups, None, 3).unwrap();
+        assert_eq!(acc.sketches, 3);
+        let out = acc.evaluate(EmitTo::All).unwrap();
+        let out = out.as_any().downcast_ref::<BinaryArray>().unwrap();
+        for (g, w) in want.iter().enumerate() {
+            assert_eq!(&Sketch::from_bytes(out.value(g)).unwrap(), w, "group {g}");
+        }
     }
 
     #[test]
