@@ -90,7 +90,14 @@ pub fn runtime_error(e: DataFusionError) -> Error {
     match crate::storage::engine_error(e) {
         // Tampered files and our own public errors keep their (value-free) text.
         Error::Engine(e) => {
-            tracing::warn!(error = %e, code, "query failed");
+            // Conversion and overflow errors quote the offending value: the
+            // log (which leaves the domain more easily than data) gets the
+            // code only; unexpected failures keep their detail for operators.
+            if code == "query_failed" {
+                tracing::warn!(error = %e, code, "query failed");
+            } else {
+                tracing::warn!(code, "query failed");
+            }
             Error::Denied {
                 code,
                 message: message.into(),
