@@ -23,6 +23,9 @@
 //! `ANYU_BENCH_PY_RUNS` [3], `ANYU_BENCH_JOBS` [200]. Python k-means gets a
 //! tenth of the Python rows: pure-Python Lloyd iterations are slow.
 
+#[path = "../tests/guest_wat/mod.rs"]
+mod guest_wat;
+
 use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -889,37 +892,14 @@ fn bench_kmeans(s: &Settings, r: &mut Report, c: &CModels, data: &Data, handoff:
 fn drain_guest(contract: Contract) -> Vec<u8> {
     let (types, version, result) = match contract {
         Contract::V0_1 => (
-            r#"
-      (type $cd (variant
-        (case "f64" (list (option f64)))
-        (case "i64" (list (option s64)))
-        (case "str" (list (option string)))
-        (case "boolean" (list (option bool)))))
-      (export "column-data" (type $cd-e (eq $cd)))
-      (type $col (record (field "name" string) (field "data" $cd-e)))
-      (export "column" (type $col-e (eq $col)))
-      (type $t (record (field "columns" (list $col-e))))
-      (export "table" (type $table-e (eq $t)))"#,
+            guest_wat::TYPE_DEFS,
             "0.1.0",
             // option<s64> [n] at 1024; the column record (20 bytes) at 512.
             r#"(i32.store8 (i32.const 1024) (i32.const 1))
                (i64.store (i32.const 1032) (local.get $n))"#,
         ),
         _ => (
-            r#"
-      (type $strs (record (field "offsets" (list u32)) (field "bytes" (list u8))))
-      (export "strings" (type $strs-e (eq $strs)))
-      (type $cd (variant
-        (case "f64" (list f64))
-        (case "i64" (list s64))
-        (case "str" $strs-e)
-        (case "boolean" (list bool))))
-      (export "column-data" (type $cd-e (eq $cd)))
-      (type $col (record (field "name" string) (field "data" $cd-e)
-        (field "validity" (option (list u8)))))
-      (export "column" (type $col-e (eq $col)))
-      (type $t (record (field "columns" (list $col-e))))
-      (export "table" (type $table-e (eq $t)))"#,
+            guest_wat::TYPE_DEFS_0_2,
             "0.2.0",
             // s64 [n] at 1024; the column record (40 bytes, validity none
             // at 28) at 512.
