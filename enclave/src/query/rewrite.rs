@@ -682,12 +682,7 @@ impl<'a> Rewriter<'a> {
                     cols,
                 });
             }
-            let units: Vec<(Expr, String)> = inp
-                .units
-                .iter()
-                .map(|u| (Expr::Column(u.col.clone()), u.dataset.clone()))
-                .collect();
-            fingerprint = self.fingerprint_agg(chain, units, None, &mut aggr);
+            fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             let plan = LogicalPlan::Aggregate(agg);
             // Every unit count is the row count.
@@ -730,12 +725,7 @@ impl<'a> Rewriter<'a> {
                 };
                 aggr.push(e.alias(n));
             }
-            let units: Vec<(Expr, String)> = inp
-                .units
-                .iter()
-                .map(|u| (Expr::Column(u.col.clone()), u.dataset.clone()))
-                .collect();
-            fingerprint = self.fingerprint_agg(chain, units, None, &mut aggr);
+            fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             (LogicalPlan::Aggregate(agg), "distinct")
         };
@@ -1003,6 +993,14 @@ fn magnitudes(a: &Aggregate) -> Vec<(usize, Option<Expr>)> {
             let simple = !params.distinct && params.filter.is_none() && params.args.len() == 1;
             Some((i, simple.then(|| params.args[0].clone())))
         })
+        .collect()
+}
+
+/// Carried unit columns as fingerprint arguments, with their datasets.
+fn unit_args(units: &[Unit]) -> Vec<(Expr, String)> {
+    units
+        .iter()
+        .map(|u| (Expr::Column(u.col.clone()), u.dataset.clone()))
         .collect()
 }
 
