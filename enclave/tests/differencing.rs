@@ -20,58 +20,31 @@ use enclave::disclosure::Verdict::{Pass, Review};
 use enclave::domain::ReviewDecision;
 use support::{Lab, Ran};
 
-const MANIFEST: &str = r#"format_version = 1
-
-[dataset]
-id = "people"
-title = { zh = "差分测试数据", en = "Differencing test data" }
-summary = { zh = "为检验差分攻击防护而构造的数据。", en = "Data crafted to test differencing protection." }
-provider = "美国人口普查局"
-provider_en = "US Census Bureau"
-update_frequency = "static"
-format = "table"
-open_type = "conditional"
-grade = "L3"
-scope = "测试"
-privacy_unit = "person"
-tags = ["test"]
-
-[conditions.user]
-organisation_types = ["university", "research_institute", "government"]
-credit = ["not_dishonest_debtor"]
-qualifications = []
-
-[conditions.scenario]
-allowed = ["academic_research"]
-forbidden = []
-
-[conditions]
-usage_methods = ["in_domain", "invisible"]
-
+/// A dataset `id` of persons: group `grp`, an attribute `attr`, a sensitive
+/// amount `value`, privacy unit `person`; threshold 10.
+fn manifest(id: &str, attr: &str, value: &str) -> String {
+    support::crafted_manifest(
+        id,
+        ("差分攻击防护", "differencing protection"),
+        &format!(
+            r#"
 [[columns]]
 name = "grp"
 type = "int64"
-description = { zh = "组", en = "Group" }
+description = {{ zh = "组", en = "Group" }}
 sensitivity = "attribute"
 
 [[columns]]
-name = "age"
+name = "{attr}"
 type = "int64"
-description = { zh = "年龄", en = "Age" }
+description = {{ zh = "属性", en = "Attribute" }}
 sensitivity = "attribute"
 
 [[columns]]
-name = "income"
+name = "{value}"
 type = "float64"
-description = { zh = "收入", en = "Income" }
+description = {{ zh = "金额", en = "Amount" }}
 sensitivity = "sensitive"
-
-[[columns]]
-name = "person"
-type = "int64"
-description = { zh = "个人标识号", en = "Person identifier" }
-sensitivity = "identifier"
-nullable = false
 
 [disclosure]
 threshold = 10
@@ -80,7 +53,10 @@ zeros_are_disclosive = true
 max_output_rows = 10000
 auto_release = false
 row_level_output = false
-"#;
+"#
+        ),
+    )
+}
 
 async fn lab() -> (Lab, String) {
     let lab = Lab::new().await;
@@ -91,7 +67,9 @@ async fn lab() -> (Lab, String) {
     }
     let path = lab.dir.path().join("people.csv");
     std::fs::write(&path, csv).unwrap();
-    let grant = lab.dataset(MANIFEST, &path).await;
+    let grant = lab
+        .dataset(&manifest("people", "age", "income"), &path)
+        .await;
     (lab, grant)
 }
 
@@ -322,10 +300,6 @@ async fn a_released_pair_carries_the_verdict_in_its_certificate() {
 #[tokio::test]
 async fn records_per_person_count_and_every_path_agrees() {
     let lab = Lab::new().await;
-    let manifest = MANIFEST
-        .replace("id = \"people\"", "id = \"claims\"")
-        .replace("name = \"age\"", "name = \"day\"")
-        .replace("name = \"income\"", "name = \"amount\"");
     // 40 persons with three claims each, on days 2, 5 and 8 — but person
     // 5's first claim is on day 1.
     let mut csv = String::from("person,grp,day,amount\n");
@@ -337,7 +311,9 @@ async fn records_per_person_count_and_every_path_agrees() {
     }
     let path = lab.dir.path().join("claims.csv");
     std::fs::write(&path, csv).unwrap();
-    let grant = lab.dataset(&manifest, &path).await;
+    let grant = lab
+        .dataset(&manifest("claims", "day", "amount"), &path)
+        .await;
     let q = |agg: &str, day: i64| {
         format!("SELECT count(*) AS n, {agg}(amount) AS total FROM claims WHERE day >= {day}")
     };

@@ -17,35 +17,11 @@ use support::Lab;
 
 /// A manifest for crafted data: group `grp`, privacy unit `person`, `amount`.
 fn manifest(id: &str, p_ratio: f64) -> String {
-    format!(
-        r#"format_version = 1
-
-[dataset]
-id = "{id}"
-title = {{ zh = "支配规则测试数据", en = "Dominance test data" }}
-summary = {{ zh = "为检验支配规则而构造的数据。", en = "Data crafted to test the dominance rules." }}
-provider = "{provider}"
-provider_en = "US Census Bureau"
-update_frequency = "static"
-format = "table"
-open_type = "conditional"
-grade = "L3"
-scope = "测试"
-privacy_unit = "person"
-tags = ["test"]
-
-[conditions.user]
-organisation_types = ["university", "research_institute", "government"]
-credit = ["not_dishonest_debtor"]
-qualifications = []
-
-[conditions.scenario]
-allowed = ["academic_research"]
-forbidden = []
-
-[conditions]
-usage_methods = ["in_domain", "invisible"]
-
+    support::crafted_manifest(
+        id,
+        ("支配规则", "the dominance rules"),
+        &format!(
+            r#"
 [[columns]]
 name = "grp"
 type = "int64"
@@ -58,13 +34,6 @@ type = "float64"
 description = {{ zh = "金额", en = "Amount" }}
 sensitivity = "sensitive"
 
-[[columns]]
-name = "person"
-type = "int64"
-description = {{ zh = "个人标识号", en = "Person identifier" }}
-sensitivity = "identifier"
-nullable = false
-
 [disclosure]
 threshold = 10
 frequency_threshold = 10
@@ -74,8 +43,8 @@ zeros_are_disclosive = true
 max_output_rows = 10000
 auto_release = false
 row_level_output = false
-"#,
-        provider = support::PROVIDER
+"#
+        ),
     )
 }
 

@@ -27,6 +27,51 @@ pub fn repo(p: &str) -> PathBuf {
 /// The provider every test manifest names (the steward stewards it).
 pub const PROVIDER: &str = "美国人口普查局";
 
+/// A manifest for crafted test data: a conditional L3 dataset of
+/// [`PROVIDER`] with privacy unit `person` (an int64 identifier column),
+/// about `topic` (zh, en), whose other `[[columns]]` and `[disclosure]`
+/// sections are `body`.
+pub fn crafted_manifest(id: &str, topic: (&str, &str), body: &str) -> String {
+    let (zh, en) = topic;
+    format!(
+        r#"format_version = 1
+
+[dataset]
+id = "{id}"
+title = {{ zh = "{zh}测试数据", en = "Test data for {en}" }}
+summary = {{ zh = "为检验{zh}而构造的数据。", en = "Data crafted to test {en}." }}
+provider = "{PROVIDER}"
+provider_en = "US Census Bureau"
+update_frequency = "static"
+format = "table"
+open_type = "conditional"
+grade = "L3"
+scope = "测试"
+privacy_unit = "person"
+tags = ["test"]
+
+[conditions.user]
+organisation_types = ["university", "research_institute", "government"]
+credit = ["not_dishonest_debtor"]
+qualifications = []
+
+[conditions.scenario]
+allowed = ["academic_research"]
+forbidden = []
+
+[conditions]
+usage_methods = ["in_domain", "invisible"]
+
+[[columns]]
+name = "person"
+type = "int64"
+description = {{ zh = "个人标识号", en = "Person identifier" }}
+sensitivity = "identifier"
+nullable = false
+{body}"#
+    )
+}
+
 pub struct Lab {
     pub dir: tempfile::TempDir,
     pub domain: Arc<Domain>,
