@@ -101,8 +101,13 @@ impl Sketch {
     /// An empty sketch that can decode up to `capacity` differing units.
     pub fn new(capacity: usize) -> Sketch {
         Sketch {
-            sums: vec![0; 2 * capacity.clamp(1, MAX_CAPACITY) + GUARD],
+            sums: vec![0; Sketch::len(capacity)],
         }
+    }
+
+    /// How many sums a sketch of `capacity` holds.
+    pub fn len(capacity: usize) -> usize {
+        2 * capacity.clamp(1, MAX_CAPACITY) + GUARD
     }
 
     pub fn capacity(&self) -> usize {

@@ -137,14 +137,14 @@ pub fn fingerprint_udaf(
         key: key.clone(),
         datasets,
         weighted,
-        capacity: Sketch::new(capacity).capacity(),
+        capacity: capacity.clamp(1, sketch::MAX_CAPACITY),
         signature: Signature::variadic_any(Volatility::Immutable),
     }))
 }
 
 impl Fingerprint {
     fn len(&self) -> usize {
-        Sketch::new(self.capacity).sums().len()
+        Sketch::len(self.capacity)
     }
 
     fn hashers(&self) -> Vec<SipHasher13> {
