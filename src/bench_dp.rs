@@ -77,7 +77,7 @@ pub async fn dp(work: &Path, rows: u64, repeat: usize) -> CliResult<DpBench> {
             .await?;
         let done = s
             .domain
-            .wait_job(&job.job.id, Duration::from_secs(600))
+            .wait_job(&s.researcher, &job.job.id, Duration::from_secs(600))
             .await?;
         let elapsed = t.elapsed().as_secs_f64() * 1000.0;
         if done.job.status.as_str() != "pending_review" {

@@ -261,9 +261,7 @@ pub(crate) async fn setup_with(work: &Path, imports: &[(String, PathBuf)]) -> Cl
             },
             agreement_version: enclave::access::agreement::current().version,
         };
-        let app = domain
-            .create_application(&researcher, &project, draft)
-            .await?;
+        let app = domain.create_application(&researcher, draft).await?;
         let aid = app.application.id;
         domain.submit_application(&researcher, &aid).await?;
         domain
@@ -284,7 +282,7 @@ pub(crate) async fn setup_with(work: &Path, imports: &[(String, PathBuf)]) -> Cl
                 )
                 .await?;
         }
-        let text = domain.agreement_text(&aid).await?;
+        let text = domain.agreement_text(&researcher, &aid).await?;
         let (_, grant) = domain
             .sign_agreement(&researcher, &aid, &text.sha256)
             .await?;
@@ -333,7 +331,7 @@ pub(crate) async fn time_enclave(s: &Setup, grant: &str, sql: &str) -> CliResult
     let job = s.domain.submit_job(&s.researcher, grant, sql).await?;
     let done = s
         .domain
-        .wait_job(&job.job.id, Duration::from_secs(600))
+        .wait_job(&s.researcher, &job.job.id, Duration::from_secs(600))
         .await?;
     let elapsed = ms(t.elapsed());
     if done.job.status.as_str() != "pending_review" {

@@ -265,9 +265,7 @@ async fn demo_application(
         },
         agreement_version: enclave::access::agreement::current().version,
     };
-    let app = domain
-        .create_application(&researcher, &project, draft)
-        .await?;
+    let app = domain.create_application(&researcher, draft).await?;
     let id = app.application.id.clone();
     domain.submit_application(&researcher, &id).await?;
     domain.logout(&researcher, &session.token).await?;

@@ -36,6 +36,11 @@ pub enum Error {
     #[error("{0}")]
     Unauthenticated(String),
 
+    /// The caller is known but the authorization function refused the
+    /// action on this object.
+    #[error("your role does not allow this")]
+    Forbidden,
+
     /// Too many failed logins: the account is temporarily locked.
     #[error("account temporarily locked; try again later")]
     AccountLocked,
@@ -107,6 +112,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Unauthenticated(_) => "unauthenticated",
+            Error::Forbidden => "forbidden",
             Error::AccountLocked => "account_locked",
             Error::Crypto(_) => "crypto_error",
             Error::Audit(_) => "audit_error",

@@ -235,7 +235,7 @@ async fn two_jobs_checked_at_once_cannot_both_slip_through() {
     for id in &ids {
         let done = lab
             .domain
-            .wait_job(id, Duration::from_secs(120))
+            .wait_job(&lab.researcher, id, Duration::from_secs(120))
             .await
             .unwrap();
         let report: enclave::disclosure::CheckReport =

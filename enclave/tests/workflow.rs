@@ -192,9 +192,8 @@ impl Env {
     }
 
     async fn application(&self, draft: ApplicationDraft) -> String {
-        let project = self.domain.project(&draft.project_id).await.unwrap();
         self.domain
-            .create_application(&self.researcher, &project, draft)
+            .create_application(&self.researcher, draft)
             .await
             .unwrap()
             .application
@@ -242,7 +241,11 @@ impl Env {
     }
 
     async fn sign(&self, id: &str) -> enclave::access::Grant {
-        let text = self.domain.agreement_text(id).await.unwrap();
+        let text = self
+            .domain
+            .agreement_text(&self.researcher, id)
+            .await
+            .unwrap();
         self.domain
             .sign_agreement(&self.researcher, id, &text.sha256)
             .await
@@ -294,14 +297,30 @@ async fn due_dates_count_working_days_across_weekends_holidays_and_adjusted_days
 
     // On the due day it is not overdue; the next day it is, in listings and the overview.
     e.set_today(d(2026, 11, 17));
-    assert!(!e.domain.application_view(&other).await.unwrap().overdue);
+    assert!(
+        !e.domain
+            .application_view(&e.researcher, &other)
+            .await
+            .unwrap()
+            .overdue
+    );
     e.set_today(d(2026, 11, 18));
-    assert!(e.domain.application_view(&other).await.unwrap().overdue);
+    assert!(
+        e.domain
+            .application_view(&e.researcher, &other)
+            .await
+            .unwrap()
+            .overdue
+    );
     let listed = e.domain.applications_for(&e.steward).await.unwrap();
     let row = listed.iter().find(|a| a.id == other).unwrap();
     assert!(row.overdue);
     assert_eq!(row.due_date.as_deref(), Some("2026-11-17"));
-    let overview = e.domain.overview().await.unwrap();
+    let overview = e
+        .domain
+        .overview(&enclave::Actor::operator())
+        .await
+        .unwrap();
     assert_eq!(
         overview.applications_overdue, 2,
         "both: 17 Nov and 19 Oct have passed"
@@ -437,11 +456,10 @@ async fn consent_tables_back_consent_filters() {
         conditions: Vec::new(),
         consented_only: true,
     });
-    let p = e.domain.project(&project).await.unwrap();
     // No consent table yet: refused, naming the field.
     let err = e
         .domain
-        .create_application(&e.researcher, &p, draft.clone())
+        .create_application(&e.researcher, draft.clone())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("consented_only"), "{err}");
@@ -481,7 +499,7 @@ async fn consent_tables_back_consent_filters() {
 
     let id = e
         .domain
-        .create_application(&e.researcher, &p, draft)
+        .create_application(&e.researcher, draft)
         .await
         .unwrap()
         .application

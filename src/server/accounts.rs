@@ -7,13 +7,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use enclave::access::authz::{Action, Object};
+use enclave::access::authz::Action;
 use enclave::catalog::OrganisationType;
 use enclave::identity::{ApiTokenInfo, CreditFlag, NewUser, Role, User};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::{Caller, require};
+use super::auth::Caller;
 use super::error::{ApiResult, ErrorBody};
 
 pub fn route_accounts() -> Router<AppState> {
@@ -66,8 +66,10 @@ pub struct UserWithPassword {
     password: Option<String>,
 }
 
+/// The 401 of an anonymous caller, before a body is read.
 async fn admin(state: &AppState, caller: &Caller, what: &str) -> ApiResult<()> {
-    require(state, caller, Action::ManageUsers, Object::Platform, what).await
+    caller.signed_in(state, Action::ManageUsers, what).await?;
+    Ok(())
 }
 
 /// Create an account (administrators).
@@ -93,7 +95,7 @@ pub async fn create_user(
     let user = state
         .domain
         .create_user(
-            &caller.actor(),
+            caller.principal(),
             NewUser {
                 username: c.username,
                 password: password.clone(),
@@ -131,7 +133,7 @@ pub async fn disable_user(
     Ok(Json(
         state
             .domain
-            .disable_user(&caller.actor(), &username)
+            .disable_user(caller.principal(), &username)
             .await?,
     ))
 }
@@ -149,7 +151,10 @@ pub async fn enable_user(
 ) -> ApiResult<Json<User>> {
     admin(&state, &caller, "users").await?;
     Ok(Json(
-        state.domain.enable_user(&caller.actor(), &username).await?,
+        state
+            .domain
+            .enable_user(caller.principal(), &username)
+            .await?,
     ))
 }
 
@@ -178,7 +183,7 @@ pub async fn set_verification(
     Ok(Json(
         state
             .domain
-            .set_verified(&caller.actor(), &username, v.verified)
+            .set_verified(caller.principal(), &username, v.verified)
             .await?,
     ))
 }
@@ -208,7 +213,7 @@ pub async fn set_credit_flags(
     Ok(Json(
         state
             .domain
-            .set_credit_flags(&caller.actor(), &username, &f.flags)
+            .set_credit_flags(caller.principal(), &username, &f.flags)
             .await?,
     ))
 }
@@ -228,7 +233,7 @@ pub async fn reset_password(
     let password = crate::cli::generate_password();
     let user = state
         .domain
-        .reset_password(&caller.actor(), &username, &password)
+        .reset_password(caller.principal(), &username, &password)
         .await?;
     Ok(Json(UserWithPassword {
         user,
@@ -236,20 +241,12 @@ pub async fn reset_password(
     }))
 }
 
+/// The 401 of an anonymous caller, before a body is read.
 async fn own(state: &AppState, caller: &Caller) -> ApiResult<()> {
-    let user_id = caller
-        .principal
-        .as_ref()
-        .map(|p| p.user_id.clone())
-        .unwrap_or_default();
-    require(
-        state,
-        caller,
-        Action::ManageOwnCredentials,
-        Object::User { user_id: &user_id },
-        "me",
-    )
-    .await
+    caller
+        .signed_in(state, Action::ManageOwnCredentials, "me")
+        .await?;
+    Ok(())
 }
 
 /// The caller's API tokens (never the secrets).
@@ -261,9 +258,7 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ApiTokenInfo>>> {
-    own(&state, &caller).await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.api_tokens(p).await?))
+    Ok(Json(state.domain.api_tokens(caller.principal()).await?))
 }
 
 /// A new API token's name and optional expiry.
@@ -297,10 +292,9 @@ pub async fn create_token(
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     own(&state, &caller).await?;
     let Json(t) = body?;
-    let p = caller.required()?;
     let (token, info) = state
         .domain
-        .create_api_token(p, &t.name, t.expires_at)
+        .create_api_token(caller.principal(), &t.name, t.expires_at)
         .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
@@ -316,9 +310,12 @@ pub async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiTokenInfo>> {
-    own(&state, &caller).await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.revoke_api_token(p, &id).await?))
+    Ok(Json(
+        state
+            .domain
+            .revoke_api_token(caller.principal(), &id)
+            .await?,
+    ))
 }
 
 /// The current and the new password.
@@ -343,10 +340,14 @@ pub async fn change_password(
 ) -> ApiResult<StatusCode> {
     own(&state, &caller).await?;
     let Json(c) = body?;
-    let p = caller.required()?;
     state
         .domain
-        .change_password(p, &c.current_password, &c.new_password, caller.token())
+        .change_password(
+            caller.principal(),
+            &c.current_password,
+            &c.new_password,
+            caller.token(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,8 +2,8 @@
 //! applications, the reviewers' completeness check and joint review, materials,
 //! and the use agreement (SZ:41-44, XM:23).
 //!
-//! Every handler: signed in (401 before any lookup) → load the object (404) →
-//! `require(action, object)` (403) → one `Domain` call.
+//! Every handler: parse → one `Domain` call, which answers 401, 404 and 403
+//! in that order (an anonymous caller is refused before a body is read).
 
 use axum::Json;
 use axum::Router;
@@ -13,18 +13,18 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use enclave::access::authz::{Action, Object};
-use enclave::access::{ApplicationDraft, ApplicationStatus, Grant, NewProject};
+use enclave::access::authz::Action;
+use enclave::access::{ApplicationDraft, Grant, NewProject};
 use enclave::domain::{
     AgreementText, ApplicationSummary, ApplicationView, ReviewConditions, ReviewStep,
 };
-use enclave::identity::Principal;
-use enclave::store::{ApplicationRecord, MaterialRecord, ProjectRecord};
+use enclave::store::{MaterialRecord, ProjectRecord};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::{Caller, audit_object, require};
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use enclave::domain::audit_object;
 
 pub fn route_applications(material_limit: usize) -> Router<AppState> {
     Router::new()
@@ -64,38 +64,12 @@ pub fn route_applications(material_limit: usize) -> Router<AppState> {
         .route("/api/applications/{id}/agreement/receipt", get(receipt))
 }
 
-fn project_object(p: &ProjectRecord) -> Object<'_> {
-    Object::Project {
-        owner_id: &p.owner_id,
-        members: &p.members,
-    }
-}
-
-fn application_object(a: &ApplicationRecord) -> Object<'_> {
-    Object::Application {
-        applicant_id: &a.applicant_id,
-        providers: &a.providers,
-        submitted: a.status != ApplicationStatus::Draft,
-    }
-}
-
-/// Signed in, the application exists, and `action` is allowed on it.
-async fn authorized_application(
-    state: &AppState,
-    caller: &Caller,
-    action: Action,
-    id: &str,
-) -> ApiResult<ApplicationRecord> {
-    let object = audit_object("application", id);
-    caller.signed_in(state, action, &object).await?;
-    let a = state.domain.application(id).await?;
-    require(state, caller, action, application_object(&a), &object).await?;
-    Ok(a)
-}
-
-async fn list_for(state: &AppState, caller: &Caller, what: &str) -> ApiResult<Principal> {
-    require(state, caller, Action::ListWork, Object::Platform, what).await?;
-    caller.required().cloned()
+/// The 401 of an anonymous caller, before a body is read.
+async fn signed_in(state: &AppState, caller: &Caller, action: Action, id: &str) -> ApiResult<()> {
+    caller
+        .signed_in(state, action, &audit_object("application", id))
+        .await?;
+    Ok(())
 }
 
 /// Open a research project (researchers).
@@ -112,19 +86,13 @@ pub async fn create_project(
     caller: Caller,
     body: Result<Json<NewProject>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ProjectRecord>)> {
-    require(
-        &state,
-        &caller,
-        Action::CreateProject,
-        Object::Platform,
-        "projects",
-    )
-    .await?;
+    caller
+        .signed_in(&state, Action::CreateProject, "projects")
+        .await?;
     let Json(new) = body?;
-    let p = caller.required()?;
     Ok((
         StatusCode::CREATED,
-        Json(state.domain.create_project(p, new).await?),
+        Json(state.domain.create_project(caller.principal(), new).await?),
     ))
 }
 
@@ -137,8 +105,7 @@ pub async fn list_projects(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ProjectRecord>>> {
-    let p = list_for(&state, &caller, "projects").await?;
-    Ok(Json(state.domain.projects_for(&p).await?))
+    Ok(Json(state.domain.projects_for(caller.principal()).await?))
 }
 
 /// One project.
@@ -152,20 +119,9 @@ pub async fn get_project(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProjectRecord>> {
-    let object = audit_object("project", &id);
-    caller
-        .signed_in(&state, Action::ReadProject, &object)
-        .await?;
-    let project = state.domain.project(&id).await?;
-    require(
-        &state,
-        &caller,
-        Action::ReadProject,
-        project_object(&project),
-        &object,
-    )
-    .await?;
-    Ok(Json(project))
+    Ok(Json(
+        state.domain.read_project(caller.principal(), &id).await?,
+    ))
 }
 
 /// Write a draft application under a project the caller belongs to.
@@ -187,21 +143,10 @@ pub async fn create_application(
         .signed_in(&state, Action::CreateApplication, "applications")
         .await?;
     let Json(draft) = body?;
-    let project = state
+    let view = state
         .domain
-        .project(&draft.project_id)
-        .await
-        .map_err(|_| ApiError::bad_request("project_id: no such project"))?;
-    require(
-        &state,
-        &caller,
-        Action::CreateApplication,
-        project_object(&project),
-        &audit_object("project", &project.id),
-    )
-    .await?;
-    let p = caller.required()?;
-    let view = state.domain.create_application(p, &project, draft).await?;
+        .create_application(caller.principal(), draft)
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -214,8 +159,9 @@ pub async fn list_applications(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ApplicationSummary>>> {
-    let p = list_for(&state, &caller, "applications").await?;
-    Ok(Json(state.domain.applications_for(&p).await?))
+    Ok(Json(
+        state.domain.applications_for(caller.principal()).await?,
+    ))
 }
 
 /// One application: body, state, due date, review progress, history,
@@ -230,8 +176,12 @@ pub async fn get_application(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApplicationView>> {
-    authorized_application(&state, &caller, Action::ReadApplication, &id).await?;
-    Ok(Json(state.domain.application_view(&id).await?))
+    Ok(Json(
+        state
+            .domain
+            .application_view(caller.principal(), &id)
+            .await?,
+    ))
 }
 
 /// Replace the body of a draft or returned application (the applicant).
@@ -248,10 +198,14 @@ pub async fn update_application(
     Path(id): Path<String>,
     body: Result<Json<ApplicationDraft>, JsonRejection>,
 ) -> ApiResult<Json<ApplicationView>> {
-    authorized_application(&state, &caller, Action::EditApplication, &id).await?;
+    signed_in(&state, &caller, Action::EditApplication, &id).await?;
     let Json(draft) = body?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.update_application(p, &id, draft).await?))
+    Ok(Json(
+        state
+            .domain
+            .update_application(caller.principal(), &id, draft)
+            .await?,
+    ))
 }
 
 /// Submit (or resubmit) an application. Every eligibility rule runs first;
@@ -267,20 +221,27 @@ pub async fn submit(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApplicationView>> {
-    authorized_application(&state, &caller, Action::EditApplication, &id).await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.submit_application(p, &id).await?))
+    Ok(Json(
+        state
+            .domain
+            .submit_application(caller.principal(), &id)
+            .await?,
+    ))
 }
 
-/// A reviewer step on an application the caller was authorized to review.
+/// A reviewer step on an application.
 async fn review(
     state: AppState,
     caller: Caller,
     id: String,
     step: ReviewStep,
 ) -> ApiResult<Json<ApplicationView>> {
-    let p = caller.required()?;
-    Ok(Json(state.domain.review_application(p, &id, step).await?))
+    Ok(Json(
+        state
+            .domain
+            .review_application(caller.principal(), &id, step)
+            .await?,
+    ))
 }
 
 /// Start the completeness check (a steward of a requested dataset's provider, or an admin).
@@ -295,7 +256,6 @@ pub async fn start_completeness(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApplicationView>> {
-    authorized_application(&state, &caller, Action::ReviewApplication, &id).await?;
     review(state, caller, id, ReviewStep::StartCompletenessCheck).await
 }
 
@@ -311,7 +271,6 @@ pub async fn pass_completeness(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApplicationView>> {
-    authorized_application(&state, &caller, Action::ReviewApplication, &id).await?;
     review(state, caller, id, ReviewStep::CompletenessPassed).await
 }
 
@@ -341,7 +300,7 @@ pub async fn approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<ApplicationView>> {
-    authorized_application(&state, &caller, Action::ReviewApplication, &id).await?;
+    signed_in(&state, &caller, Action::ReviewApplication, &id).await?;
     // An empty body is an approval without conditions.
     let a: Approval = if body.iter().all(u8::is_ascii_whitespace) {
         Approval::default()
@@ -383,7 +342,7 @@ pub async fn reject(
     Path(id): Path<String>,
     body: Result<Json<Reason>, JsonRejection>,
 ) -> ApiResult<Json<ApplicationView>> {
-    authorized_application(&state, &caller, Action::ReviewApplication, &id).await?;
+    signed_in(&state, &caller, Action::ReviewApplication, &id).await?;
     let Json(r) = body?;
     review(state, caller, id, ReviewStep::Reject { reason: r.reason }).await
 }
@@ -402,7 +361,7 @@ pub async fn return_application(
     Path(id): Path<String>,
     body: Result<Json<Reason>, JsonRejection>,
 ) -> ApiResult<Json<ApplicationView>> {
-    authorized_application(&state, &caller, Action::ReviewApplication, &id).await?;
+    signed_in(&state, &caller, Action::ReviewApplication, &id).await?;
     let Json(r) = body?;
     review(state, caller, id, ReviewStep::Return { reason: r.reason }).await
 }
@@ -432,7 +391,7 @@ pub async fn upload_material(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<MaterialRecord>)> {
-    authorized_application(&state, &caller, Action::EditApplication, &id).await?;
+    signed_in(&state, &caller, Action::EditApplication, &id).await?;
     let Query(q) = query?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -449,10 +408,9 @@ pub async fn upload_material(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let p = caller.required()?;
     let m = state
         .domain
-        .add_material(p, &id, &q.name, content_type, &body)
+        .add_material(caller.principal(), &id, &q.name, content_type, &body)
         .await?;
     Ok((StatusCode::CREATED, Json(m)))
 }
@@ -469,9 +427,10 @@ pub async fn download_material(
     caller: Caller,
     Path((id, material_id)): Path<(String, String)>,
 ) -> ApiResult<impl IntoResponse> {
-    authorized_application(&state, &caller, Action::ReadApplication, &id).await?;
-    let p = caller.required()?;
-    let (m, bytes) = state.domain.material_content(p, &id, &material_id).await?;
+    let (m, bytes) = state
+        .domain
+        .material_content(caller.principal(), &id, &material_id)
+        .await?;
     Ok((
         [
             (header::CONTENT_TYPE, m.content_type.clone()),
@@ -495,8 +454,9 @@ pub async fn agreement(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AgreementText>> {
-    authorized_application(&state, &caller, Action::SignAgreement, &id).await?;
-    Ok(Json(state.domain.agreement_text(&id).await?))
+    Ok(Json(
+        state.domain.agreement_text(caller.principal(), &id).await?,
+    ))
 }
 
 /// What the applicant signs: the hash of the text they were shown.
@@ -528,12 +488,11 @@ pub async fn sign(
     Path(id): Path<String>,
     body: Result<Json<Signature>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Signed>)> {
-    authorized_application(&state, &caller, Action::SignAgreement, &id).await?;
+    signed_in(&state, &caller, Action::SignAgreement, &id).await?;
     let Json(s) = body?;
-    let p = caller.required()?;
     let (receipt, grant) = state
         .domain
-        .sign_agreement(p, &id, &s.agreement_sha256)
+        .sign_agreement(caller.principal(), &id, &s.agreement_sha256)
         .await?;
     Ok((StatusCode::CREATED, Json(Signed { receipt, grant })))
 }
@@ -549,8 +508,10 @@ pub async fn receipt(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    authorized_application(&state, &caller, Action::ReadApplication, &id).await?;
-    let json = state.domain.agreement_receipt(&id).await?;
+    let json = state
+        .domain
+        .agreement_receipt(caller.principal(), &id)
+        .await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_string()),

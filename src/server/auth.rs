@@ -2,9 +2,9 @@
 //!
 //! [`Caller`] resolves an `Authorization: Bearer …` header to a principal (or
 //! anonymous when the header is absent; a present but invalid token is a 401,
-//! never a silent downgrade to anonymous). Handlers then call [`require`],
-//! which asks `enclave::access::authz::authorize` — the one place that decides
-//! — and audits every refusal.
+//! never a silent downgrade to anonymous). Handlers hand the principal to one
+//! `Domain` method, which authorizes (see `enclave::domain::authorization`);
+//! nothing here compares roles.
 
 use axum::Json;
 use axum::Router;
@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
-use enclave::access::authz::{Action, Decision, Denial, Object, authorize};
+use enclave::access::authz::Action;
 use enclave::identity::{Principal, User};
 use serde::{Deserialize, Serialize};
 
@@ -27,17 +27,9 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The caller as the audit log records it.
-    pub fn actor(&self) -> enclave::Actor {
-        enclave::Actor::caller(self.principal.as_ref())
-    }
-
-    /// The principal of a request that [`require`] already allowed; a missing
-    /// one would be a bug, answered as a 500.
-    pub fn required(&self) -> ApiResult<&Principal> {
-        self.principal
-            .as_ref()
-            .ok_or_else(|| ApiError::internal("an authorized request has no principal"))
+    /// The caller as the domain's methods take it: `None` when anonymous.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
     }
 
     /// The bearer token as presented.
@@ -53,16 +45,10 @@ impl Caller {
         action: Action,
         audit_object: &str,
     ) -> ApiResult<&Principal> {
-        match &self.principal {
-            Some(p) => Ok(p),
-            None => {
-                state
-                    .domain
-                    .deny(None, action, audit_object, Denial::Unauthenticated)
-                    .await?;
-                Err(ApiError::unauthenticated("sign in first"))
-            }
-        }
+        Ok(state
+            .domain
+            .signed_in(self.principal(), action, audit_object)
+            .await?)
     }
 }
 
@@ -93,44 +79,6 @@ impl FromRequestParts<AppState> for Caller {
             principal: Some(principal),
             token: Some(token.to_string()),
         })
-    }
-}
-
-/// `kind:id` for audit records, with an id from the path kept only when it
-/// looks like one (callers choose path segments).
-pub fn audit_object(kind: &str, id: &str) -> String {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        format!("{kind}:{id}")
-    } else {
-        format!("{kind}:<malformed>")
-    }
-}
-
-/// Asks the authorization function; a refusal is audited and answered 401/403.
-pub async fn require(
-    state: &AppState,
-    caller: &Caller,
-    action: Action,
-    object: Object<'_>,
-    audit_object: &str,
-) -> ApiResult<()> {
-    match authorize(caller.principal.as_ref(), action, &object) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(denial) => {
-            state
-                .domain
-                .deny(caller.principal.as_ref(), action, audit_object, denial)
-                .await?;
-            Err(match denial {
-                Denial::Unauthenticated => ApiError::unauthenticated("sign in first"),
-                Denial::Forbidden => ApiError::forbidden("your role does not allow this"),
-            })
-        }
     }
 }
 
@@ -169,10 +117,10 @@ pub struct LoginResponse {
 #[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
-    caller: Caller,
+    // A presented but invalid token is still a 401 here, never anonymous.
+    _caller: Caller,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<LoginResponse>> {
-    require(&state, &caller, Action::Login, Object::Platform, "auth").await?;
     let Json(req) = body?;
     let s = state.domain.login(&req.username, &req.password).await?;
     Ok(Json(LoginResponse {
@@ -190,10 +138,8 @@ pub async fn login(
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
-    require(&state, &caller, Action::Logout, Object::Platform, "auth").await?;
-    if let (Some(p), Some(token)) = (&caller.principal, &caller.token) {
-        state.domain.logout(p, token).await?;
-    }
+    let token = caller.token().unwrap_or_default();
+    state.domain.logout(caller.principal(), token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -205,20 +151,5 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<User>> {
-    let user_id = caller
-        .principal
-        .as_ref()
-        .map(|p| p.user_id.clone())
-        .unwrap_or_default();
-    require(
-        &state,
-        &caller,
-        Action::ReadOwnAccount,
-        Object::User { user_id: &user_id },
-        "me",
-    )
-    .await?;
-    Ok(Json(
-        state.domain.identity().get_user_by_id(&user_id).await?,
-    ))
+    Ok(Json(state.domain.me(caller.principal()).await?))
 }

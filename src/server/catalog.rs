@@ -8,14 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use enclave::access::authz::{Action, Object};
 use enclave::catalog::{CatalogQuery, OpenType};
 use enclave::domain::{CatalogDetail, CatalogListing};
 use enclave::release::ResultFormat;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{Caller, require};
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
 
 pub fn route_catalog() -> Router<AppState> {
@@ -59,14 +58,6 @@ pub async fn list_catalog(
     caller: Caller,
     params: Result<Query<CatalogParams>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CatalogListing>>> {
-    require(
-        &state,
-        &caller,
-        Action::ReadCatalog,
-        Object::Platform,
-        "catalog",
-    )
-    .await?;
     let Query(params) = params?;
     tracing::Span::current().record("q", params.q.as_deref().unwrap_or(""));
     let query = CatalogQuery {
@@ -75,7 +66,9 @@ pub async fn list_catalog(
         open_type: params.open_type,
         grade: params.grade,
     };
-    Ok(Json(state.domain.catalog(&caller.actor(), &query).await?))
+    Ok(Json(
+        state.domain.catalog(caller.principal(), &query).await?,
+    ))
 }
 
 /// One dataset's catalog entry: metadata, versions and quality summaries.
@@ -93,19 +86,11 @@ pub async fn get_catalog_entry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CatalogDetail>> {
-    require(
-        &state,
-        &caller,
-        Action::ReadCatalog,
-        Object::Platform,
-        "catalog",
-    )
-    .await?;
     if !enclave::catalog::is_dataset_id(&id) {
         return Err(ApiError::bad_request(DATASET_ID_RULE));
     }
     Ok(Json(
-        state.domain.catalog_entry(&caller.actor(), &id).await?,
+        state.domain.catalog_entry(caller.principal(), &id).await?,
     ))
 }
 
@@ -141,14 +126,6 @@ pub async fn dummy_data(
     Path(id): Path<String>,
     params: Result<Query<DummyParams>, QueryRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    require(
-        &state,
-        &caller,
-        Action::ReadCatalog,
-        Object::Platform,
-        "catalog",
-    )
-    .await?;
     if !enclave::catalog::is_dataset_id(&id) {
         return Err(ApiError::bad_request(DATASET_ID_RULE));
     }
@@ -160,7 +137,7 @@ pub async fn dummy_data(
     let format = ResultFormat::parse(params.format.as_deref().unwrap_or("csv"))?;
     let batch = state
         .domain
-        .dummy_data(&caller.actor(), &id, rows, params.seed.unwrap_or(1))
+        .dummy_data(caller.principal(), &id, rows, params.seed.unwrap_or(1))
         .await?;
     let bytes = enclave::release::encode(&batch.schema(), &[batch], format)?;
     Ok((

@@ -7,12 +7,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use enclave::access::authz::{Action, Object};
+use enclave::access::authz::Action;
 use enclave::domain::{ComplaintView, NewComplaint};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{Caller, require};
+use super::auth::Caller;
 use super::error::{ApiResult, ErrorBody};
 
 pub fn route_complaints() -> Router<AppState> {
@@ -35,17 +35,8 @@ pub async fn file_complaint(
     caller: Caller,
     body: Result<Json<NewComplaint>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ComplaintView>)> {
-    require(
-        &state,
-        &caller,
-        Action::FileComplaint,
-        Object::Platform,
-        "complaints",
-    )
-    .await?;
     let Json(new) = body?;
-    let actor = caller.actor();
-    let view = state.domain.file_complaint(&actor, new).await?;
+    let view = state.domain.file_complaint(caller.principal(), new).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -61,15 +52,7 @@ pub async fn list_complaints(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ComplaintView>>> {
-    require(
-        &state,
-        &caller,
-        Action::HandleComplaints,
-        Object::Platform,
-        "complaints",
-    )
-    .await?;
-    Ok(Json(state.domain.complaints().await?))
+    Ok(Json(state.domain.complaints(caller.principal()).await?))
 }
 
 /// The answer to a complaint.
@@ -95,20 +78,14 @@ pub async fn answer_complaint(
     Path(id): Path<String>,
     body: Result<Json<Answer>, JsonRejection>,
 ) -> ApiResult<Json<ComplaintView>> {
-    require(
-        &state,
-        &caller,
-        Action::HandleComplaints,
-        Object::Platform,
-        "complaints",
-    )
-    .await?;
+    caller
+        .signed_in(&state, Action::HandleComplaints, "complaints")
+        .await?;
     let Json(a) = body?;
-    let actor = caller.actor();
     Ok(Json(
         state
             .domain
-            .answer_complaint(&actor, &id, &a.answer)
+            .answer_complaint(caller.principal(), &id, &a.answer)
             .await?,
     ))
 }

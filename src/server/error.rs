@@ -47,10 +47,6 @@ impl ApiError {
         }
     }
 
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -83,6 +79,7 @@ impl From<enclave::Error> for ApiError {
         let status = match &e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            E::Forbidden => StatusCode::FORBIDDEN,
             E::AccountLocked => StatusCode::TOO_MANY_REQUESTS,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Manifest(_) | E::InvalidData(_) | E::InvalidArgument(_) => StatusCode::BAD_REQUEST,

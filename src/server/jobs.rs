@@ -8,15 +8,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use enclave::access::authz::{Action, Object};
+use enclave::access::authz::Action;
 use enclave::domain::{JobView, ModelRequest, ReviewDecision, ReviewPacket};
 use enclave::release::ResultFormat;
 use enclave::store::{JobRecord, ReleaseRecord};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::{Caller, audit_object, require};
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use enclave::domain::audit_object;
 
 pub fn route_jobs() -> Router<AppState> {
     Router::new()
@@ -68,24 +69,7 @@ pub async fn submit_job(
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     caller.signed_in(&state, Action::SubmitJob, "jobs").await?;
     let Json(j) = body?;
-    let grant = state
-        .domain
-        .grant(&j.grant_id)
-        .await
-        .map_err(|_| ApiError::bad_request("grant_id: no such grant"))?;
-    let providers = grant.providers();
-    require(
-        &state,
-        &caller,
-        Action::SubmitJob,
-        Object::Grant {
-            holder_id: &grant.holder_id,
-            providers: &providers,
-        },
-        &audit_object("grant", &grant.id),
-    )
-    .await?;
-    let p = caller.required()?;
+    let p = caller.principal();
     let view = match j.model {
         None if j.params.is_some() => {
             return Err(ApiError::bad_request("params: only with a model"));
@@ -93,7 +77,7 @@ pub async fn submit_job(
         None => {
             state
                 .domain
-                .submit_query(p, &grant.id, &j.sql, j.dp)
+                .submit_query(p, &j.grant_id, &j.sql, j.dp)
                 .await?
         }
         Some(_) if j.dp.is_some() => {
@@ -108,36 +92,11 @@ pub async fn submit_job(
             };
             state
                 .domain
-                .submit_model_job(p, &grant.id, &model, &j.sql)
+                .submit_model_job(p, &j.grant_id, &model, &j.sql)
                 .await?
         }
     };
     Ok((StatusCode::ACCEPTED, Json(view)))
-}
-
-/// Signed in, the job exists, `action` allowed on it.
-async fn authorized_job(
-    state: &AppState,
-    caller: &Caller,
-    action: Action,
-    id: &str,
-) -> ApiResult<JobRecord> {
-    let object = audit_object("job", id);
-    caller.signed_in(state, action, &object).await?;
-    let job = state.domain.job(id).await?;
-    let providers = state.domain.grant(&job.grant_id).await?.providers();
-    require(
-        state,
-        caller,
-        action,
-        Object::Job {
-            requester_id: &job.requester_id,
-            providers: &providers,
-        },
-        &object,
-    )
-    .await?;
-    Ok(job)
 }
 
 /// The jobs the caller may read.
@@ -149,9 +108,7 @@ pub async fn list_jobs(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<JobRecord>>> {
-    require(&state, &caller, Action::ListWork, Object::Platform, "jobs").await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.jobs_for(p).await?))
+    Ok(Json(state.domain.jobs_for(caller.principal()).await?))
 }
 
 /// A job: state, elapsed time, rows scanned, groups suppressed, verdicts — never values.
@@ -166,17 +123,17 @@ pub async fn get_job(
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> ApiResult<Json<JobView>> {
-    authorized_job(&state, &caller, Action::ReadJob, &id).await?;
     let Query(q) = query?;
+    let p = caller.principal();
     Ok(Json(match q.wait {
         Some(secs) => {
             let secs = secs.min(25);
             state
                 .domain
-                .wait_job(&id, std::time::Duration::from_secs(secs))
+                .wait_job(p, &id, std::time::Duration::from_secs(secs))
                 .await?
         }
-        None => state.domain.job_view(&id).await?,
+        None => state.domain.job_view(p, &id).await?,
     }))
 }
 
@@ -200,9 +157,9 @@ pub async fn cancel_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
-    authorized_job(&state, &caller, Action::CancelJob, &id).await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.cancel_job(p, &id).await?))
+    Ok(Json(
+        state.domain.cancel_job(caller.principal(), &id).await?,
+    ))
 }
 
 /// Results waiting for the caller's review.
@@ -214,16 +171,7 @@ pub async fn review_queue(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<JobRecord>>> {
-    require(
-        &state,
-        &caller,
-        Action::ListWork,
-        Object::Platform,
-        "reviews",
-    )
-    .await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.review_queue(p).await?))
+    Ok(Json(state.domain.review_queue(caller.principal()).await?))
 }
 
 /// The review packet: SQL, plan, verdicts per cell, the candidate result,
@@ -238,9 +186,9 @@ pub async fn review_packet(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReviewPacket>> {
-    authorized_job(&state, &caller, Action::ReviewOutput, &id).await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.review_packet(p, &id).await?))
+    Ok(Json(
+        state.domain.review_packet(caller.principal(), &id).await?,
+    ))
 }
 
 /// A review vote.
@@ -267,13 +215,14 @@ pub async fn review(
     Path(id): Path<String>,
     body: Result<Json<Vote>, JsonRejection>,
 ) -> ApiResult<Json<JobView>> {
-    authorized_job(&state, &caller, Action::ReviewOutput, &id).await?;
+    caller
+        .signed_in(&state, Action::ReviewOutput, &audit_object("job", &id))
+        .await?;
     let Json(v) = body?;
-    let p = caller.required()?;
     Ok(Json(
         state
             .domain
-            .review_job(p, &id, v.decision, &v.comment)
+            .review_job(caller.principal(), &id, v.decision, &v.comment)
             .await?,
     ))
 }
@@ -305,49 +254,15 @@ pub async fn list_releases(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ReleaseView>>> {
-    require(
-        &state,
-        &caller,
-        Action::ListWork,
-        Object::Platform,
-        "releases",
-    )
-    .await?;
-    let p = caller.required()?;
     Ok(Json(
         state
             .domain
-            .releases_for(p)
+            .releases_for(caller.principal())
             .await?
             .into_iter()
             .map(release_view)
             .collect(),
     ))
-}
-
-async fn authorized_release(
-    state: &AppState,
-    caller: &Caller,
-    action: Action,
-    id: &str,
-) -> ApiResult<ReleaseRecord> {
-    let object = audit_object("release", id);
-    caller.signed_in(state, action, &object).await?;
-    let r = state.domain.release(id).await?;
-    let grant = state.domain.grant(&r.grant_id).await?;
-    let providers = grant.providers();
-    require(
-        state,
-        caller,
-        action,
-        Object::Job {
-            requester_id: &grant.holder_id,
-            providers: &providers,
-        },
-        &object,
-    )
-    .await?;
-    Ok(r)
 }
 
 /// One release with its certificate.
@@ -361,7 +276,7 @@ pub async fn get_release(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReleaseView>> {
-    let r = authorized_release(&state, &caller, Action::ReadRelease, &id).await?;
+    let r = state.domain.read_release(caller.principal(), &id).await?;
     Ok(Json(release_view(r)))
 }
 
@@ -376,7 +291,7 @@ pub async fn certificate(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let r = authorized_release(&state, &caller, Action::ReadRelease, &id).await?;
+    let r = state.domain.read_release(caller.principal(), &id).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_string()),
@@ -410,11 +325,19 @@ pub async fn download(
     Path(id): Path<String>,
     query: Result<Query<FormatQuery>, QueryRejection>,
 ) -> ApiResult<impl IntoResponse> {
-    let r = authorized_release(&state, &caller, Action::DownloadRelease, &id).await?;
+    caller
+        .signed_in(
+            &state,
+            Action::DownloadRelease,
+            &audit_object("release", &id),
+        )
+        .await?;
     let Query(q) = query?;
     let format = ResultFormat::parse(q.format.as_deref().unwrap_or("csv"))?;
-    let p = caller.required()?;
-    let bytes = state.domain.release_file(p, &r.id, format).await?;
+    let bytes = state
+        .domain
+        .release_file(caller.principal(), &id, format)
+        .await?;
     Ok((
         [
             (header::CONTENT_TYPE, format.mime().to_string()),
@@ -422,13 +345,13 @@ pub async fn download(
                 header::CONTENT_DISPOSITION,
                 format!(
                     "attachment; filename=\"release-{}.{}\"",
-                    r.id,
+                    id,
                     format.extension()
                 ),
             ),
             (
                 header::HeaderName::from_static("x-anyu-certificate"),
-                format!("/api/releases/{}/certificate", r.id),
+                format!("/api/releases/{id}/certificate"),
             ),
         ],
         bytes,

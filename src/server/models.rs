@@ -9,14 +9,15 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use enclave::access::authz::{Action, Object};
+use enclave::access::authz::Action;
 use enclave::domain::{ModelDecision, ModelView};
 use enclave::store::ModelRecord;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{Caller, audit_object, require};
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use enclave::domain::audit_object;
 
 pub fn route_models(max_component_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -60,14 +61,6 @@ pub async fn upload_model(
     caller
         .signed_in(&state, Action::UploadModel, "models")
         .await?;
-    require(
-        &state,
-        &caller,
-        Action::UploadModel,
-        Object::Platform,
-        "models",
-    )
-    .await?;
     let Query(q) = query?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -80,8 +73,10 @@ pub async fn upload_model(
             ApiError::bad_request(e.body_text())
         }
     })?;
-    let p = caller.required()?;
-    let view = state.domain.upload_model(p, &q.name, body.to_vec()).await?;
+    let view = state
+        .domain
+        .upload_model(caller.principal(), &q.name, body.to_vec())
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -94,19 +89,7 @@ pub async fn list_models(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ModelRecord>>> {
-    caller
-        .signed_in(&state, Action::ReadModel, "models")
-        .await?;
-    require(
-        &state,
-        &caller,
-        Action::ReadModel,
-        Object::Platform,
-        "models",
-    )
-    .await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.models_for(p).await?))
+    Ok(Json(state.domain.models_for(caller.principal()).await?))
 }
 
 /// One model with the stewards' decisions per dataset.
@@ -120,18 +103,9 @@ pub async fn get_model(
     caller: Caller,
     Path(sha256): Path<String>,
 ) -> ApiResult<Json<ModelView>> {
-    let object = audit_object("model", &sha256);
-    caller.signed_in(&state, Action::ReadModel, &object).await?;
-    require(
-        &state,
-        &caller,
-        Action::ReadModel,
-        Object::Platform,
-        &object,
-    )
-    .await?;
-    let p = caller.required()?;
-    Ok(Json(state.domain.model_view(p, &sha256).await?))
+    Ok(Json(
+        state.domain.model_view(caller.principal(), &sha256).await?,
+    ))
 }
 
 /// A steward's decision on running a model on one of their provider's datasets.
@@ -168,30 +142,16 @@ pub async fn decide_model(
     if !enclave::catalog::is_dataset_id(&b.dataset_id) {
         return Err(ApiError::bad_request("dataset_id: no such dataset"));
     }
-    // An unknown dataset has no provider: the same 403 as another provider's.
-    let providers: Vec<String> = state
-        .domain
-        .store()
-        .dataset(&b.dataset_id)
-        .await
-        .map_err(ApiError::from)?
-        .map(|d| vec![d.manifest.dataset.provider.clone()])
-        .unwrap_or_default();
-    require(
-        &state,
-        &caller,
-        Action::ApproveModel,
-        Object::Dataset {
-            providers: &providers,
-        },
-        &object,
-    )
-    .await?;
-    let p = caller.required()?;
     Ok(Json(
         state
             .domain
-            .decide_model(p, &sha256, &b.dataset_id, b.decision, &b.comment)
+            .decide_model(
+                caller.principal(),
+                &sha256,
+                &b.dataset_id,
+                b.decision,
+                &b.comment,
+            )
             .await?,
     ))
 }

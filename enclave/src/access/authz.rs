@@ -152,6 +152,12 @@ pub enum Object<'a> {
         /// The dataset's provider agency.
         providers: &'a [String],
     },
+    /// An upload of a model (the same bytes uploaded by two researchers are
+    /// two uploads).
+    Model {
+        /// Account id of the researcher who uploaded it.
+        owner_id: &'a str,
+    },
     /// A job (query) or its release, under a grant.
     Job {
         /// Account id of the researcher who submitted it (the grant's holder).
@@ -280,9 +286,11 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
             Object::Job { .. },
         ) => true,
         (A::UploadModel, Role::Researcher, Object::Platform) => true,
-        // Models are code, not data: every signed-in role may look; the
-        // domain shows researchers their own uploads only.
+        // Models are code, not data: every signed-in role may look, but a
+        // researcher sees only their own uploads.
         (A::ReadModel, _, Object::Platform) => true,
+        (A::ReadModel, Role::Researcher, Object::Model { owner_id }) => *owner_id == p.user_id,
+        (A::ReadModel, Role::Steward | Role::Admin | Role::Auditor, Object::Model { .. }) => true,
         (A::ApproveModel, Role::Steward, Object::Dataset { providers }) => {
             stewards_any(p, providers)
         }
@@ -295,6 +303,29 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
     } else {
         Decision::Deny(Denial::Forbidden)
     }
+}
+
+/// Whether `p` reviews the outputs of jobs over `providers`' data.
+pub fn reviews_outputs(p: &Principal, providers: &[String]) -> bool {
+    let object = Object::Job {
+        requester_id: "",
+        providers,
+    };
+    authorize(Some(p), Action::ReviewOutput, &object).is_allowed()
+}
+
+/// Whether `p` may read `object`: the filter of every listing, so a list
+/// never shows what the object's own route would refuse.
+pub fn may_read(p: &Principal, object: &Object<'_>) -> bool {
+    let action = match object {
+        Object::Project { .. } => Action::ReadProject,
+        Object::Application { .. } => Action::ReadApplication,
+        Object::Grant { .. } => Action::ReadGrant,
+        Object::Job { .. } => Action::ReadJob,
+        Object::Model { .. } => Action::ReadModel,
+        Object::Platform | Object::User { .. } | Object::Dataset { .. } => return false,
+    };
+    authorize(Some(p), action, object).is_allowed()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod application;
 pub mod authz;
 pub mod eligibility;
 pub mod grant;
+pub mod output_review;
 pub mod workflow;
 
 pub use application::{

@@ -16,8 +16,9 @@ use chrono::{NaiveDate, TimeZone};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Actor, Domain, china_standard_time};
+use super::{Actor, Domain, audit_object, china_standard_time};
 use crate::access::agreement::{self, AgreementTerms, SignedReceipt};
+use crate::access::authz::{self, Action, Object};
 use crate::access::{
     ApplicantFacts, ApplicationDraft, ApplicationEvent, ApplicationFacts, ApplicationState,
     ApplicationStatus, Budgets, Grant, GrantState, GrantedDataset, GrantedVersion, MaterialType,
@@ -166,11 +167,21 @@ impl ApplicationRecord {
 impl Domain {
     /// Opens a project for `owner` (a researcher). Members must be enabled
     /// researchers of the owner's organisation. Audited as `project.create`.
-    pub async fn create_project(
+    pub async fn create_project<'a>(
         &self,
-        owner: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         new: NewProject,
     ) -> Result<ProjectRecord> {
+        let owner = self
+            .signed_in(caller.into(), Action::CreateProject, "projects")
+            .await?;
+        self.authorize(
+            Some(owner),
+            Action::CreateProject,
+            &Object::Platform,
+            "projects",
+        )
+        .await?;
         new.validate()?;
         let mut members = Vec::new();
         for (i, username) in new.members.iter().enumerate() {
@@ -229,16 +240,35 @@ impl Domain {
 
     /// The projects `p` may read: a researcher's own and those they are a
     /// member of; everything for admins and auditors; none for stewards.
-    pub async fn projects_for(&self, p: &Principal) -> Result<Vec<ProjectRecord>> {
-        let all = self.store.list_projects().await?;
-        Ok(match p.role {
-            Role::Researcher => all
-                .into_iter()
-                .filter(|x| x.owner_id == p.user_id || x.members.contains(&p.user_id))
-                .collect(),
-            Role::Admin | Role::Auditor => all,
-            Role::Steward => Vec::new(),
-        })
+    pub async fn projects_for<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+    ) -> Result<Vec<ProjectRecord>> {
+        let p = self.list_for(caller.into(), "projects").await?;
+        let mut projects = self.store.list_projects().await?;
+        projects.retain(|x| authz::may_read(p, &project_object(x)));
+        Ok(projects)
+    }
+
+    /// One project, as `caller` may read it.
+    pub async fn read_project<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<ProjectRecord> {
+        let object = audit_object("project", id);
+        let p = self
+            .signed_in(caller.into(), Action::ReadProject, &object)
+            .await?;
+        let project = self.project(id).await?;
+        self.authorize(
+            Some(p),
+            Action::ReadProject,
+            &project_object(&project),
+            &object,
+        )
+        .await?;
+        Ok(project)
     }
 
     /// The catalog records of the requested datasets, in request order. A
@@ -292,17 +322,26 @@ impl Domain {
     }
 
     /// Writes a new draft application under `project`. Audited as `application.create`.
-    pub async fn create_application(
+    pub async fn create_application<'a>(
         &self,
-        applicant: &Principal,
-        project: &ProjectRecord,
+        caller: impl Into<Option<&'a Principal>>,
         draft: ApplicationDraft,
     ) -> Result<ApplicationView> {
-        if draft.project_id != project.id {
-            return Err(Error::InvalidArgument(
-                "project_id: does not name the project applied under".into(),
-            ));
-        }
+        let applicant = self
+            .signed_in(caller.into(), Action::CreateApplication, "applications")
+            .await?;
+        let project = self
+            .project(&draft.project_id)
+            .await
+            .map_err(|_| Error::InvalidArgument("project_id: no such project".into()))?;
+        self.authorize(
+            Some(applicant),
+            Action::CreateApplication,
+            &project_object(&project),
+            &audit_object("project", &project.id),
+        )
+        .await?;
+        let project = &project;
         let records = self.requested_datasets(&draft).await?;
         let providers = self.check_draft(&draft, &records).await?;
         let now = crate::store::now_rfc3339();
@@ -346,7 +385,8 @@ impl Domain {
             }),
         )
         .await?;
-        self.application_view(&record.id).await
+        self.view_of_application(self.application(&record.id).await?)
+            .await
     }
 
     /// One application record.
@@ -357,10 +397,38 @@ impl Domain {
             .ok_or_else(|| Error::NotFound(format!("application `{}`", shown_id(id))))
     }
 
+    /// The application `id`, once `caller` may perform `action` on it (401,
+    /// then 404, then 403).
+    async fn authorized_application<'a>(
+        &self,
+        caller: Option<&'a Principal>,
+        action: Action,
+        id: &str,
+    ) -> Result<(&'a Principal, ApplicationRecord)> {
+        let object = audit_object("application", id);
+        let p = self.signed_in(caller, action, &object).await?;
+        let a = self.application(id).await?;
+        self.authorize(Some(p), action, &application_object(&a), &object)
+            .await?;
+        Ok((p, a))
+    }
+
     /// The application with its deadline, progress, history, materials,
-    /// live eligibility (while editable) and grant.
-    pub async fn application_view(&self, id: &str) -> Result<ApplicationView> {
-        let application = self.application(id).await?;
+    /// live eligibility (while editable) and grant, as `caller` may read it.
+    pub async fn application_view<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<ApplicationView> {
+        let (_, application) = self
+            .authorized_application(caller.into(), Action::ReadApplication, id)
+            .await?;
+        self.view_of_application(application).await
+    }
+
+    async fn view_of_application(&self, application: ApplicationRecord) -> Result<ApplicationView> {
+        let id = application.id.clone();
+        let id = id.as_str();
         let (due_date, overdue) = application.deadline(self.today());
         let progress = match (&application.state, &application.facts) {
             (ApplicationState::UnderReview { approvals }, Some(f)) => Some(f.progress(approvals)),
@@ -393,23 +461,18 @@ impl Domain {
     /// The applications `p` may read, newest first: a researcher's own; a
     /// steward's submitted ones involving their providers; every submitted one
     /// for admins and auditors.
-    pub async fn applications_for(&self, p: &Principal) -> Result<Vec<ApplicationSummary>> {
+    pub async fn applications_for<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+    ) -> Result<Vec<ApplicationSummary>> {
+        let p = self.list_for(caller.into(), "applications").await?;
         let today = self.today();
         Ok(self
             .store
             .list_applications()
             .await?
             .into_iter()
-            .filter(|a| {
-                let submitted = a.status != ApplicationStatus::Draft;
-                match p.role {
-                    Role::Researcher => a.applicant_id == p.user_id,
-                    Role::Steward => {
-                        submitted && p.provider_agencies.iter().any(|x| a.providers.contains(x))
-                    }
-                    Role::Admin | Role::Auditor => submitted,
-                }
-            })
+            .filter(|a| authz::may_read(p, &application_object(a)))
             .map(|a| {
                 let (due_date, overdue) = a.deadline(today);
                 ApplicationSummary {
@@ -435,13 +498,15 @@ impl Domain {
     }
 
     /// Replaces the body of a draft or returned application. Audited as `application.edit`.
-    pub async fn update_application(
+    pub async fn update_application<'a>(
         &self,
-        applicant: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
         draft: ApplicationDraft,
     ) -> Result<ApplicationView> {
-        let mut a = self.application(id).await?;
+        let (applicant, mut a) = self
+            .authorized_application(caller.into(), Action::EditApplication, id)
+            .await?;
         if !matches!(
             a.status,
             ApplicationStatus::Draft | ApplicationStatus::Returned
@@ -487,7 +552,7 @@ impl Domain {
             serde_json::json!({}),
         )
         .await?;
-        self.application_view(id).await
+        self.view_of_application(self.application(id).await?).await
     }
 
     /// Audits a refused step (outcome `denied`) and returns the error.
@@ -583,13 +648,15 @@ impl Domain {
     /// Submits (or resubmits) an application: the draft is re-validated, every
     /// eligibility rule runs, then the workflow's `submit`. The completeness
     /// check is due in `completeness_working_days` working days.
-    pub async fn submit_application(
+    pub async fn submit_application<'a>(
         &self,
-        applicant: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
     ) -> Result<ApplicationView> {
         const ACTION: &str = "application.submit";
-        let mut a = self.application(id).await?;
+        let (applicant, mut a) = self
+            .authorized_application(caller.into(), Action::EditApplication, id)
+            .await?;
         // Legality first: submitting a submitted application is an illegal transition.
         let facts = match a.facts.clone() {
             Some(f) => f,
@@ -656,7 +723,7 @@ impl Domain {
             serde_json::json!({ "from": t.from, "completeness_due": date_str(due) }),
         )
         .await?;
-        self.application_view(id).await
+        self.view_of_application(self.application(id).await?).await
     }
 
     /// The reviewer `p` acts as on `a`: an admin as the platform; a steward
@@ -758,13 +825,15 @@ impl Domain {
 
     /// A reviewer step: completeness check, approval, rejection or return.
     /// Audited as `application.<event>`; refusals with outcome `denied`.
-    pub async fn review_application(
+    pub async fn review_application<'a>(
         &self,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
         step: ReviewStep,
     ) -> Result<ApplicationView> {
-        let mut a = self.application(id).await?;
+        let (p, mut a) = self
+            .authorized_application(caller.into(), Action::ReviewApplication, id)
+            .await?;
         let provider = match &step {
             ReviewStep::Approve { provider, .. } => provider.as_deref(),
             _ => None,
@@ -882,7 +951,7 @@ impl Domain {
             details,
         )
         .await?;
-        self.application_view(id).await
+        self.view_of_application(self.application(id).await?).await
     }
 
     /// The agreement terms of an approved application, with versions resolved
@@ -935,8 +1004,14 @@ impl Domain {
     }
 
     /// The agreement text the applicant of an approved application signs.
-    pub async fn agreement_text(&self, id: &str) -> Result<AgreementText> {
-        let a = self.application(id).await?;
+    pub async fn agreement_text<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<AgreementText> {
+        let (_, a) = self
+            .authorized_application(caller.into(), Action::SignAgreement, id)
+            .await?;
         if a.status != ApplicationStatus::Approved {
             return Err(Error::Conflict(format!(
                 "the agreement is offered once the application is approved; it is `{}`",
@@ -959,14 +1034,16 @@ impl Domain {
     /// Eligibility is checked again; then, in one transaction, the application
     /// becomes `agreement_signed`, the countersigned receipt is stored and the
     /// grant is created. Audited as `agreement.sign` and `grant.create`.
-    pub async fn sign_agreement(
+    pub async fn sign_agreement<'a>(
         &self,
-        applicant: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
         agreement_sha256: &str,
     ) -> Result<(SignedReceipt, Grant)> {
         const ACTION: &str = "agreement.sign";
-        let mut a = self.application(id).await?;
+        let (applicant, mut a) = self
+            .authorized_application(caller.into(), Action::SignAgreement, id)
+            .await?;
         let Some(facts) = a.facts.clone() else {
             return self
                 .refuse_step(
@@ -1175,7 +1252,13 @@ impl Domain {
     }
 
     /// The signed receipt of an application's agreement.
-    pub async fn agreement_receipt(&self, id: &str) -> Result<String> {
+    pub async fn agreement_receipt<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<String> {
+        self.authorized_application(caller.into(), Action::ReadApplication, id)
+            .await?;
         self.store
             .agreement(id)
             .await?
@@ -1186,16 +1269,18 @@ impl Domain {
     /// Stores an uploaded material, encrypted, while the application is a
     /// draft or returned. Type is checked against the content; size and count
     /// are limited. Audited as `application.material.upload`.
-    pub async fn add_material(
+    pub async fn add_material<'a>(
         &self,
-        applicant: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
         name: &str,
         content_type: &str,
         bytes: &[u8],
     ) -> Result<MaterialRecord> {
         const ACTION: &str = "application.material.upload";
-        let a = self.application(id).await?;
+        let (applicant, a) = self
+            .authorized_application(caller.into(), Action::EditApplication, id)
+            .await?;
         if !matches!(
             a.status,
             ApplicationStatus::Draft | ApplicationStatus::Returned
@@ -1282,12 +1367,15 @@ impl Domain {
     }
 
     /// A material's decrypted content. Audited as `application.material.read`.
-    pub async fn material_content(
+    pub async fn material_content<'a>(
         &self,
-        reader: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
         material_id: &str,
     ) -> Result<(MaterialRecord, Vec<u8>)> {
+        let (reader, _) = self
+            .authorized_application(caller.into(), Action::ReadApplication, id)
+            .await?;
         let m = self
             .store
             .materials(id)
@@ -1318,6 +1406,21 @@ impl Domain {
         )
         .await?;
         Ok((m, plain))
+    }
+}
+
+fn project_object(p: &ProjectRecord) -> Object<'_> {
+    Object::Project {
+        owner_id: &p.owner_id,
+        members: &p.members,
+    }
+}
+
+fn application_object(a: &ApplicationRecord) -> Object<'_> {
+    Object::Application {
+        applicant_id: &a.applicant_id,
+        providers: &a.providers,
+        submitted: a.status != ApplicationStatus::Draft,
     }
 }
 

@@ -8,7 +8,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::access::shown_id;
-use super::{Actor, Domain};
+use super::{Actor, Domain, audit_object};
+use crate::access::authz::{self, Action, Object};
 use crate::access::{
     Grant, GrantActor, GrantEvent, GrantStatus, NewUsageReport, Usage, apply_grant,
 };
@@ -61,44 +62,76 @@ impl Domain {
             .ok_or_else(|| Error::NotFound(format!("grant `{}`", shown_id(id))))
     }
 
-    /// A grant with its history.
-    pub async fn grant_view(&self, id: &str) -> Result<GrantView> {
-        let grant = self.grant(id).await?;
+    /// The grant `id`, once `caller` may perform `action` on it (401, then
+    /// 404, then 403).
+    async fn authorized_grant<'a>(
+        &self,
+        caller: Option<&'a Principal>,
+        action: Action,
+        id: &str,
+    ) -> Result<(&'a Principal, Grant)> {
+        let object = audit_object("grant", id);
+        let p = self.signed_in(caller, action, &object).await?;
+        let g = self.grant(id).await?;
+        let providers = g.providers();
+        let target = Object::Grant {
+            holder_id: &g.holder_id,
+            providers: &providers,
+        };
+        self.authorize(Some(p), action, &target, &object).await?;
+        Ok((p, g))
+    }
+
+    /// A grant with its history, as `caller` may read it.
+    pub async fn grant_view<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<GrantView> {
+        let (_, grant) = self
+            .authorized_grant(caller.into(), Action::ReadGrant, id)
+            .await?;
+        self.view_of_grant(grant).await
+    }
+
+    async fn view_of_grant(&self, grant: Grant) -> Result<GrantView> {
         Ok(GrantView {
             usable: grant.check_usable(self.now()).is_ok(),
-            history: self.store.grant_events(id).await?,
+            history: self.store.grant_events(&grant.id).await?,
             grant,
         })
     }
 
-    /// The grants `p` may read: a researcher's own, a steward's over their
-    /// providers' data, all for admins and auditors.
-    pub async fn grants_for(&self, p: &Principal) -> Result<Vec<Grant>> {
-        Ok(self
-            .store
-            .list_grants()
-            .await?
-            .into_iter()
-            .filter(|g| match p.role {
-                Role::Researcher => g.holder_id == p.user_id,
-                Role::Steward => g
-                    .datasets
-                    .iter()
-                    .any(|d| p.provider_agencies.contains(&d.provider)),
-                Role::Admin | Role::Auditor => true,
-            })
-            .collect())
+    /// The grants the caller may read: a researcher's own, a steward's over
+    /// their providers' data, all for admins and auditors.
+    pub async fn grants_for<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+    ) -> Result<Vec<Grant>> {
+        let p = self.list_for(caller.into(), "grants").await?;
+        let mut grants = self.store.list_grants().await?;
+        grants.retain(|g| {
+            let providers = g.providers();
+            let object = Object::Grant {
+                holder_id: &g.holder_id,
+                providers: &providers,
+            };
+            authz::may_read(p, &object)
+        });
+        Ok(grants)
     }
 
     /// Suspends, reinstates or revokes a grant. Audited as `grant.<event>`;
     /// refusals with outcome `denied`.
-    pub async fn change_grant(
+    pub async fn change_grant<'a>(
         &self,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
         change: GrantChange,
     ) -> Result<GrantView> {
-        let mut g = self.grant(id).await?;
+        let (p, mut g) = self
+            .authorized_grant(caller.into(), Action::ManageGrant, id)
+            .await?;
         let by = match p.role {
             Role::Admin => GrantActor::Admin {
                 user_id: p.user_id.clone(),
@@ -164,7 +197,7 @@ impl Domain {
             serde_json::json!({ "from": t.from, "to": t.to.status() }),
         )
         .await?;
-        self.grant_view(id).await
+        self.view_of_grant(g).await
     }
 
     /// Expires every active or suspended grant whose period has ended; the
@@ -272,14 +305,16 @@ impl Domain {
 
     /// Files a usage report on a grant (any state: reports are due after the
     /// end too). Audited as `usage_report.file`.
-    pub async fn file_usage_report(
+    pub async fn file_usage_report<'a>(
         &self,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         grant_id: &str,
         report: NewUsageReport,
     ) -> Result<UsageReportRecord> {
+        let (p, g) = self
+            .authorized_grant(caller.into(), Action::ReportUsage, grant_id)
+            .await?;
         report.validate()?;
-        let g = self.grant(grant_id).await?;
         let record = UsageReportRecord {
             id: uuid::Uuid::now_v7().to_string(),
             grant_id: g.id.clone(),
@@ -300,8 +335,13 @@ impl Domain {
     }
 
     /// The usage reports of a grant.
-    pub async fn usage_reports(&self, grant_id: &str) -> Result<Vec<UsageReportRecord>> {
-        self.grant(grant_id).await?;
+    pub async fn usage_reports<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        grant_id: &str,
+    ) -> Result<Vec<UsageReportRecord>> {
+        self.authorized_grant(caller.into(), Action::ReadGrant, grant_id)
+            .await?;
         self.store.usage_reports(grant_id).await
     }
 

@@ -38,12 +38,14 @@ use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use super::access::shown_id;
-use super::{Actor, Domain, ModelRequest};
+use super::{Actor, Domain, ModelRequest, audit_object};
+use crate::access::authz::{self, Action, Object};
+use crate::access::output_review;
 use crate::access::{Grant, GrantedVersion};
 use crate::audit::Outcome;
 use crate::catalog::UsageMethod;
 use crate::disclosure::{self, CheckInput, CheckReport, EchoHit, Verdict};
-use crate::identity::{Principal, Role};
+use crate::identity::Principal;
 use crate::query::{
     self, CellKind, GrantedTable, Guard, PlannedQuery, QuerySession, SessionLimits, TableSpec,
 };
@@ -332,17 +334,9 @@ fn differencing_aad(job_id: &str) -> String {
     format!("anyu:differencing:{job_id}")
 }
 
-/// Whether `p` reviews outputs under `grant`: an admin, or a steward of one
-/// of its providers.
+/// Whether `p` reviews outputs under `grant`.
 fn reviews_for(p: &Principal, grant: &Grant) -> bool {
-    match p.role {
-        Role::Admin => true,
-        Role::Steward => grant
-            .providers()
-            .iter()
-            .any(|x| p.provider_agencies.contains(x)),
-        _ => false,
-    }
+    authz::reviews_outputs(p, &grant.providers())
 }
 
 /// A JSON value for one cell (for reviewers).
@@ -496,52 +490,70 @@ impl Domain {
     /// Submits `sql` under `grant_id`. The query is planned and checked now:
     /// a refusal answers at once (audited, no job, no budget spent). Accepted
     /// queries become a queued job that runs in the background.
-    pub async fn submit_job(
+    pub async fn submit_job<'a>(
         self: &Arc<Self>,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         grant_id: &str,
         sql: &str,
     ) -> Result<JobView> {
-        self.submit(p, grant_id, sql, None, None).await
+        self.submit(caller.into(), grant_id, sql, None, None).await
     }
 
     /// Submits `sql` under `grant_id`, differentially private when `dp` is
     /// given or the SQL starts `SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (…)`.
     /// ε (and the δ the group selection spends) is charged with the job,
     /// before anything runs, and stays charged whatever happens next.
-    pub async fn submit_query(
+    pub async fn submit_query<'a>(
         self: &Arc<Self>,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         grant_id: &str,
         sql: &str,
         dp: Option<crate::dp::DpOptions>,
     ) -> Result<JobView> {
-        self.submit(p, grant_id, sql, None, dp).await
+        self.submit(caller.into(), grant_id, sql, None, dp).await
     }
 
     /// Submits a model run under `grant_id`: `input_sql` goes through the
     /// same policy as any query (row-level input allowed where the grant's
     /// usage method is `model_results` or `in_domain`), the model must be the
     /// caller's and approved for every dataset whose policy says so.
-    pub async fn submit_model_job(
+    pub async fn submit_model_job<'a>(
         self: &Arc<Self>,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         grant_id: &str,
         model: &ModelRequest,
         input_sql: &str,
     ) -> Result<JobView> {
-        self.submit(p, grant_id, input_sql, Some(model), None).await
+        self.submit(caller.into(), grant_id, input_sql, Some(model), None)
+            .await
     }
 
     async fn submit(
         self: &Arc<Self>,
-        p: &Principal,
+        caller: Option<&Principal>,
         grant_id: &str,
         sql: &str,
         model: Option<&ModelRequest>,
         dp: Option<crate::dp::DpOptions>,
     ) -> Result<JobView> {
         const ACTION: &str = "job.submit";
+        let p = self.signed_in(caller, Action::SubmitJob, "jobs").await?;
+        let grant = self
+            .grant(grant_id)
+            .await
+            .map_err(|_| Error::InvalidArgument("grant_id: no such grant".into()))?;
+        let providers = grant.providers();
+        let object = Object::Grant {
+            holder_id: &grant.holder_id,
+            providers: &providers,
+        };
+        self.authorize(
+            Some(p),
+            Action::SubmitJob,
+            &object,
+            &audit_object("grant", &grant.id),
+        )
+        .await?;
         let actor = Actor::user(p);
         let refused = |e: Error| async move {
             self.record(
@@ -585,10 +597,9 @@ impl Domain {
             })
             .await;
         }
-        let grant = match self.usable_grant(p, grant_id).await {
-            Ok(g) => g,
-            Err(e) => return refused(e).await,
-        };
+        if let Err(e) = grant.check_usable(self.now()) {
+            return refused(e).await;
+        }
         let active = self.store.active_jobs_of(&p.user_id).await?;
         if active >= self.job_options().per_user as u64 {
             return refused(Error::Denied {
@@ -750,7 +761,7 @@ impl Domain {
                 .expect("job map lock")
                 .remove(&id);
         });
-        self.job_view(&job.id).await
+        self.view_of(self.job(&job.id).await?).await
     }
 
     async fn set_job(&self, job: &mut JobRecord) -> Result<()> {
@@ -1494,9 +1505,43 @@ impl Domain {
             .ok_or_else(|| Error::NotFound(format!("job `{}`", shown_id(id))))
     }
 
+    /// The job `id` and its grant, once `caller` may perform `action` on it
+    /// (401, then 404, then 403). Also returns the signed-in principal.
+    async fn authorized_job<'a>(
+        &self,
+        caller: Option<&'a Principal>,
+        action: Action,
+        id: &str,
+    ) -> Result<(&'a Principal, JobRecord, Grant)> {
+        let object = audit_object("job", id);
+        let p = self.signed_in(caller, action, &object).await?;
+        let job = self.job(id).await?;
+        let grant = self.grant(&job.grant_id).await?;
+        let providers = grant.providers();
+        let target = Object::Job {
+            requester_id: &job.requester_id,
+            providers: &providers,
+        };
+        self.authorize(Some(p), action, &target, &object).await?;
+        Ok((p, job, grant))
+    }
+
+    /// A job with its progress, as `caller` may see it.
+    pub async fn job_view<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<JobView> {
+        let (_, job, _) = self
+            .authorized_job(caller.into(), Action::ReadJob, id)
+            .await?;
+        self.view_of(job).await
+    }
+
     /// A job with its progress.
-    pub async fn job_view(&self, id: &str) -> Result<JobView> {
-        let mut job = self.job(id).await?;
+    async fn view_of(&self, mut job: JobRecord) -> Result<JobView> {
+        let id = job.id.clone();
+        let id = id.as_str();
         let running = {
             let map = self.jobs.running.lock().expect("job map lock");
             map.get(id).and_then(|r| {
@@ -1533,12 +1578,25 @@ impl Domain {
 
     /// Waits until the job leaves `queued`/`running`/`checked` or `timeout`
     /// passes, then returns it (a long poll for clients and benchmarks).
-    pub async fn wait_job(&self, id: &str, timeout: Duration) -> Result<JobView> {
+    pub async fn wait_job<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<JobView> {
+        let (_, job, _) = self
+            .authorized_job(caller.into(), Action::ReadJob, id)
+            .await?;
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut first = Some(job);
         loop {
             // Registered before looking, so a change in between is not missed.
             let changed = self.jobs.changed.notified();
-            let view = self.job_view(id).await?;
+            let current = match first.take() {
+                Some(j) => j,
+                None => self.job(id).await?,
+            };
+            let view = self.view_of(current).await?;
             let settled = !matches!(
                 view.job.status,
                 JobStatus::Queued | JobStatus::Running | JobStatus::Checked
@@ -1556,21 +1614,20 @@ impl Domain {
 
     /// The jobs `p` may read: a researcher's own; everything for admins and auditors;
     /// a steward's over their providers' grants.
-    pub async fn jobs_for(&self, p: &Principal) -> Result<Vec<JobRecord>> {
+    pub async fn jobs_for<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+    ) -> Result<Vec<JobRecord>> {
+        let p = self.list_for(caller.into(), "jobs").await?;
         let jobs = self.store.list_jobs().await?;
         let mut out = Vec::new();
         for j in jobs {
-            let visible = match p.role {
-                Role::Researcher => j.requester_id == p.user_id,
-                Role::Admin | Role::Auditor => true,
-                Role::Steward => self
-                    .grant(&j.grant_id)
-                    .await?
-                    .providers()
-                    .iter()
-                    .any(|x| p.provider_agencies.contains(x)),
+            let providers = self.grant(&j.grant_id).await?.providers();
+            let object = Object::Job {
+                requester_id: &j.requester_id,
+                providers: &providers,
             };
-            if visible {
+            if authz::may_read(p, &object) {
                 out.push(j);
             }
         }
@@ -1579,8 +1636,14 @@ impl Domain {
 
     /// Cancels a queued or running job, or withdraws one waiting for review;
     /// audited as `job.cancel`.
-    pub async fn cancel_job(&self, p: &Principal, id: &str) -> Result<JobView> {
-        let job = self.job(id).await?;
+    pub async fn cancel_job<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<JobView> {
+        let (p, job, _) = self
+            .authorized_job(caller.into(), Action::CancelJob, id)
+            .await?;
         // A result waiting for review can be withdrawn too.
         if job.status.is_final() || job.status == JobStatus::Checked {
             return Err(Error::Conflict(format!(
@@ -1619,7 +1682,7 @@ impl Domain {
             )
             .await?;
         }
-        self.job_view(id).await
+        self.view_of(self.job(id).await?).await
     }
 
     /// Marks jobs left queued or running by a previous process as failed
@@ -1651,26 +1714,12 @@ impl Domain {
         Ok(n)
     }
 
-    /// Whether `p` may review job outputs under `grant`: a steward of one of
-    /// its providers or an admin, never the requester or their organisation.
-    fn check_reviewer(&self, p: &Principal, job: &JobRecord, requester_org: &str) -> Result<()> {
-        if p.user_id == job.requester_id {
-            return Err(Error::Denied {
-                code: "self_review",
-                message: "nobody may review their own result".into(),
-            });
-        }
-        if p.organisation == requester_org {
-            return Err(Error::Denied {
-                code: "same_organisation",
-                message: "nobody from the requester's organisation may review the result".into(),
-            });
-        }
-        Ok(())
-    }
-
     /// Jobs waiting for `p`'s review.
-    pub async fn review_queue(&self, p: &Principal) -> Result<Vec<JobRecord>> {
+    pub async fn review_queue<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+    ) -> Result<Vec<JobRecord>> {
+        let p = self.list_for(caller.into(), "reviews").await?;
         let mut out = Vec::new();
         for j in self.store.jobs_in(JobStatus::PendingReview).await? {
             let g = self.grant(&j.grant_id).await?;
@@ -1743,10 +1792,16 @@ impl Domain {
     /// The review packet of a job: query, plan, verdicts, the candidate
     /// result, the grant's earlier releases; other votes only after voting.
     /// Audited as `job.review_read`.
-    pub async fn review_packet(&self, p: &Principal, id: &str) -> Result<ReviewPacket> {
-        let job = self.job(id).await?;
+    pub async fn review_packet<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<ReviewPacket> {
+        let (p, job, _) = self
+            .authorized_job(caller.into(), Action::ReviewOutput, id)
+            .await?;
         let requester = self.identity.get_user_by_id(&job.requester_id).await?;
-        self.check_reviewer(p, &job, &requester.organisation)?;
+        output_review::check_output_reviewer(p, &job.requester_id, &requester.organisation)?;
         let (_, batches) = self.candidate(&job).await?;
         let votes = self.store.reviews(id).await?;
         let my_vote = votes.iter().find(|v| v.reviewer_id == p.user_id).cloned();
@@ -1785,16 +1840,18 @@ impl Domain {
     /// One reviewer's vote. A rejection ends the review; enough approvals
     /// (from different people, at least one a steward of the data's provider)
     /// release the result. Audited as `job.review`.
-    pub async fn review_job(
+    pub async fn review_job<'a>(
         &self,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
         decision: ReviewDecision,
         comment: &str,
     ) -> Result<JobView> {
-        let mut job = self.job(id).await?;
+        let (p, mut job, grant) = self
+            .authorized_job(caller.into(), Action::ReviewOutput, id)
+            .await?;
         let requester = self.identity.get_user_by_id(&job.requester_id).await?;
-        self.check_reviewer(p, &job, &requester.organisation)?;
+        output_review::check_output_reviewer(p, &job.requester_id, &requester.organisation)?;
         if job.status != JobStatus::PendingReview {
             return Err(Error::Conflict(format!(
                 "a job in state `{}` is not waiting for review",
@@ -1844,22 +1901,23 @@ impl Domain {
                 serde_json::json!({}),
             )
             .await?;
-            return self.job_view(id).await;
+            return self.view_of(job).await;
         }
         let votes = self.store.reviews(id).await?;
         let approvals: Vec<&ReviewRecord> =
             votes.iter().filter(|v| v.decision == "approve").collect();
-        let grant = self.grant(&job.grant_id).await?;
-        let mut steward_approved = false;
+        let mut voters = Vec::with_capacity(approvals.len());
         for v in &approvals {
-            let u = self.identity.get_user_by_id(&v.reviewer_id).await?;
-            steward_approved |= u.role == Role::Steward
-                && grant
-                    .providers()
-                    .iter()
-                    .any(|x| u.provider_agencies.contains(x));
+            voters.push(self.identity.get_user_by_id(&v.reviewer_id).await?);
         }
-        if approvals.len() as u32 >= job.reviewers_required && steward_approved {
+        let counted: Vec<output_review::Approval> = voters
+            .iter()
+            .map(|u| output_review::Approval {
+                role: u.role,
+                provider_agencies: &u.provider_agencies,
+            })
+            .collect();
+        if output_review::approvals_release(&counted, job.reviewers_required, &grant.providers()) {
             let reviewers = approvals
                 .iter()
                 .map(|v| release::Reviewer {
@@ -1871,7 +1929,7 @@ impl Domain {
                 .collect();
             self.release_job(&mut job, reviewers).await?;
         }
-        self.job_view(id).await
+        self.view_of(job).await
     }
 
     /// One release.
@@ -1882,20 +1940,54 @@ impl Domain {
             .ok_or_else(|| Error::NotFound(format!("release `{}`", shown_id(id))))
     }
 
+    /// The release `id`, once `caller` may perform `action` on it (401,
+    /// then 404, then 403). Releases are judged as their grant's jobs.
+    async fn authorized_release<'a>(
+        &self,
+        caller: Option<&'a Principal>,
+        action: Action,
+        id: &str,
+    ) -> Result<(&'a Principal, ReleaseRecord)> {
+        let object = audit_object("release", id);
+        let p = self.signed_in(caller, action, &object).await?;
+        let r = self.release(id).await?;
+        let grant = self.grant(&r.grant_id).await?;
+        let providers = grant.providers();
+        let target = Object::Job {
+            requester_id: &grant.holder_id,
+            providers: &providers,
+        };
+        self.authorize(Some(p), action, &target, &object).await?;
+        Ok((p, r))
+    }
+
+    /// One release with its certificate, as `caller` may read it.
+    pub async fn read_release<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<ReleaseRecord> {
+        let (_, r) = self
+            .authorized_release(caller.into(), Action::ReadRelease, id)
+            .await?;
+        Ok(r)
+    }
+
     /// The releases `p` may read.
-    pub async fn releases_for(&self, p: &Principal) -> Result<Vec<ReleaseRecord>> {
+    pub async fn releases_for<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+    ) -> Result<Vec<ReleaseRecord>> {
+        let p = self.list_for(caller.into(), "releases").await?;
         let mut out = Vec::new();
         for r in self.store.list_releases().await? {
             let g = self.grant(&r.grant_id).await?;
-            let visible = match p.role {
-                Role::Researcher => g.holder_id == p.user_id,
-                Role::Steward => g
-                    .providers()
-                    .iter()
-                    .any(|x| p.provider_agencies.contains(x)),
-                Role::Admin | Role::Auditor => true,
+            let providers = g.providers();
+            let object = Object::Job {
+                requester_id: &g.holder_id,
+                providers: &providers,
             };
-            if visible {
+            if authz::may_read(p, &object) {
                 out.push(r);
             }
         }
@@ -1904,13 +1996,15 @@ impl Domain {
 
     /// A released file, decrypted and checked against the certificate's hash.
     /// Audited as `release.download`.
-    pub async fn release_file(
+    pub async fn release_file<'a>(
         &self,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         id: &str,
         format: ResultFormat,
     ) -> Result<Vec<u8>> {
-        let r = self.release(id).await?;
+        let (p, r) = self
+            .authorized_release(caller.into(), Action::DownloadRelease, id)
+            .await?;
         let f = r
             .files
             .iter()

@@ -10,6 +10,7 @@
 
 mod access;
 mod accounts;
+mod authorization;
 mod grants;
 mod jobs;
 mod models;
@@ -17,6 +18,7 @@ mod models;
 pub use access::{
     AgreementText, ApplicationSummary, ApplicationView, DatasetFilter, ReviewConditions, ReviewStep,
 };
+pub use authorization::{By, audit_object};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
 pub use jobs::{JobOptions, JobView, ReviewDecision, ReviewPacket};
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::access::authz::{Action, Denial};
+use crate::access::authz::{Action, Denial, Object};
 use crate::access::{ApplicationLimits, Budgets};
 use crate::audit::{AuditLog, AuditOptions, AuditRecord, NewEvent, Outcome};
 use crate::calendar::WorkCalendar;
@@ -618,11 +620,14 @@ impl Domain {
     }
 
     /// Searches the catalog. Metadata only; audited as `catalog.read`.
-    pub async fn catalog(
+    pub async fn catalog<'a>(
         &self,
-        actor: &Actor,
+        by: impl Into<By<'a>>,
         query: &CatalogQuery,
     ) -> Result<Vec<CatalogListing>> {
+        let actor = &self
+            .acting(by.into(), Action::ReadCatalog, "catalog")
+            .await?;
         let records = self.store.list_datasets().await?;
         let listings: Vec<CatalogListing> = records
             .iter()
@@ -642,7 +647,14 @@ impl Domain {
 
     /// One catalog entry with its versions and quality summaries. A hidden
     /// not-open dataset answers exactly like an unknown id.
-    pub async fn catalog_entry(&self, actor: &Actor, id: &str) -> Result<CatalogDetail> {
+    pub async fn catalog_entry<'a>(
+        &self,
+        by: impl Into<By<'a>>,
+        id: &str,
+    ) -> Result<CatalogDetail> {
+        let actor = &self
+            .acting(by.into(), Action::ReadCatalog, "catalog")
+            .await?;
         let record = self.store.dataset(id).await?.filter(|r| self.visible(r));
         let Some(record) = record else {
             self.record(
@@ -737,7 +749,15 @@ impl Domain {
     }
 
     /// Ends the caller's session.
-    pub async fn logout(&self, principal: &Principal, token: &str) -> Result<()> {
+    pub async fn logout<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        token: &str,
+    ) -> Result<()> {
+        let caller = caller.into();
+        self.authorize(caller, Action::Logout, &Object::Platform, "auth")
+            .await?;
+        let principal = self.signed_in(caller, Action::Logout, "auth").await?;
         self.identity.logout(token, self.now()).await?;
         self.record(
             &Actor::user(principal),
@@ -748,6 +768,41 @@ impl Domain {
         )
         .await?;
         Ok(())
+    }
+
+    /// The caller's own account.
+    pub async fn me<'a>(&self, caller: impl Into<Option<&'a Principal>>) -> Result<User> {
+        let caller = caller.into();
+        let user_id = caller.map(|p| p.user_id.as_str()).unwrap_or_default();
+        let own = Object::User { user_id };
+        self.authorize(caller, Action::ReadOwnAccount, &own, "me")
+            .await?;
+        self.identity.get_user_by_id(user_id).await
+    }
+
+    /// Every account (administrators).
+    pub async fn users<'a>(&self, by: impl Into<By<'a>>) -> Result<Vec<User>> {
+        self.acting(by.into(), Action::ManageUsers, "users").await?;
+        self.identity.list_users().await
+    }
+
+    /// Audit events matching `filter`; reading is itself audited (`audit.read`).
+    pub async fn audit_events<'a>(
+        &self,
+        by: impl Into<By<'a>>,
+        filter: &crate::audit::AuditFilter,
+    ) -> Result<Vec<AuditRecord>> {
+        let actor = self.acting(by.into(), Action::ReadAudit, "audit").await?;
+        let events = self.audit.list(filter).await?;
+        self.record(
+            &actor,
+            "audit.read",
+            "audit",
+            Outcome::Success,
+            serde_json::json!({ "results": events.len() }),
+        )
+        .await?;
+        Ok(events)
     }
 
     /// Records a refused request (`authz.denied`).
@@ -770,7 +825,8 @@ impl Domain {
     }
 
     /// Creates an account; audited as `user.create` by `actor`.
-    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User> {
+    pub async fn create_user<'a>(&self, by: impl Into<By<'a>>, new: NewUser) -> Result<User> {
+        let actor = &self.acting(by.into(), Action::ManageUsers, "users").await?;
         let username = new.username.clone();
         let result = self.identity.create_user(new, self.now()).await;
         let (outcome, object, details) = match &result {
@@ -791,7 +847,8 @@ impl Domain {
     }
 
     /// Disables an account and ends its sessions; audited as `user.disable`.
-    pub async fn disable_user(&self, actor: &Actor, username: &str) -> Result<User> {
+    pub async fn disable_user<'a>(&self, by: impl Into<By<'a>>, username: &str) -> Result<User> {
+        let actor = &self.acting(by.into(), Action::ManageUsers, "users").await?;
         let user = self.identity.disable_user(username, self.now()).await?;
         self.audited_user_change(actor, "user.disable", &user, serde_json::json!({}))
             .await?;
@@ -799,12 +856,13 @@ impl Domain {
     }
 
     /// Sets a new password and ends the account's sessions; audited as `user.reset_password`.
-    pub async fn reset_password(
+    pub async fn reset_password<'a>(
         &self,
-        actor: &Actor,
+        by: impl Into<By<'a>>,
         username: &str,
         password: &str,
     ) -> Result<User> {
+        let actor = &self.acting(by.into(), Action::ManageUsers, "users").await?;
         let user = self
             .identity
             .reset_password(username, password, self.now())
@@ -827,7 +885,14 @@ impl Domain {
     }
 
     /// Files a public complaint about open data (SZ:65); due in 10 working days.
-    pub async fn file_complaint(&self, actor: &Actor, c: NewComplaint) -> Result<ComplaintView> {
+    pub async fn file_complaint<'a>(
+        &self,
+        by: impl Into<By<'a>>,
+        c: NewComplaint,
+    ) -> Result<ComplaintView> {
+        let actor = &self
+            .acting(by.into(), Action::FileComplaint, "complaints")
+            .await?;
         fn field(name: &str, value: &str, max: usize) -> Result<()> {
             let n = value.trim().chars().count();
             if n == 0 || n > max {
@@ -881,7 +946,13 @@ impl Domain {
     }
 
     /// Every complaint with its overdue flag.
-    pub async fn complaints(&self) -> Result<Vec<ComplaintView>> {
+    pub async fn complaints<'a>(&self, by: impl Into<By<'a>>) -> Result<Vec<ComplaintView>> {
+        self.acting(by.into(), Action::HandleComplaints, "complaints")
+            .await?;
+        self.all_complaints().await
+    }
+
+    async fn all_complaints(&self) -> Result<Vec<ComplaintView>> {
         Ok(self
             .store
             .list_complaints()
@@ -893,7 +964,9 @@ impl Domain {
 
     /// Platform figures for the authority's dashboard: datasets by open type,
     /// accounts by role, complaints open and overdue, the audit head.
-    pub async fn overview(&self) -> Result<Overview> {
+    pub async fn overview<'a>(&self, by: impl Into<By<'a>>) -> Result<Overview> {
+        self.acting(by.into(), Action::ViewOverview, "overview")
+            .await?;
         let mut datasets = std::collections::BTreeMap::new();
         for d in self.store.list_datasets().await? {
             let key = serde_json::to_value(d.manifest.dataset.open_type)
@@ -908,7 +981,7 @@ impl Domain {
                 *accounts.entry(u.role.as_str().to_string()).or_insert(0u64) += 1;
             }
         }
-        let complaints = self.complaints().await?;
+        let complaints = self.all_complaints().await?;
         let today = self.today();
         let mut applications = std::collections::BTreeMap::new();
         for st in crate::access::ApplicationStatus::ALL {
@@ -942,12 +1015,15 @@ impl Domain {
     }
 
     /// Answers an open complaint; audited as `complaint.answer`.
-    pub async fn answer_complaint(
+    pub async fn answer_complaint<'a>(
         &self,
-        actor: &Actor,
+        by: impl Into<By<'a>>,
         id: &str,
         answer: &str,
     ) -> Result<ComplaintView> {
+        let actor = &self
+            .acting(by.into(), Action::HandleComplaints, "complaints")
+            .await?;
         let n = answer.trim().chars().count();
         if n == 0 || n > 5000 {
             return Err(Error::InvalidArgument(

@@ -31,12 +31,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::jobs::visible_schema;
-use super::{Actor, Domain};
+use super::{Actor, By, Domain, audit_object};
 use crate::access::Grant;
+use crate::access::authz::{self, Action, Object};
 use crate::audit::Outcome;
 use crate::catalog::{OpenType, dummy};
 use crate::disclosure::{self, CheckInput, ModelFacts};
-use crate::identity::{Principal, Role};
+use crate::identity::Principal;
 use crate::query::guard::Tripped;
 use crate::query::{self, CellKind, Guard, OutputColumn, PlanFacts, PlannedQuery, QuerySession};
 use crate::storage::blob;
@@ -277,12 +278,18 @@ impl Domain {
     /// world by the sandbox (unknown imports refused), size-limited, hashed,
     /// compiled into the artifact cache, stored and owned. Audited as
     /// `model.upload` (a refusal too, with its code).
-    pub async fn upload_model(
+    pub async fn upload_model<'a>(
         &self,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<ModelView> {
+        let caller = caller.into();
+        let p = self
+            .signed_in(caller, Action::UploadModel, "models")
+            .await?;
+        self.authorize(Some(p), Action::UploadModel, &Object::Platform, "models")
+            .await?;
         let actor = Actor::user(p);
         let name = name.trim().to_string();
         let size = bytes.len();
@@ -353,18 +360,38 @@ impl Domain {
         self.model_view(p, &info.sha256).await
     }
 
-    /// One model as `p` may see it: researchers their own uploads; stewards,
-    /// admins and auditors any (a model is code, not data).
-    pub async fn model_view(&self, p: &Principal, sha256: &str) -> Result<ModelView> {
+    /// One model as `caller` may see it: researchers their own uploads;
+    /// stewards, admins and auditors any (a model is code, not data). An
+    /// upload the caller may not see answers like an unknown one.
+    pub async fn model_view<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        sha256: &str,
+    ) -> Result<ModelView> {
+        let object = audit_object("model", sha256);
+        let p = self
+            .signed_in(caller.into(), Action::ReadModel, &object)
+            .await?;
+        self.authorize(Some(p), Action::ReadModel, &Object::Platform, &object)
+            .await?;
         let not_found = || Error::NotFound("model".into());
         if !valid_sha(sha256) {
             return Err(not_found());
         }
-        let model = match p.role {
-            Role::Researcher => self.store.model_of(sha256, &p.user_id).await?,
-            _ => self.store.model_uploads(sha256).await?.into_iter().next(),
-        }
-        .ok_or_else(not_found)?;
+        let model = self
+            .store
+            .model_uploads(sha256)
+            .await?
+            .into_iter()
+            .find(|m| {
+                authz::may_read(
+                    p,
+                    &Object::Model {
+                        owner_id: &m.owner_id,
+                    },
+                )
+            })
+            .ok_or_else(not_found)?;
         Ok(ModelView {
             approvals: self.store.model_approvals(sha256).await?,
             model,
@@ -372,24 +399,54 @@ impl Domain {
     }
 
     /// The models `p` may see, newest first.
-    pub async fn models_for(&self, p: &Principal) -> Result<Vec<ModelRecord>> {
-        match p.role {
-            Role::Researcher => self.store.list_models(Some(&p.user_id)).await,
-            _ => self.store.list_models(None).await,
-        }
+    pub async fn models_for<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+    ) -> Result<Vec<ModelRecord>> {
+        let p = self
+            .signed_in(caller.into(), Action::ReadModel, "models")
+            .await?;
+        self.authorize(Some(p), Action::ReadModel, &Object::Platform, "models")
+            .await?;
+        let mut models = self.store.list_models(None).await?;
+        models.retain(|m| {
+            authz::may_read(
+                p,
+                &Object::Model {
+                    owner_id: &m.owner_id,
+                },
+            )
+        });
+        Ok(models)
     }
 
-    /// A steward's decision on running model `sha256` on `dataset_id` (the
-    /// caller's provider's dataset, checked by the caller of this method
-    /// through `authorize`). Audited as `model.approve` or `model.reject`.
-    pub async fn decide_model(
+    /// A steward's decision on running model `sha256` on `dataset_id`, a
+    /// dataset of the caller's provider. Audited as `model.approve` or
+    /// `model.reject`.
+    pub async fn decide_model<'a>(
         &self,
-        p: &Principal,
+        caller: impl Into<Option<&'a Principal>>,
         sha256: &str,
         dataset_id: &str,
         decision: ModelDecision,
         comment: &str,
     ) -> Result<ModelView> {
+        let object = audit_object("model", sha256);
+        let p = self
+            .signed_in(caller.into(), Action::ApproveModel, &object)
+            .await?;
+        // An unknown dataset has no provider: the same 403 as another provider's.
+        let providers: Vec<String> = self
+            .store
+            .dataset(dataset_id)
+            .await?
+            .map(|d| vec![d.manifest.dataset.provider.clone()])
+            .unwrap_or_default();
+        let target = Object::Dataset {
+            providers: &providers,
+        };
+        self.authorize(Some(p), Action::ApproveModel, &target, &object)
+            .await?;
         if !valid_sha(sha256) || self.store.model_uploads(sha256).await?.is_empty() {
             return Err(Error::NotFound("model".into()));
         }
@@ -759,13 +816,16 @@ impl Domain {
     /// Dummy data of a catalog dataset (conditional or unconditional, as the
     /// caller may see it): generated from the manifest alone, never from
     /// rows. Audited as `catalog.dummy`.
-    pub async fn dummy_data(
+    pub async fn dummy_data<'a>(
         &self,
-        actor: &Actor,
+        by: impl Into<By<'a>>,
         dataset_id: &str,
         rows: usize,
         seed: u64,
     ) -> Result<RecordBatch> {
+        let actor = &self
+            .acting(by.into(), Action::ReadCatalog, "catalog")
+            .await?;
         // Not-open datasets have no dummy data: they answer like unknown ids.
         let record = self.store.dataset(dataset_id).await?;
         let Some(manifest) = record

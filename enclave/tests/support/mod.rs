@@ -276,10 +276,7 @@ impl Lab {
             },
             agreement_version: enclave::access::agreement::current().version,
         };
-        let app = d
-            .create_application(&self.researcher, &project, draft)
-            .await
-            .unwrap();
+        let app = d.create_application(&self.researcher, draft).await.unwrap();
         let aid = app.application.id;
         d.submit_application(&self.researcher, &aid).await.unwrap();
         d.review_application(&self.admin, &aid, ReviewStep::StartCompletenessCheck)
@@ -301,7 +298,7 @@ impl Lab {
                 );
             }
         }
-        let text = d.agreement_text(&aid).await.unwrap();
+        let text = d.agreement_text(&self.researcher, &aid).await.unwrap();
         let (_, grant) = d
             .sign_agreement(&self.researcher, &aid, &text.sha256)
             .await
@@ -318,7 +315,7 @@ impl Lab {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let done = self
             .domain
-            .wait_job(&job.job.id, Duration::from_secs(120))
+            .wait_job(&self.researcher, &job.job.id, Duration::from_secs(120))
             .await
             .unwrap();
         let status = done.job.status.as_str().to_string();

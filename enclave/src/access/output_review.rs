@@ -1,0 +1,108 @@
+//! Output review's rules, as pure functions: who may vote on a result, and
+//! when the votes release it. The domain loads the people and the votes and
+//! asks these; nothing here reads a store.
+
+use crate::identity::{Principal, Role};
+use crate::{Error, Result};
+
+/// Separation of duties for one vote: nobody reviews their own result, nor
+/// one from their own organisation.
+pub fn check_output_reviewer(
+    reviewer: &Principal,
+    requester_id: &str,
+    requester_organisation: &str,
+) -> Result<()> {
+    if reviewer.user_id == requester_id {
+        return Err(Error::Denied {
+            code: "self_review",
+            message: "nobody may review their own result".into(),
+        });
+    }
+    if reviewer.organisation == requester_organisation {
+        return Err(Error::Denied {
+            code: "same_organisation",
+            message: "nobody from the requester's organisation may review the result".into(),
+        });
+    }
+    Ok(())
+}
+
+/// One approving vote, as far as counting needs it: who cast it.
+#[derive(Debug, Clone, Copy)]
+pub struct Approval<'a> {
+    pub role: Role,
+    pub provider_agencies: &'a [String],
+}
+
+/// Whether approvals release a result: at least `required` of them (votes
+/// are one per reviewer, so these are different people), one of them from a
+/// steward of a provider of the data (`providers`).
+pub fn approvals_release(approvals: &[Approval<'_>], required: u32, providers: &[String]) -> bool {
+    let steward_approved = approvals.iter().any(|a| {
+        a.role == Role::Steward && providers.iter().any(|x| a.provider_agencies.contains(x))
+    });
+    approvals.len() as u32 >= required && steward_approved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::OrganisationType;
+    use crate::identity::TokenKind;
+
+    fn person(id: &str, org: &str, role: Role) -> Principal {
+        Principal {
+            user_id: id.into(),
+            username: id.into(),
+            role,
+            organisation: org.into(),
+            organisation_type: OrganisationType::University,
+            provider_agencies: Vec::new(),
+            token_kind: TokenKind::Session,
+        }
+    }
+
+    #[test]
+    fn nobody_reviews_their_own_or_their_organisations_result() {
+        let admin = person("a1", "平台", Role::Admin);
+        assert!(check_output_reviewer(&admin, "r1", "深圳大学").is_ok());
+        let own = check_output_reviewer(&person("r1", "深圳大学", Role::Steward), "r1", "x");
+        assert_eq!(own.unwrap_err().code(), "self_review");
+        let colleague =
+            check_output_reviewer(&person("s1", "深圳大学", Role::Steward), "r1", "深圳大学");
+        assert_eq!(colleague.unwrap_err().code(), "same_organisation");
+    }
+
+    #[test]
+    fn release_needs_enough_approvals_and_a_providers_steward() {
+        let si = vec!["社保局".to_string()];
+        let other = vec!["卫健委".to_string()];
+        let steward = Approval {
+            role: Role::Steward,
+            provider_agencies: &si,
+        };
+        let foreign_steward = Approval {
+            role: Role::Steward,
+            provider_agencies: &other,
+        };
+        let admin = Approval {
+            role: Role::Admin,
+            provider_agencies: &[],
+        };
+        assert!(approvals_release(&[steward], 1, &si));
+        assert!(
+            !approvals_release(&[admin], 1, &si),
+            "no steward of the data"
+        );
+        assert!(
+            !approvals_release(&[foreign_steward], 1, &si),
+            "another provider's steward"
+        );
+        assert!(
+            !approvals_release(&[steward], 2, &si),
+            "one approval of two"
+        );
+        assert!(approvals_release(&[admin, steward], 2, &si));
+        assert!(!approvals_release(&[], 0, &si), "no vote releases nothing");
+    }
+}
