@@ -161,13 +161,14 @@ async fn the_classic_pairs_go_to_review() {
     let mut want = vec![(base.job_id.clone(), 1), (excluded.job_id.clone(), 2)];
     want.sort();
     assert_eq!(found, want);
-    // The researcher never sees a packet.
+    // The researcher never sees a packet: authorization refuses before the
+    // separation-of-duties rule is asked.
     let e = lab
         .domain
         .review_packet(&lab.researcher, &moved.job_id)
         .await
         .unwrap_err();
-    assert_eq!(e.code(), "self_review");
+    assert_eq!(e.code(), "forbidden");
 }
 
 #[tokio::test]
