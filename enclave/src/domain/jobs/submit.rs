@@ -1,0 +1,600 @@
+//! Submitting a job (the grant's session, the plan, the policy, the queue)
+//! and what callers read of jobs: views, long polls, listings, cancellation.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::access::authz::{self, Action, Object};
+use crate::access::{Grant, GrantedVersion};
+use crate::audit::Outcome;
+use crate::catalog::UsageMethod;
+use crate::domain::access::shown_id;
+use crate::domain::{Actor, Domain, ModelRequest, audit_object};
+use crate::identity::Principal;
+use crate::query::{Guard, QuerySession, SessionLimits, TableSpec};
+use crate::store::{JobDataset, JobRecord, JobStatus};
+use crate::{Error, Result};
+
+use super::{Running, charge_error, job_object};
+
+/// A job as its requester sees it: state, progress, counts and verdicts — never values.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: JobRecord,
+    /// Seconds since it started (running) or its run time (finished).
+    pub elapsed_seconds: Option<f64>,
+    /// The release, once released.
+    pub release_id: Option<String>,
+}
+
+impl Domain {
+    /// The tables a grant opens, resolved to versions now.
+    pub(super) async fn table_specs(&self, grant: &Grant) -> Result<Vec<TableSpec>> {
+        let mut specs = Vec::new();
+        for d in &grant.datasets {
+            let record = self
+                .store
+                .dataset(&d.dataset_id)
+                .await?
+                .ok_or_else(|| Error::Conflict("a granted dataset left the catalog".into()))?;
+            // The newest version comes with the record; older ones are looked up.
+            let wanted = match d.version {
+                GrantedVersion::Latest => None,
+                GrantedVersion::Pinned { version } => Some(version),
+            };
+            let versions = match (&record.latest_version, wanted) {
+                (Some(v), None) => vec![v.clone()],
+                (Some(v), Some(w)) if v.version == w => vec![v.clone()],
+                _ => self.store.versions(&d.dataset_id).await?,
+            };
+            let version = match wanted {
+                None => versions.iter().max_by_key(|v| v.version),
+                Some(w) => versions.iter().find(|v| v.version == w),
+            }
+            .ok_or_else(|| {
+                Error::Conflict(format!(
+                    "dataset `{}` has no data version yet",
+                    d.dataset_id
+                ))
+            })?;
+            let grade = self
+                .options
+                .grades
+                .get(&record.manifest.dataset.grade)
+                .cloned()
+                .unwrap_or_else(|| self.options.grades.strictest());
+            let consent_dir = match self.store.latest_consent(&d.dataset_id).await? {
+                Some(c) => Some(self.dir.root().join(&c.dir)),
+                None => None,
+            };
+            specs.push(TableSpec {
+                dataset_id: d.dataset_id.clone(),
+                version: version.version,
+                version_dir: self.dir.root().join(&version.dir),
+                version_sha256: version.sha256.clone(),
+                policy: record.manifest.effective_policy(&self.options.grades),
+                reviewers_required: grade.reviewers_required.max(1),
+                columns: d.columns.clone(),
+                row_filter: d.row_filter.clone(),
+                consent_dir,
+                units_unique: version
+                    .quality
+                    .privacy_unit
+                    .as_ref()
+                    .is_some_and(|p| p.rows_with_duplicate_unit == 0),
+                manifest: record.manifest,
+            });
+        }
+        Ok(specs)
+    }
+
+    /// Opens a grant's query session.
+    pub async fn query_session(&self, grant: &Grant) -> Result<QuerySession> {
+        self.query_session_for(grant, false).await
+    }
+
+    /// Opens a grant's session for a query, or for a model's input: rows may
+    /// flow into a model (never out) where the usage method lets a model
+    /// work on the data inside the domain.
+    pub(super) async fn query_session_for(
+        &self,
+        grant: &Grant,
+        model_input: bool,
+    ) -> Result<QuerySession> {
+        let specs = self.table_specs(grant).await?;
+        let aggregate_only = if model_input {
+            !matches!(
+                grant.usage_method,
+                UsageMethod::ModelResults | UsageMethod::InDomain
+            )
+        } else {
+            matches!(
+                grant.usage_method,
+                UsageMethod::Invisible | UsageMethod::ModelResults
+            ) || specs.iter().any(|s| !s.policy.row_level_output)
+        };
+        let o = self.job_options();
+        QuerySession::open(
+            Arc::clone(&self.keyring),
+            specs,
+            aggregate_only,
+            &SessionLimits {
+                memory_bytes: o.memory_bytes,
+                target_partitions: o.target_partitions,
+                spill_dir: self.dir.root().join("spill"),
+                caches: self.jobs.caches.clone(),
+                tables: Some(Arc::clone(&self.jobs.tables)),
+            },
+        )
+        .await
+    }
+
+    /// Submits `sql` under `grant_id`. The query is planned and checked now:
+    /// a refusal answers at once (audited, no job, no budget spent). Accepted
+    /// queries become a queued job that runs in the background.
+    pub async fn submit_job<'a>(
+        self: &Arc<Self>,
+        caller: impl Into<Option<&'a Principal>>,
+        grant_id: &str,
+        sql: &str,
+    ) -> Result<JobView> {
+        self.submit(caller.into(), grant_id, sql, None, None).await
+    }
+
+    /// Submits `sql` under `grant_id`, differentially private when `dp` is
+    /// given or the SQL starts `SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (…)`.
+    /// ε (and the δ the group selection spends) is charged with the job,
+    /// before anything runs, and stays charged whatever happens next.
+    pub async fn submit_query<'a>(
+        self: &Arc<Self>,
+        caller: impl Into<Option<&'a Principal>>,
+        grant_id: &str,
+        sql: &str,
+        dp: Option<crate::dp::DpOptions>,
+    ) -> Result<JobView> {
+        self.submit(caller.into(), grant_id, sql, None, dp).await
+    }
+
+    /// Submits a model run under `grant_id`: `input_sql` goes through the
+    /// same policy as any query (row-level input allowed where the grant's
+    /// usage method is `model_results` or `in_domain`), the model must be the
+    /// caller's and approved for every dataset whose policy says so.
+    pub async fn submit_model_job<'a>(
+        self: &Arc<Self>,
+        caller: impl Into<Option<&'a Principal>>,
+        grant_id: &str,
+        model: &ModelRequest,
+        input_sql: &str,
+    ) -> Result<JobView> {
+        self.submit(caller.into(), grant_id, input_sql, Some(model), None)
+            .await
+    }
+
+    pub(super) async fn submit(
+        self: &Arc<Self>,
+        caller: Option<&Principal>,
+        grant_id: &str,
+        sql: &str,
+        model: Option<&ModelRequest>,
+        dp: Option<crate::dp::DpOptions>,
+    ) -> Result<JobView> {
+        const ACTION: &str = "job.submit";
+        let p = self.signed_in(caller, Action::SubmitJob, "jobs").await?;
+        let grant = self
+            .grant(grant_id)
+            .await
+            .map_err(|_| Error::InvalidArgument("grant_id: no such grant".into()))?;
+        let providers = grant.providers();
+        let object = Object::Grant {
+            holder_id: &grant.holder_id,
+            providers: &providers,
+        };
+        self.authorize(
+            Some(p),
+            Action::SubmitJob,
+            &object,
+            &audit_object("grant", &grant.id),
+        )
+        .await?;
+        let actor = Actor::user(p);
+        let refused = |e: Error| async move {
+            self.record(
+                &actor,
+                ACTION,
+                format!("grant:{}", shown_id(grant_id)),
+                Outcome::Denied,
+                serde_json::json!({ "error_code": e.code() }),
+            )
+            .await?;
+            Err::<JobView, Error>(e)
+        };
+        if sql.trim().is_empty() || sql.len() > self.job_options().max_sql_bytes {
+            return refused(Error::InvalidArgument(format!(
+                "sql must be 1 to {} bytes",
+                self.job_options().max_sql_bytes
+            )))
+            .await;
+        }
+        // The DP clause is cut out on tokens; or the job's `dp` parameter.
+        let (clause, body) = match crate::dp::clause::split(sql) {
+            Ok(x) => x,
+            Err(e) => return refused(e).await,
+        };
+        let dp = match (clause, dp) {
+            (Some(_), Some(_)) => {
+                return refused(Error::Refused {
+                    code: "dp_options_invalid",
+                    message:
+                        "give the DP options in the SQL or as the job's dp parameter, not both"
+                            .into(),
+                })
+                .await;
+            }
+            (a, b) => a.or(b),
+        };
+        if dp.is_some() && model.is_some() {
+            return refused(Error::Refused {
+                code: "dp_unsupported_query",
+                message: "a model job cannot be differentially private".into(),
+            })
+            .await;
+        }
+        if let Err(e) = grant.check_usable(self.now()) {
+            return refused(e).await;
+        }
+        let active = self.store.active_jobs_of(&p.user_id).await?;
+        if active >= self.job_options().per_user as u64 {
+            return refused(Error::Denied {
+                code: "too_many_jobs",
+                message: format!(
+                    "at most {} jobs may be queued or running per researcher",
+                    self.job_options().per_user
+                ),
+            })
+            .await;
+        }
+        if grant.usage.cpu_seconds >= grant.budgets.cpu_seconds {
+            return refused(Error::Denied {
+                code: "budget_exhausted",
+                message: "the grant's cpu_seconds budget is spent".into(),
+            })
+            .await;
+        }
+        if let Some(m) = model
+            && let Err(e) = self.check_model_request(p, m).await
+        {
+            return refused(e).await;
+        }
+        let session = match self.query_session_for(&grant, model.is_some()).await {
+            Ok(s) => s,
+            Err(e) => return refused(e).await,
+        };
+        let planned = match (model, &dp) {
+            (None, None) => session.plan(sql).await,
+            (None, Some(o)) => session.plan_dp(&body, o).await,
+            (Some(_), _) => session.plan_input(sql).await,
+        };
+        let planned = match planned {
+            Ok(p) => p,
+            Err(e) => return refused(e).await,
+        };
+        if let Some(m) = model
+            && let Err(e) = self.check_model_input(&session, &planned, m).await
+        {
+            return refused(e).await;
+        }
+        let tables = session.tables();
+        let job = JobRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            grant_id: grant.id.clone(),
+            requester_id: p.user_id.clone(),
+            requester_username: p.username.clone(),
+            kind: if model.is_some() { "model" } else { "sql" }.into(),
+            query_text: sql.to_string(),
+            status: JobStatus::Queued,
+            error_code: None,
+            error_message: None,
+            plan_summary: Some(planned.summary()),
+            facts: serde_json::to_value(&planned.facts).ok(),
+            datasets: tables
+                .iter()
+                .filter(|t| planned.facts.datasets.contains(&t.dataset_id))
+                .map(|t| JobDataset {
+                    dataset_id: t.dataset_id.clone(),
+                    version: t.version,
+                    sha256: t.version_sha256.clone(),
+                })
+                .collect(),
+            checks: None,
+            rows_scanned: 0,
+            result_rows: None,
+            suppressed_groups: None,
+            result_sha256: None,
+            reviewers_required: tables
+                .iter()
+                .filter(|t| planned.facts.datasets.contains(&t.dataset_id))
+                .map(|t| t.reviewers_required)
+                .max()
+                .unwrap_or(1),
+            cpu_seconds: 0.0,
+            submitted_at: crate::store::now_rfc3339(),
+            started_at: None,
+            finished_at: None,
+            revision: 1,
+            model_sha256: model.map(|m| m.sha256.clone()),
+            model_params: model.map(|m| m.params.clone()),
+            dp: planned.dp.as_ref().map(|d| d.report.clone()),
+        };
+        let mut job = job;
+        // The job and its slot in the budget, together; only queries that run are charged.
+        let slot = crate::access::Usage {
+            jobs: 1,
+            epsilon: job.dp.as_ref().map_or(0.0, |d| d.epsilon),
+            delta: job.dp.as_ref().map_or(0.0, |d| d.delta),
+            ..Default::default()
+        };
+        if let Some(budget) = grant.usage.exceeds(&slot, &grant.budgets) {
+            return refused(charge_error(&crate::store::ChargeRefusal::Budget(budget))).await;
+        }
+        // The job (with its budget slot) and its event are written side by side.
+        let actor = Actor::user(p);
+        let object = job_object(&job.id);
+        let details = serde_json::json!({
+            "grant_id": grant.id,
+            "kind": job.kind,
+            "datasets": job.datasets,
+            "sql_sha256": crate::release::sha256_hex(sql.as_bytes()),
+            "model_sha256": job.model_sha256,
+            "thresholded_aggregations": planned.rewritten.thresholded,
+            "differentially_private": job.dp.is_some(),
+            "charged": slot,
+        });
+        let (inserted, recorded) = tokio::join!(
+            self.store
+                .insert_job_charged(&mut job, &slot, &grant.budgets),
+            self.record(&actor, ACTION, object, Outcome::Success, details)
+        );
+        recorded?;
+        if let Err(r) = inserted? {
+            // A concurrent job took the last of the budget: say so about this job.
+            let e = charge_error(&r);
+            self.record(
+                &Actor::user(p),
+                ACTION,
+                job_object(&job.id),
+                Outcome::Failure,
+                serde_json::json!({ "error_code": e.code() }),
+            )
+            .await?;
+            return Err(e);
+        }
+        let guard = Guard::new(Instant::now() + self.job_options().deadline);
+        self.jobs.running.lock().expect("job map lock").insert(
+            job.id.clone(),
+            Running {
+                guard: Arc::clone(&guard),
+                started: None,
+            },
+        );
+        let domain = Arc::clone(self);
+        let id = job.id.clone();
+        let grant_for_run = grant.clone();
+        let model = model.cloned();
+        tokio::spawn(async move {
+            let result = match model {
+                None => {
+                    domain
+                        .run_job(&id, &grant_for_run, session, planned, guard)
+                        .await
+                }
+                Some(m) => {
+                    domain
+                        .run_model_job(&id, &grant_for_run, session, planned, guard, m)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(job = %id, error = %e, "job bookkeeping failed");
+            }
+            domain
+                .jobs
+                .running
+                .lock()
+                .expect("job map lock")
+                .remove(&id);
+        });
+        self.view_of(self.job(&job.id).await?).await
+    }
+
+    /// One job.
+    pub async fn job(&self, id: &str) -> Result<JobRecord> {
+        self.store
+            .job(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job `{}`", shown_id(id))))
+    }
+
+    /// The job `id` and its grant, once `caller` may perform `action` on it
+    /// (401, then 404, then 403). Also returns the signed-in principal.
+    pub(super) async fn authorized_job<'a>(
+        &self,
+        caller: Option<&'a Principal>,
+        action: Action,
+        id: &str,
+    ) -> Result<(&'a Principal, JobRecord, Grant)> {
+        let object = audit_object("job", id);
+        let p = self.signed_in(caller, action, &object).await?;
+        let job = self.job(id).await?;
+        let grant = self.grant(&job.grant_id).await?;
+        let providers = grant.providers();
+        let target = Object::Job {
+            requester_id: &job.requester_id,
+            providers: &providers,
+        };
+        self.authorize(Some(p), action, &target, &object).await?;
+        Ok((p, job, grant))
+    }
+
+    /// A job with its progress, as `caller` may see it.
+    pub async fn job_view<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<JobView> {
+        let (_, job, _) = self
+            .authorized_job(caller.into(), Action::ReadJob, id)
+            .await?;
+        self.view_of(job).await
+    }
+
+    /// A job with its progress.
+    pub(super) async fn view_of(&self, mut job: JobRecord) -> Result<JobView> {
+        let id = job.id.clone();
+        let id = id.as_str();
+        let running = {
+            let map = self.jobs.running.lock().expect("job map lock");
+            map.get(id).and_then(|r| {
+                r.started.map(|t| {
+                    (
+                        t.elapsed().as_secs_f64(),
+                        r.guard
+                            .rows_scanned
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    )
+                })
+            })
+        };
+        let elapsed = match (job.status, running) {
+            (JobStatus::Queued | JobStatus::Running, Some((secs, scanned))) => {
+                job.status = JobStatus::Running;
+                job.rows_scanned = scanned;
+                Some(secs)
+            }
+            (s, _) if s.is_final() || s == JobStatus::PendingReview => Some(job.cpu_seconds),
+            _ => None,
+        };
+        if job.dp.is_some() {
+            // Rows scanned can follow the rows a filter keeps (pruned row
+            // groups): an exact count outside the privacy accounting.
+            job.rows_scanned = 0;
+        }
+        Ok(JobView {
+            release_id: self.store.release_of_job(id).await?.map(|r| r.id),
+            job,
+            elapsed_seconds: elapsed,
+        })
+    }
+
+    /// Waits until the job leaves `queued`/`running`/`checked` or `timeout`
+    /// passes, then returns it (a long poll for clients and benchmarks).
+    pub async fn wait_job<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<JobView> {
+        let (_, job, _) = self
+            .authorized_job(caller.into(), Action::ReadJob, id)
+            .await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut first = Some(job);
+        loop {
+            // Registered before looking, so a change in between is not missed.
+            let changed = self.jobs.changed.notified();
+            let current = match first.take() {
+                Some(j) => j,
+                None => self.job(id).await?,
+            };
+            let view = self.view_of(current).await?;
+            let settled = !matches!(
+                view.job.status,
+                JobStatus::Queued | JobStatus::Running | JobStatus::Checked
+            );
+            if settled || tokio::time::Instant::now() >= deadline {
+                return Ok(view);
+            }
+            let _ = tokio::time::timeout_at(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)),
+                changed,
+            )
+            .await;
+        }
+    }
+
+    /// The jobs `p` may read: a researcher's own; everything for admins and auditors;
+    /// a steward's over their providers' grants.
+    pub async fn jobs_for<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+    ) -> Result<Vec<JobRecord>> {
+        let p = self.list_for(caller.into(), "jobs").await?;
+        let jobs = self.store.list_jobs().await?;
+        let mut out = Vec::new();
+        for j in jobs {
+            let providers = self.grant(&j.grant_id).await?.providers();
+            let object = Object::Job {
+                requester_id: &j.requester_id,
+                providers: &providers,
+            };
+            if authz::may_read(p, &object) {
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cancels a queued or running job, or withdraws one waiting for review;
+    /// audited as `job.cancel`.
+    pub async fn cancel_job<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+    ) -> Result<JobView> {
+        let (p, job, _) = self
+            .authorized_job(caller.into(), Action::CancelJob, id)
+            .await?;
+        // A result waiting for review can be withdrawn too.
+        if job.status.is_final() || job.status == JobStatus::Checked {
+            return Err(Error::Conflict(format!(
+                "a job in state `{}` cannot be cancelled",
+                job.status.as_str()
+            )));
+        }
+        let signalled = self
+            .jobs
+            .running
+            .lock()
+            .expect("job map lock")
+            .get(id)
+            .map(|r| {
+                r.guard.cancel();
+                true
+            })
+            .unwrap_or(false);
+        self.record(
+            &Actor::user(p),
+            "job.cancel",
+            job_object(id),
+            Outcome::Success,
+            serde_json::json!({ "signalled": signalled }),
+        )
+        .await?;
+        if !signalled {
+            // Not in this process (e.g. after a restart): end it here.
+            let mut job = job;
+            self.end_job(
+                &mut job,
+                &Error::Denied {
+                    code: "cancelled",
+                    message: "the job was cancelled".into(),
+                },
+            )
+            .await?;
+        }
+        self.view_of(self.job(id).await?).await
+    }
+}
