@@ -77,8 +77,10 @@ pub async fn dp(work: &Path, rows: u64, repeat: usize) -> CliResult<DpBench> {
             .await?;
         let done = s
             .domain
-            .wait_job(&s.researcher, &job.job.id, Duration::from_secs(600))
-            .await?;
+            .wait_job(&s.admin, &job.id, Duration::from_secs(600))
+            .await?
+            .full()
+            .ok_or("the admin sees a job as stored")?;
         let elapsed = t.elapsed().as_secs_f64() * 1000.0;
         if done.job.status.as_str() != "pending_review" {
             return Err(format!(

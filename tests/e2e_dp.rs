@@ -59,9 +59,18 @@ fn dp_jobs_report_their_noise_and_never_overspend() {
     // The SQL clause: grouped, noisy selection, COUNT and AVG.
     let sql = "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 1, delta = 1e-7)\n  district, COUNT(*) AS n, AVG(contribution_base) AS mean_base \
                FROM social_insurance GROUP BY district";
-    let job = run_job(&server, r, &grant, sql);
-    let id = job["id"].as_str().unwrap().to_string();
-    assert_eq!(job["status"], "pending_review", "{job}");
+    let own = run_job(&server, r, &grant, sql);
+    let id = own["id"].as_str().unwrap().to_string();
+    assert_eq!(own["status"], "pending_review", "{own}");
+    for field in common::WITHHELD_FROM_REQUESTER {
+        assert!(
+            own.get(field).is_none(),
+            "the requester sees {field}: {own}"
+        );
+    }
+    assert_eq!(own["dp"], common::job_as(&server, &p.steward, &id)["dp"]);
+    // The stored record, as the provider's steward reads it.
+    let job = common::job_as(&server, &p.steward, &id);
     let dp = &job["dp"];
     assert_eq!(dp["epsilon"], 1.0, "{job}");
     let delta = dp["delta"].as_f64().unwrap();

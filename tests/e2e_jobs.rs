@@ -106,12 +106,24 @@ fn queries_are_checked_reviewed_blind_and_released_with_a_certificate() {
 
     let sql = "SELECT district, sex, count(*) AS n, avg(contribution_base) AS mean_base \
                FROM social_insurance GROUP BY district, sex ORDER BY district, sex";
-    let job = run_job(&server, r, &grant, sql);
-    let id = job["id"].as_str().unwrap().to_string();
-    // L3: never auto-released; the researcher sees counts and verdicts, no values.
-    assert_eq!(job["status"], "pending_review", "{job}");
+    let own = run_job(&server, r, &grant, sql);
+    let id = own["id"].as_str().unwrap().to_string();
+    // L3: never auto-released. The researcher sees the state and the plan:
+    // no value, and no count, hash or verdict the data decided.
+    assert_eq!(own["status"], "pending_review", "{own}");
+    assert!(own.get("result").is_none());
+    for field in common::WITHHELD_FROM_REQUESTER {
+        assert!(
+            own.get(field).is_none(),
+            "the requester sees {field}: {own}"
+        );
+    }
+    assert!(own["result_rows"].is_null(), "{own}");
+    let secs = own["elapsed_seconds"].as_f64().unwrap();
+    assert!([1.0, 10.0, 60.0].contains(&secs), "coarse time: {own}");
+    // Its reviewers see the stored record.
+    let job = common::job_as(&server, &p.steward, &id);
     assert!(job["rows_scanned"].as_u64().unwrap() >= 2000, "{job}");
-    assert!(job.get("result").is_none());
     assert_eq!(job["checks"]["verdict"], "pass", "{job}");
     let (status, _) = server.call("GET", &format!("/api/jobs/{id}/review"), Some(r), None);
     assert_eq!(status, 403, "the requester cannot open the review");
@@ -439,7 +451,7 @@ fn running_jobs_are_cancelled_or_stopped_at_their_deadline() {
     let id = job["id"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let j = server.expect(200, "GET", &format!("/api/jobs/{id}"), Some(r), None);
+        let j = common::job_as(&server, &p.admin, &id);
         if j["status"] == "running" && j["rows_scanned"].as_u64().unwrap_or(0) > 0 {
             break;
         }

@@ -230,14 +230,16 @@ async fn two_jobs_checked_at_once_cannot_both_slip_through() {
             .submit_job(&lab.researcher, &grant, &totals(filter))
             .await
             .unwrap();
-        ids.push(job.job.id);
+        ids.push(job.id);
     }
     let mut flagged = 0;
     for id in &ids {
         let done = lab
             .domain
-            .wait_job(&lab.researcher, id, Duration::from_secs(120))
+            .wait_job(&lab.admin, id, Duration::from_secs(120))
             .await
+            .unwrap()
+            .full()
             .unwrap();
         let report: enclave::disclosure::CheckReport =
             serde_json::from_value(done.job.checks.unwrap()).unwrap();

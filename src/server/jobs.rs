@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
-use enclave::domain::{JobView, ModelRequest, ReviewDecision, ReviewPacket};
+use enclave::domain::{JobSight, JobView, ModelRequest, OwnJob, ReviewDecision, ReviewPacket};
 use enclave::release::ResultFormat;
 use enclave::store::{JobRecord, ReleaseRecord};
 use serde::{Deserialize, Serialize};
@@ -57,7 +57,7 @@ pub struct NewJob {
 #[utoipa::path(post, path = "/api/jobs", tag = "jobs",
     request_body = NewJob,
     responses(
-        (status = 202, description = "Queued", body = JobView),
+        (status = 202, description = "Queued", body = OwnJob),
         (status = 403, description = "Not your grant, grant not usable, budget spent, too many jobs", body = ErrorBody),
         (status = 422, description = "Refused by the query policy (code says which rule)", body = ErrorBody),
     ))]
@@ -66,7 +66,7 @@ pub async fn submit_job(
     State(state): State<AppState>,
     caller: Caller,
     body: Result<Json<NewJob>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<JobView>)> {
+) -> ApiResult<(StatusCode, Json<OwnJob>)> {
     caller.signed_in(&state, Action::SubmitJob, "jobs").await?;
     let Json(j) = body?;
     let p = caller.principal();
@@ -101,20 +101,22 @@ pub async fn submit_job(
 
 /// The jobs the caller may read.
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs",
-    responses((status = 200, description = "Jobs", body = [JobRecord]),
+    responses((status = 200, description = "Jobs, each as the caller may see it", body = [JobSight]),
               (status = 401, description = "Not signed in", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn list_jobs(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<Json<Vec<JobRecord>>> {
+) -> ApiResult<Json<Vec<JobSight>>> {
     Ok(Json(state.domain.jobs_for(caller.principal()).await?))
 }
 
-/// A job: state, elapsed time, rows scanned, groups suppressed, verdicts — never values.
+/// A job. Its requester sees what the query and the grant decide (state,
+/// plan, coarse time; counts, verdicts and hashes never before release);
+/// its reviewers, admins and auditors see the stored record.
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id"), WaitQuery),
-    responses((status = 200, description = "The job", body = JobView),
+    responses((status = 200, description = "The job", body = JobSight),
               (status = 404, description = "No such job", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
 pub async fn get_job(
@@ -122,7 +124,7 @@ pub async fn get_job(
     caller: Caller,
     Path(id): Path<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
-) -> ApiResult<Json<JobView>> {
+) -> ApiResult<Json<JobSight>> {
     let Query(q) = query?;
     let p = caller.principal();
     Ok(Json(match q.wait {
@@ -149,14 +151,14 @@ pub struct WaitQuery {
 /// Cancel a queued or running job (its requester or an admin).
 #[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, description = "Cancellation requested", body = JobView),
+    responses((status = 200, description = "Cancellation requested", body = JobSight),
               (status = 409, description = "Already finished", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(job = %id))]
 pub async fn cancel_job(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<JobView>> {
+) -> ApiResult<Json<JobSight>> {
     Ok(Json(
         state.domain.cancel_job(caller.principal(), &id).await?,
     ))

@@ -569,6 +569,22 @@ pub fn wait_job(server: &TestServer, token: &str, job: &str) -> serde_json::Valu
     }
 }
 
+/// A job as `token` sees it (its requester: the plan's facts only; its
+/// reviewers: the stored record with checks and counts).
+pub fn job_as(server: &TestServer, token: &str, job: &str) -> serde_json::Value {
+    server.expect(200, "GET", &format!("/api/jobs/{job}"), Some(token), None)
+}
+
+/// What the data decided of a job, which its requester must not see before release.
+pub const WITHHELD_FROM_REQUESTER: [&str; 6] = [
+    "checks",
+    "suppressed_groups",
+    "rows_scanned",
+    "result_sha256",
+    "cpu_seconds",
+    "facts",
+];
+
 /// Submits `sql` and waits for the job; panics unless accepted.
 pub fn run_job(server: &TestServer, token: &str, grant: &str, sql: &str) -> serde_json::Value {
     let (status, body) = submit(server, token, grant, sql);

@@ -62,6 +62,9 @@ pub enum Action {
     SubmitJob,
     /// Read a job's state, counts and verdicts (never values).
     ReadJob,
+    /// Read what the data decided of a job before its release: checks,
+    /// counts, the candidate's hash, exact times (its reviewers, the platform).
+    ReadJobChecks,
     /// Cancel a queued or running job.
     CancelJob,
     /// Review a result before release (output checking).
@@ -106,6 +109,7 @@ impl Action {
             Action::ReportUsage => "report_usage",
             Action::SubmitJob => "submit_job",
             Action::ReadJob => "read_job",
+            Action::ReadJobChecks => "read_job_checks",
             Action::CancelJob => "cancel_job",
             Action::ReviewOutput => "review_output",
             Action::ReadRelease => "read_release",
@@ -296,6 +300,12 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
         }
         // Auditors follow what was released, not the data itself.
         (A::ReadJob | A::ReadRelease, Role::Auditor, Object::Job { .. }) => true,
+        // What the data decided is seen by those who review it, never by the
+        // requester before release (a count, a hash or a time is a channel).
+        (A::ReadJobChecks, Role::Steward, Object::Job { providers, .. }) => {
+            stewards_any(p, providers)
+        }
+        (A::ReadJobChecks, Role::Admin | Role::Auditor, Object::Job { .. }) => true,
         _ => false,
     };
     if allowed {
@@ -312,6 +322,11 @@ pub fn reviews_outputs(p: &Principal, providers: &[String]) -> bool {
         providers,
     };
     authorize(Some(p), Action::ReviewOutput, &object).is_allowed()
+}
+
+/// Whether `p` sees what the data decided of a job before its release.
+pub fn may_read_job_checks(p: &Principal, job: &Object<'_>) -> bool {
+    authorize(Some(p), Action::ReadJobChecks, job).is_allowed()
 }
 
 /// Whether `p` may read `object`: the filter of every listing, so a list

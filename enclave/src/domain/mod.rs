@@ -20,7 +20,7 @@ pub use access::{
 };
 pub use authorization::{By, audit_object};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
-pub use jobs::{JobOptions, JobView, ReviewDecision, ReviewPacket};
+pub use jobs::{JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket};
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
 
 use std::path::{Path, PathBuf};

@@ -28,10 +28,11 @@ mod releases;
 mod review;
 mod runner;
 mod submit;
+mod views;
 
 pub(in crate::domain) use checks::visible_schema;
 pub use review::{ReviewDecision, ReviewPacket};
-pub use submit::JobView;
+pub use views::{JobSight, JobView, OwnJob};
 
 use std::collections::HashMap;
 use std::sync::Arc;

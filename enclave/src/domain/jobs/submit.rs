@@ -4,9 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use crate::access::authz::{self, Action, Object};
 use crate::access::{Grant, GrantedVersion};
 use crate::audit::Outcome;
@@ -18,18 +15,7 @@ use crate::query::{Guard, QuerySession, SessionLimits, TableSpec};
 use crate::store::{JobDataset, JobRecord, JobStatus};
 use crate::{Error, Result};
 
-use super::{Running, charge_error, job_object};
-
-/// A job as its requester sees it: state, progress, counts and verdicts — never values.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct JobView {
-    #[serde(flatten)]
-    pub job: JobRecord,
-    /// Seconds since it started (running) or its run time (finished).
-    pub elapsed_seconds: Option<f64>,
-    /// The release, once released.
-    pub release_id: Option<String>,
-}
+use super::{JobSight, OwnJob, Running, charge_error, job_object};
 
 impl Domain {
     /// The tables a grant opens, resolved to versions now.
@@ -141,7 +127,7 @@ impl Domain {
         caller: impl Into<Option<&'a Principal>>,
         grant_id: &str,
         sql: &str,
-    ) -> Result<JobView> {
+    ) -> Result<OwnJob> {
         self.submit(caller.into(), grant_id, sql, None, None).await
     }
 
@@ -155,7 +141,7 @@ impl Domain {
         grant_id: &str,
         sql: &str,
         dp: Option<crate::dp::DpOptions>,
-    ) -> Result<JobView> {
+    ) -> Result<OwnJob> {
         self.submit(caller.into(), grant_id, sql, None, dp).await
     }
 
@@ -169,7 +155,7 @@ impl Domain {
         grant_id: &str,
         model: &ModelRequest,
         input_sql: &str,
-    ) -> Result<JobView> {
+    ) -> Result<OwnJob> {
         self.submit(caller.into(), grant_id, input_sql, Some(model), None)
             .await
     }
@@ -181,7 +167,7 @@ impl Domain {
         sql: &str,
         model: Option<&ModelRequest>,
         dp: Option<crate::dp::DpOptions>,
-    ) -> Result<JobView> {
+    ) -> Result<OwnJob> {
         const ACTION: &str = "job.submit";
         let p = self.signed_in(caller, Action::SubmitJob, "jobs").await?;
         let grant = self
@@ -210,7 +196,7 @@ impl Domain {
                 serde_json::json!({ "error_code": e.code() }),
             )
             .await?;
-            Err::<JobView, Error>(e)
+            Err::<OwnJob, Error>(e)
         };
         if sql.trim().is_empty() || sql.len() > self.job_options().max_sql_bytes {
             return refused(Error::InvalidArgument(format!(
@@ -407,7 +393,7 @@ impl Domain {
                 .expect("job map lock")
                 .remove(&id);
         });
-        self.view_of(self.job(&job.id).await?).await
+        Ok(OwnJob::from(self.view_of(self.job(&job.id).await?).await?))
     }
 
     /// One job.
@@ -444,49 +430,11 @@ impl Domain {
         &self,
         caller: impl Into<Option<&'a Principal>>,
         id: &str,
-    ) -> Result<JobView> {
-        let (_, job, _) = self
+    ) -> Result<JobSight> {
+        let (p, job, grant) = self
             .authorized_job(caller.into(), Action::ReadJob, id)
             .await?;
-        self.view_of(job).await
-    }
-
-    /// A job with its progress.
-    pub(super) async fn view_of(&self, mut job: JobRecord) -> Result<JobView> {
-        let id = job.id.clone();
-        let id = id.as_str();
-        let running = {
-            let map = self.jobs.running.lock().expect("job map lock");
-            map.get(id).and_then(|r| {
-                r.started.map(|t| {
-                    (
-                        t.elapsed().as_secs_f64(),
-                        r.guard
-                            .rows_scanned
-                            .load(std::sync::atomic::Ordering::Relaxed),
-                    )
-                })
-            })
-        };
-        let elapsed = match (job.status, running) {
-            (JobStatus::Queued | JobStatus::Running, Some((secs, scanned))) => {
-                job.status = JobStatus::Running;
-                job.rows_scanned = scanned;
-                Some(secs)
-            }
-            (s, _) if s.is_final() || s == JobStatus::PendingReview => Some(job.cpu_seconds),
-            _ => None,
-        };
-        if job.dp.is_some() {
-            // Rows scanned can follow the rows a filter keeps (pruned row
-            // groups): an exact count outside the privacy accounting.
-            job.rows_scanned = 0;
-        }
-        Ok(JobView {
-            release_id: self.store.release_of_job(id).await?.map(|r| r.id),
-            job,
-            elapsed_seconds: elapsed,
-        })
+        Ok(Self::sight(p, &grant, self.view_of(job).await?))
     }
 
     /// Waits until the job leaves `queued`/`running`/`checked` or `timeout`
@@ -496,8 +444,8 @@ impl Domain {
         caller: impl Into<Option<&'a Principal>>,
         id: &str,
         timeout: Duration,
-    ) -> Result<JobView> {
-        let (_, job, _) = self
+    ) -> Result<JobSight> {
+        let (p, job, grant) = self
             .authorized_job(caller.into(), Action::ReadJob, id)
             .await?;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -515,7 +463,7 @@ impl Domain {
                 JobStatus::Queued | JobStatus::Running | JobStatus::Checked
             );
             if settled || tokio::time::Instant::now() >= deadline {
-                return Ok(view);
+                return Ok(Self::sight(p, &grant, view));
             }
             let _ = tokio::time::timeout_at(
                 deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)),
@@ -530,18 +478,19 @@ impl Domain {
     pub async fn jobs_for<'a>(
         &self,
         caller: impl Into<Option<&'a Principal>>,
-    ) -> Result<Vec<JobRecord>> {
+    ) -> Result<Vec<JobSight>> {
         let p = self.list_for(caller.into(), "jobs").await?;
         let jobs = self.store.list_jobs().await?;
         let mut out = Vec::new();
         for j in jobs {
-            let providers = self.grant(&j.grant_id).await?.providers();
+            let grant = self.grant(&j.grant_id).await?;
+            let providers = grant.providers();
             let object = Object::Job {
                 requester_id: &j.requester_id,
                 providers: &providers,
             };
             if authz::may_read(p, &object) {
-                out.push(j);
+                out.push(Self::sight(p, &grant, self.view_of(j).await?));
             }
         }
         Ok(out)
@@ -553,8 +502,8 @@ impl Domain {
         &self,
         caller: impl Into<Option<&'a Principal>>,
         id: &str,
-    ) -> Result<JobView> {
-        let (p, job, _) = self
+    ) -> Result<JobSight> {
+        let (p, job, grant) = self
             .authorized_job(caller.into(), Action::CancelJob, id)
             .await?;
         // A result waiting for review can be withdrawn too.
@@ -595,6 +544,7 @@ impl Domain {
             )
             .await?;
         }
-        self.view_of(self.job(id).await?).await
+        let view = self.view_of(self.job(id).await?).await?;
+        Ok(Self::sight(p, &grant, view))
     }
 }
