@@ -67,7 +67,7 @@ pub enum Error {
     Store(#[from] sqlx::Error),
 
     /// The query engine failed. Its text can contain data values, so callers
-    /// facing users must not show it; see [`Error::public_message`].
+    /// facing users must not show it; see [`Error::is_public`].
     #[error("query engine: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
 

@@ -15,6 +15,18 @@
 //!  DataFusion SessionContext ◀─ storage::register_version (EncryptionFactory = keyring)
 //!
 //!  every state change ─▶ audit::AuditLog (SHA-256 hash chain, Ed25519 checkpoints)
+//!
+//!  front end (HTTP, CLI) ─▶ Domain method(caller, …): 401 ─▶ load ─▶ 404 ─▶ authorize ─▶ 403
+//!  (access::authz, the only place comparing roles and ownership; refusals audited)
+//!
+//!  job life cycle (domain/jobs/, a file per stage):
+//!   submit ─▶ grant's views + plan + policy + threshold rewrite (query) ─▶ queued
+//!    ─▶ runner: execute under deadline, memory, cancel ─▶ checks: echo, disclosure rules,
+//!       differencing sketches (query::fingerprint, disclosure::sketch) ─▶ sealed candidate
+//!    ─▶ review: blind votes (access::output_review) ─▶ releases: certificate, sealed files
+//!   SQL jobs run the plan above; DP jobs the dp module's noisy plan; model jobs stream the
+//!   input query's rows into the sandbox (domain/models.rs) and check the model's output
+//!   the same way. The requester sees only what the query decides until release.
 //! ```
 //!
 //! ## Modules
@@ -23,7 +35,8 @@
 //! |---|---|
 //! | [`catalog`] | manifest format, validation, catalog queries |
 //! | [`access`] | eligibility rules, application and grant state machines (joint review, separation of duties) |
-//! | [`disclosure`] | output checks (`DisclosureRule`s): frequency, zeros, row count, echo, extremes — per-cell verdicts |
+//! | [`disclosure`] | output checks (`DisclosureRule`s): frequency, zeros, row count, echo, extremes, dominance, degrees of freedom, differencing — per-cell verdicts |
+//! | [`dp`] | differentially private queries: the clause, contribution bounding, the noisy release (opendp) |
 //! | [`identity`] | accounts, roles, Argon2id passwords, sessions, API tokens, login lockout |
 //! | [`ids`] | 身份证号 (ISO 7064 MOD 11-2) and 统一社会信用代码 (GB 32100) check characters |
 //! | [`query`] | SQL inside the domain: per-job sessions over the grant's views, plan policy, the threshold rewrite |
@@ -34,7 +47,7 @@
 //! | [`store`] | the metadata database (SQLite through sqlx, migrations) |
 //! | [`audit`] | the tamper-evident audit log |
 //! | [`calendar`] | mainland-China working-day calendar and due dates in working days |
-//! | [`domain`] | [`Domain`]: one data directory; the entry point the CLI and server call |
+//! | [`domain`] | [`Domain`]: one data directory; the one door every front end calls, authorizing inside |
 
 pub mod access;
 pub mod audit;

@@ -356,6 +356,13 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
 
+    /// The API document is locked: any change to a route, a parameter or a
+    /// response shape shows up as a reviewed snapshot diff.
+    #[test]
+    fn the_api_document_is_locked() {
+        insta::assert_json_snapshot!("openapi", ApiDoc::openapi());
+    }
+
     /// Every route the router serves is described in the OpenAPI document.
     #[test]
     fn openapi_lists_every_route() {

@@ -1,12 +1,15 @@
 //! [`Domain`]: one open data directory with its keyring, metadata store and
-//! audit log — the single entry point the CLI and the HTTP server call.
+//! audit log — the one door every front end (HTTP, CLI, later a console or
+//! a client) calls. Each method a front end calls takes the caller and
+//! authorizes right after loading its object (`authorization.rs`).
 //!
 //! Every public method that changes state writes an audit event before it
 //! returns; a failed operation writes one with outcome `failure`.
 //!
 //! The methods are grouped by area: this file holds the catalog, accounts and
-//! complaints; [`access`] the projects, applications and agreements; [`grants`]
-//! the grants, their budgets and usage reports, and consent tables.
+//! complaints; `access.rs` the projects, applications and agreements;
+//! `grants.rs` the grants, their budgets and usage reports, and consent
+//! tables; `jobs/` the job life cycle, a file per stage; `models.rs` models.
 
 mod access;
 mod accounts;

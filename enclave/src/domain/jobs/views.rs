@@ -59,8 +59,8 @@ pub struct OwnJob {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum JobSight {
-    Full(JobView),
-    Own(OwnJob),
+    Full(Box<JobView>),
+    Own(Box<OwnJob>),
 }
 
 impl JobSight {
@@ -81,7 +81,7 @@ impl JobSight {
     /// The stored record, when the caller may see it.
     pub fn full(self) -> Option<JobView> {
         match self {
-            JobSight::Full(v) => Some(v),
+            JobSight::Full(v) => Some(*v),
             JobSight::Own(_) => None,
         }
     }
@@ -191,9 +191,9 @@ impl Domain {
             providers: &providers,
         };
         if authz::may_read_job_checks(p, &object) {
-            JobSight::Full(view)
+            JobSight::Full(Box::new(view))
         } else {
-            JobSight::Own(OwnJob::from(view))
+            JobSight::Own(Box::new(OwnJob::from(view)))
         }
     }
 }
