@@ -385,6 +385,10 @@ impl Fixtures<'_> {
             }
             ("POST", "/api/jobs/{id}/review") => {
                 let j = self.pending_job();
+                // A vote counts only from a reviewer who read the packet.
+                if let Some(t) = self.token_of(caller).map(str::to_string) {
+                    s.call("GET", &format!("/api/jobs/{j}/review"), Some(&t), None);
+                }
                 (
                     route.replace("{id}", &j),
                     Body::Json(json!({ "decision": "approve" })),

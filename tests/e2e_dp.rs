@@ -19,13 +19,7 @@ const SI_COLUMNS: &[&str] = &[
 
 fn review_all(server: &TestServer, p: &People, job: &str) -> Value {
     for t in [&p.steward, &p.admin] {
-        server.expect(
-            200,
-            "POST",
-            &format!("/api/jobs/{job}/review"),
-            Some(t),
-            Some(&json!({ "decision": "approve" })),
-        );
+        common::vote_ok(server, t, job, &json!({ "decision": "approve" }));
     }
     server.expect(
         200,

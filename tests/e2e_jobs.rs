@@ -72,20 +72,8 @@ fn csv_rows(csv: &str) -> Vec<String> {
 }
 
 fn review_all(server: &TestServer, p: &People, job: &str) -> Value {
-    server.expect(
-        200,
-        "POST",
-        &format!("/api/jobs/{job}/review"),
-        Some(&p.steward),
-        Some(&json!({ "decision": "approve" })),
-    );
-    server.expect(
-        200,
-        "POST",
-        &format!("/api/jobs/{job}/review"),
-        Some(&p.admin),
-        Some(&json!({ "decision": "approve" })),
-    )
+    common::vote_ok(server, &p.steward, job, &json!({ "decision": "approve" }));
+    common::vote_ok(server, &p.admin, job, &json!({ "decision": "approve" }))
 }
 
 #[test]
@@ -153,13 +141,7 @@ fn queries_are_checked_reviewed_blind_and_released_with_a_certificate() {
             .unwrap()
             .contains("Aggregate")
     );
-    let after = server.expect(
-        200,
-        "POST",
-        &format!("/api/jobs/{id}/review"),
-        Some(&p.steward),
-        Some(&json!({ "decision": "approve" })),
-    );
+    let after = common::vote_ok(&server, &p.steward, &id, &json!({ "decision": "approve" }));
     assert_eq!(after["status"], "pending_review");
     let admin_view = server.expect(
         200,
@@ -179,12 +161,11 @@ fn queries_are_checked_reviewed_blind_and_released_with_a_certificate() {
         Some(&json!({ "decision": "approve" })),
     );
     assert_eq!(again.0, 409, "one vote per reviewer");
-    let released = server.expect(
-        200,
-        "POST",
-        &format!("/api/jobs/{id}/review"),
-        Some(&p.admin),
-        Some(&json!({ "decision": "approve", "comment": "检查通过" })),
+    let released = common::vote_ok(
+        &server,
+        &p.admin,
+        &id,
+        &json!({ "decision": "approve", "comment": "检查通过" }),
     );
     assert_eq!(released["status"], "released", "{released}");
     let release_id = released["release_id"].as_str().unwrap().to_string();
@@ -312,12 +293,11 @@ fn queries_are_checked_reviewed_blind_and_released_with_a_certificate() {
         Some(&json!({ "decision": "reject" })),
     );
     assert_eq!(status, 400, "{body}");
-    let rejected = server.expect(
-        200,
-        "POST",
-        &format!("/api/jobs/{id}/review"),
-        Some(&p.steward),
-        Some(&json!({ "decision": "reject", "comment": "分组过细，请合并" })),
+    let rejected = common::vote_ok(
+        &server,
+        &p.steward,
+        id,
+        &json!({ "decision": "reject", "comment": "分组过细，请合并" }),
     );
     assert_eq!(rejected["status"], "rejected");
 

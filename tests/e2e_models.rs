@@ -167,13 +167,7 @@ fn release(server: &TestServer, p: &People, job: &str) -> HashMap<String, Vec<St
         "reviewers see the log: {packet}"
     );
     for token in [&p.steward, &p.admin] {
-        server.expect(
-            200,
-            "POST",
-            &format!("/api/jobs/{job}/review"),
-            Some(token),
-            Some(&json!({ "decision": "approve" })),
-        );
+        common::vote_ok(server, token, job, &json!({ "decision": "approve" }));
     }
     let j = server.expect(
         200,

@@ -202,6 +202,10 @@ async fn rejected_results_are_not_compared_but_other_grants_of_the_researcher_ar
     let (lab, grant) = lab().await;
     let first = lab.run(&grant, &totals("age >= 30")).await;
     lab.domain
+        .review_packet(&lab.steward, &first.job_id)
+        .await
+        .unwrap();
+    lab.domain
         .review_job(
             &lab.steward,
             &first.job_id,
@@ -270,6 +274,7 @@ async fn a_released_pair_carries_the_verdict_in_its_certificate() {
             .contains("\"differencing\"")
     );
     for who in [&lab.steward, &lab.admin] {
+        lab.domain.review_packet(who, &second.job_id).await.unwrap();
         let view = lab
             .domain
             .review_job(who, &second.job_id, ReviewDecision::Approve, "")

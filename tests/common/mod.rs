@@ -585,6 +585,37 @@ pub const WITHHELD_FROM_REQUESTER: [&str; 6] = [
     "facts",
 ];
 
+/// Reads the review packet as `token` (a vote counts only after it), then
+/// votes; returns the answer to the vote.
+pub fn vote(
+    server: &TestServer,
+    token: &str,
+    job: &str,
+    vote: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let (status, packet) =
+        server.call("GET", &format!("/api/jobs/{job}/review"), Some(token), None);
+    assert_eq!(status, 200, "review packet of {job}: {packet}");
+    server.call(
+        "POST",
+        &format!("/api/jobs/{job}/review"),
+        Some(token),
+        Some(vote),
+    )
+}
+
+/// [`vote`], which must be accepted; returns the job as the answer shows it.
+pub fn vote_ok(
+    server: &TestServer,
+    token: &str,
+    job: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let (status, answer) = vote(server, token, job, body);
+    assert_eq!(status, 200, "vote on {job}: {answer}");
+    answer
+}
+
 /// Submits `sql` and waits for the job; panics unless accepted.
 pub fn run_job(server: &TestServer, token: &str, grant: &str, sql: &str) -> serde_json::Value {
     let (status, body) = submit(server, token, grant, sql);

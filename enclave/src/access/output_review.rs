@@ -27,6 +27,21 @@ pub fn check_output_reviewer(
     Ok(())
 }
 
+/// A vote counts only from a reviewer who fetched the review packet of the
+/// result as it stands now (`current`, the job's revision): nobody approves
+/// what they have not seen.
+pub fn check_packet_read(read_revision: Option<i64>, current: i64) -> Result<()> {
+    if read_revision == Some(current) {
+        Ok(())
+    } else {
+        Err(Error::Denied {
+            code: "packet_not_read",
+            message: "fetch this result's review packet (GET /api/jobs/{id}/review) before voting"
+                .into(),
+        })
+    }
+}
+
 /// One approving vote, as far as counting needs it: who cast it.
 #[derive(Debug, Clone, Copy)]
 pub struct Approval<'a> {
@@ -71,6 +86,15 @@ mod tests {
         let colleague =
             check_output_reviewer(&person("s1", "深圳大学", Role::Steward), "r1", "深圳大学");
         assert_eq!(colleague.unwrap_err().code(), "same_organisation");
+    }
+
+    #[test]
+    fn a_vote_needs_the_current_packet_read() {
+        assert!(check_packet_read(Some(4), 4).is_ok());
+        let unread = check_packet_read(None, 4).unwrap_err();
+        assert_eq!(unread.code(), "packet_not_read");
+        let stale = check_packet_read(Some(3), 4).unwrap_err();
+        assert_eq!(stale.code(), "packet_not_read");
     }
 
     #[test]

@@ -469,6 +469,39 @@ impl Store {
     }
 
     /// The review votes on a job, oldest first.
+    /// Records that `reviewer_id` fetched the packet of `job_id` at `revision`.
+    pub async fn record_packet_read(
+        &self,
+        job_id: &str,
+        reviewer_id: &str,
+        revision: i64,
+        at: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO job_review_reads (job_id, reviewer_id, job_revision, at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (job_id, reviewer_id) DO UPDATE SET job_revision = excluded.job_revision, at = excluded.at",
+        )
+        .bind(job_id)
+        .bind(reviewer_id)
+        .bind(revision)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The revision of `job_id` whose packet `reviewer_id` last fetched.
+    pub async fn packet_read(&self, job_id: &str, reviewer_id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT job_revision FROM job_review_reads WHERE job_id = ? AND reviewer_id = ?",
+        )
+        .bind(job_id)
+        .bind(reviewer_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("job_revision")).transpose()?)
+    }
+
     pub async fn reviews(&self, job_id: &str) -> Result<Vec<ReviewRecord>> {
         let rows =
             sqlx::query("SELECT * FROM job_reviews WHERE job_id = ? ORDER BY at, reviewer_id")

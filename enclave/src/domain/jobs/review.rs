@@ -222,6 +222,9 @@ impl Domain {
             serde_json::json!({}),
         )
         .await?;
+        self.store
+            .record_packet_read(id, &p.user_id, job.revision, &crate::store::now_rfc3339())
+            .await?;
         let model_log = self.model_log(&job).await?;
         let result = rows_json(&batches);
         let differencing = self.differencing_pairs(p, &job, &result).await?;
@@ -266,6 +269,8 @@ impl Domain {
                 "comment: up to 5000 characters; a rejection needs a reason of at least 5".into(),
             ));
         }
+        let read = self.store.packet_read(id, &p.user_id).await?;
+        output_review::check_packet_read(read, job.revision)?;
         let vote = ReviewRecord {
             job_id: id.to_string(),
             reviewer_id: p.user_id.clone(),
