@@ -118,13 +118,7 @@ impl Fixtures<'_> {
         let j = self.pending_job();
         let s = self.server;
         for t in [&self.people.steward, &self.people.admin] {
-            s.expect(
-                200,
-                "POST",
-                &format!("/api/jobs/{j}/review"),
-                Some(t),
-                Some(&json!({ "decision": "approve" })),
-            );
+            common::vote_ok(s, t, &j, &json!({ "decision": "approve" }));
         }
         let v = s.expect(
             200,

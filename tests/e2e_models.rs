@@ -593,3 +593,89 @@ fn model_test_runs_a_model_on_dummy_data_locally() {
         common::stderr(&out)
     );
 }
+
+/// A model that singles persons out fails its checks, whatever its code
+/// says: k-means with one cluster per person (more rows than persons ÷
+/// threshold), and describe over a column only one person fills (its `n` is
+/// the group size).
+#[test]
+fn models_that_single_out_persons_fail_their_checks() {
+    let s = setup(300);
+    let (server, p) = (&s.server, &s.p);
+    let mut shas = HashMap::new();
+    for name in ["kmeans", "describe"] {
+        let (status, view) = upload(
+            server,
+            &p.researcher,
+            name,
+            prebuilt(&format!("{name}.c.wasm")),
+        );
+        assert_eq!(status, 201, "{view}");
+        let sha = view["sha256"].as_str().unwrap().to_string();
+        approve_model(server, p, &sha);
+        shas.insert(name, sha);
+    }
+    let model_rule = |job: &str| {
+        let full = common::job_as(server, &p.steward, job);
+        let rules = full["checks"]["rules"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let rule = rules.iter().find(|r| r["rule"] == "model_units").cloned();
+        (full, rule.unwrap_or_default())
+    };
+
+    let every_person = submit_model(
+        server,
+        p,
+        &s.grant,
+        &shas["kmeans"],
+        INPUT_SQL,
+        "model=kmeans;k=300;iters=5;cols=contribution_base,months_contributed",
+    );
+    let own = wait_job(server, &p.researcher, &every_person);
+    assert_ne!(own["status"], "released", "{own}");
+    let (full, rule) = model_rule(&every_person);
+    assert_eq!(rule["verdict"], "fail", "{full}");
+    assert_eq!(full["status"], "rejected", "the whole result fails: {full}");
+
+    // One person's value, masked into its own column by a value only they hold.
+    let cols = csv_columns(&std::fs::read_to_string(&s.csv).unwrap());
+    let months = &cols["months_contributed"];
+    let once = months
+        .iter()
+        .filter(|v| v.parse::<i64>().is_ok())
+        .find(|v| months.iter().filter(|w| w == v).count() == 1)
+        .expect("a months value held by one person");
+    let masked = format!(
+        "SELECT CASE WHEN months_contributed = {once} THEN CAST(contribution_base AS DOUBLE) END AS x, \
+         CAST(months_contributed AS DOUBLE) AS m FROM social_insurance"
+    );
+    let lone = submit_model(
+        server,
+        p,
+        &s.grant,
+        &shas["describe"],
+        &masked,
+        "model=describe",
+    );
+    let own = wait_job(server, &p.researcher, &lone);
+    assert_ne!(own["status"], "released", "{own}");
+    let (full, rule) = model_rule(&lone);
+    assert_eq!(rule["verdict"], "fail", "{full}");
+    let failing_rows: Vec<u64> = rule["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "fail")
+        .filter_map(|c| c["row"].as_u64())
+        .collect();
+    assert!(
+        failing_rows.contains(&0),
+        "the row of `x` (n = 1) fails: {rule}"
+    );
+    assert!(
+        !failing_rows.contains(&1),
+        "the row of `m` (n = 300) passes: {rule}"
+    );
+}

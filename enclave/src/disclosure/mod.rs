@@ -20,7 +20,9 @@
 //!       ─▶ PRatioRule      SUM/AVG cells: p-ratio over per-person contributions;
 //!                          negative values: review
 //!       ─▶ DegreesOfFreedomRule  model rows whose `df_resid` is under `dof_threshold`
-//!       ─▶ ModelUnitsRule  a model whose input covers fewer persons than the threshold
+//!       ─▶ ModelUnitsRule  a model whose input covers fewer persons than the threshold, an
+//!                         output with more rows than persons ÷ threshold, a reported
+//!                         group size (`n`, `size`, …) under the threshold
 //!       ─▶ DpRule          a differentially private result: one verdict per noisy column
 //!                          (mechanism, scale, ε) and one for the group selection
 //!       ─▶ DifferencingRule  rows whose persons differ from those of a row of an earlier
@@ -40,6 +42,7 @@
 
 pub mod acro;
 pub mod differencing;
+pub mod model_output;
 pub mod sketch;
 
 use datafusion::arrow::array::{Array, Float64Array, Int64Array, UInt64Array};
@@ -688,7 +691,9 @@ fn number(col: &dyn Array, row: usize) -> Option<f64> {
 }
 
 /// A model's output must rest on at least `threshold` persons: fewer fails
-/// the whole result (a model over three people describes those three).
+/// the whole result (a model over three people describes those three); it
+/// may have one row per `threshold` persons, and every group size it reports
+/// must reach the threshold ([`model_output`]).
 pub struct ModelUnitsRule;
 
 impl DisclosureRule for ModelUnitsRule {
@@ -709,6 +714,8 @@ impl DisclosureRule for ModelUnitsRule {
                     ),
                 });
             }
+            cells.extend(model_output::too_many_rows(input, m));
+            cells.extend(model_output::small_groups(input));
         }
         report(self.name(), cells)
     }

@@ -165,8 +165,11 @@ struct StreamInput {
     guard: Arc<Guard>,
 }
 
+/// Output rows a model's counted input can allow (`disclosure::model_output`).
+const MODEL_ROWS_COUNTED: u64 = 100;
+
 /// Distinct privacy units per unit column, counted up to `cap` (enough to
-/// decide the rule, and bounded memory however large the input).
+/// decide the rules, and bounded memory however large the input).
 struct UnitCount {
     columns: Vec<usize>,
     seen: Vec<HashSet<String>>,
@@ -605,6 +608,8 @@ impl Domain {
             .filter_map(|(c, _)| schema.index_of(c).ok())
             .collect();
         let aggregated_input = planned.rewritten.hidden.is_some();
+        // Enough persons to allow MODEL_ROWS_COUNTED output rows (one per
+        // threshold persons), with bounded memory however large the input.
         let cap = session
             .tables()
             .iter()
@@ -612,7 +617,8 @@ impl Domain {
             .map(|t| t.policy.threshold)
             .max()
             .unwrap_or(10)
-            .max(1);
+            .max(1)
+            * MODEL_ROWS_COUNTED;
         let units = Arc::new(Mutex::new(UnitCount {
             seen: vec![HashSet::new(); unit_columns.len()],
             columns: unit_columns,
