@@ -94,6 +94,18 @@ pub struct DpReport {
     pub selection: Option<Selection>,
     /// Per aggregate output column.
     pub columns: Vec<DpColumn>,
+    /// The budget this charge also counts against: the dataset's, shared by
+    /// all of the researcher's grants on it. Not stored (the ledger is).
+    #[serde(skip)]
+    pub researcher_cap: Option<ResearcherCap>,
+}
+
+/// A dataset's ε and δ for one researcher across all their grants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResearcherCap {
+    pub dataset_id: String,
+    pub epsilon: f64,
+    pub delta: f64,
 }
 
 /// ε and δ the grant has left.

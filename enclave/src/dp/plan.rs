@@ -575,6 +575,11 @@ pub fn plan_dp(
             delta: s.delta,
         }),
         columns: named,
+        researcher_cap: Some(crate::dp::ResearcherCap {
+            dataset_id: t.dataset_id.clone(),
+            epsilon: t.policy.dp.epsilon_budget,
+            delta: t.policy.dp.delta_budget,
+        }),
     };
     Ok(DpPlan {
         plan,
