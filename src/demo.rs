@@ -274,6 +274,13 @@ async fn demo_application(
 }
 
 async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> CliResult<()> {
+    // Earlier versions generated into the data directory and left the
+    // plaintext person-level files there.
+    let old = data_dir.join("samples");
+    if old.is_dir() {
+        std::fs::remove_dir_all(&old)?;
+        println!("removed the plaintext samples left in {}", old.display());
+    }
     let mut missing = Vec::new();
     for (id, _) in SAMPLE_MANIFESTS {
         let has_version = domain
@@ -290,24 +297,24 @@ async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> Cl
         return Ok(());
     }
 
-    let samples = data_dir.join("samples");
+    // Plaintext person-level files never rest in the data directory: they are
+    // generated in a temporary directory elsewhere, removed when this returns.
+    let tmp = tempfile::Builder::new()
+        .prefix("anyu-demo-samples-")
+        .tempdir()?;
+    let samples = tmp.path().to_path_buf();
     let manifests = samples.join("manifests");
     std::fs::create_dir_all(&manifests)?;
-    let needs_generate = missing
-        .iter()
-        .any(|id| !samples.join(format!("{id}.csv")).exists());
-    if needs_generate {
-        println!(
-            "generating sample data: {} persons, seed {} ...",
-            args.rows, args.seed
-        );
-        let opts = anyu_datasets::GenerateOptions {
-            rows: args.rows,
-            seed: args.seed,
-            out_dir: samples.clone(),
-        };
-        tokio::task::spawn_blocking(move || anyu_datasets::generate(&opts)).await??;
-    }
+    println!(
+        "generating sample data: {} persons, seed {} ...",
+        args.rows, args.seed
+    );
+    let opts = anyu_datasets::GenerateOptions {
+        rows: args.rows,
+        seed: args.seed,
+        out_dir: samples.clone(),
+    };
+    tokio::task::spawn_blocking(move || anyu_datasets::generate(&opts)).await??;
     for (id, text) in SAMPLE_MANIFESTS {
         if !missing.contains(id) {
             continue;
@@ -336,5 +343,6 @@ async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> Cl
             }
         );
     }
+    tmp.close()?;
     Ok(())
 }

@@ -14,6 +14,15 @@ fn demo_prepares_accounts_and_a_sample_application() {
         assert!(first.contains(&format!("demo_{role}")), "{first}");
     }
     assert!(first.contains("created a sample application"), "{first}");
+    // No plaintext person-level file stays in the data directory.
+    let plaintext: Vec<_> = walk(&data)
+        .into_iter()
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "csv" || (e == "toml" && !p.ends_with("anyu.toml")))
+        })
+        .collect();
+    assert!(plaintext.is_empty(), "{plaintext:?}");
     let second = stdout(&run(&data, &["demo", "--no-serve", "--rows", "300"], true));
     assert!(
         second.contains("sample datasets already imported"),
@@ -42,4 +51,18 @@ fn demo_prepares_accounts_and_a_sample_application() {
     assert_eq!(queue[0]["status"], "submitted");
     server.stop();
     run(&data, &["audit", "verify"], true);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

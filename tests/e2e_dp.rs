@@ -185,6 +185,18 @@ fn dp_jobs_report_their_noise_and_never_overspend() {
             "dp_unsupported_aggregate",
         ),
         (
+            json!({ "grant_id": grant, "sql": "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 1e-300, delta = 1e-7) sex, count(*) FROM social_insurance GROUP BY sex" }),
+            "dp_options_invalid",
+        ),
+        (
+            json!({ "grant_id": grant, "sql": "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 1, delta = 1e-300) sex, count(*) FROM social_insurance GROUP BY sex" }),
+            "dp_options_invalid",
+        ),
+        (
+            json!({ "grant_id": grant, "sql": "SELECT count(*) FROM social_insurance", "dp": { "epsilon": 1e-300 } }),
+            "dp_options_invalid",
+        ),
+        (
             json!({ "grant_id": grant, "sql": "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 1) sex, count(*) FROM social_insurance GROUP BY sex" }),
             "dp_delta_required",
         ),

@@ -848,6 +848,7 @@ fn dp_section_is_signed_and_locked() {
             sensitivity: 1.0,
             epsilon: 0.25,
         }],
+        researcher_cap: None,
     });
     let text = String::from_utf8(c.canonical_bytes().unwrap()).unwrap();
     insta::assert_snapshot!("canonical_certificate_dp_v1", text);

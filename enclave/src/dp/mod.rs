@@ -45,6 +45,35 @@ pub struct DpOptions {
     pub max_rows_per_group: Option<u32>,
 }
 
+/// Smallest ε a query may ask for: below it the noise scales leave the range
+/// the integer mechanisms (and any useful answer) work in.
+pub const MIN_EPSILON: f64 = 1e-3;
+/// Largest ε a query may ask for.
+pub const MAX_EPSILON: f64 = 100.0;
+/// Smallest non-zero δ: far below 1/n for any population, and the selection
+/// threshold it needs still fits the integer mechanism.
+pub const MIN_DELTA: f64 = 1e-15;
+
+impl DpOptions {
+    /// ε and δ in the ranges the mechanisms support, each refusal naming the
+    /// option and its range (`dp_options_invalid`).
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| crate::query::policy::refuse("dp_options_invalid", m);
+        // NaN fails every comparison, so it lands here too.
+        if !(self.epsilon >= MIN_EPSILON && self.epsilon <= MAX_EPSILON) {
+            return Err(bad(format!(
+                "epsilon must be a number in [{MIN_EPSILON}, {MAX_EPSILON}]"
+            )));
+        }
+        if !(self.delta == 0.0 || (self.delta >= MIN_DELTA && self.delta < 1.0)) {
+            return Err(bad(format!(
+                "delta must be 0 or a number in [{MIN_DELTA:e}, 1)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The privacy facts of one DP result: enough to compute confidence intervals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +94,18 @@ pub struct DpReport {
     pub selection: Option<Selection>,
     /// Per aggregate output column.
     pub columns: Vec<DpColumn>,
+    /// The budget this charge also counts against: the dataset's, shared by
+    /// all of the researcher's grants on it. Not stored (the ledger is).
+    #[serde(skip)]
+    pub researcher_cap: Option<ResearcherCap>,
+}
+
+/// A dataset's ε and δ for one researcher across all their grants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResearcherCap {
+    pub dataset_id: String,
+    pub epsilon: f64,
+    pub delta: f64,
 }
 
 /// ε and δ the grant has left.

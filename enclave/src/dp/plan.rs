@@ -250,6 +250,21 @@ fn udf(f: Arc<datafusion::logical_expr::ScalarUDF>, args: Vec<Expr>) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(f, args))
 }
 
+/// Options inside the accepted ranges for which opendp still finds no
+/// scale or threshold: the researcher's options, not a platform fault.
+fn no_parameters(e: Error) -> Error {
+    match e {
+        Error::Internal(m) => {
+            tracing::warn!(detail = %m, "no DP parameters fit the options");
+            refuse(
+                "dp_options_invalid",
+                "no noise scale or selection threshold fits these options: raise epsilon or delta, or lower the contribution bounds",
+            )
+        }
+        other => other,
+    }
+}
+
 /// Checks the shape of a DP query and builds its plan. `logical` is the
 /// plan the policy admitted (`facts` from it).
 pub fn plan_dp(
@@ -258,12 +273,7 @@ pub fn plan_dp(
     tables: &[GrantedTable],
     opts: &DpOptions,
 ) -> Result<DpPlan> {
-    if !(opts.epsilon.is_finite() && opts.epsilon > 0.0 && opts.epsilon <= 100.0) {
-        return Err(refuse("dp_options_invalid", "epsilon must be in (0, 100]"));
-    }
-    if !(opts.delta.is_finite() && (0.0..1.0).contains(&opts.delta)) {
-        return Err(refuse("dp_options_invalid", "delta must be in [0, 1)"));
-    }
+    opts.validate()?;
     let (proj, a): (Option<&Vec<Expr>>, &Aggregate) = match logical {
         LogicalPlan::Projection(p) => match p.input.as_ref() {
             LogicalPlan::Aggregate(a) => (Some(&p.expr), a),
@@ -342,7 +352,7 @@ pub fn plan_dp(
             .sum::<usize>();
     let share = opts.epsilon / parts as f64;
     let selection = if grouped {
-        Some(noise::selection_params(groups, share, opts.delta)?)
+        Some(noise::selection_params(groups, share, opts.delta).map_err(no_parameters)?)
     } else {
         None
     };
@@ -402,7 +412,7 @@ pub fn plan_dp(
         let mut epsilon = 0.0;
         if matches!(p.kind, AggKind::Count | AggKind::Avg) {
             plan.count_col = Some(format!("__anyu_c{j}"));
-            let (s, e) = noise::laplace_scale(gr, share)?;
+            let (s, e) = noise::laplace_scale(gr, share).map_err(no_parameters)?;
             plan.count_scale = s;
             epsilon += e;
         }
@@ -411,7 +421,7 @@ pub fn plan_dp(
             let (lo, hi) = p.bounds.unwrap_or((0.0, 0.0));
             let m = ((lo * plan.factor).round().abs()).max((hi * plan.factor).round().abs()) as i64;
             plan.sum_col = Some(format!("__anyu_s{j}"));
-            let (s, e) = noise::laplace_scale((gr * m).max(1), share)?;
+            let (s, e) = noise::laplace_scale((gr * m).max(1), share).map_err(no_parameters)?;
             plan.sum_scale = s;
             epsilon += e;
             sensitivity = (gr * m) as f64 / plan.factor;
@@ -565,6 +575,11 @@ pub fn plan_dp(
             delta: s.delta,
         }),
         columns: named,
+        researcher_cap: Some(crate::dp::ResearcherCap {
+            dataset_id: t.dataset_id.clone(),
+            epsilon: t.policy.dp.epsilon_budget,
+            delta: t.policy.dp.delta_budget,
+        }),
     };
     Ok(DpPlan {
         plan,

@@ -15,9 +15,11 @@
 //!      ─▶ rewrite::rewrite (privacy units carried up; threshold filter per
 //!                           aggregation; hidden per-group counts, dominance
 //!                           statistics and unit sketches on the output)
+//!      ─▶ total::check (no match pattern computed from data)
 //!      ─▶ LIMIT max_output_rows + 1
-//!      ─▶ run::execute (deadline, cancellation, rows scanned) ─▶ batches + facts
-//!  errors ─▶ sanitize (planning text kept; run-time text replaced: no values)
+//!      ─▶ run::execute: optimize ─▶ total::total (bad input gives NULL, never
+//!         a failure) ─▶ physical plan (deadline, cancellation, rows scanned)
+//!  errors ─▶ sanitize (planning text kept; run-time failures: one generic code)
 //! ```
 //!
 //! | module | owns |
@@ -30,6 +32,7 @@
 //! | [`run`] | execution with deadline, cancellation and progress |
 //! | [`guard`] | the per-batch deadline / cancellation check between operators |
 //! | [`sanitize`] | engine errors into value-free public errors |
+//! | [`total`] | total semantics: no failure that depends on a row's value |
 
 pub mod fingerprint;
 pub mod functions;
@@ -40,11 +43,13 @@ pub mod run;
 pub mod sanitize;
 pub mod session;
 pub mod top_n;
+pub mod total;
 
 pub use guard::Guard;
 pub use policy::{BaseColumn, CellKind, OutputColumn, PlanFacts, RESERVED_PREFIX};
 pub use rewrite::{HiddenColumns, ROWS_COLUMN, Rewritten, UNITS_COLUMN};
 pub use run::{Executed, execute};
+pub use sanitize::job_failure;
 pub use session::{PlannedQuery, QuerySession, SessionLimits, TableCache, TableSpec};
 
 use datafusion::logical_expr::LogicalPlan;

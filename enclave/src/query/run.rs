@@ -57,8 +57,15 @@ pub async fn stream(
     guard: &Arc<Guard>,
 ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
     let state = session.context().state();
+    // Total semantics on the optimized plan, so no later pass undoes them;
+    // the query planner then builds it as is.
+    let optimized = state
+        .optimize(&planned.rewritten.plan)
+        .map_err(public_error)?;
+    let total = super::total::total(optimized).map_err(public_error)?;
     let physical = state
-        .create_physical_plan(&planned.rewritten.plan)
+        .query_planner()
+        .create_physical_plan(&total, &state)
         .await
         .map_err(public_error)?;
     let physical = guard_plan(physical, guard).map_err(runtime_error)?;

@@ -3,8 +3,9 @@
 //! Errors raised before any data is read (SQL syntax, planning) only repeat
 //! the researcher's own query text and the grant's schema, so their message
 //! is kept (minus internal table names). Errors raised while running can
-//! quote values (a failing cast prints the value it could not cast), so they
-//! are replaced by a fixed text chosen by the kind of failure.
+//! quote values (a failing cast prints the value it could not cast) and
+//! their kind depends on the data (a division by zero only when a condition
+//! on one person holds), so they all become one code with a fixed text.
 
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
@@ -62,47 +63,145 @@ fn plan_error(m: &str) -> Error {
     refuse("invalid_query", m)
 }
 
-/// A run-time error: a fixed message by kind, never the engine's text.
+/// The one public code of a query that failed while running.
+pub const QUERY_FAILED: &str = "query_failed";
+/// Its fixed message: nothing in it depends on the data.
+pub const QUERY_FAILED_MESSAGE: &str = "the query failed while running";
+
+/// Codes a running job may end with besides [`QUERY_FAILED`]: resource limits
+/// and the researcher's own cancel, the documented exceptions (ARCHITECTURE.md,
+/// "No data-dependent failures").
+pub const RESOURCE_CODES: &[&str] = &["memory_limit", "deadline_exceeded", "cancelled"];
+
+/// A run-time error: [`QUERY_FAILED`] with a fixed message whatever the
+/// engine said, except memory exhaustion. Which failure it was (a division
+/// by zero, a cast, an overflow) would tell a researcher which condition on
+/// the data held, so every kind answers alike.
 pub fn runtime_error(e: DataFusionError) -> Error {
-    let (code, message) = match innermost(&e) {
-        DataFusionError::ResourcesExhausted(_) => (
-            "memory_limit",
-            "the job needed more memory than its limit allows",
-        ),
-        DataFusionError::ArrowError(a, _) => match a.as_ref() {
-            ArrowError::DivideByZero => ("division_by_zero", "division by zero"),
-            ArrowError::CastError(_) | ArrowError::ParseError(_) => (
-                "conversion_failed",
-                "a value could not be converted to the requested type",
-            ),
-            ArrowError::ArithmeticOverflow(_) => ("overflow", "an arithmetic result overflowed"),
-            ArrowError::MemoryError(_) => (
-                "memory_limit",
-                "the job needed more memory than its limit allows",
-            ),
-            _ => ("query_failed", "the query failed while running"),
-        },
-        DataFusionError::Execution(m) if m.contains("Divide by zero") => {
-            ("division_by_zero", "division by zero")
-        }
-        _ => ("query_failed", "the query failed while running"),
+    let memory = match innermost(&e) {
+        DataFusionError::ResourcesExhausted(_) => true,
+        DataFusionError::ArrowError(a, _) => matches!(a.as_ref(), ArrowError::MemoryError(_)),
+        _ => false,
     };
     match crate::storage::engine_error(e) {
         // Tampered files and our own public errors keep their (value-free) text.
         Error::Engine(e) => {
+            if memory {
+                tracing::warn!(code = "memory_limit", "query failed");
+                return Error::Denied {
+                    code: "memory_limit",
+                    message: "the job needed more memory than its limit allows".into(),
+                };
+            }
             // Conversion and overflow errors quote the offending value: the
             // log (which leaves the domain more easily than data) gets the
-            // code only; unexpected failures keep their detail for operators.
-            if code == "query_failed" {
-                tracing::warn!(error = %e, code, "query failed");
-            } else {
-                tracing::warn!(code, "query failed");
+            // kind only; unexpected failures keep their detail for operators.
+            match innermost(&e) {
+                DataFusionError::ArrowError(a, _)
+                    if matches!(
+                        a.as_ref(),
+                        ArrowError::DivideByZero
+                            | ArrowError::CastError(_)
+                            | ArrowError::ParseError(_)
+                            | ArrowError::ArithmeticOverflow(_)
+                    ) =>
+                {
+                    tracing::warn!(kind = ?std::mem::discriminant(a.as_ref()), "query failed")
+                }
+                _ => tracing::warn!(error = %e, code = QUERY_FAILED, "query failed"),
             }
             Error::Denied {
-                code,
-                message: message.into(),
+                code: QUERY_FAILED,
+                message: QUERY_FAILED_MESSAGE.into(),
             }
         }
         other => other,
+    }
+}
+
+/// What a job that failed while running reports to its researcher: a
+/// refusal of the plan, a resource limit or a cancel as they are, a data
+/// file that failed authentication and operators' errors (store, I/O; shown
+/// as "internal error") as they are,
+/// every other failure as [`QUERY_FAILED`] with its fixed message.
+pub fn job_failure(e: Error) -> Error {
+    match e {
+        Error::Denied { code, .. } if code == QUERY_FAILED => Error::Denied {
+            code,
+            message: QUERY_FAILED_MESSAGE.into(),
+        },
+        Error::Denied { code, message } if RESOURCE_CODES.contains(&code) => {
+            Error::Denied { code, message }
+        }
+        e @ (Error::Refused { .. }
+        | Error::Crypto(_)
+        | Error::Engine(_)
+        | Error::Store(_)
+        | Error::Io { .. }
+        | Error::Internal(_)) => e,
+        _ => Error::Denied {
+            code: QUERY_FAILED,
+            message: QUERY_FAILED_MESSAGE.into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrow(e: ArrowError) -> DataFusionError {
+        DataFusionError::ArrowError(Box::new(e), None)
+    }
+
+    /// Every kind of run-time failure answers the same code and text, none
+    /// of which carries the value the engine quoted; memory is the exception.
+    #[test]
+    fn run_time_failures_answer_one_code() {
+        let secret = "4403051980010100";
+        for e in [
+            arrow(ArrowError::DivideByZero),
+            arrow(ArrowError::CastError(format!(
+                "Cannot cast string '{secret}'"
+            ))),
+            arrow(ArrowError::ParseError(format!("Error parsing '{secret}'"))),
+            arrow(ArrowError::ArithmeticOverflow(format!("{secret} * 10"))),
+            arrow(ArrowError::ComputeError(format!("bad {secret}"))),
+            DataFusionError::Execution(format!("Divide by zero {secret}")),
+            DataFusionError::Execution(format!("Scalar subquery returned {secret}")),
+            DataFusionError::Internal(secret.into()),
+            DataFusionError::Context("ctx".into(), Box::new(arrow(ArrowError::DivideByZero))),
+        ] {
+            let got = runtime_error(e);
+            assert_eq!(got.code(), QUERY_FAILED, "{got}");
+            assert_eq!(got.to_string(), QUERY_FAILED_MESSAGE);
+        }
+        for e in [
+            DataFusionError::ResourcesExhausted("pool".into()),
+            arrow(ArrowError::MemoryError("alloc".into())),
+        ] {
+            assert_eq!(runtime_error(e).code(), "memory_limit");
+        }
+    }
+
+    #[test]
+    fn job_failures_keep_only_plan_and_resource_codes() {
+        let denied = |code: &'static str| Error::Denied {
+            code,
+            message: format!("{code} with 4403051980010100"),
+        };
+        for code in RESOURCE_CODES {
+            let e = job_failure(denied(code));
+            assert_eq!(e.code(), *code);
+        }
+        for code in ["division_by_zero", "conversion_failed", "overflow"] {
+            let e = job_failure(denied(code));
+            assert_eq!(e.code(), QUERY_FAILED);
+            assert_eq!(e.to_string(), QUERY_FAILED_MESSAGE);
+        }
+        let e = job_failure(denied(QUERY_FAILED));
+        assert_eq!(e.to_string(), QUERY_FAILED_MESSAGE);
+        let refused = job_failure(refuse("unsupported_query", "text"));
+        assert_eq!(refused.code(), "unsupported_query");
     }
 }

@@ -461,6 +461,7 @@ impl QuerySession {
                 )
             })?;
         let facts = policy::check(&logical, &self.tables, self.aggregate_only)?;
+        super::total::check(&logical)?;
         if let Some(opts) = dp {
             let dp = crate::dp::plan::plan_dp(&logical, &facts, &self.tables, opts)?;
             let rewritten = Rewritten {

@@ -288,6 +288,13 @@ impl Store {
             drop(tx);
             return Ok(Err(self.charge_refusal(&j.grant_id, charge).await?));
         };
+        // Privacy loss is also the researcher's, across all their grants.
+        if let Some(cap) = j.dp.as_ref().and_then(|d| d.researcher_cap.as_ref())
+            && !charge_researcher(&mut tx, cap, &j.requester_id, charge).await?
+        {
+            drop(tx);
+            return Ok(Err(ChargeRefusal::Budget(RESEARCHER_BUDGET)));
+        }
         if let Some(dp) = &mut j.dp {
             dp.set_budget_left(budgets, &used);
         }
@@ -670,4 +677,45 @@ fn bind_job_fields<'q>(q: Query<'q>, j: &'q JobRecord) -> Result<Query<'q>> {
         .bind(&j.submitted_at)
         .bind(&j.started_at)
         .bind(&j.finished_at))
+}
+
+/// Names the per-researcher budget in a refusal ("the grant's … budget").
+const RESEARCHER_BUDGET: &str =
+    "epsilon and delta (the dataset's, shared by all of the researcher's grants on it)";
+
+/// Adds `charge`'s ε and δ to the researcher's spending on the dataset, in
+/// one conditional UPDATE like the grant's; false when it would pass `cap`.
+async fn charge_researcher(
+    conn: &mut sqlx::SqliteConnection,
+    cap: &crate::dp::ResearcherCap,
+    researcher: &str,
+    charge: &Usage,
+) -> Result<bool> {
+    let at = now_rfc3339();
+    sqlx::query(
+        "INSERT INTO privacy_ledger (dataset_id, researcher_id, epsilon_used, delta_used, updated_at) \
+         VALUES (?1, ?2, 0, 0, ?3) ON CONFLICT (dataset_id, researcher_id) DO NOTHING",
+    )
+    .bind(&cap.dataset_id)
+    .bind(researcher)
+    .bind(&at)
+    .execute(&mut *conn)
+    .await?;
+    // The tolerances match the grant's charge.
+    let row = sqlx::query(
+        "UPDATE privacy_ledger SET epsilon_used = epsilon_used + ?1, delta_used = delta_used + ?2, \
+         updated_at = ?3 WHERE dataset_id = ?4 AND researcher_id = ?5 \
+         AND epsilon_used + ?1 <= ?6 + 1e-9 AND delta_used + ?2 <= ?7 * (1 + 1e-9) \
+         RETURNING epsilon_used",
+    )
+    .bind(charge.epsilon)
+    .bind(charge.delta)
+    .bind(&at)
+    .bind(&cap.dataset_id)
+    .bind(researcher)
+    .bind(cap.epsilon)
+    .bind(cap.delta)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.is_some())
 }

@@ -85,7 +85,7 @@ impl Domain {
             .rows_scanned
             .load(std::sync::atomic::Ordering::Relaxed);
         // Time spent is charged whatever the outcome (saturating at the budget).
-        let outcome = match executed {
+        let outcome = match executed.map_err(query::job_failure) {
             Err(e) => self.fail_job(id, grant, elapsed, &e).await,
             Ok(executed) => match self
                 .check_result(&session, &planned, &executed, &mut job)
