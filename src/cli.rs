@@ -222,10 +222,25 @@ pub enum UserCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the hash chain and signed checkpoints; exits 1 on a broken chain.
+    ///
+    /// Anchor it outside the data directory: pin the platform key printed at
+    /// `anyu init` (or served at GET /api/platform/keys), and give the signed
+    /// heads an auditor kept (GET /api/audit/head) — the configured witness
+    /// directory's head is checked too.
     Verify {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The platform's Ed25519 public key (hex), as published at init.
+        #[arg(long, env = "ANYU_PUBLIC_KEY")]
+        public_key: Option<String>,
+        /// A file of trusted platform keys (hex, one per line, `#` comments):
+        /// the log verifies under one of them.
+        #[arg(long)]
+        trusted_keys: Option<PathBuf>,
+        /// A signed head kept outside the host; the log must still hold it.
+        #[arg(long = "head")]
+        heads: Vec<PathBuf>,
     },
     /// Print the newest events.
     Tail {
@@ -285,7 +300,20 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dataset(cmd) => dataset(&cli.data_dir, &config, cmd).await,
-        Command::Audit(AuditCommand::Verify { json }) => audit_verify(&cli.data_dir, json).await,
+        Command::Audit(AuditCommand::Verify {
+            json,
+            public_key,
+            trusted_keys,
+            heads,
+        }) => {
+            let anchors = Anchors {
+                public_key,
+                trusted_keys,
+                heads,
+                witness_dir: config.audit.witness_dir.clone(),
+            };
+            audit_verify(&cli.data_dir, json, anchors).await
+        }
         Command::Audit(AuditCommand::Tail { n }) => audit_tail(&cli.data_dir, n).await,
         Command::User(cmd) => user(&cli.data_dir, &config, cmd).await,
         Command::VerifyReceipt {
@@ -704,11 +732,70 @@ fn initialised(data_dir: &Path) -> CliResult<DataDir> {
     Ok(dir)
 }
 
-async fn audit_verify(data_dir: &Path, json: bool) -> CliResult {
+/// What `audit verify` trusts from outside the data directory.
+struct Anchors {
+    public_key: Option<String>,
+    trusted_keys: Option<PathBuf>,
+    heads: Vec<PathBuf>,
+    witness_dir: Option<PathBuf>,
+}
+
+impl Anchors {
+    /// The keys the log may be signed with; `None` when nothing is pinned.
+    fn keys(&self) -> CliResult<Option<Vec<Vec<u8>>>> {
+        let mut keys = Vec::new();
+        if let Some(k) = &self.public_key {
+            keys.push(hex::decode(k.trim()).map_err(|_| "--public-key must be hex")?);
+        }
+        if let Some(path) = &self.trusted_keys {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            for line in text.lines().map(str::trim) {
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                keys.push(
+                    hex::decode(line)
+                        .map_err(|_| format!("{}: a key is not hex", path.display()))?,
+                );
+            }
+            if keys.is_empty() {
+                return Err(format!("{}: no key in the file", path.display()).into());
+            }
+        }
+        Ok((!keys.is_empty()).then_some(keys))
+    }
+}
+
+async fn audit_verify(data_dir: &Path, json: bool, anchors: Anchors) -> CliResult {
     let dir = initialised(data_dir)?;
-    let public_key_hex = std::fs::read_to_string(dir.keys().join("signing.pub"))?;
-    let public_key = hex::decode(public_key_hex.trim())?;
-    let report = audit::verify(&dir.audit_db(), &public_key).await?;
+    let in_dir = hex::decode(std::fs::read_to_string(dir.keys().join("signing.pub"))?.trim())?;
+    let pinned = anchors.keys()?;
+    // A pinned key decides; the directory's own key is trusted only when
+    // nothing is pinned, and then the answer says so.
+    let candidates = pinned.clone().unwrap_or_else(|| vec![in_dir.clone()]);
+    let mut report = audit::verify(&dir.audit_db(), &candidates[0]).await?;
+    let mut public_key = candidates[0].clone();
+    for key in &candidates[1..] {
+        if report.is_ok() {
+            break;
+        }
+        report = audit::verify(&dir.audit_db(), key).await?;
+        public_key = key.clone();
+    }
+    // Heads kept outside the host: each must still be in the log.
+    let mut heads = anchors.heads.clone();
+    if let Some(w) = &anchors.witness_dir {
+        heads.push(audit::witnessed_head_path(w));
+    }
+    let mut kept_problem = None;
+    for path in &heads {
+        let kept = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Err(why) = audit::check_kept_head(&dir.audit_db(), &public_key, &kept).await? {
+            kept_problem = Some(format!("{}: {why}", path.display()));
+            break;
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if let Some(p) = &report.problem {
@@ -716,13 +803,33 @@ async fn audit_verify(data_dir: &Path, json: bool) -> CliResult {
             "audit chain BROKEN at event {}: {:?}: {}",
             p.seq, p.kind, p.message
         );
+    } else if let Some(why) = &kept_problem {
+        println!("audit chain BROKEN against a kept head: {why}");
     } else {
         println!(
             "audit chain OK: {} events, {} signed checkpoints, head {} {}",
             report.events, report.checkpoints, report.head_seq, report.head_hash
         );
+        if pinned.is_none() {
+            println!(
+                "  not anchored: the key came from {} itself; pin it with --public-key \
+                 (printed at `anyu init`, served at /api/platform/keys)",
+                dir.keys().join("signing.pub").display()
+            );
+        } else if !pinned.iter().flatten().any(|k| *k == in_dir) {
+            println!(
+                "  note: {} holds a key that is not pinned",
+                dir.keys().join("signing.pub").display()
+            );
+        }
+        if !heads.is_empty() {
+            println!("  {} kept head(s) found in the log", heads.len());
+        }
     }
-    Ok(if report.is_ok() {
+    if json && let Some(why) = &kept_problem {
+        eprintln!("audit chain BROKEN against a kept head: {why}");
+    }
+    Ok(if report.is_ok() && kept_problem.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

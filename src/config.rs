@@ -196,6 +196,10 @@ pub struct CatalogConfig {
 pub struct AuditConfig {
     /// A signed checkpoint every this many events (and at shutdown).
     pub checkpoint_every: u64,
+    /// A directory the operator does not control alone (an auditor's mount),
+    /// where every signed head record is copied; `anyu audit verify` checks
+    /// the log against it.
+    pub witness_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -228,6 +232,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             checkpoint_every: AuditOptions::default().checkpoint_every,
+            witness_dir: None,
         }
     }
 }
@@ -287,6 +292,7 @@ impl Config {
             grades: self.grades.clone(),
             audit: AuditOptions {
                 checkpoint_every: self.audit.checkpoint_every,
+                witness_dir: self.audit.witness_dir.clone(),
                 ..AuditOptions::default()
             },
             not_open: self.catalog.not_open,
@@ -325,6 +331,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 
 [audit]
 # checkpoint_every = 1000            # signed checkpoint every N events, and at shutdown
+# witness_dir = "/mnt/auditor/anyu"  # a copy of every signed head, where the operator alone cannot
+#                                    # rewrite it; `anyu audit verify` checks the log against it
 
 [calendar]
 # Official holiday notices (calendar TOML files) merged over the built-in 2026/2027 data.

@@ -489,6 +489,12 @@ fn route_role_matrix() {
             "/api/audit/events",
             [401, 403, 403, 403, 403, 200, 200],
         ),
+        (
+            "GET",
+            "/api/audit/head",
+            [401, 403, 403, 403, 403, 200, 200],
+        ),
+        ("GET", "/api/platform/keys", ALL),
         ("POST", "/api/complaints", [201; 7]),
         ("GET", "/api/admin/complaints", ADMIN),
         ("POST", "/api/admin/complaints/{id}/answer", ADMIN),

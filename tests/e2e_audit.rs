@@ -100,3 +100,149 @@ fn verify_exits_nonzero_on_an_edited_event() {
     let text = stdout(&out);
     assert!(text.contains("BROKEN at event 3"), "{text}");
 }
+
+/// The public key `anyu init` printed.
+fn init_key(data: &std::path::Path) -> String {
+    let out = stdout(&run(data, &["init"], true));
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("signing public key"))
+        .map(|k| k.trim().to_string())
+        .expect("init prints the signing public key")
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// An insider rewrites the whole log and signs it with a key of their own,
+/// swapping `signing.pub`: it verifies on its own terms, never against the
+/// key published at `anyu init`.
+#[test]
+fn a_log_rewritten_under_another_key_fails_against_the_pinned_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = init_key(&data);
+    let server = TestServer::start(&data);
+    let published = server.get_json("/api/platform/keys", 200);
+    assert_eq!(published["signing_public_key"], key.as_str());
+    server.stop();
+    run(&data, &["audit", "verify", "--public-key", &key], true);
+
+    // A forged history: another data directory's log and key, moved in.
+    let forged = dir.path().join("forged");
+    init_key(&forged);
+    std::fs::remove_dir_all(data.join("audit")).unwrap();
+    copy_dir(&forged.join("audit"), &data.join("audit"));
+    std::fs::copy(
+        forged.join("keys/signing.pub"),
+        data.join("keys/signing.pub"),
+    )
+    .unwrap();
+
+    let unpinned = stdout(&run(&data, &["audit", "verify"], true));
+    assert!(unpinned.contains("not anchored"), "{unpinned}");
+    let pinned = run(&data, &["audit", "verify", "--public-key", &key], false);
+    assert!(stdout(&pinned).contains("BROKEN"), "{}", stdout(&pinned));
+    // The same through a trusted-keys file.
+    let trusted = dir.path().join("trusted.keys");
+    std::fs::write(&trusted, format!("# platform key, from anyu init\n{key}\n")).unwrap();
+    run(
+        &data,
+        &[
+            "audit",
+            "verify",
+            "--trusted-keys",
+            trusted.to_str().unwrap(),
+        ],
+        false,
+    );
+}
+
+/// An older genuine copy of the log verifies on its own; a signed head kept
+/// outside the host (fetched by an auditor, or copied to the witness
+/// directory) shows the history was cut back.
+#[test]
+fn an_older_copy_of_the_log_fails_against_a_kept_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = init_key(&data);
+    let witness = dir.path().join("witness");
+    let config = data.join("anyu.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let toml = toml.replacen(
+        "[audit]\n",
+        &format!("[audit]\nwitness_dir = \"{}\"\n", witness.display()),
+        1,
+    );
+    std::fs::write(&config, toml).unwrap();
+    common::add_people(&data);
+    let backup = dir.path().join("audit-backup");
+    copy_dir(&data.join("audit"), &backup);
+
+    let server = TestServer::start(&data);
+    let auditor = server.login("u_chen");
+    for _ in 0..5 {
+        server.get_json("/api/catalog", 200);
+    }
+    let head = server.expect(200, "GET", "/api/audit/head", Some(&auditor), None);
+    let kept = dir.path().join("kept.head");
+    std::fs::write(&kept, serde_json::to_vec(&head).unwrap()).unwrap();
+    server.stop();
+    let kept_arg = kept.to_str().unwrap();
+    run(
+        &data,
+        &["audit", "verify", "--public-key", &key, "--head", kept_arg],
+        true,
+    );
+    assert!(
+        witness.join("audit.head").is_file(),
+        "the witness directory holds the head"
+    );
+
+    // The operator restores the older copy: on its own it still verifies.
+    std::fs::remove_dir_all(data.join("audit")).unwrap();
+    copy_dir(&backup, &data.join("audit"));
+    let without_witness = dir.path().join("no-witness.toml");
+    std::fs::write(&without_witness, "").unwrap();
+    let mut plain = common::anyu(&data);
+    plain
+        .args(["--config", without_witness.to_str().unwrap()])
+        .args(["audit", "verify", "--public-key", &key]);
+    assert!(
+        plain.output().unwrap().status.success(),
+        "an older genuine copy verifies alone"
+    );
+    // Against the auditor's kept head, and the witness directory's, it does not.
+    let out = run(
+        &data,
+        &["audit", "verify", "--public-key", &key, "--head", kept_arg],
+        false,
+    );
+    assert!(stdout(&out).contains("older copy"), "{}", stdout(&out));
+    let out = run(&data, &["audit", "verify", "--public-key", &key], false);
+    assert!(stdout(&out).contains("witness"), "{}", stdout(&out));
+}
+
+/// Deleting `audit/` no longer starts a fresh chain that verifies: the log
+/// is created only by `anyu init`.
+#[test]
+fn a_deleted_audit_log_is_a_hard_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    std::fs::remove_dir_all(data.join("audit")).unwrap();
+    let out = run(&data, &["user", "disable", "nobody"], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("audit log") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(
+        !data.join("audit/audit.db").exists(),
+        "nothing was recreated"
+    );
+}

@@ -595,9 +595,9 @@ fn model_test_runs_a_model_on_dummy_data_locally() {
 }
 
 /// A model that singles persons out fails its checks, whatever its code
-/// says: k-means with one cluster per person (more rows than persons ÷
-/// threshold), and describe over a column only one person fills (its `n` is
-/// the group size).
+/// says: k-means with a cluster per few persons (100 rows from 300 persons,
+/// more than persons ÷ threshold), and describe over a column only one
+/// person fills (its `n` is the group size).
 #[test]
 fn models_that_single_out_persons_fail_their_checks() {
     let s = setup(300);
@@ -631,7 +631,7 @@ fn models_that_single_out_persons_fail_their_checks() {
         &s.grant,
         &shas["kmeans"],
         INPUT_SQL,
-        "model=kmeans;k=300;iters=5;cols=contribution_base,months_contributed",
+        "model=kmeans;k=100;iters=5;cols=contribution_base,months_contributed",
     );
     let own = wait_job(server, &p.researcher, &every_person);
     assert_ne!(own["status"], "released", "{own}");

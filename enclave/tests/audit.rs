@@ -847,6 +847,7 @@ async fn kill9_child() {
         AuditOptions {
             checkpoint_every: 50,
             max_batch: 64,
+            witness_dir: None,
         },
     )
     .await

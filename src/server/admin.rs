@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use enclave::access::authz::Action;
 use enclave::audit::{AuditFilter, AuditRecord};
-use enclave::domain::Overview;
+use enclave::domain::{Overview, PlatformKeys};
 use enclave::identity::User;
 
 use super::AppState;
@@ -19,6 +19,8 @@ pub fn route_admin() -> Router<AppState> {
         .route("/api/admin/users", get(list_users))
         .route("/api/admin/overview", get(overview))
         .route("/api/audit/events", get(list_audit_events))
+        .route("/api/audit/head", get(signed_head))
+        .route("/api/platform/keys", get(platform_keys))
 }
 
 /// All accounts (administrators only).
@@ -71,4 +73,30 @@ pub async fn list_audit_events(
             .audit_events(caller.principal(), &filter)
             .await?,
     ))
+}
+
+/// The signed head of the audit log as it stands: keep it outside the host;
+/// `anyu audit verify --head FILE` proves the log still holds it (a restored
+/// older copy does not). Auditors and administrators; reading is audited.
+#[utoipa::path(get, path = "/api/audit/head", tag = "audit",
+    responses(
+        (status = 200, description = "The signed head record", body = Object),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an auditor", body = ErrorBody),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn signed_head(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(state.domain.signed_head(caller.principal()).await?))
+}
+
+/// The platform's public signing key (anyone): pin it to verify receipts,
+/// release certificates and the audit log away from this host.
+#[utoipa::path(get, path = "/api/platform/keys", tag = "system",
+    responses((status = 200, description = "The public key and its fingerprint", body = PlatformKeys)))]
+#[tracing::instrument(skip_all)]
+pub async fn platform_keys(State(state): State<AppState>) -> Json<PlatformKeys> {
+    Json(state.domain.platform_keys())
 }

@@ -108,6 +108,8 @@ pub struct AppState {
         models::get_model,
         models::decide_model,
         catalog::dummy_data,
+        admin::signed_head,
+        admin::platform_keys,
     ),
     components(schemas(ErrorBody, Health)),
     modifiers(&BearerAuth),

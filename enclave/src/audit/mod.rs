@@ -144,7 +144,18 @@ mod writer;
 use serde::{Deserialize, Serialize};
 
 pub use format::{FORMAT_VERSION, GENESIS_HASH, ROLES, canonical_event, event_hash};
-pub use verify::{verify, verify_sequential};
+pub use verify::{check_kept_head, verify, verify_sequential};
+
+/// The signed head record of the log at `db` (rewritten after commits): what
+/// an auditor keeps, and what a witness directory holds a copy of.
+pub fn head_record_path(db: &std::path::Path) -> std::path::PathBuf {
+    witness::witness_path(db)
+}
+
+/// The copy of the signed head record in a witness directory.
+pub fn witnessed_head_path(witness_dir: &std::path::Path) -> std::path::PathBuf {
+    witness_dir.join("audit.head")
+}
 pub use writer::{AuditLog, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, list};
 
 /// Tuning of [`AuditLog`].
@@ -154,6 +165,11 @@ pub struct AuditOptions {
     pub checkpoint_every: u64,
     /// Most events committed in one transaction.
     pub max_batch: usize,
+    /// A second place for every signed head record (`audit.head`), one the
+    /// operator does not control alone (an auditor's mount): `anyu audit
+    /// verify` compares the log with it, so a restored older copy fails.
+    #[serde(default)]
+    pub witness_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for AuditOptions {
@@ -161,6 +177,7 @@ impl Default for AuditOptions {
         AuditOptions {
             checkpoint_every: 1000,
             max_batch: 1024,
+            witness_dir: None,
         }
     }
 }

@@ -963,6 +963,50 @@ fn classify(c: &Context, r: &RowData, n: Option<&RowData>, buf: &mut Vec<u8>) ->
     at(e, ProblemKind::Edited, format!("event {e} does not verify"))
 }
 
+/// Checks the log at `path` against a signed head kept outside the host (by
+/// an auditor, or in a witness directory): the head must be signed by
+/// `public_key` and the log must still hold that event with that hash. A log
+/// restored from an older copy, or cut short, fails here even when it
+/// verifies on its own. `Ok(Err(why))` names what does not match.
+pub async fn check_kept_head(
+    path: &Path,
+    public_key: &[u8],
+    kept: &[u8],
+) -> Result<std::result::Result<(), String>> {
+    let head = match witness::parse(kept) {
+        Ok(h) => h,
+        Err(msg) => return Ok(Err(format!("the kept head: {msg}"))),
+    };
+    if let Err(msg) = head.check(public_key) {
+        return Ok(Err(format!("the kept head: {msg}")));
+    }
+    if !path.is_file() {
+        return Err(Error::NotFound("audit log database".into()));
+    }
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await?;
+    let seq = head.state.seq;
+    let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM events WHERE seq = ?")
+        .bind(seq as i64)
+        .fetch_optional(&mut conn)
+        .await?;
+    Ok(match stored {
+        None => Err(format!(
+            "the log has no event {seq}, which a head signed at {} witnessed: events were \
+             removed or an older copy of the log was restored",
+            head.time
+        )),
+        Some(h) if h.as_slice() != head.state.hash.as_slice() => Err(format!(
+            "event {seq} is not the one a head signed at {} witnessed: the history was rewritten",
+            head.time
+        )),
+        Some(_) => Ok(()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -135,8 +135,14 @@ pub(crate) fn read(db: &Path) -> std::result::Result<Option<Witness>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(_) => return Err("the head witness file cannot be read".into()),
     };
+    parse(&bytes).map(Some)
+}
+
+/// A signed head record (the witness file's format), as kept by an auditor
+/// or a witness directory.
+pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<Witness, String> {
     let unreadable = || "the head witness file is not a valid witness (format v1)".to_string();
-    let f: WitnessFile = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
+    let f: WitnessFile = serde_json::from_slice(bytes).map_err(|_| unreadable())?;
     if f.v != 1 {
         return Err("the head witness file has an unsupported format version".into());
     }
@@ -145,7 +151,7 @@ pub(crate) fn read(db: &Path) -> std::result::Result<Option<Witness>, String> {
         .decode(&f.tail)
         .map_err(|_| unreadable())?;
     let signature = hex::decode(&f.signature).map_err(|_| unreadable())?;
-    Ok(Some(Witness {
+    Ok(Witness {
         state: HeadState {
             seq: f.seq,
             hash,
@@ -156,7 +162,7 @@ pub(crate) fn read(db: &Path) -> std::result::Result<Option<Witness>, String> {
         time: f.time,
         key_id: f.key_id,
         signature,
-    }))
+    })
 }
 
 /// Replaces the witness atomically: temp file, fsync, rename. `sync_dir` also

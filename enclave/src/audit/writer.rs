@@ -123,6 +123,11 @@ impl AuditLog {
                 .await
                 .map_err(Error::io("create directory", dir))?;
         }
+        if let Some(dir) = &opts.witness_dir {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(Error::io("create directory", dir))?;
+        }
         let lock_path = path.with_extension("lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -159,6 +164,7 @@ impl AuditLog {
         let head = state.head_state(false);
         write_witness(
             path.to_path_buf(),
+            opts.witness_dir.clone(),
             signer.clone(),
             key_id.clone(),
             head.clone(),
@@ -178,6 +184,7 @@ impl AuditLog {
         let (witness_tx, witness_rx) = watch::channel(head);
         let witness_task = tokio::spawn(witness_loop(
             path.to_path_buf(),
+            opts.witness_dir.clone(),
             signer.clone(),
             key_id.clone(),
             witness_rx,
@@ -543,6 +550,7 @@ async fn check_against_witness(
 
 async fn write_witness(
     path: PathBuf,
+    witness_dir: Option<PathBuf>,
     signer: Arc<Ed25519KeyPair>,
     key_id: String,
     state: HeadState,
@@ -551,7 +559,12 @@ async fn write_witness(
     tokio::task::spawn_blocking(move || {
         let time = rfc3339_micros(chrono::Utc::now());
         let bytes = witness::encode(&state, &signer, &key_id, &time);
-        witness::write(&path, &bytes, sync_dir)
+        witness::write(&path, &bytes, sync_dir)?;
+        match witness_dir {
+            // Same bytes, same atomic replace, in the witness's own place.
+            Some(dir) => witness::write(&dir.join("audit.db"), &bytes, sync_dir),
+            None => Ok(()),
+        }
     })
     .await
     .map_err(|e| Error::Internal(format!("audit witness task: {e}")))?
@@ -561,6 +574,7 @@ async fn write_witness(
 /// Ends when the writer drops its sender, after writing the last state.
 async fn witness_loop(
     path: PathBuf,
+    witness_dir: Option<PathBuf>,
     signer: Arc<Ed25519KeyPair>,
     key_id: String,
     mut rx: watch::Receiver<HeadState>,
@@ -569,7 +583,15 @@ async fn witness_loop(
     while rx.changed().await.is_ok() {
         let state = rx.borrow_and_update().clone();
         let closed = state.closed;
-        last = write_witness(path.clone(), signer.clone(), key_id.clone(), state, closed).await;
+        last = write_witness(
+            path.clone(),
+            witness_dir.clone(),
+            signer.clone(),
+            key_id.clone(),
+            state,
+            closed,
+        )
+        .await;
         if let Err(e) = &last {
             tracing::error!(error = %e, "audit head witness not written");
         }

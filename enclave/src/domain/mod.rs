@@ -87,6 +87,25 @@ impl DataDir {
     }
 }
 
+fn missing_audit_log(dir: &DataDir) -> Error {
+    Error::Audit(format!(
+        "{} is initialised but its audit log {} is missing or empty: the log is created only by \
+         `anyu init`, so its history was removed; restore it from a backup",
+        dir.root().display(),
+        dir.audit_db().display()
+    ))
+}
+
+/// The platform's public key, as published.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlatformKeys {
+    pub algorithm: String,
+    /// Hex; pin it (`anyu audit verify --public-key`, `verify-release`, `verify-receipt`).
+    pub signing_public_key: String,
+    /// SHA-256 of the key, to compare by eye with the one printed at `anyu init`.
+    pub fingerprint: String,
+}
+
 /// Who performs an action, as recorded in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -404,7 +423,7 @@ impl Domain {
         }
         std::fs::create_dir_all(root).map_err(Error::io("create directory", root))?;
         Keyring::init(&dir.keys())?;
-        let domain = Self::open(root, options).await?;
+        let domain = Self::open_dir(root, options, true).await?;
         domain
             .audit
             .append(
@@ -421,6 +440,13 @@ impl Domain {
 
     /// Opens an initialised data directory.
     pub async fn open(root: &Path, options: DomainOptions) -> Result<Domain> {
+        Self::open_dir(root, options, false).await
+    }
+
+    /// Opens a data directory; only `init` may create its audit log. A log
+    /// missing or empty beside an initialised directory is a deleted history,
+    /// never a fresh start.
+    async fn open_dir(root: &Path, options: DomainOptions, creating: bool) -> Result<Domain> {
         let dir = DataDir::new(root);
         if !dir.is_initialised() {
             return Err(Error::NotFound(format!(
@@ -429,6 +455,9 @@ impl Domain {
             )));
         }
         let keyring = Arc::new(Keyring::open(&dir.keys())?);
+        if !creating && !dir.audit_db().is_file() {
+            return Err(missing_audit_log(&dir));
+        }
         let store = Store::open(&dir.meta_db()).await?;
         let audit = AuditLog::open(
             &dir.audit_db(),
@@ -444,6 +473,9 @@ impl Domain {
             )),
             other => other,
         })?;
+        if !creating && audit.head().0 == 0 {
+            return Err(missing_audit_log(&dir));
+        }
         let identity = Identity::new(store.clone(), options.identity.clone());
         let jobs = jobs::JobRunner::new(options.jobs.workers, options.jobs.target_partitions);
         Ok(Domain {
@@ -806,6 +838,37 @@ impl Domain {
         )
         .await?;
         Ok(events)
+    }
+
+    /// The platform's public signing key, for anyone to pin: receipts,
+    /// certificates and the audit log's signatures verify under it.
+    pub fn platform_keys(&self) -> PlatformKeys {
+        let key = self.keyring.public_key();
+        PlatformKeys {
+            algorithm: "Ed25519".into(),
+            signing_public_key: hex::encode(&key),
+            fingerprint: hex::encode(ring::digest::digest(&ring::digest::SHA256, &key)),
+        }
+    }
+
+    /// The signed head record of the audit log as it stands, for an auditor
+    /// to keep outside the host (`anyu audit verify --head FILE` checks the
+    /// log still holds it). Audited as `audit.head_read`.
+    pub async fn signed_head<'a>(&self, by: impl Into<By<'a>>) -> Result<serde_json::Value> {
+        let actor = self.acting(by.into(), Action::ReadAudit, "audit").await?;
+        let path = crate::audit::head_record_path(&self.dir.audit_db());
+        let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
+        let head: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| Error::Audit("the signed head record does not parse".into()))?;
+        self.record(
+            &actor,
+            "audit.head_read",
+            "audit",
+            Outcome::Success,
+            serde_json::json!({ "seq": head["seq"] }),
+        )
+        .await?;
+        Ok(head)
     }
 
     /// Records a refused request (`authz.denied`).
