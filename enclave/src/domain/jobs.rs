@@ -1153,6 +1153,10 @@ impl Domain {
                 model: None,
                 dp: None,
                 differencing: findings.as_ref(),
+                withheld: &disclosure::withheld(
+                    planned.rewritten.hidden.as_ref(),
+                    &executed.batches,
+                ),
             },
         );
         let auto = policy.auto_release;
@@ -1257,6 +1261,7 @@ impl Domain {
                 model: None,
                 dp: Some(&report_dp),
                 differencing: None,
+                withheld: &[],
             },
         );
         self.seal_checked(
