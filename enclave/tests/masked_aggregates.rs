@@ -410,6 +410,18 @@ async fn honest_queries_over_large_groups_are_unchanged() {
             kept(&ran, g, column, "honest");
         }
     }
+    // Nor does any other rule flag them (dominance now judges medians,
+    // percentiles and spreads too).
+    for g in [1, 2] {
+        let row = ran.row_of(&[("grp", g)]).unwrap();
+        for column in ["mean", "total", "med", "p90", "q1", "sd"] {
+            assert_eq!(
+                ran.rules_on(row, column),
+                vec![],
+                "honest: {column} of group {g}"
+            );
+        }
+    }
     let contributors = ran
         .report
         .rules
@@ -463,4 +475,54 @@ async fn repeated_persons_count_once_and_by_their_total() {
     withheld(&ran, 3, "s", "cancelling rows");
     withheld(&ran, 3, "a", "cancelling rows");
     kept(&ran, 1, "s", "15 persons");
+}
+
+/// Masking with a constant instead of NULL keeps every person a contributor
+/// (`CASE WHEN <person> THEN x ELSE 0 END`): the top percentile or the spread
+/// is then the person's value. Dominance over per-person contributions
+/// judges every magnitude aggregate, not only SUM and AVG: one person holds
+/// the whole total, the cell fails and is suppressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_with_zero_is_dominated() {
+    let (lab, grant) = lab_with_people().await;
+    let z = format!("CASE WHEN {WHO} THEN contribution_base ELSE 0 END");
+    for (what, agg) in [
+        (
+            "approx_percentile_cont",
+            format!("approx_percentile_cont(1.0) WITHIN GROUP (ORDER BY {z})"),
+        ),
+        (
+            "percentile_cont",
+            format!("percentile_cont(1.0) WITHIN GROUP (ORDER BY {z})"),
+        ),
+        ("stddev", format!("stddev({z})")),
+        ("var_pop", format!("var_pop({z})")),
+    ] {
+        let ran = lab
+            .run(
+                &grant,
+                &format!(
+                    "SELECT grp, count(*) AS n, {agg} AS v FROM people WHERE grp <= 2 GROUP BY grp"
+                ),
+            )
+            .await;
+        let g1 = ran.row_of(&[("grp", 1)]).unwrap();
+        assert_eq!(ran.rule_verdict("dominance", g1, "v"), Fail, "{what}");
+        assert!(ran.rows[g1]["v"].is_null(), "{what}: suppressed");
+        secret_absent(&ran, what);
+    }
+    // Repeated persons (COUNT(DISTINCT) path): judged per row.
+    let data = write(lab.dir.path(), "claims.csv", "amount", &claims());
+    let grant = lab.dataset(&manifest("claims", "amount"), &data).await;
+    let ran = lab
+        .run(
+            &grant,
+            &format!(
+                "SELECT grp, count(*) AS n, stddev(CASE WHEN {WHO} THEN amount ELSE 0 END) AS v FROM claims GROUP BY grp"
+            ),
+        )
+        .await;
+    let g1 = ran.row_of(&[("grp", 1)]).unwrap();
+    assert_eq!(ran.rule_verdict("dominance", g1, "v"), Fail);
+    assert!(ran.rows[g1]["v"].is_null());
 }

@@ -17,9 +17,10 @@
 //!       ─▶ EchoRule        a cell equal to a value of an identifier / quasi-identifier column read
 //!       ─▶ ExtremeRule     MIN/MAX of a sensitive column (one person's value): review
 //!       ─▶ FilteredRule    statistics over a FILTER subset of a group: review
-//!       ─▶ DominanceRule   SUM/AVG cells: (n, k) over per-person contributions;
-//!                          negative or missing values: review
-//!       ─▶ PRatioRule      SUM/AVG cells: p-ratio over per-person contributions;
+//!       ─▶ DominanceRule   magnitude cells (SUM, AVG, medians, percentiles, variances,
+//!                          covariances, regressions): (n, k) over per-person contributions
+//!                          of the value argument; negative or missing values: review
+//!       ─▶ PRatioRule      the same cells: p-ratio over per-person contributions;
 //!                          negative values: review
 //!       ─▶ DegreesOfFreedomRule  model rows whose `df_resid` is under `dof_threshold`
 //!       ─▶ ModelUnitsRule  a model whose input covers fewer persons than the threshold
@@ -146,7 +147,7 @@ pub struct CheckInput<'a> {
     pub echo: &'a [EchoHit],
     /// Groups the threshold removed.
     pub suppressed_groups: u64,
-    /// Per SUM/AVG computed on the output rows: its contribution statistics.
+    /// Per magnitude aggregate computed on the output rows: its contribution statistics.
     pub contributions: &'a [Contributions],
     /// Set when the result is a model's output rather than a query's.
     pub model: Option<&'a ModelFacts>,
@@ -216,7 +217,7 @@ pub struct ModelFacts {
 /// check them (see `sandbox/wit/anyu-model.wit`).
 pub const DOF_COLUMNS: &[&str] = &["df_resid", "dof"];
 
-/// Per-person contributions behind one SUM or AVG of the result.
+/// Per-person contributions behind one magnitude aggregate of the result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contributions {
     /// The visible column carrying the aggregate; `None` when the query
@@ -631,7 +632,7 @@ fn dominance_cell(
     }
 }
 
-/// The findings of one dominance rule over every SUM/AVG cell whose
+/// The findings of one dominance rule over every magnitude cell whose
 /// per-person contributions were computed.
 fn dominance_cells(rule: Dominance, input: &CheckInput<'_>) -> Vec<CellVerdict> {
     let mut cells = Vec::new();

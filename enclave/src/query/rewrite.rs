@@ -8,7 +8,7 @@
 //!     │            carried up through Projection / Filter / Sort / Limit / Join / Union
 //!     ▼
 //!  Aggregate(keys; aggs) ──▶ Aggregate(keys; aggs, __anyu_rows, __anyu_units…)
-//!                            + dominance statistics per SUM/AVG, anyu_fingerprint(units) (output only)
+//!                            + dominance statistics per magnitude argument, anyu_fingerprint(units) (output only)
 //!                            + per aggregate its contributors (__anyu_contrib…)
 //!                            └▶ Filter(anyu_threshold(units ≥ T …))   (counts dropped groups)
 //!                               └▶ Projection: CASE WHEN contributors ≥ need THEN agg END
@@ -86,7 +86,7 @@ pub const DOF_AGGREGATES: &[&str] = &[
 /// What the rewrite adds beyond the threshold.
 #[derive(Debug, Clone)]
 pub struct RewriteOptions {
-    /// Per-person contribution statistics behind SUM/AVG (the dominance rules).
+    /// Per-person contribution statistics behind magnitude aggregates (the dominance rules).
     pub dominance: bool,
     /// Sketch each output group's units under this key (differencing).
     pub fingerprint: Option<FingerprintKey>,
@@ -137,7 +137,7 @@ struct Gate {
     dof: bool,
 }
 
-/// Per-person contribution statistics behind one SUM or AVG output column
+/// Per-person contribution statistics behind one magnitude output column
 /// (for the dominance rules): sum of the n largest, the two largest, the
 /// largest, the smallest, the total and the number of contributions.
 #[derive(Debug, Clone)]
@@ -182,7 +182,7 @@ pub struct Rewritten {
 pub struct HiddenColumns {
     pub rows: String,
     pub units: Vec<String>,
-    /// Per SUM/AVG output column: its contribution statistics.
+    /// Per magnitude output column: its contribution statistics.
     pub dominance: Vec<DominanceColumns>,
     /// The sketch of each row's privacy units (Binary), for differencing.
     pub fingerprint: Option<String>,
@@ -205,7 +205,7 @@ pub struct KeptColumns {
 /// Hidden columns with per-person contributions behind one output column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DominanceColumns {
-    /// The visible output column (a SUM or AVG), if output unchanged.
+    /// The visible output column (a magnitude aggregate), if output unchanged.
     pub column: Option<String>,
     /// `None`: contributions per person could not be computed for this query.
     pub stats: Option<DominanceStats>,
@@ -798,15 +798,13 @@ impl<'a> Rewriter<'a> {
             // Units = rows.
             let mut aggr = a.aggr_expr.clone();
             aggr.push(count(lit(1i64)).alias(&rows_name));
-            for (i, arg) in &magnitudes {
+            // One set of statistics per value argument, however many aggregates share it.
+            let mut seen: Vec<(Expr, [Column; 6])> = Vec::new();
+            for (i, arg, _) in &magnitudes {
                 // Each row is one unit's whole contribution.
-                let cols = match arg {
-                    Some(arg) => {
-                        let x = cast(arg.clone(), DataType::Float64);
-                        Some(self.dominance_aggs(x.clone(), x, count(arg.clone()), &mut aggr))
-                    }
-                    None => None,
-                };
+                let cols = arg
+                    .as_ref()
+                    .map(|arg| self.row_dominance(arg, &mut seen, &mut aggr));
                 dominance.push(Dom {
                     target: Some(output_column(a, *i)),
                     cols,
@@ -865,15 +863,21 @@ impl<'a> Rewriter<'a> {
             }
             (plan, "pre_aggregate")
         } else {
-            // Contributions per unit are not computed on this path: review.
-            dominance = magnitudes
-                .iter()
-                .map(|(i, _)| Dom {
-                    target: Some(output_column(a, *i)),
-                    cols: None,
-                })
-                .collect();
             let mut aggr = a.aggr_expr.clone();
+            // Contributions per unit are not computed on this path: SUM/AVG
+            // go to review; the other statistics are judged per row, as ACRO
+            // does (a person's rows count as several contributors).
+            let mut seen: Vec<(Expr, [Column; 6])> = Vec::new();
+            for (i, arg, additive) in &magnitudes {
+                let cols = arg
+                    .as_ref()
+                    .filter(|_| !additive)
+                    .map(|arg| self.row_dominance(arg, &mut seen, &mut aggr));
+                dominance.push(Dom {
+                    target: Some(output_column(a, *i)),
+                    cols,
+                });
+            }
             aggr.push(count(lit(1i64)).alias(&rows_name));
             for (u, n) in inp.units.iter().zip(&unit_names) {
                 let e = if u.unique {
@@ -1010,7 +1014,7 @@ impl<'a> Rewriter<'a> {
         inp: &Out,
         rows_name: &str,
         units_name: &str,
-        magnitudes: &[(usize, Option<Expr>)],
+        magnitudes: &[Magnitude],
         gates: &[Gate],
         chain: bool,
     ) -> Result<Option<PreAggregated>> {
@@ -1019,10 +1023,20 @@ impl<'a> Rewriter<'a> {
         // Per magnitude column: the per-unit sum, the per-unit minimum row
         // value and the per-unit non-null count (names of inner partials).
         let mut dom_partials: Vec<(usize, String, String, String)> = Vec::new();
-        for (i, arg) in magnitudes {
+        for (i, arg, _) in magnitudes {
             let Some(arg) = arg else {
                 return Ok(None);
             };
+            // Aggregates over the same value share its partials.
+            let shared = magnitudes
+                .iter()
+                .take(dom_partials.len())
+                .position(|(_, other, _)| other.as_ref() == Some(arg));
+            if let Some(j) = shared {
+                let (_, s, m, k) = dom_partials[j].clone();
+                dom_partials.push((*i, s, m, k));
+                continue;
+            }
             let (s, m, k) = (
                 self.fresh("__anyu_p"),
                 self.fresh("__anyu_p"),
@@ -1157,8 +1171,16 @@ impl<'a> Rewriter<'a> {
             contributors.push(n);
         }
         let mut dominance = Vec::new();
+        let mut seen: HashMap<&str, [Column; 6]> = HashMap::new();
         for (i, s, m, k) in &dom_partials {
-            let cols = self.dominance_aggs(c(s), c(m), sum(c(k)), &mut outer_aggr);
+            let cols = match seen.get(s.as_str()) {
+                Some(cols) => cols.clone(),
+                None => {
+                    let cols = self.dominance_aggs(c(s), c(m), sum(c(k)), &mut outer_aggr);
+                    seen.insert(s, cols.clone());
+                    cols
+                }
+            };
             dominance.push(Dom {
                 target: Some(output_column(a, *i)),
                 cols: Some(cols),
@@ -1204,6 +1226,23 @@ impl<'a> Rewriter<'a> {
         Some(Column::from_name(name))
     }
 
+    /// Dominance statistics taking each row of `arg` as one contribution,
+    /// appended to `aggr` once per distinct argument (`seen`).
+    fn row_dominance(
+        &mut self,
+        arg: &Expr,
+        seen: &mut Vec<(Expr, [Column; 6])>,
+        aggr: &mut Vec<Expr>,
+    ) -> [Column; 6] {
+        if let Some((_, cols)) = seen.iter().find(|(e, _)| e == arg) {
+            return cols.clone();
+        }
+        let x = cast(arg.clone(), DataType::Float64);
+        let cols = self.dominance_aggs(x.clone(), x, count(arg.clone()), aggr);
+        seen.push((arg.clone(), cols.clone()));
+        cols
+    }
+
     /// Appends the dominance statistics over per-unit contributions
     /// `contribution` (Float64), with `row_min` the smallest row value and
     /// `non_null` the rows with a value; returns their columns.
@@ -1231,24 +1270,43 @@ impl<'a> Rewriter<'a> {
     }
 }
 
-/// The SUM and AVG outputs of an aggregate (magnitude cells) by position,
-/// with their argument when contributions can be summed per unit (a FILTER
-/// folded in as `CASE WHEN filter THEN x END`).
-fn magnitudes(a: &Aggregate) -> Result<Vec<(usize, Option<Expr>)>> {
+/// Magnitude aggregates the dominance rules judge, over per-person
+/// contributions of their value argument (the first; WITHIN GROUP's ordered
+/// value comes first). MIN/MAX are one person's value: the extremes rule.
+const DOMINANCE_AGGREGATES: &[&str] = &[
+    "sum",
+    "avg",
+    "median",
+    "approx_median",
+    "approx_percentile_cont",
+    "approx_percentile_cont_with_weight",
+    "percentile_cont",
+];
+
+/// One magnitude output of an aggregate: its position, its value argument
+/// when contributions can be summed per unit (a FILTER folded in as `CASE
+/// WHEN filter THEN x END`), and whether it is SUM/AVG.
+type Magnitude = (usize, Option<Expr>, bool);
+
+/// The magnitude outputs of an aggregate (see [`DOMINANCE_AGGREGATES`]).
+fn magnitudes(a: &Aggregate) -> Result<Vec<Magnitude>> {
     let mut out = Vec::new();
     for (i, e) in a.aggr_expr.iter().enumerate() {
         let Some((func, params)) = aggregate_call(e) else {
             continue;
         };
-        if !matches!(func.name(), "sum" | "avg") {
+        let name = func.name();
+        if !DOMINANCE_AGGREGATES.contains(&name) && !DOF_AGGREGATES.contains(&name) {
             continue;
         }
-        let arg = match (params.distinct, params.args.as_slice(), &params.filter) {
-            (false, [x], None) => Some(x.clone()),
-            (false, [x], Some(f)) => Some(when(f.as_ref().clone(), x.clone()).end()?),
+        let additive = matches!(name, "sum" | "avg");
+        let simple = !params.distinct && (!additive || params.args.len() == 1);
+        let arg = match (simple, params.args.first(), &params.filter) {
+            (true, Some(x), None) => Some(x.clone()),
+            (true, Some(x), Some(f)) => Some(when(f.as_ref().clone(), x.clone()).end()?),
             _ => None,
         };
-        out.push((i, arg));
+        out.push((i, arg, additive));
     }
     Ok(out)
 }
