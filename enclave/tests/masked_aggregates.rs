@@ -475,6 +475,18 @@ async fn repeated_persons_count_once_and_by_their_total() {
     withheld(&ran, 3, "s", "cancelling rows");
     withheld(&ran, 3, "a", "cancelling rows");
     kept(&ran, 1, "s", "15 persons");
+    // The same beside a median (COUNT(DISTINCT) path, no per-person totals):
+    // a person with rows of both signs is not counted.
+    let ran = lab
+        .run(
+            &grant,
+            "SELECT grp, count(*) AS n, sum(amount) AS s, avg(amount) AS a, median(amount) AS m FROM claims GROUP BY grp",
+        )
+        .await;
+    withheld(&ran, 3, "s", "cancelling rows, distinct path");
+    withheld(&ran, 3, "a", "cancelling rows, distinct path");
+    kept(&ran, 3, "m", "12 persons with values");
+    kept(&ran, 1, "s", "15 persons, distinct path");
 }
 
 /// Masking with a constant instead of NULL keeps every person a contributor

@@ -131,10 +131,25 @@ struct Kept {
 struct Gate {
     /// Position among the aggregate expressions.
     index: usize,
-    /// The row contributes (for additive aggregates: with a non-zero value);
-    /// `None`: every row does (the group's units are the contributors).
-    row: Option<Expr>,
+    /// The row contributes (FILTER passes, valued arguments non-null);
+    /// `None`: every row does.
+    base: Option<Expr>,
+    /// Additive aggregates: the value whose per-unit total must be non-zero.
+    additive: Option<Expr>,
     dof: bool,
+}
+
+impl Gate {
+    /// The row contributes, with a non-zero value if additive; `None`: every
+    /// row does (the group's units are the contributors).
+    fn row(&self) -> Option<Expr> {
+        let non_zero = self.additive.clone().map(|v| v.not_eq(lit(0i64)));
+        self.base
+            .clone()
+            .into_iter()
+            .chain(non_zero)
+            .reduce(Expr::and)
+    }
 }
 
 /// Per-person contribution statistics behind one magnitude output column
@@ -791,7 +806,7 @@ impl<'a> Rewriter<'a> {
         };
         let gates = gates(a)?;
         // Per gate: (contributor column, contributors needed) pairs, all of which must hold.
-        let mut gate_cols: Vec<Vec<(String, i64)>> = Vec::new();
+        let mut gate_cols: Vec<Vec<(Expr, i64)>> = Vec::new();
         let mut dominance = Vec::new();
         let fingerprint;
         let (plan, strategy) = if non_unique.is_empty() {
@@ -819,15 +834,15 @@ impl<'a> Rewriter<'a> {
                     .map(|u| self.need(g, &u.dataset))
                     .max()
                     .unwrap_or(0);
-                let n = match &g.row {
+                let n = match g.row() {
                     Some(row) => {
                         let n = self.fresh(CONTRIBUTORS_COLUMN);
-                        aggr.push(count(when(row.clone(), lit(1i64)).end()?).alias(&n));
+                        aggr.push(count(when(row, lit(1i64)).end()?).alias(&n));
                         n
                     }
                     None => rows_name.clone(),
                 };
-                gate_cols.push(vec![(n, need)]);
+                gate_cols.push(vec![(col(&n), need)]);
             }
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             let plan = LogicalPlan::Aggregate(agg);
@@ -859,7 +874,7 @@ impl<'a> Rewriter<'a> {
             dominance = dom;
             fingerprint = fp;
             for (g, n) in gates.iter().zip(contributors) {
-                gate_cols.push(vec![(n, self.need(g, &inp.units[0].dataset))]);
+                gate_cols.push(vec![(col(&n), self.need(g, &inp.units[0].dataset))]);
             }
             (plan, "pre_aggregate")
         } else {
@@ -888,24 +903,41 @@ impl<'a> Rewriter<'a> {
                 aggr.push(e.alias(n));
             }
             fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
-            // Per unit, the distinct units with a contributing row. For an
-            // additive aggregate that is a unit with a non-zero row, not a
-            // non-zero total (exact only where units are unique).
+            // Per unit, the distinct units with a contributing row.
             for g in &gates {
                 let mut cols = Vec::new();
                 for (u, units) in inp.units.iter().zip(&unit_names) {
-                    let Some(row) = &g.row else {
-                        cols.push((units.clone(), self.need(g, &u.dataset)));
+                    let need = self.need(g, &u.dataset);
+                    let Some(row) = g.row() else {
+                        cols.push((col(units), need));
                         continue;
                     };
+                    let unit = Expr::Column(u.col.clone());
+                    if let (Some(v), false) = (&g.additive, u.unique) {
+                        // Totals per unit are not computed here. A unit whose
+                        // rows all have one sign has a non-zero total; one with
+                        // both signs may cancel and is not counted:
+                        // |P ∪ N| − |P ∩ N| = 2·|P ∪ N| − |P| − |N|.
+                        let base = g.base.clone().unwrap_or_else(|| lit(true));
+                        let mut distinct = |pred: Expr| -> Result<Expr> {
+                            let n = self.fresh(CONTRIBUTORS_COLUMN);
+                            aggr.push(count_distinct(when(pred, unit.clone()).end()?).alias(&n));
+                            Ok(col(&n))
+                        };
+                        let any = distinct(row)?;
+                        let pos = distinct(base.clone().and(v.clone().gt(lit(0i64))))?;
+                        let neg = distinct(base.and(v.clone().lt(lit(0i64))))?;
+                        cols.push((lit(2i64) * any - pos - neg, need));
+                        continue;
+                    }
                     let n = self.fresh(CONTRIBUTORS_COLUMN);
                     let e = if u.unique {
-                        count(when(row.clone(), lit(1i64)).end()?)
+                        count(when(row, lit(1i64)).end()?)
                     } else {
-                        count_distinct(when(row.clone(), Expr::Column(u.col.clone())).end()?)
+                        count_distinct(when(row, unit).end()?)
                     };
                     aggr.push(e.alias(&n));
-                    cols.push((n, self.need(g, &u.dataset)));
+                    cols.push((col(&n), need));
                 }
                 gate_cols.push(cols);
             }
@@ -933,7 +965,7 @@ impl<'a> Rewriter<'a> {
         for (g, cols) in gates.iter().zip(&gate_cols) {
             let cond = cols
                 .iter()
-                .map(|(n, need)| Expr::Column(Column::from_name(n)).gt_eq(lit(*need)))
+                .map(|(n, need)| n.clone().gt_eq(lit(*need)))
                 .reduce(Expr::and)
                 .unwrap_or_else(|| lit(true));
             conds.insert(g.index, cond);
@@ -1155,7 +1187,7 @@ impl<'a> Rewriter<'a> {
         // partial shows a contribution (no new partials needed).
         let mut contributors = Vec::new();
         for g in gates {
-            if g.row.is_none() {
+            if g.row().is_none() {
                 contributors.push(units_name.to_string());
                 continue;
             }
@@ -1374,20 +1406,23 @@ fn gates(a: &Aggregate) -> Result<Vec<Gate>> {
             continue;
         }
         let values = nullable;
-        let mut row: Vec<Expr> = values.iter().map(|v| (*v).clone().is_not_null()).collect();
-        if let Some(v) = additive {
-            row.push(v.clone().not_eq(lit(0i64)));
-        }
+        let mut base: Vec<Expr> = values.iter().map(|v| (*v).clone().is_not_null()).collect();
         if let Some(f) = &params.filter {
-            row.push(f.as_ref().clone());
+            base.push(f.as_ref().clone());
         }
         out.push(Gate {
             index,
-            row: row.into_iter().reduce(Expr::and),
+            base: base.into_iter().reduce(Expr::and),
+            additive: additive.cloned(),
             dof,
         });
     }
     Ok(out)
+}
+
+/// An unqualified column by name.
+fn col(name: &str) -> Expr {
+    Expr::Column(Column::from_name(name))
 }
 
 /// Carried unit columns as fingerprint arguments, with their datasets.
