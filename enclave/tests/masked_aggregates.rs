@@ -314,6 +314,13 @@ async fn a_withheld_value_reaches_nothing_above_it() {
         .await;
     let g1 = ran.row_of(&[("grp", 1)]).unwrap();
     assert!(ran.rows[g1]["v"].is_null(), "transformed");
+    // The cell cannot be named through the arithmetic: the result is reviewed.
+    assert!(
+        ran.whole_result()
+            .contains(&("contributors", enclave::disclosure::Verdict::Review)),
+        "{:?}",
+        ran.whole_result()
+    );
     secret_absent(&ran, "transformed");
     let ran = lab
         .run(
@@ -347,9 +354,17 @@ async fn counts_written_as_sums_get_the_count_threshold() {
              sum(CASE WHEN district = '南山区' THEN 1 ELSE 0 END) AS k, \
              avg(CASE WHEN district = '南山区' THEN 1.0 ELSE 0.0 END) AS share, \
              count(*) FILTER (WHERE district = '南山区') AS f \
-             FROM people WHERE grp <= 2 GROUP BY grp",
+             FROM people WHERE grp <= 2 GROUP BY grp ORDER BY grp",
         )
         .await;
+    // The finding as stored in the job's checks (and shown to reviewers).
+    let rule = ran
+        .report
+        .rules
+        .iter()
+        .find(|r| r.rule == "contributors")
+        .expect("the rule runs");
+    insta::assert_json_snapshot!("withheld_indicator_cells", rule);
     // Group 1 has 4 persons in 南山区, group 2 has 12.
     for column in ["k", "share", "f"] {
         withheld(&ran, 1, column, "indicator of 4");
