@@ -827,6 +827,7 @@ impl<'a> Rewriter<'a> {
             }
             fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
             // Each row is one unit: contributors are contributing rows.
+            let mut seen = Vec::new();
             for g in &gates {
                 let need = inp
                     .units
@@ -835,14 +836,10 @@ impl<'a> Rewriter<'a> {
                     .max()
                     .unwrap_or(0);
                 let n = match g.row() {
-                    Some(row) => {
-                        let n = self.fresh(CONTRIBUTORS_COLUMN);
-                        aggr.push(count(when(row, lit(1i64)).end()?).alias(&n));
-                        n
-                    }
-                    None => rows_name.clone(),
+                    Some(row) => self.contributor_agg(count_rows(row)?, &mut aggr, &mut seen),
+                    None => col(&rows_name),
                 };
-                gate_cols.push(vec![(col(&n), need)]);
+                gate_cols.push(vec![(n, need)]);
             }
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             let plan = LogicalPlan::Aggregate(agg);
@@ -904,6 +901,7 @@ impl<'a> Rewriter<'a> {
             }
             fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
             // Per unit, the distinct units with a contributing row.
+            let mut seen = Vec::new();
             for g in &gates {
                 let mut cols = Vec::new();
                 for (u, units) in inp.units.iter().zip(&unit_names) {
@@ -920,9 +918,8 @@ impl<'a> Rewriter<'a> {
                         // |P ∪ N| − |P ∩ N| = 2·|P ∪ N| − |P| − |N|.
                         let base = g.base.clone().unwrap_or_else(|| lit(true));
                         let mut distinct = |pred: Expr| -> Result<Expr> {
-                            let n = self.fresh(CONTRIBUTORS_COLUMN);
-                            aggr.push(count_distinct(when(pred, unit.clone()).end()?).alias(&n));
-                            Ok(col(&n))
+                            let e = count_distinct(when(pred, unit.clone()).end()?);
+                            Ok(self.contributor_agg(e, &mut aggr, &mut seen))
                         };
                         let any = distinct(row)?;
                         let pos = distinct(base.clone().and(v.clone().gt(lit(0i64))))?;
@@ -930,14 +927,12 @@ impl<'a> Rewriter<'a> {
                         cols.push((lit(2i64) * any - pos - neg, need));
                         continue;
                     }
-                    let n = self.fresh(CONTRIBUTORS_COLUMN);
                     let e = if u.unique {
-                        count(when(row, lit(1i64)).end()?)
+                        count_rows(row)?
                     } else {
                         count_distinct(when(row, unit).end()?)
                     };
-                    aggr.push(e.alias(&n));
-                    cols.push((col(&n), need));
+                    cols.push((self.contributor_agg(e, &mut aggr, &mut seen), need));
                 }
                 gate_cols.push(cols);
             }
@@ -1258,6 +1253,23 @@ impl<'a> Rewriter<'a> {
         Some(Column::from_name(name))
     }
 
+    /// The column of contributor count `e`, appended to `aggr` unless an
+    /// aggregate with the same arguments already counts it (`seen`).
+    fn contributor_agg(
+        &mut self,
+        e: Expr,
+        aggr: &mut Vec<Expr>,
+        seen: &mut Vec<(Expr, Expr)>,
+    ) -> Expr {
+        if let Some((_, c)) = seen.iter().find(|(x, _)| *x == e) {
+            return c.clone();
+        }
+        let n = self.fresh(CONTRIBUTORS_COLUMN);
+        aggr.push(e.clone().alias(&n));
+        seen.push((e, col(&n)));
+        col(&n)
+    }
+
     /// Dominance statistics taking each row of `arg` as one contribution,
     /// appended to `aggr` once per distinct argument (`seen`).
     fn row_dominance(
@@ -1418,6 +1430,14 @@ fn gates(a: &Aggregate) -> Result<Vec<Gate>> {
         });
     }
     Ok(out)
+}
+
+/// Rows where `row` holds: `count(x)` for a bare non-null test.
+fn count_rows(row: Expr) -> Result<Expr> {
+    Ok(match row {
+        Expr::IsNotNull(x) => count(*x),
+        row => count(when(row, lit(1i64)).end()?),
+    })
 }
 
 /// An unqualified column by name.
