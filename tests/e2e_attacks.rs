@@ -329,7 +329,9 @@ fn attacks() -> Vec<(&'static str, &'static str, Expect)> {
         (
             "small count inside a large group",
             "SELECT district, count(*) FILTER (WHERE contribution_base > 30000) AS rich FROM social_insurance GROUP BY district",
-            Flagged("frequency"),
+            // Withheld inside the plan (too few contributors), so the
+            // frequency rule never sees the small count.
+            Flagged("contributors"),
         ),
         (
             "statistic over a filtered subset",

@@ -10,14 +10,17 @@
 //!  result batches + hidden per-group counts + PlanFacts + policy + echo findings
 //!       ─▶ FrequencyRule   cells built from fewer records than `frequency_threshold` (ACRO
 //!                          safe_threshold), and counts of rows or persons under it
+//!       ─▶ ContributorsRule  cells the plan withheld: fewer persons contribute to the
+//!                          aggregate than the threshold (estimators: degrees of freedom)
 //!       ─▶ ZerosRule       zero counts, when `zeros_are_disclosive`
 //!       ─▶ MaxRowsRule     more rows than `max_output_rows`
 //!       ─▶ EchoRule        a cell equal to a value of an identifier / quasi-identifier column read
 //!       ─▶ ExtremeRule     MIN/MAX of a sensitive column (one person's value): review
 //!       ─▶ FilteredRule    statistics over a FILTER subset of a group: review
-//!       ─▶ DominanceRule   SUM/AVG cells: (n, k) over per-person contributions;
-//!                          negative or missing values: review
-//!       ─▶ PRatioRule      SUM/AVG cells: p-ratio over per-person contributions;
+//!       ─▶ DominanceRule   magnitude cells (SUM, AVG, medians, percentiles, variances,
+//!                          covariances, regressions): (n, k) over per-person contributions
+//!                          of the value argument; negative or missing values: review
+//!       ─▶ PRatioRule      the same cells: p-ratio over per-person contributions;
 //!                          negative values: review
 //!       ─▶ DegreesOfFreedomRule  model rows whose `df_resid` is under `dof_threshold`
 //!       ─▶ ModelUnitsRule  a model whose input covers fewer persons than the threshold, an
@@ -147,7 +150,7 @@ pub struct CheckInput<'a> {
     pub echo: &'a [EchoHit],
     /// Groups the threshold removed.
     pub suppressed_groups: u64,
-    /// Per SUM/AVG computed on the output rows: its contribution statistics.
+    /// Per magnitude aggregate computed on the output rows: its contribution statistics.
     pub contributions: &'a [Contributions],
     /// Set when the result is a model's output rather than a query's.
     pub model: Option<&'a ModelFacts>,
@@ -155,6 +158,48 @@ pub struct CheckInput<'a> {
     pub dp: Option<&'a crate::dp::DpReport>,
     /// Set when the result's rows were compared with earlier results.
     pub differencing: Option<&'a differencing::Findings>,
+    /// Cells the plan withheld for too few contributors ([`withheld`]).
+    pub withheld: &'a [Withheld],
+}
+
+/// The cells of one aggregate the plan withheld (set to NULL right above the
+/// aggregation) because fewer persons contribute to them than it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    /// The visible column carrying the aggregate; `None` when the query
+    /// transformed it before output.
+    pub column: Option<String>,
+    /// The aggregate also needed degrees of freedom.
+    pub dof: bool,
+    /// Per output row: whether the cell was withheld.
+    pub rows: Vec<bool>,
+}
+
+/// The withheld cells recorded in the result's hidden columns.
+pub fn withheld(
+    hidden: Option<&crate::query::HiddenColumns>,
+    batches: &[RecordBatch],
+) -> Vec<Withheld> {
+    use datafusion::arrow::array::BooleanArray;
+    let Some(h) = hidden else {
+        return Vec::new();
+    };
+    h.kept
+        .iter()
+        .filter_map(|k| {
+            let mut rows = Vec::new();
+            for b in batches {
+                let col = b.column(b.schema().index_of(&k.kept).ok()?);
+                let a = col.as_any().downcast_ref::<BooleanArray>()?;
+                rows.extend((0..a.len()).map(|r| a.is_null(r) || !a.value(r)));
+            }
+            Some(Withheld {
+                column: k.column.clone(),
+                dof: k.dof,
+                rows,
+            })
+        })
+        .collect()
 }
 
 /// What the checks know about a model run (its output has no lineage: the
@@ -175,7 +220,7 @@ pub struct ModelFacts {
 /// check them (see `sandbox/wit/anyu-model.wit`).
 pub const DOF_COLUMNS: &[&str] = &["df_resid", "dof"];
 
-/// Per-person contributions behind one SUM or AVG of the result.
+/// Per-person contributions behind one magnitude aggregate of the result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contributions {
     /// The visible column carrying the aggregate; `None` when the query
@@ -475,6 +520,54 @@ impl DisclosureRule for FilteredRule {
     }
 }
 
+/// Every released aggregate value rests on at least `threshold` persons who
+/// contribute to it (a non-null argument passing the FILTER; for SUM and AVG
+/// a non-zero total), estimators also on `dof_threshold` degrees of freedom.
+/// The plan already withheld the others (NULL); this rule names them.
+pub struct ContributorsRule;
+
+impl DisclosureRule for ContributorsRule {
+    fn name(&self) -> &'static str {
+        "contributors"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let (t, dof) = (input.policy.threshold, input.policy.dof_threshold);
+        let mut cells = Vec::new();
+        for w in input.withheld {
+            let reason = if w.dof {
+                format!(
+                    "withheld: fewer than {} persons contribute to this estimate ({dof} degrees of freedom and the threshold of {t} needed)",
+                    dof.saturating_add(1).max(t)
+                )
+            } else {
+                format!(
+                    "withheld: fewer than {t} persons contribute to this value (non-null and FILTER-passing; for SUM and AVG a non-zero total)"
+                )
+            };
+            match &w.column {
+                Some(column) => {
+                    for (row, _) in w.rows.iter().enumerate().filter(|(_, w)| **w) {
+                        cells.push(CellVerdict {
+                            row: Some(row as u64),
+                            column: Some(column.clone()),
+                            verdict: Verdict::Fail,
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+                None if w.rows.iter().any(|w| *w) => cells.push(CellVerdict {
+                    row: None,
+                    column: None,
+                    verdict: Verdict::Review,
+                    reason: format!("a value computed from an aggregate was {reason}"),
+                }),
+                None => {}
+            }
+        }
+        report(self.name(), cells)
+    }
+}
+
 /// Which of ACRO's two dominance rules a finding belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dominance {
@@ -542,7 +635,7 @@ fn dominance_cell(
     }
 }
 
-/// The findings of one dominance rule over every SUM/AVG cell whose
+/// The findings of one dominance rule over every magnitude cell whose
 /// per-person contributions were computed.
 fn dominance_cells(rule: Dominance, input: &CheckInput<'_>) -> Vec<CellVerdict> {
     let mut cells = Vec::new();
@@ -839,6 +932,7 @@ const DP_RULES: &[&str] = &["max_rows", "dp"];
 pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
     vec![
         Box::new(FrequencyRule),
+        Box::new(ContributorsRule),
         Box::new(ZerosRule),
         Box::new(MaxRowsRule),
         Box::new(EchoRule),

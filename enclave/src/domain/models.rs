@@ -781,6 +781,7 @@ impl Domain {
                 model: Some(model),
                 dp: None,
                 differencing: None,
+                withheld: &[],
             },
         );
         let log = format!(

@@ -8,11 +8,19 @@
 //!     │            carried up through Projection / Filter / Sort / Limit / Join / Union
 //!     ▼
 //!  Aggregate(keys; aggs) ──▶ Aggregate(keys; aggs, __anyu_rows, __anyu_units…)
-//!                            + dominance statistics per SUM/AVG, anyu_fingerprint(units) (output only)
+//!                            + dominance statistics per magnitude argument, anyu_fingerprint(units) (output only)
+//!                            + per aggregate its contributors (__anyu_contrib…)
 //!                            └▶ Filter(anyu_threshold(units ≥ T …))   (counts dropped groups)
-//!                               └▶ on the output chain: hidden columns kept to the result
-//!                                  elsewhere: Projection back to the original columns
+//!                               └▶ Projection: CASE WHEN contributors ≥ need THEN agg END
+//!                                  on the output chain: hidden columns kept to the result
+//!                                  elsewhere: only the original columns
 //! ```
+//!
+//! An aggregate's contributors are the units with a row that passes its
+//! FILTER with every valued argument non-null (SUM/AVG: a non-zero total);
+//! a cell needs the threshold of them (estimators: `dof_threshold` + 1 too),
+//! else it is NULL before anything above reads it (ARCHITECTURE.md, "The
+//! SQL path").
 //!
 //! Counting distinct units is the expensive part, so the rewrite picks the
 //! cheapest exact form:
@@ -35,7 +43,7 @@ use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, min, 
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
     Aggregate, ColumnarValue, Distinct, Expr, ExprSchemable, Filter, LogicalPlan, Projection,
-    ScalarUDF, Volatility, cast, create_udf, lit,
+    ScalarUDF, Volatility, cast, create_udf, lit, when,
 };
 
 use super::GrantedTable;
@@ -50,11 +58,35 @@ pub const ROWS_COLUMN: &str = "__anyu_rows";
 pub const UNITS_COLUMN: &str = "__anyu_units";
 /// See [`ROWS_COLUMN`].
 pub const FINGERPRINT_COLUMN: &str = "__anyu_fp";
+/// See [`ROWS_COLUMN`]: contributors behind one aggregate.
+pub const CONTRIBUTORS_COLUMN: &str = "__anyu_contrib";
+/// See [`ROWS_COLUMN`]: whether one aggregate's cell was kept.
+pub const KEPT_COLUMN: &str = "__anyu_kept";
+
+/// Aggregates that estimate from a sample: they need degrees of freedom
+/// (contributors − 1 ≥ `dof_threshold`), as model outputs do.
+pub const DOF_AGGREGATES: &[&str] = &[
+    "var",
+    "var_pop",
+    "stddev",
+    "stddev_pop",
+    "covar_samp",
+    "covar_pop",
+    "corr",
+    "regr_slope",
+    "regr_intercept",
+    "regr_r2",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_sxx",
+    "regr_syy",
+    "regr_sxy",
+];
 
 /// What the rewrite adds beyond the threshold.
 #[derive(Debug, Clone)]
 pub struct RewriteOptions {
-    /// Per-person contribution statistics behind SUM/AVG (the dominance rules).
+    /// Per-person contribution statistics behind magnitude aggregates (the dominance rules).
     pub dominance: bool,
     /// Sketch each output group's units under this key (differencing).
     pub fingerprint: Option<FingerprintKey>,
@@ -77,9 +109,50 @@ struct Hidden {
     dominance: Vec<Dom>,
     /// The group's unit sketch.
     fingerprint: Option<Column>,
+    /// Per gated aggregate: whether its cell was kept.
+    kept: Vec<Kept>,
 }
 
-/// Per-person contribution statistics behind one SUM or AVG output column
+/// One aggregate's contributor gate, as carried on the output chain.
+#[derive(Debug, Clone)]
+struct Kept {
+    /// The visible output column carrying the aggregate, while it is output unchanged.
+    target: Option<Column>,
+    /// Boolean: contributors reached what the aggregate needs.
+    kept: Column,
+    /// Needs degrees of freedom (not only the threshold).
+    dof: bool,
+}
+
+/// Who contributes to one aggregate, per row: the rows of a unit that pass
+/// the aggregate's FILTER with every argument non-null; for additive
+/// aggregates the unit's total must also be non-zero.
+#[derive(Debug, Clone)]
+struct Gate {
+    /// Position among the aggregate expressions.
+    index: usize,
+    /// The row contributes (FILTER passes, valued arguments non-null);
+    /// `None`: every row does.
+    base: Option<Expr>,
+    /// Additive aggregates: the value whose per-unit total must be non-zero.
+    additive: Option<Expr>,
+    dof: bool,
+}
+
+impl Gate {
+    /// The row contributes, with a non-zero value if additive; `None`: every
+    /// row does (the group's units are the contributors).
+    fn row(&self) -> Option<Expr> {
+        let non_zero = self.additive.clone().map(|v| v.not_eq(lit(0i64)));
+        self.base
+            .clone()
+            .into_iter()
+            .chain(non_zero)
+            .reduce(Expr::and)
+    }
+}
+
+/// Per-person contribution statistics behind one magnitude output column
 /// (for the dominance rules): sum of the n largest, the two largest, the
 /// largest, the smallest, the total and the number of contributions.
 #[derive(Debug, Clone)]
@@ -90,8 +163,9 @@ struct Dom {
     cols: Option<[Column; 6]>,
 }
 
-/// The pre-aggregated plan, its dominance statistics and its units' sketch.
-type PreAggregated = (LogicalPlan, Vec<Dom>, Option<Column>);
+/// The pre-aggregated plan, its dominance statistics, its units' sketch
+/// and, per gate, its contributor column.
+type PreAggregated = (LogicalPlan, Vec<Dom>, Option<Column>, Vec<String>);
 
 struct Out {
     plan: LogicalPlan,
@@ -123,16 +197,30 @@ pub struct Rewritten {
 pub struct HiddenColumns {
     pub rows: String,
     pub units: Vec<String>,
-    /// Per SUM/AVG output column: its contribution statistics.
+    /// Per magnitude output column: its contribution statistics.
     pub dominance: Vec<DominanceColumns>,
     /// The sketch of each row's privacy units (Binary), for differencing.
     pub fingerprint: Option<String>,
+    /// Per aggregate with a contributor gate: whether its cell was kept.
+    pub kept: Vec<KeptColumns>,
+}
+
+/// The contributor gate of one aggregate on the result. A cell whose gate
+/// failed is already NULL: the plan withheld it right above the aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptColumns {
+    /// The visible output column (the aggregate), if output unchanged.
+    pub column: Option<String>,
+    /// Boolean per row: the cell had enough contributors.
+    pub kept: String,
+    /// The gate also required degrees of freedom.
+    pub dof: bool,
 }
 
 /// Hidden columns with per-person contributions behind one output column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DominanceColumns {
-    /// The visible output column (a SUM or AVG), if output unchanged.
+    /// The visible output column (a magnitude aggregate), if output unchanged.
     pub column: Option<String>,
     /// `None`: contributions per person could not be computed for this query.
     pub stats: Option<DominanceStats>,
@@ -278,6 +366,15 @@ pub fn rewrite(
             })
             .collect(),
         fingerprint: h.fingerprint.map(|c| c.name),
+        kept: h
+            .kept
+            .into_iter()
+            .map(|k| KeptColumns {
+                column: k.target.map(|c| c.name),
+                kept: k.kept.name,
+                dof: k.dof,
+            })
+            .collect(),
     });
     Ok(Rewritten {
         plan: out.plan,
@@ -307,6 +404,26 @@ impl<'a> Rewriter<'a> {
             .map_or(i64::MAX, |t| t.policy.threshold.min(i64::MAX as u64) as i64)
     }
 
+    /// Contributors an aggregate needs from `dataset`'s units: the
+    /// threshold, and for estimators one more than the degrees of freedom.
+    fn need(&self, g: &Gate, dataset: &str) -> i64 {
+        let threshold = self.threshold_of(dataset);
+        if !g.dof {
+            return threshold;
+        }
+        let dof = self
+            .tables
+            .iter()
+            .find(|t| t.dataset_id == dataset)
+            .map_or(i64::MAX, |t| {
+                t.policy
+                    .dof_threshold
+                    .saturating_add(1)
+                    .min(i64::MAX as u64) as i64
+            });
+        threshold.max(dof)
+    }
+
     fn node(&mut self, plan: &LogicalPlan, chain: bool, dropped: &Arc<AtomicU64>) -> Result<Out> {
         if let Some(t) = self.table_of_view(plan) {
             return self.view(t, plan);
@@ -334,18 +451,22 @@ impl<'a> Rewriter<'a> {
                             exprs.push(Expr::Column(c.clone()).alias(&n));
                             cols.push(Column::from_name(n));
                         }
-                        let mut dominance = Vec::new();
-                        for d in &h.dominance {
-                            // The aggregate stays traceable while it is output as it is.
-                            let target = d.target.as_ref().and_then(|t| {
+                        // An aggregate stays traceable while it is output as it is.
+                        let trace = |target: &Option<Column>| {
+                            target.as_ref().and_then(|t| {
                                 p.expr.iter().zip(p.schema.columns()).find_map(|(e, out)| {
-                                    let inner = match e {
-                                        Expr::Alias(a) => a.expr.as_ref(),
-                                        other => other,
-                                    };
+                                    // `count(*)` is planned as an alias of an alias.
+                                    let mut inner = e;
+                                    while let Expr::Alias(a) = inner {
+                                        inner = a.expr.as_ref();
+                                    }
                                     matches!(inner, Expr::Column(c) if c == t).then_some(out)
                                 })
-                            });
+                            })
+                        };
+                        let mut dominance = Vec::new();
+                        for d in &h.dominance {
+                            let target = trace(&d.target);
                             let cols = d.cols.as_ref().map(|cs| {
                                 cs.clone().map(|c| {
                                     let n = self.fresh("__anyu_dom");
@@ -360,11 +481,22 @@ impl<'a> Rewriter<'a> {
                             exprs.push(Expr::Column(c.clone()).alias(&n));
                             Column::from_name(n)
                         });
+                        let mut kept = Vec::new();
+                        for k in &h.kept {
+                            let n = self.fresh(KEPT_COLUMN);
+                            exprs.push(Expr::Column(k.kept.clone()).alias(&n));
+                            kept.push(Kept {
+                                target: trace(&k.target),
+                                kept: Column::from_name(n),
+                                dof: k.dof,
+                            });
+                        }
                         Some(Hidden {
                             rows: Column::from_name(rows),
                             units: cols,
                             dominance,
                             fingerprint,
+                            kept,
                         })
                     }
                     None => None,
@@ -417,6 +549,15 @@ impl<'a> Rewriter<'a> {
                             })
                             .collect(),
                         fingerprint: h.fingerprint.as_ref().map(requalify),
+                        kept: h
+                            .kept
+                            .iter()
+                            .map(|k| Kept {
+                                target: k.target.as_ref().map(requalify),
+                                kept: requalify(&k.kept),
+                                dof: k.dof,
+                            })
+                            .collect(),
                     }),
                 })
             }
@@ -653,36 +794,53 @@ impl<'a> Rewriter<'a> {
         }
         self.thresholded += 1;
         let original_width = a.schema.fields().len();
+        let group_len = a.group_expr.len();
         let rows_name = self.fresh(ROWS_COLUMN);
         let unit_names: Vec<String> = inp.units.iter().map(|_| self.fresh(UNITS_COLUMN)).collect();
         let non_unique: Vec<&Unit> = inp.units.iter().filter(|u| !u.unique).collect();
 
         let magnitudes = if chain && self.dominance {
-            magnitudes(a)
+            magnitudes(a)?
         } else {
             vec![]
         };
+        let gates = gates(a)?;
+        // Per gate: (contributor column, contributors needed) pairs, all of which must hold.
+        let mut gate_cols: Vec<Vec<(Expr, i64)>> = Vec::new();
         let mut dominance = Vec::new();
         let fingerprint;
         let (plan, strategy) = if non_unique.is_empty() {
             // Units = rows.
             let mut aggr = a.aggr_expr.clone();
             aggr.push(count(lit(1i64)).alias(&rows_name));
-            for (i, arg) in &magnitudes {
+            // One set of statistics per value argument, however many aggregates share it.
+            let mut seen: Vec<(Expr, [Column; 6])> = Vec::new();
+            for (i, arg, _) in &magnitudes {
                 // Each row is one unit's whole contribution.
-                let cols = match arg {
-                    Some(arg) => {
-                        let x = cast(arg.clone(), DataType::Float64);
-                        Some(self.dominance_aggs(x.clone(), x, count(arg.clone()), &mut aggr))
-                    }
-                    None => None,
-                };
+                let cols = arg
+                    .as_ref()
+                    .map(|arg| self.row_dominance(arg, &mut seen, &mut aggr));
                 dominance.push(Dom {
                     target: Some(output_column(a, *i)),
                     cols,
                 });
             }
             fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
+            // Each row is one unit: contributors are contributing rows.
+            let mut seen = Vec::new();
+            for g in &gates {
+                let need = inp
+                    .units
+                    .iter()
+                    .map(|u| self.need(g, &u.dataset))
+                    .max()
+                    .unwrap_or(0);
+                let n = match g.row() {
+                    Some(row) => self.contributor_agg(count_rows(row)?, &mut aggr, &mut seen),
+                    None => col(&rows_name),
+                };
+                gate_cols.push(vec![(n, need)]);
+            }
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             let plan = LogicalPlan::Aggregate(agg);
             // Every unit count is the row count.
@@ -700,22 +858,38 @@ impl<'a> Rewriter<'a> {
                 "rows",
             )
         } else if inp.units.len() == 1
-            && let Some((plan, dom, fp)) =
-                self.pre_aggregate(a, &inp, &rows_name, &unit_names[0], &magnitudes, chain)?
+            && let Some((plan, dom, fp, contributors)) = self.pre_aggregate(
+                a,
+                &inp,
+                &rows_name,
+                &unit_names[0],
+                &magnitudes,
+                &gates,
+                chain,
+            )?
         {
             dominance = dom;
             fingerprint = fp;
+            for (g, n) in gates.iter().zip(contributors) {
+                gate_cols.push(vec![(col(&n), self.need(g, &inp.units[0].dataset))]);
+            }
             (plan, "pre_aggregate")
         } else {
-            // Contributions per unit are not computed on this path: review.
-            dominance = magnitudes
-                .iter()
-                .map(|(i, _)| Dom {
-                    target: Some(output_column(a, *i)),
-                    cols: None,
-                })
-                .collect();
             let mut aggr = a.aggr_expr.clone();
+            // Contributions per unit are not computed on this path: SUM/AVG
+            // go to review; the other statistics are judged per row, as ACRO
+            // does (a person's rows count as several contributors).
+            let mut seen: Vec<(Expr, [Column; 6])> = Vec::new();
+            for (i, arg, additive) in &magnitudes {
+                let cols = arg
+                    .as_ref()
+                    .filter(|_| !additive)
+                    .map(|arg| self.row_dominance(arg, &mut seen, &mut aggr));
+                dominance.push(Dom {
+                    target: Some(output_column(a, *i)),
+                    cols,
+                });
+            }
             aggr.push(count(lit(1i64)).alias(&rows_name));
             for (u, n) in inp.units.iter().zip(&unit_names) {
                 let e = if u.unique {
@@ -726,6 +900,42 @@ impl<'a> Rewriter<'a> {
                 aggr.push(e.alias(n));
             }
             fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
+            // Per unit, the distinct units with a contributing row.
+            let mut seen = Vec::new();
+            for g in &gates {
+                let mut cols = Vec::new();
+                for (u, units) in inp.units.iter().zip(&unit_names) {
+                    let need = self.need(g, &u.dataset);
+                    let Some(row) = g.row() else {
+                        cols.push((col(units), need));
+                        continue;
+                    };
+                    let unit = Expr::Column(u.col.clone());
+                    if let (Some(v), false) = (&g.additive, u.unique) {
+                        // Totals per unit are not computed here. A unit whose
+                        // rows all have one sign has a non-zero total; one with
+                        // both signs may cancel and is not counted:
+                        // |P ∪ N| − |P ∩ N| = 2·|P ∪ N| − |P| − |N|.
+                        let base = g.base.clone().unwrap_or_else(|| lit(true));
+                        let mut distinct = |pred: Expr| -> Result<Expr> {
+                            let e = count_distinct(when(pred, unit.clone()).end()?);
+                            Ok(self.contributor_agg(e, &mut aggr, &mut seen))
+                        };
+                        let any = distinct(row)?;
+                        let pos = distinct(base.clone().and(v.clone().gt(lit(0i64))))?;
+                        let neg = distinct(base.and(v.clone().lt(lit(0i64))))?;
+                        cols.push((lit(2i64) * any - pos - neg, need));
+                        continue;
+                    }
+                    let e = if u.unique {
+                        count_rows(row)?
+                    } else {
+                        count_distinct(when(row, unit).end()?)
+                    };
+                    cols.push((self.contributor_agg(e, &mut aggr, &mut seen), need));
+                }
+                gate_cols.push(cols);
+            }
             let agg = Aggregate::try_new(Arc::new(inp.plan), a.group_expr.clone(), aggr)?;
             (LogicalPlan::Aggregate(agg), "distinct")
         };
@@ -742,7 +952,20 @@ impl<'a> Rewriter<'a> {
             keep, args,
         ));
         let filtered = LogicalPlan::Filter(Filter::try_new(pred, Arc::new(plan))?);
-        if chain {
+
+        // The contributor gates, right above: a cell with too few
+        // contributors is NULL before anything (HAVING, ORDER BY, an outer
+        // query) can look at it.
+        let mut conds: HashMap<usize, Expr> = HashMap::new();
+        for (g, cols) in gates.iter().zip(&gate_cols) {
+            let cond = cols
+                .iter()
+                .map(|(n, need)| n.clone().gt_eq(lit(*need)))
+                .reduce(Expr::and)
+                .unwrap_or_else(|| lit(true));
+            conds.insert(g.index, cond);
+        }
+        if gates.is_empty() && chain {
             return Ok(Out {
                 plan: filtered,
                 units: vec![],
@@ -751,18 +974,58 @@ impl<'a> Rewriter<'a> {
                     units: unit_names.into_iter().map(Column::from_name).collect(),
                     dominance,
                     fingerprint,
+                    kept: vec![],
                 }),
             });
         }
-        let cols: Vec<Expr> = filtered
-            .schema()
-            .columns()
-            .into_iter()
-            .take(original_width)
-            .map(Expr::Column)
-            .collect();
+        let schema = Arc::clone(filtered.schema());
+        let mut exprs = Vec::new();
+        for (i, col) in schema.columns().into_iter().enumerate() {
+            if i >= original_width && !chain {
+                break;
+            }
+            let cond = (group_len..original_width)
+                .contains(&i)
+                .then(|| conds.get(&(i - group_len)))
+                .flatten();
+            exprs.push(match cond {
+                Some(cond) => {
+                    let (q, f) = schema.qualified_field(i);
+                    when(cond.clone(), Expr::Column(col))
+                        .end()?
+                        .alias_qualified(q.cloned(), f.name())
+                }
+                None => Expr::Column(col),
+            });
+        }
+        let mut kept = Vec::new();
+        if chain {
+            for g in &gates {
+                let n = self.fresh(KEPT_COLUMN);
+                exprs.push(conds[&g.index].clone().alias(&n));
+                kept.push(Kept {
+                    target: Some(output_column(a, g.index)),
+                    kept: Column::from_name(n),
+                    dof: g.dof,
+                });
+            }
+        }
+        let plan = Projection::try_new(exprs, Arc::new(filtered)).map(LogicalPlan::Projection)?;
+        if chain {
+            return Ok(Out {
+                plan,
+                units: vec![],
+                hidden: Some(Hidden {
+                    rows: Column::from_name(rows_name),
+                    units: unit_names.into_iter().map(Column::from_name).collect(),
+                    dominance,
+                    fingerprint,
+                    kept,
+                }),
+            });
+        }
         Ok(Out {
-            plan: Projection::try_new(cols, Arc::new(filtered)).map(LogicalPlan::Projection)?,
+            plan,
             units: vec![],
             hidden: None,
         })
@@ -771,13 +1034,15 @@ impl<'a> Rewriter<'a> {
     /// Per-unit pre-aggregation for decomposable aggregates: inner
     /// GROUP BY (keys, unit) computing partials, outer GROUP BY keys combining
     /// them; units = inner rows. `None` when an aggregate does not decompose.
+    #[allow(clippy::too_many_arguments)]
     fn pre_aggregate(
         &mut self,
         a: &Aggregate,
         inp: &Out,
         rows_name: &str,
         units_name: &str,
-        magnitudes: &[(usize, Option<Expr>)],
+        magnitudes: &[Magnitude],
+        gates: &[Gate],
         chain: bool,
     ) -> Result<Option<PreAggregated>> {
         let unit = &inp.units[0];
@@ -785,10 +1050,20 @@ impl<'a> Rewriter<'a> {
         // Per magnitude column: the per-unit sum, the per-unit minimum row
         // value and the per-unit non-null count (names of inner partials).
         let mut dom_partials: Vec<(usize, String, String, String)> = Vec::new();
-        for (i, arg) in magnitudes {
+        for (i, arg, _) in magnitudes {
             let Some(arg) = arg else {
                 return Ok(None);
             };
+            // Aggregates over the same value share its partials.
+            let shared = magnitudes
+                .iter()
+                .take(dom_partials.len())
+                .position(|(_, other, _)| other.as_ref() == Some(arg));
+            if let Some(j) = shared {
+                let (_, s, m, k) = dom_partials[j].clone();
+                dom_partials.push((*i, s, m, k));
+                continue;
+            }
             let (s, m, k) = (
                 self.fresh("__anyu_p"),
                 self.fresh("__anyu_p"),
@@ -808,11 +1083,16 @@ impl<'a> Rewriter<'a> {
             let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
                 return Ok(None);
             };
-            if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
+            if params.distinct || !params.order_by.is_empty() {
                 return Ok(None);
             }
             let name = func.name();
             let arg = params.args.first().cloned().unwrap_or_else(|| lit(1i64));
+            // `agg(x) FILTER (WHERE f)` is `agg(CASE WHEN f THEN x END)` for these.
+            let arg = match &params.filter {
+                Some(f) => when(f.as_ref().clone(), arg).end()?,
+                None => arg,
+            };
             let mut names = Vec::new();
             let simple: Option<fn(Expr) -> Expr> = match name {
                 "count" => Some(count),
@@ -898,9 +1178,36 @@ impl<'a> Rewriter<'a> {
         }
         outer_aggr.push(sum(c(&row_count)).alias(rows_name));
         outer_aggr.push(count(lit(1i64)).alias(units_name));
+        // Each inner row is one unit: contributors are the inner rows whose
+        // partial shows a contribution (no new partials needed).
+        let mut contributors = Vec::new();
+        for g in gates {
+            if g.row().is_none() {
+                contributors.push(units_name.to_string());
+                continue;
+            }
+            let (names, kind) = &combine[g.index];
+            let p = c(&names[0]);
+            let contributed = match *kind {
+                "count" => p.gt(lit(0i64)),
+                "sum" | "avg" => p.not_eq(lit(0i64)),
+                _ => p.is_not_null(),
+            };
+            let n = self.fresh(CONTRIBUTORS_COLUMN);
+            outer_aggr.push(count(when(contributed, lit(1i64)).end()?).alias(&n));
+            contributors.push(n);
+        }
         let mut dominance = Vec::new();
+        let mut seen: HashMap<&str, [Column; 6]> = HashMap::new();
         for (i, s, m, k) in &dom_partials {
-            let cols = self.dominance_aggs(c(s), c(m), sum(c(k)), &mut outer_aggr);
+            let cols = match seen.get(s.as_str()) {
+                Some(cols) => cols.clone(),
+                None => {
+                    let cols = self.dominance_aggs(c(s), c(m), sum(c(k)), &mut outer_aggr);
+                    seen.insert(s, cols.clone());
+                    cols
+                }
+            };
             dominance.push(Dom {
                 target: Some(output_column(a, *i)),
                 cols: Some(cols),
@@ -924,7 +1231,7 @@ impl<'a> Rewriter<'a> {
                 return Ok(None);
             }
         }
-        Ok(Some((plan, dominance, fingerprint)))
+        Ok(Some((plan, dominance, fingerprint, contributors)))
     }
 
     /// Appends the units' sketch (on the output chain, when enabled) to
@@ -944,6 +1251,40 @@ impl<'a> Rewriter<'a> {
         let name = self.fresh(FINGERPRINT_COLUMN);
         aggr.push(udaf.call(args).alias(&name));
         Some(Column::from_name(name))
+    }
+
+    /// The column of contributor count `e`, appended to `aggr` unless an
+    /// aggregate with the same arguments already counts it (`seen`).
+    fn contributor_agg(
+        &mut self,
+        e: Expr,
+        aggr: &mut Vec<Expr>,
+        seen: &mut Vec<(Expr, Expr)>,
+    ) -> Expr {
+        if let Some((_, c)) = seen.iter().find(|(x, _)| *x == e) {
+            return c.clone();
+        }
+        let n = self.fresh(CONTRIBUTORS_COLUMN);
+        aggr.push(e.clone().alias(&n));
+        seen.push((e, col(&n)));
+        col(&n)
+    }
+
+    /// Dominance statistics taking each row of `arg` as one contribution,
+    /// appended to `aggr` once per distinct argument (`seen`).
+    fn row_dominance(
+        &mut self,
+        arg: &Expr,
+        seen: &mut Vec<(Expr, [Column; 6])>,
+        aggr: &mut Vec<Expr>,
+    ) -> [Column; 6] {
+        if let Some((_, cols)) = seen.iter().find(|(e, _)| e == arg) {
+            return cols.clone();
+        }
+        let x = cast(arg.clone(), DataType::Float64);
+        let cols = self.dominance_aggs(x.clone(), x, count(arg.clone()), aggr);
+        seen.push((arg.clone(), cols.clone()));
+        cols
     }
 
     /// Appends the dominance statistics over per-unit contributions
@@ -973,27 +1314,135 @@ impl<'a> Rewriter<'a> {
     }
 }
 
-/// The SUM and AVG outputs of an aggregate (magnitude cells) by position,
-/// with their argument when contributions can be summed per unit.
-fn magnitudes(a: &Aggregate) -> Vec<(usize, Option<Expr>)> {
-    a.aggr_expr
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| {
-            let inner = match e {
-                Expr::Alias(al) => al.expr.as_ref(),
-                other => other,
-            };
-            let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
-                return None;
-            };
-            if !matches!(func.name(), "sum" | "avg") {
-                return None;
+/// Magnitude aggregates the dominance rules judge, over per-person
+/// contributions of their value argument (the first; WITHIN GROUP's ordered
+/// value comes first). MIN/MAX are one person's value: the extremes rule.
+const DOMINANCE_AGGREGATES: &[&str] = &[
+    "sum",
+    "avg",
+    "median",
+    "approx_median",
+    "approx_percentile_cont",
+    "approx_percentile_cont_with_weight",
+    "percentile_cont",
+];
+
+/// One magnitude output of an aggregate: its position, its value argument
+/// when contributions can be summed per unit (a FILTER folded in as `CASE
+/// WHEN filter THEN x END`), and whether it is SUM/AVG.
+type Magnitude = (usize, Option<Expr>, bool);
+
+/// The magnitude outputs of an aggregate (see [`DOMINANCE_AGGREGATES`]).
+fn magnitudes(a: &Aggregate) -> Result<Vec<Magnitude>> {
+    let mut out = Vec::new();
+    for (i, e) in a.aggr_expr.iter().enumerate() {
+        let Some((func, params)) = aggregate_call(e) else {
+            continue;
+        };
+        let name = func.name();
+        if !DOMINANCE_AGGREGATES.contains(&name) && !DOF_AGGREGATES.contains(&name) {
+            continue;
+        }
+        let additive = matches!(name, "sum" | "avg");
+        let simple = !params.distinct && (!additive || params.args.len() == 1);
+        let arg = match (simple, params.args.first(), &params.filter) {
+            (true, Some(x), None) => Some(x.clone()),
+            (true, Some(x), Some(f)) => Some(when(f.as_ref().clone(), x.clone()).end()?),
+            _ => None,
+        };
+        out.push((i, arg, additive));
+    }
+    Ok(out)
+}
+
+/// The aggregate function call behind an aggregate expression.
+fn aggregate_call(
+    e: &Expr,
+) -> Option<(
+    &Arc<datafusion::logical_expr::AggregateUDF>,
+    &datafusion::logical_expr::expr::AggregateFunctionParams,
+)> {
+    let inner = match e {
+        Expr::Alias(al) => al.expr.as_ref(),
+        other => other,
+    };
+    match inner {
+        Expr::AggregateFunction(AggregateFunction { func, params }) => Some((func, params)),
+        _ => None,
+    }
+}
+
+/// The contributor gate of every aggregate that needs one. Arguments without
+/// columns (`count(*)`, a percentile's fraction) contribute nothing of a
+/// person; an aggregate with only those and no FILTER is backed by the
+/// whole group, which the threshold already covers.
+fn gates(a: &Aggregate) -> Result<Vec<Gate>> {
+    let mut out = Vec::new();
+    for (index, e) in a.aggr_expr.iter().enumerate() {
+        let Some((func, params)) = aggregate_call(e) else {
+            // The policy admits only aggregate calls here.
+            return Err(Error::Internal(
+                "an aggregate is not a function call".into(),
+            ));
+        };
+        let name = func.name();
+        if name == "grouping" {
+            continue;
+        }
+        let valued = |x: &&Expr| !x.column_refs().is_empty();
+        // WITHIN GROUP puts the ordered value first among the arguments;
+        // other ORDER BY keys only narrow the rows counted.
+        let values: Vec<&Expr> = params
+            .args
+            .iter()
+            .chain(params.order_by.iter().map(|s| &s.expr))
+            .filter(valued)
+            .collect();
+        // Additive: a unit whose values add up to zero adds nothing.
+        let additive = match name {
+            "sum" | "avg" => params.args.first(),
+            "approx_percentile_cont_with_weight" => params.args.get(1),
+            _ => None,
+        }
+        .filter(valued);
+        // A value that cannot be NULL (a non-nullable column) is every row's.
+        let schema = a.input.schema();
+        let mut nullable = Vec::new();
+        for v in &values {
+            if v.nullable(schema.as_ref())? {
+                nullable.push(*v);
             }
-            let simple = !params.distinct && params.filter.is_none() && params.args.len() == 1;
-            Some((i, simple.then(|| params.args[0].clone())))
-        })
-        .collect()
+        }
+        let dof = DOF_AGGREGATES.contains(&name);
+        if nullable.is_empty() && additive.is_none() && params.filter.is_none() && !dof {
+            continue;
+        }
+        let values = nullable;
+        let mut base: Vec<Expr> = values.iter().map(|v| (*v).clone().is_not_null()).collect();
+        if let Some(f) = &params.filter {
+            base.push(f.as_ref().clone());
+        }
+        out.push(Gate {
+            index,
+            base: base.into_iter().reduce(Expr::and),
+            additive: additive.cloned(),
+            dof,
+        });
+    }
+    Ok(out)
+}
+
+/// Rows where `row` holds: `count(x)` for a bare non-null test.
+fn count_rows(row: Expr) -> Result<Expr> {
+    Ok(match row {
+        Expr::IsNotNull(x) => count(*x),
+        row => count(when(row, lit(1i64)).end()?),
+    })
+}
+
+/// An unqualified column by name.
+fn col(name: &str) -> Expr {
+    Expr::Column(Column::from_name(name))
 }
 
 /// Carried unit columns as fingerprint arguments, with their datasets.

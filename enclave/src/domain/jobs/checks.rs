@@ -352,6 +352,10 @@ impl Domain {
                 model: None,
                 dp: None,
                 differencing: findings.as_ref(),
+                withheld: &disclosure::withheld(
+                    planned.rewritten.hidden.as_ref(),
+                    &executed.batches,
+                ),
             },
         );
         let auto = policy.auto_release;
@@ -456,6 +460,7 @@ impl Domain {
                 model: None,
                 dp: Some(&report_dp),
                 differencing: None,
+                withheld: &[],
             },
         );
         self.seal_checked(
