@@ -736,41 +736,51 @@ impl DisclosureRule for DegreesOfFreedomRule {
         "degrees_of_freedom"
     }
     fn check(&self, input: &CheckInput<'_>) -> RuleReport {
-        let mut cells = Vec::new();
         if input.model.is_none() {
-            return report(self.name(), cells);
+            return report(self.name(), Vec::new());
         }
         let t = input.policy.dof_threshold;
-        let names = input.column_names();
-        let mut offset = 0u64;
-        for b in input.batches {
-            for (i, f) in b.schema().fields().iter().enumerate() {
-                if !DOF_COLUMNS.contains(&f.name().as_str()) {
-                    continue;
-                }
-                let col = b.column(i);
-                for row in 0..b.num_rows() {
-                    let dof = number(col.as_ref(), row);
-                    if dof.is_none_or(|d| d < t as f64) {
-                        let reason = match dof {
-                            Some(_) => format!(
-                                "estimated with fewer than {t} residual degrees of freedom (safe_dof_threshold)"
-                            ),
-                            None => "the degrees of freedom are missing".to_string(),
-                        };
-                        cells.extend(names.iter().map(|c| CellVerdict {
-                            row: Some(offset + row as u64),
-                            column: Some(c.clone()),
-                            verdict: Verdict::Fail,
-                            reason: reason.clone(),
-                        }));
-                    }
-                }
-            }
-            offset += b.num_rows() as u64;
-        }
+        let cells = fail_rows(input, DOF_COLUMNS, |col, row| match number(col, row) {
+            Some(dof) if dof >= t as f64 => None,
+            Some(_) => Some(format!(
+                "estimated with fewer than {t} residual degrees of freedom (safe_dof_threshold)"
+            )),
+            None => Some("the degrees of freedom are missing".to_string()),
+        });
         report(self.name(), cells)
     }
+}
+
+/// Fails the whole of every row whose value in one of `columns` `failing`
+/// judges (it returns the reason): how a model's own statistics are checked.
+fn fail_rows(
+    input: &CheckInput<'_>,
+    columns: &[&str],
+    failing: impl Fn(&dyn Array, usize) -> Option<String>,
+) -> Vec<CellVerdict> {
+    let names = input.column_names();
+    let mut cells = Vec::new();
+    let mut offset = 0u64;
+    for b in input.batches {
+        for (i, f) in b.schema().fields().iter().enumerate() {
+            if !columns.contains(&f.name().as_str()) {
+                continue;
+            }
+            let col = b.column(i);
+            for row in 0..b.num_rows() {
+                if let Some(reason) = failing(col.as_ref(), row) {
+                    cells.extend(names.iter().map(|c| CellVerdict {
+                        row: Some(offset + row as u64),
+                        column: Some(c.clone()),
+                        verdict: Verdict::Fail,
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+        }
+        offset += b.num_rows() as u64;
+    }
+    cells
 }
 
 fn number(col: &dyn Array, row: usize) -> Option<f64> {

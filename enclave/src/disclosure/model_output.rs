@@ -37,32 +37,11 @@ pub fn too_many_rows(input: &CheckInput<'_>, model: &ModelFacts) -> Option<CellV
 /// Every row whose reported group size is under the threshold fails, whole.
 pub fn small_groups(input: &CheckInput<'_>) -> Vec<CellVerdict> {
     let t = input.policy.threshold;
-    let names = input.column_names();
-    let mut cells = Vec::new();
-    let mut offset = 0u64;
-    for b in input.batches {
-        for (i, f) in b.schema().fields().iter().enumerate() {
-            if !GROUP_SIZE_COLUMNS.contains(&f.name().as_str()) {
-                continue;
-            }
-            let col = b.column(i);
-            for row in 0..b.num_rows() {
-                if size(col.as_ref(), row).is_some_and(|n| n < t) {
-                    cells.extend(names.iter().map(|c| CellVerdict {
-                        row: Some(offset + row as u64),
-                        column: Some(c.clone()),
-                        verdict: Verdict::Fail,
-                        reason: format!(
-                            "the row describes a group of fewer than {t} (its `{}` column)",
-                            f.name()
-                        ),
-                    }));
-                }
-            }
-        }
-        offset += b.num_rows() as u64;
-    }
-    cells
+    super::fail_rows(input, GROUP_SIZE_COLUMNS, |col, row| {
+        size(col, row)
+            .filter(|n| *n < t)
+            .map(|_| format!("the row describes a group of fewer than {t} (a group-size column)"))
+    })
 }
 
 fn size(col: &dyn Array, row: usize) -> Option<u64> {
