@@ -143,6 +143,12 @@ async fn the_classic_pairs_go_to_review() {
         (0, base.job_id.as_str(), 0)
     );
     assert_eq!((pair.units_differing, pair.records_differing), (1, 1));
+    // The packet says the arithmetic in words; the check report's reasons do not.
+    assert!(
+        pair.explanation.contains("1 person") && pair.explanation.contains(&base.job_id),
+        "{}",
+        pair.explanation
+    );
     assert_eq!(pair.other_cells["n"], 49);
     assert_eq!(pair.cells["n"], 48);
     assert!(pair.other_query.contains("age >= 30"));

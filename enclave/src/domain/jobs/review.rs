@@ -64,6 +64,27 @@ pub struct DifferencingPair {
     /// Persons whose records differ between the rows, and by how many records.
     pub units_differing: u64,
     pub records_differing: u64,
+    /// The arithmetic that would expose someone, in words (for the reviewer:
+    /// "row 3 of this result against row 7 of job … differ by 1 person").
+    pub explanation: String,
+}
+
+/// What subtracting the two rows of `pair` gives away.
+fn explain(pair: &disclosure::differencing::Pair, this_job: &str, other_status: &str) -> String {
+    let other = if pair.other_job_id == this_job {
+        "this result".to_string()
+    } else {
+        format!("job {} ({other_status})", pair.other_job_id)
+    };
+    let persons = match pair.units_differing {
+        1 => "1 person".to_string(),
+        n => format!("{n} persons"),
+    };
+    format!(
+        "row {} of this result and row {} of {other} are computed over the same persons but \
+         {persons} ({} records): the difference of their values is what {persons} contribute",
+        pair.row, pair.other_row, pair.records_differing
+    )
 }
 
 /// A reviewer's decision.
@@ -184,6 +205,7 @@ impl Domain {
                 other_cells: cell(rows, pair.other_row),
                 units_differing: pair.units_differing,
                 records_differing: pair.records_differing,
+                explanation: explain(&pair, &job.id, other.status.as_str()),
             });
         }
         Ok(out)
