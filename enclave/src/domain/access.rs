@@ -1322,8 +1322,8 @@ impl Domain {
             )));
         }
         let material_id = uuid::Uuid::now_v7().to_string();
-        let aad = format!("anyu:material:{material_id}");
-        let (key, sealed) = blob::seal(&self.keyring, aad.as_bytes(), bytes)?;
+        let aad = blob::SealedFor::Material(&material_id).aad();
+        let (key, sealed) = blob::seal(&self.keyring, &aad, bytes)?;
         let path = self.dir.materials().join(format!("{material_id}.bin"));
         let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes));
         let record = MaterialRecord {
@@ -1389,8 +1389,8 @@ impl Domain {
             .ok_or_else(|| Error::Internal("stored material without key".into()))?;
         let path = self.dir.materials().join(format!("{}.bin", m.id));
         let sealed = std::fs::read(&path).map_err(Error::io("read", &path))?;
-        let aad = format!("anyu:material:{}", m.id);
-        let plain = blob::open(&self.keyring, &key, aad.as_bytes(), &sealed)?;
+        let aad = blob::SealedFor::Material(&m.id).aad();
+        let plain = blob::open(&self.keyring, &key, &aad, &sealed)?;
         let digest = hex::encode(ring::digest::digest(&ring::digest::SHA256, &plain));
         if digest != m.sha256 {
             return Err(Error::Crypto(

@@ -81,6 +81,18 @@ impl DataDir {
     pub fn materials(&self) -> PathBuf {
         self.root.join("materials")
     }
+    /// `releases/<release id>/<format>.bin`: released files, sealed.
+    pub fn release(&self, release_id: &str) -> PathBuf {
+        self.root.join("releases").join(release_id)
+    }
+    /// `models/<sha256>.wasm`: researchers' components as uploaded.
+    pub fn models(&self) -> PathBuf {
+        self.root.join("models")
+    }
+    /// `spill/`: where a job's operators spill when over their memory.
+    pub fn spill(&self) -> PathBuf {
+        self.root.join("spill")
+    }
     /// A data directory is initialised once its master key exists.
     pub fn is_initialised(&self) -> bool {
         self.keys().join("master.key").exists()

@@ -259,7 +259,7 @@ impl Domain {
     /// `DATA_DIR/models/`: uploaded components (`<sha256>.wasm`) and the
     /// compiled-artifact cache (`cache/`).
     fn models_dir(&self) -> std::path::PathBuf {
-        self.dir.root().join("models")
+        self.dir.models()
     }
 
     pub(crate) fn model_host(&self) -> Result<Arc<sandbox::ModelHost>> {
@@ -815,8 +815,8 @@ impl Domain {
         let Some((sealed, key)) = self.store.job_log(&job.id).await? else {
             return Ok(None);
         };
-        let aad = format!("anyu:log:{}", job.id);
-        let bytes = blob::open(&self.keyring, &key, aad.as_bytes(), &sealed)?;
+        let aad = blob::SealedFor::ModelLog(&job.id).aad();
+        let bytes = blob::open(&self.keyring, &key, &aad, &sealed)?;
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 

@@ -22,6 +22,36 @@ use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"ANYUBLB1";
 
+/// What a sealed file belongs to: its AAD names the kind and the record, so
+/// a file moved under another record or kind does not open. The strings are
+/// part of the on-disk format (locked by a snapshot test).
+#[derive(Debug, Clone, Copy)]
+pub enum SealedFor<'a> {
+    /// An application material, by material id.
+    Material(&'a str),
+    /// A job's candidate result (Arrow IPC), by job id.
+    Result(&'a str),
+    /// A model job's log, by job id.
+    ModelLog(&'a str),
+    /// A job's differencing sketches, by job id.
+    Differencing(&'a str),
+    /// One released file, by release id and format.
+    Release { release: &'a str, format: &'a str },
+}
+
+impl SealedFor<'_> {
+    pub fn aad(&self) -> Vec<u8> {
+        match self {
+            SealedFor::Material(id) => format!("anyu:material:{id}"),
+            SealedFor::Result(job) => format!("anyu:result:{job}"),
+            SealedFor::ModelLog(job) => format!("anyu:log:{job}"),
+            SealedFor::Differencing(job) => format!("anyu:differencing:{job}"),
+            SealedFor::Release { release, format } => format!("anyu:release:{release}:{format}"),
+        }
+        .into_bytes()
+    }
+}
+
 fn aead(key: &SecretKey) -> Result<LessSafeKey> {
     UnboundKey::new(&AES_256_GCM, key.as_bytes())
         .map(LessSafeKey::new)
@@ -106,6 +136,23 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_file_bindings_are_locked() {
+        let all = [
+            SealedFor::Material("m1"),
+            SealedFor::Result("j1"),
+            SealedFor::ModelLog("j1"),
+            SealedFor::Differencing("j1"),
+            SealedFor::Release {
+                release: "r1",
+                format: "csv",
+            },
+        ]
+        .map(|s| String::from_utf8(s.aad()).unwrap())
+        .join("\n");
+        insta::assert_snapshot!(all);
+    }
 
     #[test]
     fn round_trip_and_tamper() {

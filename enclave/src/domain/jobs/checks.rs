@@ -124,10 +124,6 @@ pub(super) fn row_prints(
     Some(disclosure::differencing::ResultPrints { rows })
 }
 
-pub(super) fn differencing_aad(job_id: &str) -> String {
-    format!("anyu:differencing:{job_id}")
-}
-
 pub(super) fn ipc_decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let reader =
         datafusion::arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
@@ -393,7 +389,7 @@ impl Domain {
             let opened = blob::open(
                 &self.keyring,
                 &key,
-                differencing_aad(&id).as_bytes(),
+                &blob::SealedFor::Differencing(&id).aad(),
                 &sealed,
             )
             .ok()
@@ -413,7 +409,11 @@ impl Domain {
         findings.complete &= unreadable == 0;
         let json = serde_json::to_vec(&Stored::new(prints, Some(findings.clone())))
             .map_err(|e| Error::Internal(format!("encoding sketches: {e}")))?;
-        let (key, sealed) = blob::seal(&self.keyring, differencing_aad(&job.id).as_bytes(), &json)?;
+        let (key, sealed) = blob::seal(
+            &self.keyring,
+            &blob::SealedFor::Differencing(&job.id).aad(),
+            &json,
+        )?;
         let pairs_found = findings.pairs_found;
         Ok((
             findings,
@@ -494,8 +494,8 @@ impl Domain {
     ) -> Result<()> {
         let (schema, candidate) = suppress(schema, visible, &report)?;
         let ipc = release::encode(&schema, &candidate, ResultFormat::ArrowIpc)?;
-        let aad = format!("anyu:result:{}", job.id);
-        let (key, sealed) = blob::seal(&self.keyring, aad.as_bytes(), &ipc)?;
+        let aad = blob::SealedFor::Result(&job.id).aad();
+        let (key, sealed) = blob::seal(&self.keyring, &aad, &ipc)?;
         job.result_rows = Some(report.rows);
         job.suppressed_groups = Some(suppressed_groups);
         job.result_sha256 = Some(release::sha256_hex(&ipc));
@@ -518,8 +518,8 @@ impl Domain {
         };
         let sealed_log = match log {
             Some(text) => {
-                let aad = format!("anyu:log:{}", job.id);
-                Some(blob::seal(&self.keyring, aad.as_bytes(), text.as_bytes())?)
+                let aad = blob::SealedFor::ModelLog(&job.id).aad();
+                Some(blob::seal(&self.keyring, &aad, text.as_bytes())?)
             }
             None => None,
         };
@@ -568,8 +568,8 @@ impl Domain {
             .job_result(&job.id)
             .await?
             .ok_or_else(|| Error::Conflict("the job has no result".into()))?;
-        let aad = format!("anyu:result:{}", job.id);
-        let ipc = blob::open(&self.keyring, &key, aad.as_bytes(), &sealed)?;
+        let aad = blob::SealedFor::Result(&job.id).aad();
+        let ipc = blob::open(&self.keyring, &key, &aad, &sealed)?;
         if Some(release::sha256_hex(&ipc)) != job.result_sha256 {
             return Err(Error::Crypto(
                 "the sealed result does not match its hash".into(),

@@ -33,11 +33,15 @@ impl Domain {
         }
         let files = release::result_files(&schema, &batches)?;
         let release_id = uuid::Uuid::now_v7().to_string();
-        let dir = self.dir.root().join("releases").join(&release_id);
+        let dir = self.dir.release(&release_id);
         let mut stored = Vec::new();
         for (format, bytes) in &files {
-            let aad = format!("anyu:release:{release_id}:{}", format.as_str());
-            let (key, sealed) = blob::seal(&self.keyring, aad.as_bytes(), bytes)?;
+            let aad = blob::SealedFor::Release {
+                release: &release_id,
+                format: format.as_str(),
+            }
+            .aad();
+            let (key, sealed) = blob::seal(&self.keyring, &aad, bytes)?;
             let path = dir.join(format!("{}.bin", format.as_str()));
             tokio::task::spawn_blocking(move || blob::write_new_file(&path, &sealed))
                 .await
@@ -206,13 +210,15 @@ impl Domain {
             .ok_or_else(|| Error::NotFound("release file".into()))?;
         let path = self
             .dir
-            .root()
-            .join("releases")
-            .join(&r.id)
+            .release(&r.id)
             .join(format!("{}.bin", format.as_str()));
         let sealed = std::fs::read(&path).map_err(Error::io("read", &path))?;
-        let aad = format!("anyu:release:{}:{}", r.id, format.as_str());
-        let bytes = blob::open(&self.keyring, &f.wrapped_key, aad.as_bytes(), &sealed)?;
+        let aad = blob::SealedFor::Release {
+            release: &r.id,
+            format: format.as_str(),
+        }
+        .aad();
+        let bytes = blob::open(&self.keyring, &f.wrapped_key, &aad, &sealed)?;
         if release::sha256_hex(&bytes) != f.sha256 {
             return Err(Error::Crypto(
                 "the released file does not match its certificate".into(),

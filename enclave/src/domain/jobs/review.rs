@@ -20,7 +20,6 @@ use crate::storage::blob;
 use crate::store::{JobRecord, JobStatus, ReviewRecord};
 use crate::{Error, Result};
 
-use super::checks::differencing_aad;
 use super::{JobView, job_object};
 
 /// What an output reviewer sees.
@@ -167,7 +166,7 @@ impl Domain {
         let json = blob::open(
             &self.keyring,
             &key,
-            differencing_aad(&job.id).as_bytes(),
+            &blob::SealedFor::Differencing(&job.id).aad(),
             &sealed,
         )?;
         let stored: disclosure::differencing::Stored = serde_json::from_slice(&json)

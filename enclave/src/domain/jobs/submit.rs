@@ -111,7 +111,7 @@ impl Domain {
             &SessionLimits {
                 memory_bytes: o.memory_bytes,
                 target_partitions: o.target_partitions,
-                spill_dir: self.dir.root().join("spill"),
+                spill_dir: self.dir.spill(),
                 caches: self.jobs.caches.clone(),
                 tables: Some(Arc::clone(&self.jobs.tables)),
             },
