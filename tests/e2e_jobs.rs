@@ -470,3 +470,69 @@ fn running_jobs_are_cancelled_or_stopped_at_their_deadline() {
     );
     server.stop();
 }
+
+/// An honest researcher's day: twenty ordinary questions about contributions,
+/// each overlapping the others as real analyses do. None may be flagged for
+/// review by a rule (small groups are dropped silently, which is not a flag):
+/// a reviewer who sees warnings on every honest result stops reading them.
+#[test]
+fn an_honest_researchers_day_raises_no_flag() {
+    let dir = prepared_data_dir(3000, &["social_insurance"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let grant = grant_on(
+        &server,
+        &p,
+        &[("social_insurance", SI_COLUMNS)],
+        "invisible",
+    );
+    let day = [
+        "SELECT district, count(*) AS n FROM social_insurance GROUP BY district",
+        "SELECT sex, count(*) AS n FROM social_insurance GROUP BY sex",
+        "SELECT district, sex, count(*) AS n FROM social_insurance GROUP BY district, sex",
+        "SELECT district, avg(contribution_base) AS mean_base FROM social_insurance GROUP BY district",
+        "SELECT sex, avg(contribution_base) AS mean_base, avg(months_contributed) AS mean_months FROM social_insurance GROUP BY sex",
+        "SELECT district, sex, avg(contribution_base) AS mean_base FROM social_insurance GROUP BY district, sex",
+        "SELECT date_part('year', birth_date) AS born, count(*) AS n FROM social_insurance GROUP BY born",
+        "SELECT date_part('year', birth_date) AS born, avg(months_contributed) AS m FROM social_insurance GROUP BY born",
+        "SELECT district, approx_percentile_cont(contribution_base, 0.5) AS p50 FROM social_insurance GROUP BY district",
+        "SELECT sex, median(contribution_base) AS p50, stddev(contribution_base) AS sd FROM social_insurance GROUP BY sex",
+        "SELECT district, stddev(contribution_base) AS sd, avg(contribution_base) AS mean FROM social_insurance GROUP BY district",
+        "SELECT count(*) AS n, avg(contribution_base) AS mean FROM social_insurance WHERE months_contributed > 120",
+        "SELECT count(*) AS n, avg(contribution_base) AS mean FROM social_insurance WHERE months_contributed <= 120",
+        "SELECT district, count(DISTINCT employer_credit_code) AS employers FROM social_insurance GROUP BY district",
+        "SELECT CASE WHEN months_contributed >= 180 THEN 'long' ELSE 'short' END AS tenure, count(*) AS n FROM social_insurance GROUP BY tenure",
+        "SELECT sex, CASE WHEN contribution_base >= 10000 THEN 'high' ELSE 'other' END AS band, count(*) AS n FROM social_insurance GROUP BY sex, band",
+        "SELECT district, min(months_contributed) AS shortest, max(months_contributed) AS longest FROM social_insurance GROUP BY district",
+        "SELECT corr(contribution_base, months_contributed) AS r FROM social_insurance",
+        "SELECT district, regr_slope(contribution_base, months_contributed) AS slope FROM social_insurance GROUP BY district",
+        "SELECT count(*) AS n, sum(contribution_base) AS total FROM social_insurance",
+    ];
+    let mut flags = Vec::new();
+    for sql in day {
+        let own = run_job(&server, &p.researcher, &grant, sql);
+        let id = own["id"].as_str().unwrap();
+        let job = common::job_as(&server, &p.steward, id);
+        assert_eq!(job["status"], "pending_review", "{sql}: {job}");
+        for rule in job["checks"]["rules"].as_array().unwrap() {
+            if rule["verdict"] != "pass" {
+                let reasons: Vec<&str> = rule["cells"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c["verdict"] != "pass")
+                    .filter_map(|c| c["reason"].as_str())
+                    .take(1)
+                    .collect();
+                flags.push(format!("{sql}\n  {}: {reasons:?}", rule["rule"]));
+            }
+        }
+    }
+    assert!(
+        flags.is_empty(),
+        "honest queries flagged:\n{}",
+        flags.join("\n")
+    );
+}
