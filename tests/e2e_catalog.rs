@@ -122,7 +122,8 @@ fn catalog_over_http() {
         .header("x-request-id", "trace-me-42")
         .send()
         .unwrap();
-    assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
+    assert_ne!(resp.headers()["x-request-id"], "trace-me-42");
+    assert_eq!(resp.headers()["x-client-request-id"], "trace-me-42");
 
     // While the server holds the data directory, read-only commands work and a
     // change is refused with a clear reason instead of corrupting the chain.
@@ -166,6 +167,60 @@ fn catalog_over_http() {
             "no {action} event in:\n{tail}"
         );
     }
+}
+
+/// Every answer is `nosniff`; private answers (sign-in, the caller's account,
+/// errors under /api/) are `no-store` while the public catalog may be cached;
+/// the request id is always the server's, the caller's comes back apart.
+#[test]
+fn security_headers_on_every_answer_and_the_request_id_is_the_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    common::add_user(&data, "r_hdr", "researcher", "深圳大学", "university", &["--verified"]);
+    let server = TestServer::start(&data);
+    let body = serde_json::json!({ "username": "r_hdr", "password": common::PASSWORD });
+    let login = server
+        .client()
+        .post(server.url("/api/auth/login"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 200);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    assert_eq!(login.headers()["x-content-type-options"], "nosniff");
+    let token = login.json::<serde_json::Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me = server
+        .client()
+        .get(server.url("/api/me"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(me.status().as_u16(), 200);
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    for path in ["/api/jobs/j_nothing", "/api/grants"] {
+        let resp = server.get(path);
+        assert_eq!(resp.status().as_u16(), 401, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{path}");
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+    for path in ["/api/catalog", "/api/openapi.json", "/healthz", "/nowhere"] {
+        let resp = server.get(path);
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert!(resp.headers().get("cache-control").is_none(), "{path}");
+    }
+    let resp = server
+        .client()
+        .get(server.url("/api/catalog"))
+        .header("x-request-id", "chosen-by-caller")
+        .send()
+        .unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "chosen-by-caller");
+    assert_eq!(resp.headers()["x-client-request-id"], "chosen-by-caller");
+    server.stop();
 }
 
 #[test]
