@@ -299,3 +299,83 @@ fn cli_refuses_bad_inputs_and_leaves_nothing() {
     assert!(tail.contains("\"outcome\":\"failure\""), "{tail}");
     run(&data, &["audit", "verify"], true);
 }
+
+/// Every path under `dir` whose mode gives group or others anything.
+#[cfg(unix)]
+fn open_to_others(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut loose = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            loose.push(format!("{} {mode:04o}", path.display()));
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+    }
+    loose
+}
+
+/// `anyu init` makes a data directory only its owner can enter, and neither
+/// the server nor any command starts while the keys or the databases are open
+/// to group or others: the refusal names the path and exits non-zero.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_is_private_and_loose_permissions_refuse_to_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    common::add_user(&data, "a_perm", "admin", "深圳市政务服务数据管理局", "government", &[]);
+    let loose = open_to_others(&data);
+    assert!(loose.is_empty(), "readable by others after init: {loose:?}");
+
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let cases = [
+        (data.join("keys"), 0o755, 0o700),
+        (data.join("keys/signing.pk8"), 0o640, 0o600),
+        (data.join("keys/master.key"), 0o604, 0o600),
+        (data.join("meta/anyu.db"), 0o644, 0o600),
+        (data.join("audit/audit.db"), 0o604, 0o600),
+    ];
+    for (path, loose_mode, private_mode) in &cases {
+        chmod(path, *loose_mode);
+        let out = run(&data, &["dataset", "list"], false);
+        let said = stderr(&out);
+        assert!(said.contains(&path.display().to_string()), "{said}");
+        assert!(said.contains("group or others"), "{said}");
+
+        // The server refuses too, before it listens.
+        let mut child = common::anyu(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("serve started with {} at {loose_mode:o}", path.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(!status.success(), "{}", path.display());
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+        assert!(said.contains(&path.display().to_string()), "{said}");
+
+        chmod(path, *private_mode);
+        run(&data, &["dataset", "list"], true);
+    }
+}

@@ -85,6 +85,18 @@ impl DataDir {
     pub fn is_initialised(&self) -> bool {
         self.keys().join("master.key").exists()
     }
+    /// Keys, accounts and the audit trail are the platform account's alone:
+    /// refuses `keys/`, its secret files and the databases when group or
+    /// others have any permission on them (the error names the path). Every
+    /// way into a data directory (`Domain::open`, read-only commands) asks first.
+    pub fn check_private(&self) -> Result<()> {
+        refuse_readable_by_others(&self.keys())?;
+        for key in [crate::keyring::MASTER_KEY_FILE, crate::keyring::SIGNING_KEY_FILE] {
+            refuse_readable_by_others(&self.keys().join(key))?;
+        }
+        refuse_readable_by_others(&self.meta_db())?;
+        refuse_readable_by_others(&self.audit_db())
+    }
 }
 
 /// Who performs an action, as recorded in the audit log.
@@ -391,6 +403,45 @@ impl std::fmt::Debug for Domain {
     }
 }
 
+/// Creates the data directory's root readable by its owner alone (0700); an
+/// existing directory is left as the operator made it.
+fn create_private_root(root: &Path) -> Result<()> {
+    #[cfg(unix)]
+    if !root.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        return std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(Error::io("create directory", root));
+    }
+    std::fs::create_dir_all(root).map_err(Error::io("create directory", root))
+}
+
+/// Refuses `path` (when it exists) if group or others have any permission on it.
+fn refuse_readable_by_others(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(());
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let fix = if meta.is_dir() { "700" } else { "600" };
+            return Err(Error::Conflict(format!(
+                "{} has mode {mode:04o}, which lets group or others read it; \
+                 run `chmod {fix} {}` before starting anyu",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl Domain {
     /// Creates a data directory: keys, metadata store, audit log. Refuses a
     /// directory that is already initialised, so a key is never replaced.
@@ -402,7 +453,7 @@ impl Domain {
                 root.display()
             )));
         }
-        std::fs::create_dir_all(root).map_err(Error::io("create directory", root))?;
+        create_private_root(root)?;
         Keyring::init(&dir.keys())?;
         let domain = Self::open(root, options).await?;
         domain
@@ -428,6 +479,7 @@ impl Domain {
                 root.display()
             )));
         }
+        dir.check_private()?;
         let keyring = Arc::new(Keyring::open(&dir.keys())?);
         let store = Store::open(&dir.meta_db()).await?;
         let audit = AuditLog::open(
