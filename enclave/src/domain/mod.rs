@@ -797,10 +797,23 @@ impl Domain {
         outcome.into_result()
     }
 
-    /// Resolves a bearer token to its principal. Not audited (every request
-    /// does it); refusals of protected actions are, through [`Domain::deny`].
+    /// Resolves a bearer token to its principal. A success is not audited
+    /// (every request does it); a refused token (unknown, expired, revoked, or
+    /// a disabled account's) is, as `auth.invalid_token`: it is a stolen,
+    /// replayed or guessed credential until shown otherwise.
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
-        self.identity.authenticate(token, self.now()).await
+        let result = self.identity.authenticate(token, self.now()).await;
+        if let Err(Error::Unauthenticated(_)) = &result {
+            self.record(
+                &Actor::anonymous(),
+                "auth.invalid_token",
+                "auth",
+                Outcome::Denied,
+                Identity::refused_token_details(token),
+            )
+            .await?;
+        }
+        result
     }
 
     /// Ends the caller's session.
