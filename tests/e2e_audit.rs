@@ -109,7 +109,14 @@ fn refused_bearer_tokens_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     run(&data, &["init"], true);
-    common::add_user(&data, "r_tok", "researcher", "深圳大学", "university", &["--verified"]);
+    common::add_user(
+        &data,
+        "r_tok",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
     let server = TestServer::start(&data);
     let token = server.login("r_tok");
     server.expect(200, "GET", "/api/me", Some(&token), None);
@@ -127,7 +134,10 @@ fn refused_bearer_tokens_are_audited() {
         .filter(|l| l.contains("\"action\":\"auth.invalid_token\""))
         .collect();
     for (event, kind) in events.iter().zip(["session", "session", "unknown"]) {
-        assert!(event.contains(&format!("\"token_kind\":\"{kind}\"")), "{event}");
+        assert!(
+            event.contains(&format!("\"token_kind\":\"{kind}\"")),
+            "{event}"
+        );
         assert!(event.contains("token_sha256_prefix"), "{event}");
         assert!(event.contains("\"outcome\":\"denied\""), "{event}");
     }

@@ -177,7 +177,14 @@ fn security_headers_on_every_answer_and_the_request_id_is_the_servers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     run(&data, &["init"], true);
-    common::add_user(&data, "r_hdr", "researcher", "深圳大学", "university", &["--verified"]);
+    common::add_user(
+        &data,
+        "r_hdr",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
     let server = TestServer::start(&data);
     let body = serde_json::json!({ "username": "r_hdr", "password": common::PASSWORD });
     let login = server
@@ -205,11 +212,19 @@ fn security_headers_on_every_answer_and_the_request_id_is_the_servers() {
         let resp = server.get(path);
         assert_eq!(resp.status().as_u16(), 401, "{path}");
         assert_eq!(resp.headers()["cache-control"], "no-store", "{path}");
-        assert_eq!(resp.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
     }
     for path in ["/api/catalog", "/api/openapi.json", "/healthz", "/nowhere"] {
         let resp = server.get(path);
-        assert_eq!(resp.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
         assert!(resp.headers().get("cache-control").is_none(), "{path}");
     }
     let resp = server
@@ -331,7 +346,14 @@ fn the_data_directory_is_private_and_loose_permissions_refuse_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     run(&data, &["init"], true);
-    common::add_user(&data, "a_perm", "admin", "深圳市政务服务数据管理局", "government", &[]);
+    common::add_user(
+        &data,
+        "a_perm",
+        "admin",
+        "深圳市政务服务数据管理局",
+        "government",
+        &[],
+    );
     let loose = open_to_others(&data);
     assert!(loose.is_empty(), "readable by others after init: {loose:?}");
 

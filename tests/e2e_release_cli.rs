@@ -199,13 +199,11 @@ fn signed_documents_with_duplicate_keys_are_refused() {
     let keyring = Keyring::open(&data.join("keys")).unwrap();
     let (files, cert) = signed_release(&keyring);
     let csv = dir.path().join("result.csv");
-    let (_, bytes) = files
-        .iter()
-        .find(|(f, _)| f.extension() == "csv")
-        .unwrap();
+    let (_, bytes) = files.iter().find(|(f, _)| f.extension() == "csv").unwrap();
     std::fs::write(&csv, bytes).unwrap();
     let genuine = cert.to_json();
-    let forged_checks = genuine.replacen("\"checks\": {", "\"checks\": {\"verdict\": \"fail\", ", 1);
+    let forged_checks =
+        genuine.replacen("\"checks\": {", "\"checks\": {\"verdict\": \"fail\", ", 1);
     let forged_hash = genuine.replacen(
         "\"sha256\": \"",
         &format!("\"sha256\": \"{}\", \"sha256\": \"", "cd".repeat(32)),
@@ -217,13 +215,20 @@ fn signed_documents_with_duplicate_keys_are_refused() {
         std::fs::write(&path, &text).unwrap();
         let out = run(
             &data,
-            &["verify-release", csv.to_str().unwrap(), path.to_str().unwrap()],
+            &[
+                "verify-release",
+                csv.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
             false,
         );
         assert_eq!(out.status.code(), Some(1), "{name}");
         let said = stdout(&out);
         assert!(said.starts_with("release INVALID: "), "{name}: {said}");
-        assert!(said.contains("certificate repeats a key (line "), "{name}: {said}");
+        assert!(
+            said.contains("certificate repeats a key (line "),
+            "{name}: {said}"
+        );
         assert!(!said.contains("cdcd"), "{name}: {said}");
     }
 }

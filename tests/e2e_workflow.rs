@@ -1157,9 +1157,23 @@ fn project_member_errors_reveal_nothing() {
     let data = dir.path().join("data");
     run(&data, &["init"], true);
     add_people(&data);
-    add_user(&data, "r_gone", "researcher", "深圳大学", "university", &["--verified"]);
+    add_user(
+        &data,
+        "r_gone",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
     run(&data, &["user", "disable", "r_gone"], true);
-    add_user(&data, "r_peer", "researcher", "深圳大学", "university", &["--verified"]);
+    add_user(
+        &data,
+        "r_peer",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
     let server = TestServer::start(&data);
     let token = server.login("r_li");
     let project = |members: &[&str]| {

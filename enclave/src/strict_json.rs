@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn distinct_keys_pass_at_every_depth() {
-        assert_eq!(first_duplicate_key(r#"{"a":1,"b":{"a":2,"c":[{"a":3}]}}"#), Ok(()));
+        assert_eq!(
+            first_duplicate_key(r#"{"a":1,"b":{"a":2,"c":[{"a":3}]}}"#),
+            Ok(())
+        );
         assert_eq!(first_duplicate_key(r#"[{"a":1},{"a":1}]"#), Ok(()));
         assert_eq!(first_duplicate_key(r#""x""#), Ok(()));
     }

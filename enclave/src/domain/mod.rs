@@ -91,7 +91,10 @@ impl DataDir {
     /// way into a data directory (`Domain::open`, read-only commands) asks first.
     pub fn check_private(&self) -> Result<()> {
         refuse_readable_by_others(&self.keys())?;
-        for key in [crate::keyring::MASTER_KEY_FILE, crate::keyring::SIGNING_KEY_FILE] {
+        for key in [
+            crate::keyring::MASTER_KEY_FILE,
+            crate::keyring::SIGNING_KEY_FILE,
+        ] {
             refuse_readable_by_others(&self.keys().join(key))?;
         }
         refuse_readable_by_others(&self.meta_db())?;
