@@ -729,6 +729,7 @@ fn initialised(data_dir: &Path) -> CliResult<DataDir> {
         )
         .into());
     }
+    dir.check_private()?;
     Ok(dir)
 }
 

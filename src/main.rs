@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    private_umask();
     let cli = cli::Cli::parse();
     cli::init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -36,5 +37,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Everything the binary creates (data directory, databases, sealed files,
+/// exports) is for the platform's own account: umask 077 before any thread
+/// or file exists.
+fn private_umask() {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-creation mask; it is called
+    // first in main, before any other thread could create files concurrently.
+    unsafe {
+        libc::umask(0o077);
     }
 }

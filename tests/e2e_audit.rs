@@ -246,3 +246,47 @@ fn a_deleted_audit_log_is_a_hard_error() {
         "nothing was recreated"
     );
 }
+
+/// A refused bearer token (unknown, revoked, or not a token at all) leaves an
+/// `auth.invalid_token` event naming the token's kind and a prefix of its hash,
+/// never the token; a valid one leaves none.
+#[test]
+fn refused_bearer_tokens_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    common::add_user(
+        &data,
+        "r_tok",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
+    let server = TestServer::start(&data);
+    let token = server.login("r_tok");
+    server.expect(200, "GET", "/api/me", Some(&token), None);
+    server.expect(204, "POST", "/api/auth/logout", Some(&token), None);
+    let guessed = "anyu_s_0123456789abcdef0123456789abcdef";
+    for refused in [token.as_str(), guessed, "not-a-token"] {
+        server.expect(401, "GET", "/api/me", Some(refused), None);
+    }
+    server.stop();
+
+    assert_eq!(count_action(&data, "auth.invalid_token"), 3);
+    let tail = stdout(&run(&data, &["audit", "tail", "-n", "20000"], true));
+    let events: Vec<&str> = tail
+        .lines()
+        .filter(|l| l.contains("\"action\":\"auth.invalid_token\""))
+        .collect();
+    for (event, kind) in events.iter().zip(["session", "session", "unknown"]) {
+        assert!(
+            event.contains(&format!("\"token_kind\":\"{kind}\"")),
+            "{event}"
+        );
+        assert!(event.contains("token_sha256_prefix"), "{event}");
+        assert!(event.contains("\"outcome\":\"denied\""), "{event}");
+    }
+    assert!(!tail.contains(&token), "the audit log holds a token");
+    assert!(!tail.contains(guessed), "the audit log holds a token");
+}

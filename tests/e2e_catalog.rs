@@ -122,7 +122,8 @@ fn catalog_over_http() {
         .header("x-request-id", "trace-me-42")
         .send()
         .unwrap();
-    assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
+    assert_ne!(resp.headers()["x-request-id"], "trace-me-42");
+    assert_eq!(resp.headers()["x-client-request-id"], "trace-me-42");
 
     // While the server holds the data directory, read-only commands work and a
     // change is refused with a clear reason instead of corrupting the chain.
@@ -166,6 +167,75 @@ fn catalog_over_http() {
             "no {action} event in:\n{tail}"
         );
     }
+}
+
+/// Every answer is `nosniff`; private answers (sign-in, the caller's account,
+/// errors under /api/) are `no-store` while the public catalog may be cached;
+/// the request id is always the server's, the caller's comes back apart.
+#[test]
+fn security_headers_on_every_answer_and_the_request_id_is_the_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    common::add_user(
+        &data,
+        "r_hdr",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
+    let server = TestServer::start(&data);
+    let body = serde_json::json!({ "username": "r_hdr", "password": common::PASSWORD });
+    let login = server
+        .client()
+        .post(server.url("/api/auth/login"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 200);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    assert_eq!(login.headers()["x-content-type-options"], "nosniff");
+    let token = login.json::<serde_json::Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me = server
+        .client()
+        .get(server.url("/api/me"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(me.status().as_u16(), 200);
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    for path in ["/api/jobs/j_nothing", "/api/grants"] {
+        let resp = server.get(path);
+        assert_eq!(resp.status().as_u16(), 401, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-store", "{path}");
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+    }
+    for path in ["/api/catalog", "/api/openapi.json", "/healthz", "/nowhere"] {
+        let resp = server.get(path);
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
+        assert!(resp.headers().get("cache-control").is_none(), "{path}");
+    }
+    let resp = server
+        .client()
+        .get(server.url("/api/catalog"))
+        .header("x-request-id", "chosen-by-caller")
+        .send()
+        .unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "chosen-by-caller");
+    assert_eq!(resp.headers()["x-client-request-id"], "chosen-by-caller");
+    server.stop();
 }
 
 #[test]
@@ -243,4 +313,91 @@ fn cli_refuses_bad_inputs_and_leaves_nothing() {
     let tail = stdout(&run(&data, &["audit", "tail"], true));
     assert!(tail.contains("\"outcome\":\"failure\""), "{tail}");
     run(&data, &["audit", "verify"], true);
+}
+
+/// Every path under `dir` whose mode gives group or others anything.
+#[cfg(unix)]
+fn open_to_others(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut loose = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            loose.push(format!("{} {mode:04o}", path.display()));
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+    }
+    loose
+}
+
+/// `anyu init` makes a data directory only its owner can enter, and neither
+/// the server nor any command starts while the keys or the databases are open
+/// to group or others: the refusal names the path and exits non-zero.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_is_private_and_loose_permissions_refuse_to_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    common::add_user(
+        &data,
+        "a_perm",
+        "admin",
+        "深圳市政务服务数据管理局",
+        "government",
+        &[],
+    );
+    let loose = open_to_others(&data);
+    assert!(loose.is_empty(), "readable by others after init: {loose:?}");
+
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let cases = [
+        (data.join("keys"), 0o755, 0o700),
+        (data.join("keys/signing.pk8"), 0o640, 0o600),
+        (data.join("keys/master.key"), 0o604, 0o600),
+        (data.join("meta/anyu.db"), 0o644, 0o600),
+        (data.join("audit/audit.db"), 0o604, 0o600),
+    ];
+    for (path, loose_mode, private_mode) in &cases {
+        chmod(path, *loose_mode);
+        let out = run(&data, &["dataset", "list"], false);
+        let said = stderr(&out);
+        assert!(said.contains(&path.display().to_string()), "{said}");
+        assert!(said.contains("group or others"), "{said}");
+
+        // The server refuses too, before it listens.
+        let mut child = common::anyu(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("serve started with {} at {loose_mode:o}", path.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(!status.success(), "{}", path.display());
+        let mut said = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+        assert!(said.contains(&path.display().to_string()), "{said}");
+
+        chmod(path, *private_mode);
+        run(&data, &["dataset", "list"], true);
+    }
 }

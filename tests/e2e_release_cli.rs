@@ -13,13 +13,8 @@ use enclave::release::{
     self, CERTIFICATE_FORMAT, Certificate, DatasetEntry, QueryKind, QuerySection, Researcher,
 };
 
-#[test]
-fn verify_release_accepts_genuine_and_refuses_altered() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    run(&data, &["init"], true);
-    let keyring = Keyring::open(&data.join("keys")).unwrap();
-
+/// A result in every download format and its certificate, signed with `keyring`.
+fn signed_release(keyring: &Keyring) -> (Vec<(release::ResultFormat, Vec<u8>)>, Certificate) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("district", DataType::Utf8, true),
         Field::new("persons", DataType::Int64, false),
@@ -37,7 +32,7 @@ fn verify_release_accepts_genuine_and_refuses_altered() {
     let batches = [RecordBatch::try_new(schema.clone(), columns).unwrap()];
     let files = release::result_files(&schema, &batches).unwrap();
     let cert = release::sign(
-        &keyring,
+        keyring,
         Certificate {
             format: CERTIFICATE_FORMAT.into(),
             release_id: "rel-e2e".into(),
@@ -72,6 +67,17 @@ fn verify_release_accepts_genuine_and_refuses_altered() {
         },
     )
     .unwrap();
+    (files, cert)
+}
+
+#[test]
+fn verify_release_accepts_genuine_and_refuses_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    let keyring = Keyring::open(&data.join("keys")).unwrap();
+
+    let (files, cert) = signed_release(&keyring);
     let cert_path = dir.path().join("certificate.json");
     std::fs::write(&cert_path, cert.to_json()).unwrap();
     let cert_arg = cert_path.to_str().unwrap();
@@ -179,4 +185,50 @@ fn verify_release_accepts_genuine_and_refuses_altered() {
         text.contains(&format!("signed by key {}", cert.platform_key_id)),
         "{text}"
     );
+}
+
+/// A certificate that repeats a key is refused even when the signature still
+/// verifies over the value serde keeps: a reader keeping the first of the two
+/// would see a forged value (here a forged verdict in `checks`, and a forged
+/// dataset hash).
+#[test]
+fn signed_documents_with_duplicate_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    let keyring = Keyring::open(&data.join("keys")).unwrap();
+    let (files, cert) = signed_release(&keyring);
+    let csv = dir.path().join("result.csv");
+    let (_, bytes) = files.iter().find(|(f, _)| f.extension() == "csv").unwrap();
+    std::fs::write(&csv, bytes).unwrap();
+    let genuine = cert.to_json();
+    let forged_checks =
+        genuine.replacen("\"checks\": {", "\"checks\": {\"verdict\": \"fail\", ", 1);
+    let forged_hash = genuine.replacen(
+        "\"sha256\": \"",
+        &format!("\"sha256\": \"{}\", \"sha256\": \"", "cd".repeat(32)),
+        1,
+    );
+    for (name, text) in [("checks.json", forged_checks), ("hash.json", forged_hash)] {
+        assert_ne!(text, genuine, "{name}: the forgery was not inserted");
+        let path = dir.path().join(name);
+        std::fs::write(&path, &text).unwrap();
+        let out = run(
+            &data,
+            &[
+                "verify-release",
+                csv.to_str().unwrap(),
+                path.to_str().unwrap(),
+            ],
+            false,
+        );
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let said = stdout(&out);
+        assert!(said.starts_with("release INVALID: "), "{name}: {said}");
+        assert!(
+            said.contains("certificate repeats a key (line "),
+            "{name}: {said}"
+        );
+        assert!(!said.contains("cdcd"), "{name}: {said}");
+    }
 }

@@ -1147,3 +1147,61 @@ fn overdue_reviews_are_flagged_and_counted() {
     assert_eq!(v["due_date"], v["review_due"]);
     server.stop();
 }
+
+/// Naming project members cannot probe accounts: an unknown name, a steward,
+/// a disabled researcher and another organisation's researcher all get the
+/// same answer, which names only the position in the list.
+#[test]
+fn project_member_errors_reveal_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    add_people(&data);
+    add_user(
+        &data,
+        "r_gone",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
+    run(&data, &["user", "disable", "r_gone"], true);
+    add_user(
+        &data,
+        "r_peer",
+        "researcher",
+        "深圳大学",
+        "university",
+        &["--verified"],
+    );
+    let server = TestServer::start(&data);
+    let token = server.login("r_li");
+    let project = |members: &[&str]| {
+        json!({
+            "title": "深圳各区社保缴费基数差异研究",
+            "scenario_description": "分析各区参保人员缴费基数的分布及其随年龄的变化，用于公共政策研究。",
+            "scenario_category": "public_policy",
+            "members": members,
+        })
+    };
+    let mut messages = Vec::new();
+    for name in ["r_nobody", "s_wang", "r_gone", "r_other"] {
+        let body = project(&["r_peer", name]);
+        let answer = server.expect(400, "POST", "/api/projects", Some(&token), Some(&body));
+        let message = answer["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("members[1]: "), "{name}: {message}");
+        assert!(!message.contains(name), "{message}");
+        messages.push(message);
+    }
+    messages.dedup();
+    assert_eq!(messages.len(), 1, "answers differ: {messages:?}");
+    let made = server.expect(
+        201,
+        "POST",
+        "/api/projects",
+        Some(&token),
+        Some(&project(&["r_peer"])),
+    );
+    assert_eq!(made["members"].as_array().map(Vec::len), Some(1), "{made}");
+    server.stop();
+}

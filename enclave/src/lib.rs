@@ -65,6 +65,7 @@ pub mod query;
 pub mod release;
 pub mod storage;
 pub mod store;
+mod strict_json;
 
 pub use domain::{Actor, DataDir, Domain, DomainOptions, NotOpenListing};
 pub use error::{Error, Result};

@@ -452,3 +452,22 @@ fn canonical_bytes_are_the_receipt_without_its_signature() {
     other.platform_signature = "00".repeat(64);
     assert_eq!(other.canonical_bytes(), r.canonical_bytes());
 }
+
+/// A receipt repeating a key is refused before anything else is read: a
+/// reader keeping the first `agreement_sha256` would see a forged hash.
+#[test]
+fn a_receipt_with_a_duplicate_key_is_refused() {
+    let keys = keys();
+    let (receipt, text) = signed(&keys);
+    let pk = keys.ring.public_key();
+    let json = receipt.to_json();
+    let forged = json.replacen(
+        '{',
+        &format!("{{\"agreement_sha256\": \"{}\", ", "cd".repeat(32)),
+        1,
+    );
+    assert_ne!(forged, json);
+    let msg = invalid_msg(verify_receipt(&forged, &pk, Some(&text)).unwrap_err());
+    assert!(msg.starts_with("receipt repeats a key (line "), "{msg}");
+    assert!(!msg.contains("cdcd"), "{msg}");
+}

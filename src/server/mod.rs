@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use enclave::audit::Outcome;
@@ -142,17 +144,48 @@ impl utoipa::Modify for BearerAuth {
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The caller's own request id, kept apart from the server's.
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
+
+/// Headers every answer carries. The request id is always the server's own (a
+/// caller must not be able to choose what our logs and audit correlate on); a
+/// caller's id comes back as `x-client-request-id`. Everything under `/api/`
+/// except the public catalog and the API document is `no-store`: results,
+/// certificates, materials, tokens and review packets must not sit in a cache.
+async fn response_headers(mut req: Request, next: Next) -> Response {
+    let client_id = req.headers_mut().remove(REQUEST_ID);
+    let path = req.uri().path();
+    let cacheable = !path.starts_with("/api/")
+        || path == "/api/openapi.json"
+        || path == "/api/catalog"
+        || (path.starts_with("/api/catalog/") && !path.ends_with("/dummy"));
+    let mut resp = next.run(req).await;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !cacheable {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(id) = client_id {
+        headers.insert(CLIENT_REQUEST_ID, id);
+    }
+    resp
+}
 
 /// Builds the application router with its middleware.
 pub fn router(state: AppState, config: &Config) -> Router {
     // Layers run top to bottom for requests:
-    // 1. assign a request id (or keep the caller's) so logs and responses share it;
+    // 0. set aside the caller's request id; security headers on every answer;
+    // 1. assign the server's request id so logs and responses share it;
     // 2. trace the request in a span carrying that id;
     // 3. copy the id onto the response;
     // 4. turn a handler panic into a JSON 500 instead of a dropped connection;
     // 5. bound the time of every request (the body size is bounded by
     //    DefaultBodyLimit on the router, which extractors enforce).
     let middleware = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(response_headers))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let request_id = req

@@ -383,6 +383,12 @@ pub fn verify_receipt(
     public_key: &[u8],
     rendered_text: Option<&str>,
 ) -> Result<VerifiedReceipt> {
+    // A repeated key would let another reader see a value the signature did not cover.
+    if let Err((line, column)) = crate::strict_json::first_duplicate_key(receipt_json) {
+        return Err(Error::InvalidArgument(format!(
+            "receipt repeats a key (line {line}, column {column}); a signed document must not"
+        )));
+    }
     // serde's messages can quote values; report only the position.
     let receipt: SignedReceipt = serde_json::from_str(receipt_json).map_err(|e| {
         Error::InvalidArgument(format!(

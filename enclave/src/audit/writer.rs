@@ -128,6 +128,7 @@ impl AuditLog {
                 .await
                 .map_err(Error::io("create directory", dir))?;
         }
+        crate::store::create_private_file(path)?;
         let lock_path = path.with_extension("lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)

@@ -184,20 +184,25 @@ impl Domain {
         .await?;
         new.validate()?;
         let mut members = Vec::new();
+        // One answer for every reason a name cannot be a member: telling an
+        // unknown name from a steward, a disabled account or another
+        // organisation's researcher would let a researcher probe accounts.
         for (i, username) in new.members.iter().enumerate() {
-            let user =
-                self.identity.get_user(username).await.map_err(|_| {
-                    Error::InvalidArgument(format!("members[{i}]: no such account"))
-                })?;
-            if user.role != Role::Researcher || user.disabled {
-                return Err(Error::InvalidArgument(format!(
-                    "members[{i}]: project members must be active researchers"
-                )));
-            }
-            if user.organisation != owner.organisation {
-                return Err(Error::InvalidArgument(format!(
-                    "members[{i}]: project members must belong to the owner's organisation"
-                )));
+            let refused = || {
+                Error::InvalidArgument(format!(
+                    "members[{i}]: must name an active researcher of the owner's organisation"
+                ))
+            };
+            let user = self
+                .identity
+                .get_user(username)
+                .await
+                .map_err(|_| refused())?;
+            if user.role != Role::Researcher
+                || user.disabled
+                || user.organisation != owner.organisation
+            {
+                return Err(refused());
             }
             if user.id != owner.user_id && !members.contains(&user.id) {
                 members.push(user.id);

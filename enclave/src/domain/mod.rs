@@ -97,6 +97,21 @@ impl DataDir {
     pub fn is_initialised(&self) -> bool {
         self.keys().join("master.key").exists()
     }
+    /// Keys, accounts and the audit trail are the platform account's alone:
+    /// refuses `keys/`, its secret files and the databases when group or
+    /// others have any permission on them (the error names the path). Every
+    /// way into a data directory (`Domain::open`, read-only commands) asks first.
+    pub fn check_private(&self) -> Result<()> {
+        refuse_readable_by_others(&self.keys())?;
+        for key in [
+            crate::keyring::MASTER_KEY_FILE,
+            crate::keyring::SIGNING_KEY_FILE,
+        ] {
+            refuse_readable_by_others(&self.keys().join(key))?;
+        }
+        refuse_readable_by_others(&self.meta_db())?;
+        refuse_readable_by_others(&self.audit_db())
+    }
 }
 
 fn missing_audit_log(dir: &DataDir) -> Error {
@@ -422,6 +437,45 @@ impl std::fmt::Debug for Domain {
     }
 }
 
+/// Creates the data directory's root readable by its owner alone (0700); an
+/// existing directory is left as the operator made it.
+fn create_private_root(root: &Path) -> Result<()> {
+    #[cfg(unix)]
+    if !root.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        return std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(Error::io("create directory", root));
+    }
+    std::fs::create_dir_all(root).map_err(Error::io("create directory", root))
+}
+
+/// Refuses `path` (when it exists) if group or others have any permission on it.
+fn refuse_readable_by_others(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(());
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let fix = if meta.is_dir() { "700" } else { "600" };
+            return Err(Error::Conflict(format!(
+                "{} has mode {mode:04o}, which lets group or others read it; \
+                 run `chmod {fix} {}` before starting anyu",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl Domain {
     /// Creates a data directory: keys, metadata store, audit log. Refuses a
     /// directory that is already initialised, so a key is never replaced.
@@ -433,7 +487,7 @@ impl Domain {
                 root.display()
             )));
         }
-        std::fs::create_dir_all(root).map_err(Error::io("create directory", root))?;
+        create_private_root(root)?;
         Keyring::init(&dir.keys())?;
         let domain = Self::open_dir(root, options, true).await?;
         domain
@@ -466,6 +520,7 @@ impl Domain {
                 root.display()
             )));
         }
+        dir.check_private()?;
         let keyring = Arc::new(Keyring::open(&dir.keys())?);
         if !creating && !dir.audit_db().is_file() {
             return Err(missing_audit_log(&dir));
@@ -789,10 +844,23 @@ impl Domain {
         outcome.into_result()
     }
 
-    /// Resolves a bearer token to its principal. Not audited (every request
-    /// does it); refusals of protected actions are, through [`Domain::deny`].
+    /// Resolves a bearer token to its principal. A success is not audited
+    /// (every request does it); a refused token (unknown, expired, revoked, or
+    /// a disabled account's) is, as `auth.invalid_token`: it is a stolen,
+    /// replayed or guessed credential until shown otherwise.
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
-        self.identity.authenticate(token, self.now()).await
+        let result = self.identity.authenticate(token, self.now()).await;
+        if let Err(Error::Unauthenticated(_)) = &result {
+            self.record(
+                &Actor::anonymous(),
+                "auth.invalid_token",
+                "auth",
+                Outcome::Denied,
+                Identity::refused_token_details(token),
+            )
+            .await?;
+        }
+        result
     }
 
     /// Ends the caller's session.

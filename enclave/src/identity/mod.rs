@@ -444,6 +444,20 @@ impl Identity {
         })))
     }
 
+    /// What the audit log may say about a refused bearer token: its kind and
+    /// the first 16 hex digits of its SHA-256 (sessions and API tokens are
+    /// stored by that hash, so an auditor can find whose revoked or expired
+    /// token is being replayed), never the token.
+    pub(crate) fn refused_token_details(token: &str) -> serde_json::Value {
+        let kind = match secret::token_kind(token) {
+            Some(TokenKind::Session) => "session",
+            Some(TokenKind::Api) => "api",
+            None => "unknown",
+        };
+        let hash = secret::token_hash(token);
+        serde_json::json!({ "token_kind": kind, "token_sha256_prefix": &hash[..16] })
+    }
+
     /// Resolves a bearer token (`anyu_s_…` session or `anyu_t_…` API token) to
     /// its principal. Unknown, expired and revoked tokens all give
     /// [`Error::Unauthenticated`] with the same text.

@@ -582,6 +582,12 @@ pub fn verify(
             "certificate is larger than {MAX_DOCUMENT_BYTES} bytes"
         )));
     }
+    // A repeated key would let another reader see a value the signature did not cover.
+    if let Err((line, column)) = crate::strict_json::first_duplicate_key(certificate_json) {
+        return Err(Error::InvalidArgument(format!(
+            "certificate repeats a key (line {line}, column {column}); a signed document must not"
+        )));
+    }
     // serde's messages can quote values; report only the position.
     let cert: Certificate = serde_json::from_str(certificate_json).map_err(|e| {
         Error::InvalidArgument(format!(

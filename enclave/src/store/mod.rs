@@ -47,6 +47,7 @@ impl Store {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
         }
+        create_private_file(path)?;
         let url = format!("sqlite://{}", path.display());
         let options = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
@@ -74,4 +75,18 @@ impl Store {
 /// Current UTC time in the RFC 3339 form used by every stored timestamp.
 pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Creates `path` empty with mode 0600 if it is missing, so SQLite (whose
+/// `-wal` and `-shm` files copy the database's mode) never makes it readable
+/// by others, whatever the process umask.
+pub(crate) fn create_private_file(path: &std::path::Path) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path).map(drop).map_err(Error::io("create", path))
 }
