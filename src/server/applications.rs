@@ -15,6 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
 use enclave::access::{ApplicationDraft, Grant, NewProject};
+use enclave::domain::audit_object;
 use enclave::domain::{
     AgreementText, ApplicationSummary, ApplicationView, ReviewConditions, ReviewStep,
 };
@@ -24,7 +25,6 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use enclave::domain::audit_object;
 
 pub fn route_applications(material_limit: usize) -> Router<AppState> {
     Router::new()

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
 use enclave::access::{Grant, NewUsageReport};
+use enclave::domain::audit_object;
 use enclave::domain::{GrantChange, GrantView};
 use enclave::store::UsageReportRecord;
 use serde::Deserialize;
@@ -16,7 +17,6 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiResult, ErrorBody};
-use enclave::domain::audit_object;
 
 pub fn route_grants() -> Router<AppState> {
     Router::new()

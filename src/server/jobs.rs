@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
+use enclave::domain::audit_object;
 use enclave::domain::{JobSight, JobView, ModelRequest, OwnJob, ReviewDecision, ReviewPacket};
 use enclave::release::ResultFormat;
 use enclave::store::{JobRecord, ReleaseRecord};
@@ -17,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use enclave::domain::audit_object;
 
 pub fn route_jobs() -> Router<AppState> {
     Router::new()

@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
+use enclave::domain::audit_object;
 use enclave::domain::{ModelDecision, ModelView};
 use enclave::store::ModelRecord;
 use serde::Deserialize;
@@ -17,7 +18,6 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use enclave::domain::audit_object;
 
 pub fn route_models(max_component_bytes: usize) -> Router<AppState> {
     Router::new()

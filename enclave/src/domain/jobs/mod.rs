@@ -1,27 +1,32 @@
 //! Jobs: a researcher's SQL under a grant, run inside the domain, checked,
 //! and released directly or after output review, with a signed certificate.
+//! One file per stage (right-hand column):
 //!
 //! ```text
-//!  submit ─▶ usable_grant ─▶ QuerySession (grant's views) ─▶ plan: statement + policy + rewrite
+//!  submit ─▶ authorize (SubmitJob) ─▶ QuerySession (grant's views)            submit.rs
+//!         ─▶ plan: statement + policy + rewrite + total::check
 //!         │     refused ─▶ 422, audited `job.submit` denied (no job, no budget spent)
 //!         ▼
-//!  queued (job row + budget slot: one transaction) ─▶ worker permit
+//!  queued (job row + budget slot: one transaction) ─▶ worker permit             runner.rs
 //!  running ─▶ execute (memory pool + spill, deadline, cancel)   ‖ state write ‖ `job.start`
-//!  checked ─▶ echo search; [differencing lock] rows' unit sketches vs earlier results of
-//!          the grant or researcher; disclosure rules; failing cells suppressed; candidate sealed
-//!          ─▶ one transaction: job + sealed candidate + sealed sketches + CPU time
-//!             [lock released]  ‖ `job.check` {verdict, next}
-//!          ─▶ auto-release (all pass, policy allows) ─▶ released + certificate (`job.release`)
-//!          └▶ pending_review ─▶ blind votes (provider stewards, admins; never the requester
-//!               or their organisation) ─▶ approvals ≥ reviewers_required, one a provider's
-//!               steward ─▶ released;  any reject ─▶ rejected
-//!  failed / cancelled on errors, deadline, cancellation; interrupted jobs fail at restart
+//!  checked ─▶ echo search; [differencing lock] rows' unit sketches vs earlier    checks.rs
+//!          results of the grant or researcher; disclosure rules; failing cells
+//!          suppressed; candidate sealed ─▶ one transaction: job + sealed candidate
+//!          + sealed sketches + CPU time  [lock released]  ‖ `job.check` {verdict, next}
+//!          ─▶ auto-release (all pass, policy allows) ─▶ released + certificate      releases.rs
+//!          └▶ pending_review ─▶ packet read, blind votes (provider stewards,      review.rs
+//!               admins; never the requester or their organisation)
+//!               ─▶ approvals ≥ reviewers_required, one a provider's steward
+//!               ─▶ released (releases.rs);  any reject ─▶ rejected
+//!  failed / cancelled on errors, deadline, cancellation; interrupted jobs      runner.rs
+//!  fail at restart
+//!  what each caller sees of a job at any stage                                 views.rs
 //! ```
 //!
-//! The researcher never sees values before release: job status shows counts
-//! and verdicts only; reviewers see the candidate result. Writes and their
-//! audit events run side by side (`‖`) and both finish before anything is
-//! acknowledged or the next step starts.
+//! The researcher never sees values before release, nor anything the data
+//! decided (counts, verdicts, hashes, exact times): `views.rs`. Reviewers see
+//! the candidate result. Writes and their audit events run side by side (`‖`)
+//! and both finish before anything is acknowledged or the next step starts.
 
 mod checks;
 mod releases;
