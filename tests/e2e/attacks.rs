@@ -3,9 +3,11 @@
 //! routed to review — and none returns an identifier value or a raw row of
 //! conditional data.
 
-mod common;
+use crate::common;
 
-use common::{People, TestServer, add_people, grant_on, prepared_data_dir, run, submit, wait_job};
+use crate::common::{
+    People, TestServer, add_people, grant_on, prepared_data_dir, run, submit, wait_job,
+};
 use serde_json::{Value, json};
 
 const SI: &[&str] = &[

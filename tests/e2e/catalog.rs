@@ -1,9 +1,9 @@
 //! The real binary end to end: `init`, `datasets generate`, `dataset import`,
 //! `serve`, then the catalog over HTTP.
 
-mod common;
+use crate::common;
 
-use common::{TestServer, prepared_data_dir, run, stderr, stdout};
+use crate::common::{TestServer, prepared_data_dir, run, stderr, stdout};
 
 const SAMPLES: &[&str] = &[
     "enterprise_registry",

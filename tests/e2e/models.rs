@@ -3,15 +3,15 @@
 //! Python) against native reference computations on the same rows, several
 //! runs at once, and hostile uploads that leave nothing behind.
 
-mod common;
+use crate::common;
 
-#[path = "../sandbox/tests/reference/mod.rs"]
+#[path = "../../sandbox/tests/reference/mod.rs"]
 mod reference;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{People, TestServer, add_people, grant_on, prepared_data_dir, wait_job};
+use crate::common::{People, TestServer, add_people, grant_on, prepared_data_dir, wait_job};
 use datafusion::arrow::array::{Array, Float64Array};
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use serde_json::{Value, json};

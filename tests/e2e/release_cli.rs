@@ -1,10 +1,10 @@
 //! `anyu verify-release` on results released with a data directory's platform key.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
-use common::{run, stdout};
+use crate::common::{run, stdout};
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;

@@ -2,9 +2,9 @@
 //! four accounts, illegal transitions, every eligibility rule, separation of
 //! duties, materials, sessions, grant expiry, and the audit trail of it all.
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     People, SI_PROVIDER, Stage, TestServer, add_people, add_user, application_at, draft,
     new_project, prepared_data_dir, run, stdout, today_cst,
 };

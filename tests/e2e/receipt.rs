@@ -1,8 +1,6 @@
 //! `anyu verify-receipt` on receipts signed with a data directory's platform key.
 
-mod common;
-
-use common::{run, stdout};
+use crate::common::{run, stdout};
 use enclave::access::agreement::{self, AgreementTerms};
 use enclave::keyring::Keyring;
 

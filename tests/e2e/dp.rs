@@ -2,9 +2,9 @@
 //! and the job parameter, DP facts in the job view and the signed
 //! certificate, the ε budget charged atomically (racing jobs never overspend).
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     People, TestServer, add_people, grant_on, prepared_data_dir, run, run_job, stdout, wait_job,
 };
 use serde_json::{Value, json};

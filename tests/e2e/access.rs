@@ -1,11 +1,11 @@
 //! Accounts and authorization through the real binary: every route × every
 //! role (and anonymous) against the expected matrix, and login lockout.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{
+use crate::common::{
     People, Stage, TestServer, add_people, application_at, new_project, prepared_data_dir, run,
     stdout,
 };
@@ -51,7 +51,7 @@ enum Body {
 }
 
 /// A real model component (the C descriptive-statistics example).
-const MODEL: &[u8] = include_bytes!("../sandbox/models/prebuilt/describe.c.wasm");
+const MODEL: &[u8] = include_bytes!("../../sandbox/models/prebuilt/describe.c.wasm");
 
 /// A concrete request: path and body.
 type Request = (String, Body);

@@ -1,9 +1,9 @@
 //! The audit log through the real binary: `kill -9` loses no acknowledged
 //! event, and `anyu audit verify` fails on a tampered chain.
 
-mod common;
+use crate::common;
 
-use common::{TestServer, run, stdout};
+use crate::common::{TestServer, run, stdout};
 
 fn count_action(data: &std::path::Path, action: &str) -> usize {
     let tail = stdout(&run(data, &["audit", "tail", "-n", "20000"], true));

@@ -1,9 +1,7 @@
 //! `anyu demo`: a fresh directory gets samples, one account per role and a
 //! submitted sample application; a second run reuses everything.
 
-mod common;
-
-use common::{TestServer, run, stdout};
+use crate::common::{TestServer, run, stdout};
 
 #[test]
 fn demo_prepares_accounts_and_a_sample_application() {

@@ -2,9 +2,11 @@
 //! (blind, two reviewers from L3), signed releases and their verification,
 //! and research queries that equal plain DataFusion on the plaintext data.
 
-mod common;
+use crate::common;
 
-use common::{People, TestServer, add_people, grant_on, prepared_data_dir, run, run_job, stdout};
+use crate::common::{
+    People, TestServer, add_people, grant_on, prepared_data_dir, run, run_job, stdout,
+};
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use serde_json::{Value, json};
 

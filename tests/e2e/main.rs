@@ -1,0 +1,18 @@
+//! End-to-end tests: the real `anyu` binary, spawned per test in a temporary
+//! data directory, over HTTP on loopback and through its CLI. One test binary
+//! (one link of DataFusion and wasmtime instead of one per file); `common`
+//! is the harness.
+
+mod common;
+
+mod access;
+mod attacks;
+mod audit;
+mod catalog;
+mod demo;
+mod dp;
+mod jobs;
+mod models;
+mod receipt;
+mod release_cli;
+mod workflow;
