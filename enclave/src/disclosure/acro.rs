@@ -1,5 +1,5 @@
 //! Anyu's per-cell verdicts in ACRO 1.0's vocabulary — the one place the two
-//! are mapped (used by the agreement test, `enclave/tests/acro.rs`).
+//! are mapped (used by the agreement test, `enclave/tests/suite/acro.rs`).
 //!
 //! ACRO (`acro.crosstab`, `sdcchecks.py`) judges every cell of a crosstab by
 //! checks, each with a status (`fail`, or `review`) and a per-cell mask; a

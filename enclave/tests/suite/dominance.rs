@@ -10,10 +10,10 @@
 //! (n, k) failure (rest < 0.1·x1 ≤ (x1 + x2)/9), so "p-ratio only" is shown
 //! on a dataset whose manifest sets p = 0.2.
 
-mod support;
+use crate::support;
 
+use crate::support::Lab;
 use enclave::disclosure::Verdict::{self, Fail, Pass, Review};
-use support::Lab;
 
 /// A manifest for crafted data: group `grp`, privacy unit `person`, `amount`.
 fn manifest(id: &str, p_ratio: f64) -> String {

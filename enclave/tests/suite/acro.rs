@@ -25,16 +25,14 @@
 //! installs it and sets `ANYU_REQUIRE_ACRO=1`, which turns a missing ACRO into
 //! a failure instead of a skip). `ANYU_PYTHON` names another interpreter.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use crate::support::{Lab, Ran, repo};
 use enclave::catalog::{GradeScale, Manifest};
 use enclave::disclosure::Verdict;
 use enclave::disclosure::acro::{ABSENT_CELL, acro_check, acro_status, config_differences};
 use serde_json::{Value, json};
-use support::{Lab, Ran, repo};
 
 struct Table {
     name: &'static str,

@@ -4,9 +4,9 @@
 //! stays a further cap. Attacked as the issue describes: spend most of the
 //! budget through one grant, then ask again through a second, fresh grant.
 
-mod support;
+use crate::support;
 
-use support::Lab;
+use crate::support::Lab;
 
 fn manifest() -> String {
     support::crafted_manifest(

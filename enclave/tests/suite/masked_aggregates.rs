@@ -7,10 +7,10 @@
 //! written as sums get the count's threshold; estimators need degrees of
 //! freedom. Honest queries over large groups are unchanged.
 
-mod support;
+use crate::support;
 
+use crate::support::{Lab, Ran};
 use enclave::disclosure::Verdict::{Fail, Pass};
-use support::{Lab, Ran};
 
 /// The target: singled out by birth date, district and sex, never by an identifier.
 const WHO: &str = "birth_date = DATE '1985-03-14' AND district = '南山区' AND sex = 'F'";

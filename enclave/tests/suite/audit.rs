@@ -878,7 +878,7 @@ fn kill9_loses_no_acknowledged_event() {
     std::fs::write(dir.path().join("key.pk8"), &pk8).unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "kill9_child",
+            "audit::kill9_child",
             "--exact",
             "--ignored",
             "--nocapture",

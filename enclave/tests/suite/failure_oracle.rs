@@ -11,12 +11,12 @@
 //! person per age: age singles a person out); person 7 (age 25, group 1) has
 //! a contribution base of 9,000, everyone else 3,010..=3,600.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use crate::support::Lab;
 use enclave::domain::JobView;
-use support::Lab;
 
 fn manifest() -> String {
     support::crafted_manifest(

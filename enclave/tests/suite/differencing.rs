@@ -12,13 +12,13 @@
 //! three groups of 20; person 7 (group 1) is the only income of 90,000 or
 //! more. Threshold 10: rows whose persons differ by 1..=9 are reviewed.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use crate::support::{Lab, Ran};
 use enclave::disclosure::Verdict::{Pass, Review};
 use enclave::domain::ReviewDecision;
-use support::{Lab, Ran};
 
 /// A dataset `id` of persons: group `grp`, an attribute `attr`, a sensitive
 /// amount `value`, privacy unit `person`; threshold 10.
