@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-cell disclosure verdicts of ACRO 1.0 for a list of crosstabs.
 
-The reference side of Anyu's agreement test (`enclave/tests/acro.rs`) and of
+The reference side of Anyu's agreement test (`enclave/tests/suite/acro.rs`) and of
 `scripts/bench_acro.sh`. Reads a CSV and a table spec (JSON), runs
 `acro.ACRO().crosstab` per table with ACRO's default configuration
 (`default.yaml`: safe_threshold 10, safe_nk_n 2, safe_nk_k 0.9,
