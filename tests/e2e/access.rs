@@ -551,7 +551,12 @@ fn route_role_matrix() {
         ("GET", "/api/grants", SIGNED_IN),
         ("GET", "/api/grants/{id}", READERS),
         ("POST", "/api/grants/{id}/suspend", REVIEWERS),
-        ("POST", "/api/grants/{id}/reinstate", REVIEWERS),
+        // An admin's suspension is lifted by an admin only (the fixture's suspender).
+        (
+            "POST",
+            "/api/grants/{id}/reinstate",
+            [401, 403, 403, 403, 403, 200, 403],
+        ),
         ("POST", "/api/grants/{id}/revoke", REVIEWERS),
         ("GET", "/api/grants/{id}/reports", READERS),
         ("POST", "/api/grants/{id}/reports", OWNER_CREATED),

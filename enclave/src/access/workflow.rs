@@ -972,6 +972,26 @@ pub fn apply_grant(
         ));
     }
 
+    // A suspension is lifted by the side that imposed it: an admin's only by
+    // an admin; a steward's by a steward of the same provider or an admin.
+    if let (E::Reinstate { by }, GrantState::Suspended { by: suspender, .. }) = (event, state) {
+        let may = match (suspender, by) {
+            (GrantActor::Admin { .. }, by) => matches!(by, GrantActor::Admin { .. }),
+            (GrantActor::Steward { provider: p, .. }, GrantActor::Steward { provider, .. }) => {
+                p == provider
+            }
+            _ => true,
+        };
+        if !may {
+            return Err(refuse_grant(
+                WorkflowErrorCode::NotAuthorized,
+                from,
+                event,
+                "only the side that suspended the grant (or an admin, for a steward's suspension) may reinstate it",
+            ));
+        }
+    }
+
     let reason = |r: &str| {
         let t = r.trim();
         if t.chars().count() < MIN_REASON_CHARS {

@@ -903,6 +903,15 @@ fn grant_actors_reasons_and_period_are_enforced() {
             "not_authorized",
         ),
         (
+            "steward lifts an admin's suspension",
+            GrantState::Suspended {
+                by: g_admin(),
+                reason: "超范围使用，待核查".into(),
+            },
+            GrantEvent::Reinstate { by: g_steward() },
+            "not_authorized",
+        ),
+        (
             "suspend without reason",
             active.clone(),
             GrantEvent::Suspend {
