@@ -502,8 +502,10 @@ impl DisclosureRule for ExtremeRule {
     }
 }
 
-/// A statistic computed with a FILTER clause covers a subset of its group,
-/// whose contributors are not counted: a person looks at it.
+/// A statistic computed with a FILTER clause covers a subset of its group.
+/// Its contributors are counted (the `contributors` rule withholds a subset
+/// under the threshold); what a person still judges is the condition itself,
+/// which can be written to select a few people.
 pub struct FilteredRule;
 
 impl DisclosureRule for FilteredRule {
@@ -515,7 +517,7 @@ impl DisclosureRule for FilteredRule {
             self.name(),
             input,
             |o| o.filtered && matches!(o.kind, CellKind::Magnitude | CellKind::Extreme),
-            "computed over a FILTER subset of the group, whose contributors are not counted",
+            "computed over a FILTER subset of the group: enough persons contribute, but a reviewer judges whether the condition singles anyone out",
         )
     }
 }
