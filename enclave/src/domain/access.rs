@@ -173,15 +173,8 @@ impl Domain {
         new: NewProject,
     ) -> Result<ProjectRecord> {
         let owner = self
-            .signed_in(caller.into(), Action::CreateProject, "projects")
+            .allowed_on_platform(caller.into(), Action::CreateProject, "projects")
             .await?;
-        self.authorize(
-            Some(owner),
-            Action::CreateProject,
-            &Object::Platform,
-            "projects",
-        )
-        .await?;
         new.validate()?;
         let mut members = Vec::new();
         // One answer for every reason a name cannot be a member: telling an

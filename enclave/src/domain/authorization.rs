@@ -77,6 +77,20 @@ impl Domain {
         }
     }
 
+    /// The principal of a signed-in caller allowed `action` on the platform
+    /// as a whole (uploading a model, opening a project, listing work …).
+    pub(crate) async fn allowed_on_platform<'a>(
+        &self,
+        caller: Option<&'a Principal>,
+        action: Action,
+        audit_object: &str,
+    ) -> Result<&'a Principal> {
+        let p = self.signed_in(caller, action, audit_object).await?;
+        self.authorize(Some(p), action, &Object::Platform, audit_object)
+            .await?;
+        Ok(p)
+    }
+
     /// The principal of a caller who may list `what` (`jobs`, `grants` …);
     /// each listing then keeps what [`authz::may_read`] allows.
     pub(crate) async fn list_for<'a>(
@@ -84,10 +98,8 @@ impl Domain {
         caller: Option<&'a Principal>,
         what: &str,
     ) -> Result<&'a Principal> {
-        let p = self.signed_in(caller, Action::ListWork, what).await?;
-        self.authorize(Some(p), Action::ListWork, &Object::Platform, what)
-            .await?;
-        Ok(p)
+        self.allowed_on_platform(caller, Action::ListWork, what)
+            .await
     }
 
     /// The actor of a platform-wide `action`, once a front end's caller is

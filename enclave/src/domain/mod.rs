@@ -869,10 +869,9 @@ impl Domain {
         caller: impl Into<Option<&'a Principal>>,
         token: &str,
     ) -> Result<()> {
-        let caller = caller.into();
-        self.authorize(caller, Action::Logout, &Object::Platform, "auth")
+        let principal = self
+            .allowed_on_platform(caller.into(), Action::Logout, "auth")
             .await?;
-        let principal = self.signed_in(caller, Action::Logout, "auth").await?;
         self.identity.logout(token, self.now()).await?;
         self.record(
             &Actor::user(principal),

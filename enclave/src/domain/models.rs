@@ -287,11 +287,8 @@ impl Domain {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<ModelView> {
-        let caller = caller.into();
         let p = self
-            .signed_in(caller, Action::UploadModel, "models")
-            .await?;
-        self.authorize(Some(p), Action::UploadModel, &Object::Platform, "models")
+            .allowed_on_platform(caller.into(), Action::UploadModel, "models")
             .await?;
         let actor = Actor::user(p);
         let name = name.trim().to_string();
@@ -373,9 +370,7 @@ impl Domain {
     ) -> Result<ModelView> {
         let object = audit_object("model", sha256);
         let p = self
-            .signed_in(caller.into(), Action::ReadModel, &object)
-            .await?;
-        self.authorize(Some(p), Action::ReadModel, &Object::Platform, &object)
+            .allowed_on_platform(caller.into(), Action::ReadModel, &object)
             .await?;
         let not_found = || Error::NotFound("model".into());
         if !valid_sha(sha256) {
@@ -407,9 +402,7 @@ impl Domain {
         caller: impl Into<Option<&'a Principal>>,
     ) -> Result<Vec<ModelRecord>> {
         let p = self
-            .signed_in(caller.into(), Action::ReadModel, "models")
-            .await?;
-        self.authorize(Some(p), Action::ReadModel, &Object::Platform, "models")
+            .allowed_on_platform(caller.into(), Action::ReadModel, "models")
             .await?;
         let mut models = self.store.list_models(None).await?;
         models.retain(|m| {
