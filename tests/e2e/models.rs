@@ -596,8 +596,8 @@ fn model_test_runs_a_model_on_dummy_data_locally() {
 
 /// A model that singles persons out fails its checks, whatever its code
 /// says: k-means with a cluster per few persons (100 rows from 300 persons,
-/// more than persons ÷ threshold), and describe over a column only one
-/// person fills (its `n` is the group size).
+/// more than persons ÷ threshold), and describe or k-means over a column only
+/// one person fills (every input column needs the threshold of persons).
 #[test]
 fn models_that_single_out_persons_fail_their_checks() {
     let s = setup(300);
@@ -678,4 +678,52 @@ fn models_that_single_out_persons_fail_their_checks() {
         !failing_rows.contains(&1),
         "the row of `m` (n = 300) passes: {rule}"
     );
+    let thin = |rule: &Value, column: &str| {
+        rule["cells"].as_array().unwrap().iter().any(|c| {
+            c["row"].is_null()
+                && c["verdict"] == "fail"
+                && c["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains(&format!("input column `{column}`")))
+        })
+    };
+    assert!(
+        thin(&rule, "x"),
+        "the masked input column fails the whole result: {rule}"
+    );
+    assert!(
+        !thin(&rule, "m"),
+        "a column every person fills passes: {rule}"
+    );
+    // Describe's minimum and maximum are exact values of a few persons: the
+    // cells go to review, naming the input column that holds them.
+    let rare: Vec<&Value> = rule["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["verdict"] == "review"
+                && c["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("persons hold in input column `m`"))
+        })
+        .collect();
+    assert!(!rare.is_empty(), "a rare exact value is flagged: {rule}");
+    assert!(rare.iter().all(|c| c["row"] == 1), "only `m`'s row: {rule}");
+
+    // Without a group-size column to give it away: one k-means cluster over
+    // the masked column, whose centre only that person's value makes.
+    let centre = submit_model(
+        server,
+        p,
+        &s.grant,
+        &shas["kmeans"],
+        &masked,
+        "model=kmeans;k=1;iters=5;cols=x,m",
+    );
+    let own = wait_job(server, &p.researcher, &centre);
+    assert_ne!(own["status"], "released", "{own}");
+    let (full, rule) = model_rule(&centre);
+    assert!(thin(&rule, "x"), "{full}");
+    assert_eq!(full["status"], "rejected", "{full}");
 }

@@ -204,7 +204,7 @@ pub fn withheld(
 
 /// What the checks know about a model run (its output has no lineage: the
 /// model is a black box between its input rows and its table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFacts {
     /// Distinct privacy units in the model's input, counted up to
     /// `units_cap` (enough to decide the rule); input rows when the data has
@@ -214,6 +214,12 @@ pub struct ModelFacts {
     pub units_cap: u64,
     /// Whether the input was aggregated (every group already thresholded).
     pub aggregated_input: bool,
+    /// Input columns the model reads that fewer than the threshold of
+    /// persons fill (non-null): a column masked down to one person.
+    pub thin_columns: Vec<String>,
+    /// Numbers of the output that equal a value fewer than the threshold of
+    /// input persons hold, with the input column holding it.
+    pub rare_values: Vec<model_output::RareValue>,
 }
 
 /// Output columns a model names so that ACRO's degrees-of-freedom rule can
@@ -819,6 +825,8 @@ impl DisclosureRule for ModelUnitsRule {
                     ),
                 });
             }
+            cells.extend(model_output::thin_columns(input, m));
+            cells.extend(model_output::rare_values(input, m));
             cells.extend(model_output::too_many_rows(input, m));
             cells.extend(model_output::small_groups(input));
         }

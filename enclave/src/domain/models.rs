@@ -169,17 +169,67 @@ struct StreamInput {
 const MODEL_ROWS_COUNTED: u64 = 100;
 
 /// Distinct privacy units per unit column, counted up to `cap` (enough to
-/// decide the rules, and bounded memory however large the input).
+/// decide the rules, and bounded memory however large the input); and per
+/// input column the model reads, the persons filling it, up to `threshold`.
 struct UnitCount {
     columns: Vec<usize>,
     seen: Vec<HashSet<String>>,
     rows: u64,
     cap: u64,
+    /// The model's input columns (`StreamInput::keep`), with their fillers.
+    read: Vec<usize>,
+    fillers: Vec<HashSet<String>>,
+    threshold: u64,
     error: Option<Error>,
 }
 
 impl UnitCount {
+    fn new(columns: Vec<usize>, read: Vec<usize>, cap: u64, threshold: u64) -> UnitCount {
+        UnitCount {
+            seen: vec![HashSet::new(); columns.len()],
+            fillers: vec![HashSet::new(); read.len()],
+            columns,
+            read,
+            rows: 0,
+            cap,
+            threshold,
+            error: None,
+        }
+    }
+
+    /// The persons behind row `r`: its unit values, or the row itself when
+    /// the data has no privacy unit.
+    fn person(&self, batch: &RecordBatch, r: usize) -> String {
+        if self.columns.is_empty() {
+            return (self.rows + r as u64).to_string();
+        }
+        let mut key = String::new();
+        for &c in &self.columns {
+            if let Ok(v) = array_value_to_string(batch.column(c), r) {
+                key.push_str(&v);
+            }
+            key.push('\u{1f}');
+        }
+        key
+    }
+
     fn add(&mut self, batch: &RecordBatch) {
+        for (i, &c) in self.read.iter().enumerate() {
+            if self.fillers[i].len() as u64 >= self.threshold {
+                continue;
+            }
+            let col = batch.column(c);
+            for r in 0..col.len() {
+                if col.is_null(r) {
+                    continue;
+                }
+                let who = self.person(batch, r);
+                self.fillers[i].insert(who);
+                if self.fillers[i].len() as u64 >= self.threshold {
+                    break;
+                }
+            }
+        }
         self.rows += batch.num_rows() as u64;
         for (i, &c) in self.columns.iter().enumerate() {
             if self.seen[i].len() as u64 >= self.cap {
@@ -205,6 +255,16 @@ impl UnitCount {
             return self.rows.min(self.cap);
         }
         self.seen.iter().map(|s| s.len() as u64).min().unwrap_or(0)
+    }
+
+    /// Names of the read columns fewer than `threshold` persons fill.
+    fn thin_columns(&self, schema: &SchemaRef) -> Vec<String> {
+        self.read
+            .iter()
+            .zip(&self.fillers)
+            .filter(|(_, f)| (f.len() as u64) < self.threshold)
+            .map(|(&c, _)| schema.field(c).name().clone())
+            .collect()
     }
 }
 
@@ -237,6 +297,92 @@ impl sandbox::InputSource for StreamInput {
             }
         }
     }
+}
+
+/// Output numbers searched for in the model's input, at most (a model's
+/// output is small: rows per persons ÷ threshold, a few columns).
+const RARE_CANDIDATES: usize = 10_000;
+
+/// The output numbers that equal a value fewer than `threshold` persons of
+/// the model's input hold, per numeric input column: a second, aggregated
+/// look at the same input (plans are deterministic, versions immutable),
+/// counting the persons behind each candidate value only.
+async fn rare_values(
+    session: &QuerySession,
+    planned: &PlannedQuery,
+    output: &sandbox::ModelOutput,
+    threshold: u64,
+    guard: &Arc<Guard>,
+) -> Result<Vec<disclosure::model_output::RareValue>> {
+    use datafusion::common::Column;
+    use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
+    use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, lit};
+    use disclosure::model_output::{RareValue, as_f64, number_key};
+
+    let mut candidates = std::collections::BTreeSet::new();
+    'fill: for batch in &output.batches {
+        for col in batch.columns() {
+            for v in as_f64(col.as_ref()).iter().flat_map(|a| a.iter()) {
+                if let Some(k) = v.and_then(number_key) {
+                    candidates.insert(k);
+                    if candidates.len() >= RARE_CANDIDATES {
+                        break 'fill;
+                    }
+                }
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let plan = &planned.rewritten.plan;
+    let schema = plan.schema();
+    let unit = planned
+        .rewritten
+        .units
+        .iter()
+        .find_map(|(c, _)| schema.index_of_column_by_name(None, c))
+        .map(|i| Expr::Column(Column::from(schema.qualified_field(i))));
+    let persons = match unit {
+        Some(u) => count_distinct(u),
+        None => count(lit(1)),
+    };
+    let list: Vec<Expr> = candidates.iter().map(|b| lit(f64::from_bits(*b))).collect();
+    let (_, keep) = visible_schema(schema.inner());
+    let mut rare = Vec::new();
+    for i in keep {
+        let (qualifier, field) = schema.qualified_field(i);
+        let numeric = field.data_type().is_numeric();
+        if !numeric {
+            continue;
+        }
+        let value = cast(
+            Expr::Column(Column::from((qualifier, field))),
+            datafusion::arrow::datatypes::DataType::Float64,
+        );
+        let look = LogicalPlanBuilder::from(plan.clone())
+            .filter(value.clone().in_list(list.clone(), false))
+            .and_then(|b| b.aggregate(vec![value.alias("v")], vec![persons.clone().alias("n")]))
+            .and_then(|b| b.build())
+            .map_err(|e| Error::Internal(format!("rare-value plan: {e}")))?;
+        let (_, mut stream) = query::run::stream_plan(session, &look, guard).await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(query::sanitize::runtime_error)?;
+            let (Some(v), Some(n)) = (as_f64(batch.column(0)), as_f64(batch.column(1))) else {
+                continue;
+            };
+            for r in 0..batch.num_rows() {
+                let held_by_few = v.is_valid(r) && n.is_valid(r) && (n.value(r) as u64) < threshold;
+                if let Some(bits) = number_key(v.value(r)).filter(|_| held_by_few) {
+                    rare.push(RareValue {
+                        column: field.name().clone(),
+                        bits,
+                    });
+                }
+            }
+        }
+    }
+    Ok(rare)
 }
 
 fn valid_sha(s: &str) -> bool {
@@ -566,11 +712,22 @@ impl Domain {
             .rows_scanned
             .load(std::sync::atomic::Ordering::Relaxed);
         let outcome = match ran {
-            Ok((output, facts)) => {
-                match self
-                    .check_model_output(&session, &planned, &output, &facts, &mut job)
-                    .await
-                {
+            Ok((output, mut facts)) => {
+                let threshold = facts.units_cap / MODEL_ROWS_COUNTED;
+                let rare = if facts.aggregated_input {
+                    Ok(Vec::new())
+                } else {
+                    rare_values(&session, &planned, &output, threshold, &guard).await
+                };
+                let checked = match rare {
+                    Ok(rare) => {
+                        facts.rare_values = rare;
+                        self.check_model_output(&session, &planned, &output, &facts, &mut job)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match checked {
                     Ok(()) => Ok(()),
                     Err(e) => self.fail_job(id, grant, job.cpu_seconds, &e).await,
                 }
@@ -603,22 +760,21 @@ impl Domain {
         let aggregated_input = planned.rewritten.hidden.is_some();
         // Enough persons to allow MODEL_ROWS_COUNTED output rows (one per
         // threshold persons), with bounded memory however large the input.
-        let cap = session
+        let threshold = session
             .tables()
             .iter()
             .filter(|t| planned.facts.datasets.contains(&t.dataset_id))
             .map(|t| t.policy.threshold)
             .max()
             .unwrap_or(10)
-            .max(1)
-            * MODEL_ROWS_COUNTED;
-        let units = Arc::new(Mutex::new(UnitCount {
-            seen: vec![HashSet::new(); unit_columns.len()],
-            columns: unit_columns,
-            rows: 0,
+            .max(1);
+        let cap = threshold * MODEL_ROWS_COUNTED;
+        let units = Arc::new(Mutex::new(UnitCount::new(
+            unit_columns,
+            keep.clone(),
             cap,
-            error: None,
-        }));
+            threshold,
+        )));
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let feed_guard = Arc::clone(&guard);
         let feed = async move {
@@ -689,6 +845,8 @@ impl Domain {
                 units: counted.units(),
                 units_cap: cap,
                 aggregated_input,
+                thin_columns: counted.thin_columns(&schema),
+                rare_values: Vec::new(),
             },
         ))
     }

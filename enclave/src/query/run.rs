@@ -56,12 +56,20 @@ pub async fn stream(
     planned: &PlannedQuery,
     guard: &Arc<Guard>,
 ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    stream_plan(session, &planned.rewritten.plan, guard).await
+}
+
+/// [`stream`] for a plan the domain built itself over a planned query (a
+/// check's second look at a model's input), with the same total semantics.
+pub async fn stream_plan(
+    session: &QuerySession,
+    plan: &datafusion::logical_expr::LogicalPlan,
+    guard: &Arc<Guard>,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
     let state = session.context().state();
     // Total semantics on the optimized plan, so no later pass undoes them;
     // the query planner then builds it as is.
-    let optimized = state
-        .optimize(&planned.rewritten.plan)
-        .map_err(public_error)?;
+    let optimized = state.optimize(plan).map_err(public_error)?;
     let total = super::total::total(optimized).map_err(public_error)?;
     let physical = state
         .query_planner()
