@@ -4,7 +4,7 @@
 # the dominance rules' cost over the plain threshold path. Figures are only
 # meaningful in a release build (the default; ~25 min cold on 2 cores).
 #
-#   scripts/bench_acro.sh [--profile release|dev|…] [anyu bench flags, e.g. --acro-rows 1000000 --json out.json]
+#   scripts/bench_acro.sh [--profile release|dev|…] [anyu-bench flags, e.g. --acro-rows 1000000 --json out.json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,4 @@ if ! "$python" -c "import importlib.metadata as m, sys; sys.exit(m.version('acro
 fi
 export ANYU_PYTHON="$python" ANYU_ACRO_SCRIPT="$PWD/scripts/acro_verdicts.py"
 
-cargo build --locked --profile "$profile" --bin anyu
-dir=${CARGO_TARGET_DIR:-target}/$([[ "$profile" == dev ]] && echo debug || echo "$profile")
-exec "$dir/anyu" bench acro "$@"
+exec scripts/bench --profile "$profile" acro "$@"

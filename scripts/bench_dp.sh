@@ -9,10 +9,7 @@ ROWS=${ROWS:-1000000}
 REPEAT=${REPEAT:-5}
 PROFILE=${PROFILE:-release}
 WORK=${WORK:-$(mktemp -d -t anyu-bench-dp.XXXXXX)}
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --profile "$PROFILE" --bin anyu
-BIN="$TARGET/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")/anyu"
-"$BIN" bench dp --dp-rows "$ROWS" --query-repeat "$REPEAT" --work-dir "$WORK" --json "$WORK/anyu.json"
+scripts/bench --profile "$PROFILE" dp --dp-rows "$ROWS" --query-repeat "$REPEAT" --work-dir "$WORK" --json "$WORK/anyu.json"
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import snsql' 2>/dev/null; then
     python3 -m venv "$WORK/venv"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SmartNoise SQL 1.0 on the CSV `anyu bench dp` generated: the same grouped
+"""SmartNoise SQL 1.0 on the CSV `anyu-bench dp` generated: the same grouped
 COUNT/SUM/AVG, the same bounds, one row per person, total ε = 1 (SmartNoise's
 per-mechanism ε is scaled so get_privacy_cost reports 1.0). Times
 reader.execute only (the DataFrame is loaded once, as Anyu's data is imported
@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--delta", type=float, default=1e-6)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json")
-    ap.add_argument("--anyu", help="anyu bench --json output, for the ratio")
+    ap.add_argument("--anyu", help="anyu-bench --json output, for the ratio")
     a = ap.parse_args()
 
     t = time.perf_counter()

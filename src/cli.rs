@@ -12,7 +12,7 @@ use enclave::{Actor, DataDir, Domain};
 
 use crate::config::{CONFIG_FILE, Config, DEFAULT_CONFIG_TOML};
 
-pub type CliResult<T = ExitCode> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub use crate::CliResult;
 
 /// Anyu (安域): a secure data domain for conditionally open public data.
 #[derive(Debug, Parser)]
@@ -52,7 +52,7 @@ pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
     /// Initialise (or reuse) a data directory, import generated sample data, and serve.
-    Demo(DemoArgs),
+    Demo(crate::demo::DemoArgs),
     /// Sample data generators.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
@@ -87,8 +87,6 @@ pub enum Command {
         #[arg(long, env = "ANYU_PUBLIC_KEY")]
         public_key: Option<String>,
     },
-    /// Run the performance benchmarks and print their figures.
-    Bench(crate::bench::BenchArgs),
     /// Researchers' WebAssembly models, outside the domain.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -105,22 +103,6 @@ pub struct ServeArgs {
     /// Address to listen on (overrides the configuration file).
     #[arg(long, env = "ANYU_LISTEN")]
     pub listen: Option<SocketAddr>,
-}
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Address to listen on.
-    #[arg(long, env = "ANYU_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Persons in the generated social-insurance sample (other datasets scale with it).
-    #[arg(long, env = "ANYU_DEMO_ROWS", default_value_t = 20_000)]
-    pub rows: u64,
-    /// Seed of the sample data generator.
-    #[arg(long, env = "ANYU_DEMO_SEED", default_value_t = 20_260_101)]
-    pub seed: u64,
-    /// Prepare the data directory and exit without serving.
-    #[arg(long)]
-    pub no_serve: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,7 +313,6 @@ pub async fn run(cli: Cli) -> CliResult {
             certificate,
             public_key,
         } => verify_release(&cli.data_dir, &result, &certificate, public_key.as_deref()),
-        Command::Bench(args) => crate::bench::run(args).await,
     }
 }
 
@@ -441,7 +422,7 @@ async fn dataset_import(
             summary.rows,
             summary.bytes,
             started.elapsed().as_secs_f64(),
-            crate::bench::peak_rss_bytes().unwrap_or(0) / (1024 * 1024),
+            enclave::ingest::peak_rss_bytes().unwrap_or(0) / (1024 * 1024),
         );
         print_quality(&summary.quality);
     }
@@ -562,10 +543,6 @@ fn verify_release(
 }
 
 /// A random password for a new or reset account: 96 bits, hex.
-pub fn generate_password() -> String {
-    hex::encode(enclave::keyring::random_bytes::<12>())
-}
-
 fn password_from(stdin: bool) -> CliResult<(String, bool)> {
     if stdin {
         let mut line = String::new();
@@ -575,7 +552,7 @@ fn password_from(stdin: bool) -> CliResult<(String, bool)> {
     if let Ok(p) = std::env::var("ANYU_NEW_PASSWORD") {
         return Ok((p, false));
     }
-    Ok((generate_password(), true))
+    Ok((enclave::identity::generate_password(), true))
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> CliResult<T> {

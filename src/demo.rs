@@ -5,6 +5,7 @@
 //! serves. The sample manifests are compiled into the binary so the demo does
 //! not depend on the working directory.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -12,28 +13,25 @@ use enclave::ingest::ImportOptions;
 use enclave::{Actor, DataDir, Domain};
 use tokio::sync::oneshot;
 
-use crate::cli::{CliResult, DemoArgs};
+use crate::CliResult;
 use crate::config::{CONFIG_FILE, Config, DEFAULT_CONFIG_TOML};
 
-/// The sample manifests, by dataset id.
-pub const SAMPLE_MANIFESTS: &[(&str, &str)] = &[
-    (
-        "enterprise_registry",
-        include_str!("../datasets/manifests/enterprise_registry.toml"),
-    ),
-    (
-        "social_insurance",
-        include_str!("../datasets/manifests/social_insurance.toml"),
-    ),
-    (
-        "medical_claims",
-        include_str!("../datasets/manifests/medical_claims.toml"),
-    ),
-    (
-        "min_living_allowance",
-        include_str!("../datasets/manifests/min_living_allowance.toml"),
-    ),
-];
+/// `anyu demo`: its flags.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ANYU_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Persons in the generated social-insurance sample (other datasets scale with it).
+    #[arg(long, env = "ANYU_DEMO_ROWS", default_value_t = 20_000)]
+    pub rows: u64,
+    /// Seed of the sample data generator.
+    #[arg(long, env = "ANYU_DEMO_SEED", default_value_t = 20_260_101)]
+    pub seed: u64,
+    /// Prepare the data directory and exit without serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
 
 pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResult {
     let dir = DataDir::new(data_dir);
@@ -179,7 +177,7 @@ async fn demo_accounts(domain: &Domain) -> CliResult<Vec<(String, String, String
     let actor = Actor::operator();
     let mut out = Vec::new();
     for a in DEMO_ACCOUNTS {
-        let password = crate::cli::generate_password();
+        let password = enclave::identity::generate_password();
         if domain.identity().get_user(a.username).await.is_ok() {
             domain.reset_password(&actor, a.username, &password).await?;
         } else {
@@ -282,7 +280,7 @@ async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> Cl
         println!("removed the plaintext samples left in {}", old.display());
     }
     let mut missing = Vec::new();
-    for (id, _) in SAMPLE_MANIFESTS {
+    for (id, _) in anyu_datasets::SAMPLE_MANIFESTS {
         let has_version = domain
             .store()
             .dataset(id)
@@ -315,7 +313,7 @@ async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> Cl
         out_dir: samples.clone(),
     };
     tokio::task::spawn_blocking(move || anyu_datasets::generate(&opts)).await??;
-    for (id, text) in SAMPLE_MANIFESTS {
+    for (id, text) in anyu_datasets::SAMPLE_MANIFESTS {
         if !missing.contains(id) {
             continue;
         }

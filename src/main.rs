@@ -3,10 +3,6 @@
 //! The binary only wires things together: clap parses the command, `config`
 //! loads settings, and every action is one call into [`enclave::Domain`].
 
-mod bench;
-mod bench_acro;
-mod bench_dp;
-mod bench_query;
 mod cli;
 mod config;
 mod demo;
@@ -14,6 +10,9 @@ mod model_test;
 mod server;
 
 use std::process::ExitCode;
+
+/// What a command returns: its exit code, or an error printed by `main`.
+pub type CliResult<T = ExitCode> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 use clap::Parser;
 
@@ -49,5 +48,15 @@ fn private_umask() {
     // first in main, before any other thread could create files concurrently.
     unsafe {
         libc::umask(0o077);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The plaintext scan baseline is benchmark code: the product binary is
+    /// built without it (only `anyu-bench` enables enclave's feature).
+    #[test]
+    fn the_product_has_no_plaintext_version_path() {
+        assert!(!enclave::storage::plaintext_benchmark_build());
     }
 }

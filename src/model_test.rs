@@ -21,7 +21,7 @@ use datafusion::prelude::SessionContext;
 use enclave::catalog::{Manifest, dummy};
 use enclave::{Actor, DataDir, Domain};
 
-use crate::cli::CliResult;
+use crate::CliResult;
 use crate::config::Config;
 
 #[derive(Debug, Args)]

@@ -28,12 +28,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::bench_query::{median, ms, setup_with, time_enclave};
-use crate::cli::CliResult;
+use crate::BenchResult;
+use crate::query::{median, ms, setup_with, time_enclave};
 
-const PUMS_CSV: &str = include_str!("../datasets/data/PUMS_pid.csv");
-const PUMS_MANIFEST: &str = include_str!("../datasets/manifests/pums.toml");
-
+const PUMS_CSV: &str = include_str!("../../datasets/data/PUMS_pid.csv");
 /// (name, row keys, column keys, aggfunc): the agreement test's tables.
 pub const TABLES: &[(&str, &[&str], &[&str], &str)] = &[
     ("sex x race: count", &["sex"], &["race"], "count"),
@@ -119,7 +117,7 @@ pub struct AcroBench {
 
 /// Writes the PUMS-shaped table: `rows` rows, each a copy of a PUMS row with
 /// its own pid; `per_person` rows share a pid.
-fn write_shaped(path: &Path, rows: u64, per_person: u64) -> CliResult<()> {
+fn write_shaped(path: &Path, rows: u64, per_person: u64) -> BenchResult<()> {
     use std::io::Write;
     let mut lines = PUMS_CSV.lines();
     let header = lines.next().ok_or("empty PUMS sample")?;
@@ -148,7 +146,12 @@ fn python() -> String {
 }
 
 /// One ACRO round over every table: seconds per table, and ACRO's version.
-fn acro_round(script: &Path, csv: &Path, spec: &Path, out: &Path) -> CliResult<(Vec<f64>, String)> {
+fn acro_round(
+    script: &Path,
+    csv: &Path,
+    spec: &Path,
+    out: &Path,
+) -> BenchResult<(Vec<f64>, String)> {
     let run = Command::new(python())
         .arg(script)
         .arg("--csv")
@@ -178,19 +181,20 @@ fn acro_round(script: &Path, csv: &Path, spec: &Path, out: &Path) -> CliResult<(
     Ok((secs, v["acro_version"].as_str().unwrap_or("?").to_string()))
 }
 
-pub async fn acro(work: &Path, rows: u64, repeat: usize, script: &Path) -> CliResult<AcroBench> {
+pub async fn acro(work: &Path, rows: u64, repeat: usize, script: &Path) -> BenchResult<AcroBench> {
     let repeat = repeat.max(3);
     println!("acro:      writing {rows} PUMS-shaped rows ...");
     let csv = work.join("pums_shaped.csv");
     let repeated_csv = work.join("pums_repeated.csv");
     write_shaped(&csv, rows, 1)?;
     write_shaped(&repeated_csv, rows, 4)?;
-    let repeated_manifest = PUMS_MANIFEST.replace("id = \"pums\"", "id = \"pums_repeated\"");
+    let repeated_manifest =
+        anyu_datasets::PUMS_MANIFEST.replace("id = \"pums\"", "id = \"pums_repeated\"");
     println!("acro:      importing into a fresh domain ...");
     let s = setup_with(
         &work.join("acro"),
         &[
-            (PUMS_MANIFEST.to_string(), csv.clone()),
+            (anyu_datasets::PUMS_MANIFEST.to_string(), csv.clone()),
             (repeated_manifest, repeated_csv),
         ],
     )
@@ -266,7 +270,7 @@ pub async fn acro(work: &Path, rows: u64, repeat: usize, script: &Path) -> CliRe
                         enclave::query::Guard::new(Instant::now() + Duration::from_secs(600));
                     let ex = enclave::query::execute(session, &p, guard).await?;
                     std::hint::black_box(ex.batches);
-                    CliResult::Ok(ms(t.elapsed()))
+                    BenchResult::Ok(ms(t.elapsed()))
                 }
             };
             run(&full).await?;

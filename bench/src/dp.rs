@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::CliResult;
+use crate::BenchResult;
 
 /// The query (the SmartNoise side runs the same one without the clause).
 pub const DP_SQL: &str = "SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (epsilon = 1.0, delta = 0.000001) \
@@ -22,7 +22,7 @@ const BARE_SQL: &str = "SELECT married, educ, COUNT(*) AS n, SUM(income) AS inco
      FROM pums GROUP BY married, educ";
 
 /// The reference PUMS rows (1,000 persons, real microdata).
-const PUMS: &str = include_str!("../datasets/data/PUMS_pid.csv");
+const PUMS: &str = include_str!("../../datasets/data/PUMS_pid.csv");
 
 #[derive(Debug, Serialize)]
 pub struct DpBench {
@@ -37,7 +37,7 @@ pub struct DpBench {
 
 /// `rows` PUMS-shaped rows with distinct pids: row i repeats reference row
 /// (i·7919 mod 1000) with pid i+1 (deterministic).
-pub fn write_pums_csv(path: &Path, rows: u64) -> CliResult<()> {
+pub fn write_pums_csv(path: &Path, rows: u64) -> BenchResult<()> {
     let body: Vec<&str> = PUMS.lines().skip(1).collect();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -53,7 +53,7 @@ pub fn write_pums_csv(path: &Path, rows: u64) -> CliResult<()> {
     Ok(())
 }
 
-pub async fn dp(work: &Path, rows: u64, repeat: usize) -> CliResult<DpBench> {
+pub async fn dp(work: &Path, rows: u64, repeat: usize) -> BenchResult<DpBench> {
     let samples = work.join("samples");
     let csv = samples.join("pums.csv");
     let fresh = std::fs::read_to_string(samples.join("pums.rows")).ok() != Some(rows.to_string());
@@ -62,9 +62,9 @@ pub async fn dp(work: &Path, rows: u64, repeat: usize) -> CliResult<DpBench> {
         std::fs::write(samples.join("pums.rows"), rows.to_string())?;
     }
     println!("dp:        preparing a domain (import of {rows} PUMS-shaped rows) ...");
-    let s = crate::bench_query::setup(work, &samples, &["pums"]).await?;
+    let s = crate::query::setup(work, &samples, &["pums"]).await?;
     let grant = s.grants[0].clone();
-    let ctx = crate::bench_query::bare(&s.domain, &["pums"]).await?;
+    let ctx = crate::query::bare(&s.domain, &["pums"]).await?;
     let repeat = repeat.max(3);
     let mut bare = Vec::new();
     let mut runs = Vec::new();
@@ -91,7 +91,7 @@ pub async fn dp(work: &Path, rows: u64, repeat: usize) -> CliResult<DpBench> {
             .into());
         }
         released = done.job.result_rows.unwrap_or(0);
-        let b = crate::bench_query::time_bare(&ctx, BARE_SQL).await?;
+        let b = crate::query::time_bare(&ctx, BARE_SQL).await?;
         // The first run warms the caches.
         if i > 0 {
             runs.push(elapsed);

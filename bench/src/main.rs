@@ -1,5 +1,8 @@
-//! `anyu bench`: the performance figures in README, each measured against its
-//! baseline in the same run (never a timed assertion in a test).
+//! `anyu-bench`: the performance figures in README, each measured against its
+//! baseline in the same run (never a timed assertion in a test). A workspace
+//! member of its own so the product binary carries no benchmark code (the
+//! plaintext comparison files exist only with enclave's `plaintext-benchmark`
+//! feature, which `anyu` never enables).
 //!
 //! - `generator`: sample data generation, rows/s;
 //! - `import`: streaming import of the generated social-insurance CSV, rows/s,
@@ -7,16 +10,16 @@
 //! - `scan`: SUM over a numeric column through DataFusion, encrypted vs the same
 //!   rows in plaintext Parquet, interleaved runs, ratio of medians;
 //! - `audit`: durable appends from concurrent writers, then full verification;
-//! - `query`, `http`: the SQL path against bare DataFusion (see `bench_query`);
+//! - `query`, `http`: the SQL path against bare DataFusion (see `query`);
 //! - `acro` (only when named): crosstab checks against ACRO 1.0, and the
-//!   dominance rules against the plain threshold path (see `bench_acro`).
+//!   dominance rules against the plain threshold path (see `acro`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use enclave::audit::{AuditLog, AuditOptions, NewEvent};
 use enclave::catalog::{GradeScale, Manifest};
 use enclave::ingest::{self, ImportOptions};
@@ -24,7 +27,32 @@ use enclave::keyring::Keyring;
 use enclave::storage;
 use serde::Serialize;
 
-use crate::cli::CliResult;
+mod acro;
+mod dp;
+mod query;
+
+/// Errors end the run with their message.
+pub type BenchResult<T = ExitCode> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Anyu's benchmarks: each figure beside its baseline, in one run.
+#[derive(Debug, Parser)]
+#[command(name = "anyu-bench", version)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("anyu-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchKind {
@@ -88,10 +116,10 @@ struct Results {
     import: Option<ImportFigure>,
     scan: Option<ScanFigure>,
     audit: Option<AuditFigure>,
-    query: Option<crate::bench_query::QueryBench>,
-    http: Option<crate::bench_query::HttpBench>,
-    acro: Option<crate::bench_acro::AcroBench>,
-    dp: Option<crate::bench_dp::DpBench>,
+    query: Option<crate::query::QueryBench>,
+    http: Option<crate::query::HttpBench>,
+    acro: Option<crate::acro::AcroBench>,
+    dp: Option<crate::dp::DpBench>,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,19 +154,11 @@ struct AuditFigure {
     verify_events_per_s: f64,
 }
 
-/// Peak resident set size of this process (Linux `VmHWM`), in bytes.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 fn file_size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-pub async fn run(args: BenchArgs) -> CliResult {
+async fn run(args: BenchArgs) -> BenchResult {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures are only meaningful with --release");
     }
@@ -202,7 +222,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
     let mut version_dir: Option<PathBuf> = None;
     if wants(BenchKind::Import) || wants(BenchKind::Scan) {
         let manifest =
-            Manifest::parse_with(crate::demo::SAMPLE_MANIFESTS[1].1, &GradeScale::default())?;
+            Manifest::parse_with(anyu_datasets::SAMPLE_MANIFESTS[1].1, &GradeScale::default())?;
         let source_bytes = file_size(&csv);
         let kr = Arc::clone(&keyring);
         let root = datasets_root.clone();
@@ -213,7 +233,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
         })
         .await??;
         let secs = started.elapsed().as_secs_f64();
-        let rss = peak_rss_bytes().unwrap_or(0) / (1024 * 1024);
+        let rss = ingest::peak_rss_bytes().unwrap_or(0) / (1024 * 1024);
         println!(
             "import:    {} rows, {} MB CSV in {:.1} s = {:.0} rows/s, {:.1} MB/s; peak RSS {} MiB",
             outcome.file.rows,
@@ -243,25 +263,25 @@ pub async fn run(args: BenchArgs) -> CliResult {
     }
 
     if wants(BenchKind::Query) {
-        results.query = Some(crate::bench_query::query(&work, &samples, args.query_repeat).await?);
+        results.query = Some(crate::query::query(&work, &samples, args.query_repeat).await?);
     }
     if wants(BenchKind::Http) {
-        results.http = Some(crate::bench_query::http_overhead(&work, args.query_repeat * 4).await?);
+        results.http = Some(crate::query::http_overhead(&work, args.query_repeat * 4).await?);
     }
     if args.which.contains(&BenchKind::Acro) {
         results.acro = Some(
-            crate::bench_acro::acro(
+            crate::acro::acro(
                 &work,
                 args.acro_rows,
                 args.acro_repeat,
-                &crate::bench_acro::script(),
+                &crate::acro::script(),
             )
             .await?,
         );
     }
 
     if args.which.contains(&BenchKind::Dp) {
-        results.dp = Some(crate::bench_dp::dp(&work, args.dp_rows, args.query_repeat).await?);
+        results.dp = Some(crate::dp::dp(&work, args.dp_rows, args.query_repeat).await?);
     }
 
     if let Some(path) = &args.json {
@@ -275,7 +295,7 @@ async fn scan(
     enc_dir: &Path,
     work: &Path,
     repeat: usize,
-) -> CliResult<ScanFigure> {
+) -> BenchResult<ScanFigure> {
     // The baseline: the same rows, same writer settings, without encryption.
     let plain_root = work.join("plain");
     if plain_root.exists() {
@@ -372,7 +392,7 @@ async fn audit(
     work: &Path,
     events: u64,
     writers: u64,
-) -> CliResult<AuditFigure> {
+) -> BenchResult<AuditFigure> {
     let path = work.join("audit-bench").join("audit.db");
     if path.exists() {
         std::fs::remove_dir_all(path.parent().expect("has parent"))?;

@@ -23,9 +23,9 @@ use enclave::identity::{IdentityPolicy, NewUser, Principal, Role};
 use enclave::ingest::ImportOptions;
 use enclave::{Actor, Domain, DomainOptions};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-use crate::cli::CliResult;
+use crate::BenchResult;
 
 /// The eight representative queries.
 pub const QUERIES: [&str; 8] = [
@@ -102,8 +102,8 @@ async fn user(
     role: Role,
     org: &str,
     agencies: &[&str],
-) -> CliResult<String> {
-    let password = crate::cli::generate_password();
+) -> BenchResult<String> {
+    let password = enclave::identity::generate_password();
     domain
         .create_user(
             &Actor::operator(),
@@ -127,22 +127,22 @@ async fn user(
     Ok(password)
 }
 
-async fn principal(domain: &Domain, name: &str, password: &str) -> CliResult<Principal> {
+async fn principal(domain: &Domain, name: &str, password: &str) -> BenchResult<Principal> {
     let s = domain.login(name, password).await?;
     Ok(domain.authenticate(&s.token).await?)
 }
 
 /// A data directory with the given sample datasets imported and one grant per
 /// dataset for a researcher (approved by the provider's steward and an admin).
-pub(crate) async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> CliResult<Setup> {
+pub(crate) async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> BenchResult<Setup> {
     let mut imports = Vec::new();
     for id in datasets {
         let text = match *id {
             // The DP benchmark runs many ε = 1 queries on one grant.
-            "pums" => include_str!("../datasets/manifests/pums.toml")
+            "pums" => anyu_datasets::PUMS_MANIFEST
                 .replace("epsilon_budget = 10.0", "epsilon_budget = 10000.0")
                 .replace("delta_budget = 1e-6", "delta_budget = 0.5"),
-            _ => crate::demo::SAMPLE_MANIFESTS
+            _ => anyu_datasets::SAMPLE_MANIFESTS
                 .iter()
                 .find(|(m, _)| m == id)
                 .map(|(_, t)| t.to_string())
@@ -154,7 +154,7 @@ pub(crate) async fn setup(work: &Path, samples: &Path, datasets: &[&str]) -> Cli
 }
 
 /// [`setup`] for any (manifest text, data file) pairs.
-pub(crate) async fn setup_with(work: &Path, imports: &[(String, PathBuf)]) -> CliResult<Setup> {
+pub(crate) async fn setup_with(work: &Path, imports: &[(String, PathBuf)]) -> BenchResult<Setup> {
     let root = work.join("domain");
     if root.exists() {
         std::fs::remove_dir_all(&root)?;
@@ -303,7 +303,7 @@ pub(crate) async fn setup_with(work: &Path, imports: &[(String, PathBuf)]) -> Cl
 pub(crate) async fn bare(
     domain: &Domain,
     datasets: &[&str],
-) -> CliResult<datafusion::prelude::SessionContext> {
+) -> BenchResult<datafusion::prelude::SessionContext> {
     let ctx = enclave::storage::session_context(Arc::clone(domain.keyring()));
     for id in datasets {
         let v = domain
@@ -322,14 +322,14 @@ pub(crate) async fn bare(
 pub(crate) async fn time_bare(
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
-) -> CliResult<f64> {
+) -> BenchResult<f64> {
     let t = Instant::now();
     let batches = ctx.sql(sql).await?.collect().await?;
     std::hint::black_box(batches);
     Ok(ms(t.elapsed()))
 }
 
-pub(crate) async fn time_enclave(s: &Setup, grant: &str, sql: &str) -> CliResult<f64> {
+pub(crate) async fn time_enclave(s: &Setup, grant: &str, sql: &str) -> BenchResult<f64> {
     let t = Instant::now();
     let job = s.domain.submit_job(&s.researcher, grant, sql).await?;
     let done = s
@@ -351,7 +351,7 @@ pub(crate) async fn time_enclave(s: &Setup, grant: &str, sql: &str) -> CliResult
 }
 
 /// The query benchmark (the samples must hold social_insurance and medical_claims).
-pub async fn query(work: &Path, samples: &Path, repeat: usize) -> CliResult<QueryBench> {
+pub async fn query(work: &Path, samples: &Path, repeat: usize) -> BenchResult<QueryBench> {
     println!("query:     preparing a domain (imports of social_insurance and medical_claims) ...");
     let s = setup(work, samples, &["social_insurance", "medical_claims"]).await?;
     let ctx = bare(&s.domain, &["social_insurance", "medical_claims"]).await?;
@@ -446,7 +446,7 @@ async fn http(
     path: &str,
     token: Option<&str>,
     body: Option<&serde_json::Value>,
-) -> CliResult<(u16, serde_json::Value)> {
+) -> BenchResult<(u16, serde_json::Value)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let auth = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))
@@ -492,7 +492,7 @@ async fn http(
 }
 
 /// The HTTP fixed-overhead benchmark on a small sample (1,000 persons).
-pub async fn http_overhead(work: &Path, repeat: usize) -> CliResult<HttpBench> {
+pub async fn http_overhead(work: &Path, repeat: usize) -> BenchResult<HttpBench> {
     let samples = work.join("samples-small");
     let opts = anyu_datasets::GenerateOptions {
         rows: 1000,
@@ -504,19 +504,13 @@ pub async fn http_overhead(work: &Path, repeat: usize) -> CliResult<HttpBench> {
     let ctx = bare(&s.domain, &["social_insurance"]).await?;
     let grant = s.grants[0].clone();
     let password = s.researcher_password.clone();
-    let domain = Arc::try_unwrap(s.domain).map_err(|_| "domain still shared")?;
-    let config = crate::config::Config::default();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(async move {
-        crate::server::serve(
-            domain,
-            "127.0.0.1:0".parse().expect("addr"),
-            &config,
-            Some(tx),
-        )
-        .await
-    });
-    let addr = rx.await?;
+    let root = s.domain.data_dir().root().to_path_buf();
+    // The server is the product binary, started as a user would: the domain
+    // closes here so `anyu serve` can take the data directory's writer lock.
+    s.domain.close().await?;
+    drop(s);
+    let mut server = AnyuServer::start(&root).await?;
+    let addr = server.addr;
     let mut conn = tokio::net::TcpStream::connect(addr).await?;
     conn.set_nodelay(true)?;
     let (_, login) = http(
@@ -536,7 +530,7 @@ pub async fn http_overhead(work: &Path, repeat: usize) -> CliResult<HttpBench> {
         h.push(http_job(&mut conn, &token, &grant, sql).await?);
         b.push(time_bare(&ctx, sql).await?);
     }
-    server.abort();
+    server.stop().await;
     let (hm, bm) = (median(&mut h), median(&mut b));
     println!(
         "http:      small query through the HTTP API {hm:.1} ms, bare DataFusion {bm:.1} ms: fixed overhead {:.1} ms",
@@ -549,13 +543,66 @@ pub async fn http_overhead(work: &Path, repeat: usize) -> CliResult<HttpBench> {
     })
 }
 
+/// `anyu serve` on an ephemeral loopback port, from the `anyu` binary beside
+/// this one (or `ANYU_BIN`).
+struct AnyuServer {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl AnyuServer {
+    async fn start(data_dir: &Path) -> BenchResult<AnyuServer> {
+        let bin = match std::env::var_os("ANYU_BIN") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe()?.with_file_name("anyu"),
+        };
+        if !bin.exists() {
+            return Err(format!(
+                "{} not found: build it beside anyu-bench (scripts/bench does) or set ANYU_BIN",
+                bin.display()
+            )
+            .into());
+        }
+        let mut child = tokio::process::Command::new(&bin)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("ANYU_LOG", "warn")
+            .env_remove("ANYU_CONFIG")
+            .env_remove("ANYU_LISTEN")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix("Anyu listening on http://") {
+                    return Ok::<_, std::io::Error>(Some(rest.trim().to_string()));
+                }
+            }
+            Ok(None)
+        })
+        .await??
+        .ok_or("anyu serve exited before listening")?;
+        Ok(AnyuServer {
+            child,
+            addr: addr.parse()?,
+        })
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
 /// One job through HTTP: submit, then long-poll until it is checked.
 async fn http_job(
     conn: &mut tokio::net::TcpStream,
     token: &str,
     grant: &str,
     sql: &str,
-) -> CliResult<f64> {
+) -> BenchResult<f64> {
     let t = Instant::now();
     let (status, job) = http(
         conn,

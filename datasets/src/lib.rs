@@ -177,6 +177,30 @@ pub fn columns(dataset: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// The sample manifests, by dataset id, compiled in so `anyu demo` does not
+/// depend on the working directory.
+pub const SAMPLE_MANIFESTS: &[(&str, &str)] = &[
+    (
+        "enterprise_registry",
+        include_str!("../manifests/enterprise_registry.toml"),
+    ),
+    (
+        "social_insurance",
+        include_str!("../manifests/social_insurance.toml"),
+    ),
+    (
+        "medical_claims",
+        include_str!("../manifests/medical_claims.toml"),
+    ),
+    (
+        "min_living_allowance",
+        include_str!("../manifests/min_living_allowance.toml"),
+    ),
+];
+
+/// The PUMS-shaped manifest of the differential-privacy benchmark (not a demo dataset).
+pub const PUMS_MANIFEST: &str = include_str!("../manifests/pums.toml");
+
 /// Directory of the sample manifests in the source tree.
 pub fn manifests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")

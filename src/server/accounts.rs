@@ -90,7 +90,7 @@ pub async fn create_user(
     let Json(c) = body?;
     let (password, generated) = match c.password {
         Some(p) => (p, false),
-        None => (crate::cli::generate_password(), true),
+        None => (enclave::identity::generate_password(), true),
     };
     let user = state
         .domain
@@ -230,7 +230,7 @@ pub async fn reset_password(
     Path(username): Path<String>,
 ) -> ApiResult<Json<UserWithPassword>> {
     admin(&state, &caller, "users").await?;
-    let password = crate::cli::generate_password();
+    let password = enclave::identity::generate_password();
     let user = state
         .domain
         .reset_password(caller.principal(), &username, &password)

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use model::{ApiTokenInfo, CreditFlag, Principal, Role, TokenKind, User};
-pub use secret::{API_PREFIX, SESSION_PREFIX};
+pub use secret::{API_PREFIX, SESSION_PREFIX, generate_password};
 
 use crate::catalog::OrganisationType;
 use crate::store::Store;

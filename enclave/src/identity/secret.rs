@@ -46,6 +46,11 @@ pub(crate) fn verify_password(phc: &str, password: &str) -> Result<bool> {
     }
 }
 
+/// A generated password for a new account: 96 random bits, hex (24 characters).
+pub fn generate_password() -> String {
+    hex::encode(crate::keyring::random_bytes::<12>())
+}
+
 /// A new bearer token of the given kind: its prefix plus 32 random bytes, base64url.
 pub(crate) fn new_token(kind: TokenKind) -> Result<String> {
     let prefix = match kind {

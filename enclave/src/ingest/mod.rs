@@ -156,6 +156,15 @@ pub struct ImportOutcome {
     pub source_bytes: u64,
 }
 
+/// Peak resident set size of this process (Linux `VmHWM`), in bytes: the
+/// figure an import reports beside its row count, to show its memory stays bounded.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Imports `data_path` as the next version of `manifest`'s dataset under
 /// `datasets_root`, encrypted under `keyring`.
 ///

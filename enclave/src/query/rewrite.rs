@@ -302,7 +302,7 @@ fn threshold_udf(n_pairs: usize, dropped: Arc<AtomicU64>) -> ScalarUDF {
 
 /// Rewrites a checked plan. `facts` come from [`super::policy::check`] on the
 /// same plan object (they identify per-unit aggregations by node). A job
-/// always runs with every option on; `anyu bench acro` turns them off to
+/// always runs with every option on; `anyu-bench acro` turns them off to
 /// measure what each costs.
 pub fn rewrite(
     plan: &LogicalPlan,

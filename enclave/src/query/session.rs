@@ -374,7 +374,7 @@ impl QuerySession {
     }
 
     /// [`Self::plan`] with the dominance statistics or the unit sketches
-    /// left out: only for `anyu bench acro`, which measures what each costs
+    /// left out: only for `anyu-bench acro`, which measures what each costs
     /// over the plain threshold path. A job never runs such a plan.
     #[doc(hidden)]
     pub async fn plan_for_bench(

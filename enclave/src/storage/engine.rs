@@ -19,7 +19,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
 
-use super::layout::{DATA_FILE, PLAINTEXT_MARKER_FILE, decryption_properties};
+use super::layout::{DATA_FILE, decryption_properties};
 use super::writer::{arrow_is_crypto, parquet_is_crypto};
 use crate::keyring::Keyring;
 use crate::{Error, Result};
@@ -168,12 +168,14 @@ pub async fn register_version(
 /// [`VersionWriter::create_plaintext`](super::VersionWriter::create_plaintext)
 /// with exactly the table settings of [`register_version`] minus decryption.
 /// Refuses directories that are not marked as plaintext benchmark versions.
+/// Exists only with the `plaintext-benchmark` feature, which the product never enables.
+#[cfg(feature = "plaintext-benchmark")]
 pub async fn register_plaintext_version_for_benchmark(
     ctx: &SessionContext,
     table_name: &str,
     version_dir: &Path,
 ) -> Result<()> {
-    if !version_dir.join(PLAINTEXT_MARKER_FILE).exists() {
+    if !version_dir.join(super::PLAINTEXT_MARKER_FILE).exists() {
         return Err(Error::InvalidArgument(format!(
             "{} is not a plaintext benchmark version",
             version_dir.display()
@@ -181,6 +183,12 @@ pub async fn register_plaintext_version_for_benchmark(
     }
     let options = ctx.state().table_options().parquet.clone();
     register_parquet(ctx, table_name, version_dir, options).await
+}
+
+/// Whether this build can write and register plaintext benchmark versions
+/// (the `plaintext-benchmark` feature); the product binary checks it is not.
+pub fn plaintext_benchmark_build() -> bool {
+    cfg!(feature = "plaintext-benchmark")
 }
 
 /// The table of version directory `version_dir`, decrypted through the

@@ -54,10 +54,12 @@ mod engine;
 mod layout;
 mod writer;
 
+#[cfg(feature = "plaintext-benchmark")]
+pub use engine::register_plaintext_version_for_benchmark;
 pub use engine::{
     ENCRYPTION_FACTORY_ID, KeyringEncryptionFactory, engine_error, install_encryption_factory,
-    register_plaintext_version_for_benchmark, register_version, session_context,
-    session_context_with_config, version_table,
+    plaintext_benchmark_build, register_version, session_context, session_context_with_config,
+    version_table,
 };
 pub use layout::{
     DATA_FILE, KEY_FILE, PLAINTEXT_MARKER_FILE, VERSION_KEY_FORMAT, VersionKey,

@@ -17,8 +17,8 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 
 use super::layout::{
-    DATA_FILE, ENCRYPTED_MAGIC, KEY_FILE, PLAINTEXT_MARKER_FILE, TMP_PREFIX, VERSION_KEY_FORMAT,
-    VersionKey, decryption_properties, tail_len, version_aad, version_dir,
+    DATA_FILE, ENCRYPTED_MAGIC, KEY_FILE, TMP_PREFIX, VERSION_KEY_FORMAT, VersionKey,
+    decryption_properties, tail_len, version_aad, version_dir,
 };
 use crate::keyring::{Keyring, SecretKey, WrappedKey, sync_dir};
 use crate::{Error, Result};
@@ -148,7 +148,8 @@ impl VersionWriter {
     /// [`read_version_batches`] refuse it (so a planted plaintext file can never pass
     /// for a dataset); register it with
     /// [`register_plaintext_version_for_benchmark`](super::register_plaintext_version_for_benchmark).
-    /// Never use this for datasets.
+    /// Never use this for datasets; exists only with the `plaintext-benchmark` feature.
+    #[cfg(feature = "plaintext-benchmark")]
     pub fn create_plaintext(
         datasets_root: &Path,
         dataset_id: &str,
@@ -157,7 +158,7 @@ impl VersionWriter {
     ) -> Result<VersionWriter> {
         let mut w = VersionWriter::start(datasets_root, dataset_id, version, &schema)?;
         write_file(
-            &w.tmp_dir.join(PLAINTEXT_MARKER_FILE),
+            &w.tmp_dir.join(super::PLAINTEXT_MARKER_FILE),
             b"unencrypted benchmark data; not a dataset version\n",
         )?;
         w.open_data_file(schema, writer_properties().build())?;

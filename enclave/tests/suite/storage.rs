@@ -639,40 +639,6 @@ fn key_json_format() {
     insta::assert_snapshot!("key_json", redacted);
 }
 
-#[tokio::test]
-async fn plaintext_benchmark_versions_are_kept_apart() {
-    let env = Env::new();
-    let mut w = VersionWriter::create_plaintext(&env.root(), "bench", 1, schema()).unwrap();
-    let original = batch(0, 2000);
-    w.write(&original).unwrap();
-    let plain = w.finish().unwrap();
-    let bytes = fs::read(&plain.data_path).unwrap();
-    assert_eq!(&bytes[..4], b"PAR1");
-
-    let ctx = session_context(Arc::clone(&env.keyring));
-    storage::register_plaintext_version_for_benchmark(&ctx, "p", &plain.dir)
-        .await
-        .unwrap();
-    assert_same_rows(&sql(&ctx, "SELECT * FROM p ORDER BY id").await, &original);
-
-    // The encrypted read paths refuse it: it has no key.
-    let err = register_version(&ctx, "e", &plain.dir).await.unwrap_err();
-    assert!(
-        err.to_string().contains("unencrypted benchmark version"),
-        "{err}"
-    );
-    assert!(matches!(
-        read_all(&env.keyring, &plain.dir),
-        Err(Error::Crypto(_))
-    ));
-    // And the benchmark path refuses real (encrypted) versions.
-    let (enc, _) = write_version(&env, "bench", 2, 10);
-    let err = storage::register_plaintext_version_for_benchmark(&ctx, "x", &enc.dir)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidArgument(_)));
-}
-
 #[cfg(unix)]
 #[test]
 fn key_files_are_private_and_never_overwritten() {
