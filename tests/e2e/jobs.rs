@@ -537,4 +537,33 @@ fn an_honest_researchers_day_raises_no_flag() {
         "honest queries flagged:\n{}",
         flags.join("\n")
     );
+
+    // Each job is charged all it cost the domain, from taking its worker to
+    // its sealed candidate (checks and sketches included), not only its query.
+    let events = server.expect(
+        200,
+        "GET",
+        "/api/audit/events?action=job.check&limit=1000",
+        Some(&p.auditor),
+        None,
+    );
+    let mut charged = 0.0;
+    for check in events.as_array().unwrap() {
+        let cpu = check["details"]["cpu_seconds"].as_f64().unwrap();
+        let run = check["details"]["run_seconds"].as_f64().unwrap();
+        assert!(cpu > run, "charged {cpu} s for a {run} s query: {check}");
+        charged += cpu;
+    }
+    let g = server.expect(
+        200,
+        "GET",
+        &format!("/api/grants/{grant}"),
+        Some(&p.researcher),
+        None,
+    );
+    let used = g["usage"]["cpu_seconds"].as_f64().unwrap();
+    assert!(
+        (used - charged).abs() < 1e-6,
+        "grant charged {used}, jobs {charged}"
+    );
 }

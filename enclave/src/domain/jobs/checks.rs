@@ -523,6 +523,10 @@ impl Domain {
             }
             None => None,
         };
+        // The whole job is charged, not only its query: the checks and sealing
+        // above can cost more than the query itself.
+        let run_seconds = job.cpu_seconds;
+        job.cpu_seconds = run_seconds.max(self.time_since_start(&job.id).unwrap_or(0.0));
         let system = Actor::system();
         let (saved, recorded) = tokio::join!(
             self.store.finish_job(
@@ -546,6 +550,7 @@ impl Domain {
                     "suppressed_groups": suppressed_groups,
                     "rows_scanned": job.rows_scanned,
                     "cpu_seconds": job.cpu_seconds,
+                    "run_seconds": run_seconds,
                     "next": job.status,
                     "approvals_required": job.reviewers_required,
                     "differencing_pairs": differenced.as_ref().map(|d| d.pairs_found),

@@ -157,9 +157,22 @@ impl Domain {
         cpu_seconds: f64,
         e: &Error,
     ) -> Result<()> {
-        self.charge_cpu(&grant.id, cpu_seconds).await;
+        let spent = cpu_seconds.max(self.time_since_start(id).unwrap_or(0.0));
+        self.charge_cpu(&grant.id, spent).await;
         let mut job = self.job(id).await?;
         self.end_job(&mut job, e).await
+    }
+
+    /// Seconds since the job took its worker: what it has cost the domain so
+    /// far (execution, checks, sketches, sealing), which the grant is charged.
+    pub(in crate::domain) fn time_since_start(&self, id: &str) -> Option<f64> {
+        self.jobs
+            .running
+            .lock()
+            .expect("job map lock")
+            .get(id)
+            .and_then(|r| r.started)
+            .map(|t| t.elapsed().as_secs_f64())
     }
 
     /// The runtime queries (and model inputs) run on, when it could be built.
