@@ -82,7 +82,8 @@ pub struct DpReport {
     pub epsilon: f64,
     /// δ spent (charged to the grant).
     pub delta: f64,
-    /// The grant's budget left after this charge.
+    /// The budget left after this charge: the grant's, or the researcher's
+    /// on the dataset across all their grants where that is less.
     pub budget_left: Option<BudgetLeft>,
     /// `dataset.column` of the privacy unit.
     pub privacy_unit: String,
@@ -155,15 +156,23 @@ pub struct DpColumn {
 }
 
 impl DpReport {
-    /// Fills the budget left from the grant's budgets and its usage after the charge.
+    /// Fills the budget left from the grant's budgets and its usage after the
+    /// charge, capped by what the researcher has left on the dataset: the
+    /// figure a researcher plans the next query with must be the binding one.
     pub fn set_budget_left(
         &mut self,
         budgets: &crate::access::Budgets,
         used: &crate::access::Usage,
+        researcher_left: Option<BudgetLeft>,
     ) {
-        self.budget_left = Some(BudgetLeft {
+        let mut left = BudgetLeft {
             epsilon: (budgets.epsilon - used.epsilon).max(0.0),
             delta: (budgets.delta - used.delta).max(0.0),
-        });
+        };
+        if let Some(r) = researcher_left {
+            left.epsilon = left.epsilon.min(r.epsilon);
+            left.delta = left.delta.min(r.delta);
+        }
+        self.budget_left = Some(left);
     }
 }

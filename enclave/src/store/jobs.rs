@@ -289,14 +289,21 @@ impl Store {
             return Ok(Err(self.charge_refusal(&j.grant_id, charge).await?));
         };
         // Privacy loss is also the researcher's, across all their grants.
-        if let Some(cap) = j.dp.as_ref().and_then(|d| d.researcher_cap.as_ref())
-            && !charge_researcher(&mut tx, cap, &j.requester_id, charge).await?
-        {
-            drop(tx);
-            return Ok(Err(ChargeRefusal::Budget(RESEARCHER_BUDGET)));
+        let mut researcher_left = None;
+        if let Some(cap) = j.dp.as_ref().and_then(|d| d.researcher_cap.clone()) {
+            let Some((epsilon_used, delta_used)) =
+                charge_researcher(&mut tx, &cap, &j.requester_id, charge).await?
+            else {
+                drop(tx);
+                return Ok(Err(ChargeRefusal::Budget(RESEARCHER_BUDGET)));
+            };
+            researcher_left = Some(crate::dp::BudgetLeft {
+                epsilon: (cap.epsilon - epsilon_used).max(0.0),
+                delta: (cap.delta - delta_used).max(0.0),
+            });
         }
         if let Some(dp) = &mut j.dp {
-            dp.set_budget_left(budgets, &used);
+            dp.set_budget_left(budgets, &used, researcher_left);
         }
         let q = format!(
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({})",
@@ -684,13 +691,14 @@ const RESEARCHER_BUDGET: &str =
     "epsilon and delta (the dataset's, shared by all of the researcher's grants on it)";
 
 /// Adds `charge`'s ε and δ to the researcher's spending on the dataset, in
-/// one conditional UPDATE like the grant's; false when it would pass `cap`.
+/// one conditional UPDATE like the grant's: the spending after it, or `None`
+/// when it would pass `cap`.
 async fn charge_researcher(
     conn: &mut sqlx::SqliteConnection,
     cap: &crate::dp::ResearcherCap,
     researcher: &str,
     charge: &Usage,
-) -> Result<bool> {
+) -> Result<Option<(f64, f64)>> {
     let at = now_rfc3339();
     sqlx::query(
         "INSERT INTO privacy_ledger (dataset_id, researcher_id, epsilon_used, delta_used, updated_at) \
@@ -706,7 +714,7 @@ async fn charge_researcher(
         "UPDATE privacy_ledger SET epsilon_used = epsilon_used + ?1, delta_used = delta_used + ?2, \
          updated_at = ?3 WHERE dataset_id = ?4 AND researcher_id = ?5 \
          AND epsilon_used + ?1 <= ?6 + 1e-9 AND delta_used + ?2 <= ?7 * (1 + 1e-9) \
-         RETURNING epsilon_used",
+         RETURNING epsilon_used, delta_used",
     )
     .bind(charge.epsilon)
     .bind(charge.delta)
@@ -717,5 +725,5 @@ async fn charge_researcher(
     .bind(cap.delta)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.is_some())
+    Ok(row.map(|r| (r.get::<f64, _>(0), r.get::<f64, _>(1))))
 }

@@ -63,7 +63,13 @@ async fn epsilon_is_charged_per_researcher_across_grants() {
         }
     };
     submit(&first, 1.5).await.unwrap();
-    // The second grant has spent nothing, but its researcher has.
+    // The budget left a researcher is told is the binding one: the second
+    // grant has 2.0 of its own, the researcher 0.5 on the dataset.
+    let probe = submit(&second, 0.25).await.unwrap();
+    let job = lab.domain.store().job(&probe.id).await.unwrap().unwrap();
+    let left = job.dp.as_ref().unwrap().budget_left.unwrap();
+    assert!((left.epsilon - 0.25).abs() < 1e-9, "{left:?}");
+    // The second grant has spent little, but its researcher has spent more.
     let e = submit(&second, 1.5).await.unwrap_err();
     assert_eq!(e.code(), "budget_exhausted", "{e}");
     assert!(
@@ -71,7 +77,7 @@ async fn epsilon_is_charged_per_researcher_across_grants() {
         "{e}"
     );
     // What is left of the dataset's budget may still be spent, through either grant.
-    submit(&second, 0.5).await.unwrap();
+    submit(&second, 0.25).await.unwrap();
     let e = submit(&first, 0.1).await.unwrap_err();
     assert_eq!(e.code(), "budget_exhausted", "{e}");
     // The refused job charged neither grant.
