@@ -97,6 +97,11 @@ pub struct JobsConfig {
     pub deadline_secs: u64,
     /// Parallelism inside one job (0: number of cores).
     pub target_partitions: usize,
+    /// Sets of constants of one plan shape under one grant from which its
+    /// jobs are flagged for review (oracle campaigns).
+    pub campaign_flag_at: u64,
+    /// From how many a suspension request goes to the audit log.
+    pub campaign_suspend_at: u64,
 }
 
 impl Default for JobsConfig {
@@ -108,6 +113,8 @@ impl Default for JobsConfig {
             memory_mib: j.memory_bytes >> 20,
             deadline_secs: j.deadline.as_secs(),
             target_partitions: 0,
+            campaign_flag_at: j.campaign_flag_at,
+            campaign_suspend_at: j.campaign_suspend_at,
         }
     }
 }
@@ -287,6 +294,8 @@ impl Config {
                     0 => JobOptions::default().target_partitions,
                     n => n,
                 },
+                campaign_flag_at: self.jobs.campaign_flag_at.max(2),
+                campaign_suspend_at: self.jobs.campaign_suspend_at.max(2),
                 ..JobOptions::default()
             },
             grades: self.grades.clone(),
@@ -353,6 +362,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # memory_mib = 4096                    # per job; operators spill to DATA_DIR/spill beyond it
 # deadline_secs = 600
 # target_partitions = 0                # 0: number of cores
+# campaign_flag_at = 3                 # jobs of one plan shape (other constants) flagged for review from
+# campaign_suspend_at = 10             # ... and a suspension request in the audit log from
 
 [models]
 # Researchers' WebAssembly models; a run shares its job's deadline and memory (above).

@@ -641,3 +641,71 @@ fn a_bound_moved_past_one_person_is_reviewed_with_the_pair() {
         None,
     );
 }
+
+/// Class 3 inside one query through HTTP, by a researcher with no earlier
+/// result: everyone's total minus everyone's but one person's, as two
+/// scalar subqueries. The result waits for review as a whole; the reviewer's
+/// packet shows the two aggregates and the arithmetic; the researcher's own
+/// view carries no verdict.
+#[test]
+fn a_difference_of_two_scalar_subqueries_is_reviewed() {
+    let dir = prepared_data_dir(600, &["social_insurance"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let grant = grant_on(&server, &p, &[("social_insurance", SI)], "invisible");
+    let csv = std::fs::read_to_string(dir.path().join("samples/social_insurance.csv")).unwrap();
+    let mut lines = csv.lines();
+    let col = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "months_contributed")
+        .unwrap();
+    let months: Vec<i64> = lines
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect();
+    let v = months
+        .iter()
+        .copied()
+        .find(|v| months.iter().filter(|m| *m == v).count() == 1)
+        .expect("a value held by one person");
+    let sql = format!(
+        "SELECT (SELECT sum(contribution_base) FROM social_insurance) \
+         - (SELECT sum(contribution_base) FROM social_insurance WHERE months_contributed <> {v}) AS d"
+    );
+    let (status, job) = submit(&server, &p.researcher, &grant, &sql);
+    assert_eq!(status, 202, "{job}");
+    let own = wait_job(&server, &p.researcher, job["id"].as_str().unwrap());
+    let id = own["id"].as_str().unwrap();
+    assert_eq!(own["status"], "pending_review", "{own}");
+    assert!(own.get("checks").is_none_or(Value::is_null), "{own}");
+    let full = common::job_as(&server, &p.steward, id);
+    let rule = full["checks"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "differencing")
+        .cloned()
+        .unwrap();
+    assert_eq!(rule["verdict"], "review", "{full}");
+    let packet = server.expect(
+        200,
+        "GET",
+        &format!("/api/jobs/{id}/review"),
+        Some(&p.steward),
+        None,
+    );
+    let pairs = packet["differencing"].as_array().unwrap();
+    assert_eq!(pairs.len(), 1, "{packet}");
+    assert_eq!(pairs[0]["inner"], true);
+    assert_eq!(pairs[0]["other_inner"], true);
+    assert_eq!(pairs[0]["other_job_id"], id);
+    assert_eq!(pairs[0]["units_differing"], 1);
+    let words = pairs[0]["explanation"].as_str().unwrap();
+    assert!(
+        words.contains("sum(") && words.contains("1 person"),
+        "{words}"
+    );
+}

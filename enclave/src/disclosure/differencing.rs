@@ -1,18 +1,25 @@
-//! Differencing: a new result's rows against every earlier result of the
+//! Differencing: a new result's cells against every earlier result of the
 //! same grant or researcher (and against each other), by the sketches of
-//! the privacy units behind each row ([`super::sketch`]).
+//! the privacy units behind each ([`super::sketch`]). A result's cells are
+//! its rows and its *inner cells*: the groups of aggregations inside the
+//! query (scalar subqueries, CTEs, derived tables, join and UNION inputs)
+//! whose values reach the output through arithmetic.
 //!
 //! ```text
 //!  this result's sketches ──┐
-//!  earlier results' sketches ┴─▶ index by units ─▶ pairs whose unit counts are within T − 1
-//!       ─▶ decode each pair's difference ─▶ 0 < units differing < T ─▶ Pair
-//!       ─▶ DifferencingRule: the row's cells to review; the pairs to the review packet
+//!  earlier results' sketches ┴─▶ index by units
+//!       ─▶ pairs A − B whose unit counts are within T − 1 ─▶ decode
+//!       ─▶ trackers A − B − C (= −(B + C − A)) whose counts combine to within T − 1 ─▶ decode
+//!       ─▶ 0 < units differing < T ─▶ Pair / Tracker
+//!       ─▶ DifferencingRule: the rows' cells (an inner cell: the whole result) to review
 //! ```
 //!
-//! The unit counts prune soundly: two rows whose counts differ by `d` differ
-//! in at least `d` units. Decoding is bounded by [`DEFAULT_BUDGET`] pairs; a
-//! result that needs more is reviewed as a whole rather than passed
-//! unchecked.
+//! The unit counts prune soundly: cells whose counts combine to `d` differ
+//! in at least `d` units. Decoding is bounded by [`DEFAULT_BUDGET`] pairs and
+//! [`TRACKER_BUDGET`] triples; a result that needs more is reviewed as a
+//! whole rather than passed unchecked.
+
+use std::collections::HashSet;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -21,6 +28,11 @@ use super::sketch::Sketch;
 
 /// Pair decodings one check may spend (each takes a few microseconds).
 pub const DEFAULT_BUDGET: u64 = 1_000_000;
+
+/// Three-term candidates one check may look at (each about 0.1 µs when the
+/// bucket screen rejects it, a decoding's few µs when it does not): about
+/// 2–3 s at most.
+pub const TRACKER_BUDGET: u64 = 20_000_000;
 
 /// Pairs kept for reviewers; the rule counts them all.
 pub const MAX_PAIRS_KEPT: usize = 200;
@@ -36,10 +48,32 @@ pub struct RowPrint {
     pub sketch: Sketch,
 }
 
-/// One result's rows, in order; `None` for a row without a sketch.
+/// One result's rows, in order (`None` for a row without a sketch), and its
+/// inner cells.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResultPrints {
     pub rows: Vec<Option<RowPrint>>,
+    /// Groups of aggregations inside the query, as (aggregation, print).
+    pub inner: Vec<(u64, RowPrint)>,
+    /// More inner cells were kept than recorded.
+    pub inner_overflow: bool,
+}
+
+impl ResultPrints {
+    /// Every cell with a sketch: (place, print).
+    fn cells(&self) -> impl Iterator<Item = (Place, &RowPrint)> {
+        let rows = self
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(r, p)| Some((Place::row(r as u64), p.as_ref()?)));
+        let inner = self
+            .inner
+            .iter()
+            .enumerate()
+            .map(|(k, (_, p))| (Place::inner(k as u64), p));
+        rows.chain(inner)
+    }
 }
 
 /// An earlier result.
@@ -49,18 +83,74 @@ pub struct Earlier {
     pub prints: ResultPrints,
 }
 
+/// A row, or an inner cell, of one result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Place {
+    index: u64,
+    inner: bool,
+}
+
+impl Place {
+    fn row(index: u64) -> Place {
+        Place {
+            index,
+            inner: false,
+        }
+    }
+    fn inner(index: u64) -> Place {
+        Place { index, inner: true }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// A row of this result whose units differ from those of another row (of
 /// an earlier result, or of this one) by fewer than the threshold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Pair {
-    /// The row of this result.
+    /// The row of this result (an inner cell's index when `inner`).
     pub row: u64,
+    /// `row` is an inner cell: a group of an aggregation inside the query.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inner: bool,
     /// The other row's job (this job's own id for a pair inside the result).
     pub other_job_id: String,
     pub other_row: u64,
+    /// `other_row` is an inner cell of the other job.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub other_inner: bool,
     /// Units whose records differ between the two rows.
     pub units_differing: u64,
     /// Records by which they differ, summed over those units.
+    pub records_differing: u64,
+}
+
+/// One cell of a tracker: a row (or inner cell) of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CellRef {
+    pub job_id: String,
+    pub row: u64,
+    /// `row` is an inner cell: a group of an aggregation inside the query.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inner: bool,
+}
+
+/// Three cells, at least one of this result, where the first minus the
+/// other two is fewer than the threshold of persons (`A − B − C`; the same
+/// as `B + C − A` up to sign): "everyone", "born on or before d" and "born
+/// after d" with one person in neither.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Tracker {
+    /// A, B and C.
+    pub terms: Vec<CellRef>,
+    /// Units whose records differ between A and B + C.
+    pub units_differing: u64,
     pub records_differing: u64,
 }
 
@@ -78,14 +168,28 @@ pub struct Findings {
     pub pairs: Vec<Pair>,
     /// Pairs found, including those not kept.
     pub pairs_found: u64,
-    /// Rows of this result in a pair.
+    /// Rows of this result in a pair or a tracker.
     pub rows_flagged: Vec<u64>,
-    /// False when the decoding budget ran out before every pair was looked at.
+    /// Inner cells of this result in a pair or a tracker.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inner_flagged: Vec<u64>,
+    /// Three-term combinations looked at (after pruning by unit counts;
+    /// most are told apart by the bucket screen, the rest decoded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trackers_decoded: u64,
+    /// Trackers found, at most [`MAX_PAIRS_KEPT`] kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trackers: Vec<Tracker>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trackers_found: u64,
+    /// False when a decoding budget ran out before every pair and tracker
+    /// was looked at, or some inner cells were not recorded.
     pub complete: bool,
 }
 
-/// Compares `current` with itself and with `earlier`: every pair of rows
-/// whose units differ in `1..threshold` units.
+/// Compares `current` with itself and with `earlier`: every pair of cells
+/// whose units differ in `1..threshold` units, then every three-term
+/// tracker with at least one cell of `current` ([`trackers`]).
 pub fn compare(
     job_id: &str,
     current: &ResultPrints,
@@ -93,31 +197,27 @@ pub fn compare(
     threshold: u64,
     budget: u64,
 ) -> Findings {
+    compare_with(job_id, current, earlier, threshold, budget, TRACKER_BUDGET)
+}
+
+/// [`compare`] with an explicit tracker budget.
+pub fn compare_with(
+    job_id: &str,
+    current: &ResultPrints,
+    earlier: &[Earlier],
+    threshold: u64,
+    budget: u64,
+    tracker_budget: u64,
+) -> Findings {
     let reach = threshold.saturating_sub(1);
-    // (units, result index — earlier.len() for this one — , row)
-    let mut index: Vec<(u64, usize, usize)> = Vec::new();
-    for (e, r) in earlier.iter().enumerate() {
-        for (row, p) in r.prints.rows.iter().enumerate() {
-            if let Some(p) = p {
-                index.push((p.units, e, row));
-            }
-        }
-    }
     let this = earlier.len();
-    for (row, p) in current.rows.iter().enumerate() {
-        if let Some(p) = p {
-            index.push((p.units, this, row));
-        }
+    // Every cell: (units, result index — earlier.len() for this one —, place, print).
+    let mut cells: Vec<(u64, usize, Place, &RowPrint)> = Vec::new();
+    for (e, r) in earlier.iter().enumerate() {
+        cells.extend(r.prints.cells().map(|(pl, p)| (p.units, e, pl, p)));
     }
-    index.sort_unstable();
-    let print = |result: usize, row: usize| -> &RowPrint {
-        let rows = if result == this {
-            &current.rows
-        } else {
-            &earlier[result].prints.rows
-        };
-        rows[row].as_ref().expect("indexed rows have prints")
-    };
+    cells.extend(current.cells().map(|(pl, p)| (p.units, this, pl, p)));
+    cells.sort_unstable_by_key(|c| (c.0, c.1, c.2.inner, c.2.index));
 
     let mut findings = Findings {
         threshold,
@@ -126,53 +226,166 @@ pub fn compare(
         pairs: Vec::new(),
         pairs_found: 0,
         rows_flagged: Vec::new(),
-        complete: true,
+        inner_flagged: Vec::new(),
+        trackers_decoded: 0,
+        trackers: Vec::new(),
+        trackers_found: 0,
+        complete: !current.inner_overflow,
     };
     if reach == 0 {
         return findings;
     }
-    'rows: for (row, p) in current.rows.iter().enumerate() {
-        let Some(p) = p else { continue };
-        let lo = index.partition_point(|(u, _, _)| *u < p.units.saturating_sub(reach));
-        let hi = index.partition_point(|(u, _, _)| *u <= p.units.saturating_add(reach));
-        let mut flagged = false;
-        for &(_, result, other) in &index[lo..hi] {
+    let job_of = |result: usize| -> String {
+        if result == this {
+            job_id.to_string()
+        } else {
+            earlier[result].job_id.clone()
+        }
+    };
+    let mut flagged: HashSet<Place> = HashSet::new();
+    let range = |lo: u64, hi: u64| -> std::ops::Range<usize> {
+        cells.partition_point(|c| c.0 < lo)..cells.partition_point(|c| c.0 <= hi)
+    };
+    let mine: Vec<usize> = (0..cells.len()).filter(|i| cells[*i].1 == this).collect();
+
+    'pairs: for &i in &mine {
+        let (units, _, place, p) = cells[i];
+        for j in range(units.saturating_sub(reach), units.saturating_add(reach)) {
+            let (_, result, other, q) = cells[j];
             // Inside this result, each pair once.
-            if result == this && other >= row {
+            if result == this && j >= i {
                 continue;
             }
             if findings.pairs_decoded >= budget {
                 findings.complete = false;
-                break 'rows;
+                break 'pairs;
             }
             findings.pairs_decoded += 1;
-            let Some(diff) = p.sketch.difference(&print(result, other).sketch) else {
+            let Some(diff) = p.sketch.difference(&q.sketch) else {
                 continue;
             };
-            let units = diff.len() as u64;
-            if units == 0 || units >= threshold {
+            let n = diff.len() as u64;
+            if n == 0 || n >= threshold {
                 continue;
             }
             findings.pairs_found += 1;
-            flagged = true;
+            flagged.insert(place);
+            if result == this {
+                flagged.insert(other);
+            }
             if findings.pairs.len() < MAX_PAIRS_KEPT {
                 findings.pairs.push(Pair {
-                    row: row as u64,
-                    other_job_id: if result == this {
-                        job_id.to_string()
-                    } else {
-                        earlier[result].job_id.clone()
-                    },
-                    other_row: other as u64,
-                    units_differing: units,
+                    row: place.index,
+                    inner: place.inner,
+                    other_job_id: job_of(result),
+                    other_row: other.index,
+                    other_inner: other.inner,
+                    units_differing: n,
                     records_differing: diff.iter().map(|d| d.records.unsigned_abs()).sum(),
                 });
             }
         }
-        if flagged {
-            findings.rows_flagged.push(row as u64);
+    }
+
+    // Trackers: A − B − C with at least one of them in this result. For each
+    // cell r of this result, r as A (B + C within reach of r) and r as B (A
+    // − C within reach of r); each triple once.
+    let mut seen: HashSet<(usize, usize, usize)> = HashSet::new();
+    let mut check = |a: usize, b: usize, c: usize, findings: &mut Findings| -> bool {
+        if a == b || a == c || b == c {
+            return true;
+        }
+        // A triple with one cell of this result is reached once; with more,
+        // once per such cell.
+        let current = [a, b, c].iter().filter(|t| cells[**t].1 == this).count();
+        if current > 1 && !seen.insert((a, b.min(c), b.max(c))) {
+            return true;
+        }
+        if findings.trackers_decoded >= tracker_budget {
+            findings.complete = false;
+            return false;
+        }
+        findings.trackers_decoded += 1;
+        let Some(diff) = cells[a]
+            .3
+            .sketch
+            .difference3(&cells[b].3.sketch, &cells[c].3.sketch)
+        else {
+            return true;
+        };
+        let n = diff.len() as u64;
+        if n == 0 || n >= threshold {
+            return true;
+        }
+        findings.trackers_found += 1;
+        for t in [a, b, c] {
+            if cells[t].1 == this {
+                flagged.insert(cells[t].2);
+            }
+        }
+        if findings.trackers.len() < MAX_PAIRS_KEPT {
+            findings.trackers.push(Tracker {
+                terms: [a, b, c]
+                    .into_iter()
+                    .map(|t| CellRef {
+                        job_id: job_of(cells[t].1),
+                        row: cells[t].2.index,
+                        inner: cells[t].2.inner,
+                    })
+                    .collect(),
+                units_differing: n,
+                records_differing: diff.iter().map(|d| d.records.unsigned_abs()).sum(),
+            });
+        }
+        true
+    };
+    'trackers: for &r in &mine {
+        let ur = cells[r].0;
+        // r as A: B ≤ C in position, u_B + u_C within reach of u_r.
+        for (b, &(ub, ..)) in cells.iter().enumerate() {
+            if ub > ur.saturating_add(reach) {
+                break;
+            }
+            let lo = ur.saturating_sub(ub).saturating_sub(reach);
+            let hi = (ur + reach).saturating_sub(ub);
+            for c in range(lo, hi) {
+                if c <= b {
+                    continue;
+                }
+                if !check(r, b, c, &mut findings) {
+                    break 'trackers;
+                }
+            }
+        }
+        // r as B (or C): u_A − u_C within reach of u_r.
+        for a in range(ur.saturating_sub(reach), u64::MAX) {
+            let ua = cells[a].0;
+            let lo = ua.saturating_sub(ur).saturating_sub(reach);
+            let hi = (ua + reach).saturating_sub(ur);
+            for c in range(lo, hi) {
+                if !check(a, r, c, &mut findings) {
+                    break 'trackers;
+                }
+            }
         }
     }
+
+    let mut rows: Vec<u64> = flagged
+        .iter()
+        .filter(|p| !p.inner)
+        .map(|p| p.index)
+        .collect();
+    rows.sort_unstable();
+    // Only this result's places are flagged: other results' were inserted
+    // only when they were this result's too (`result == this`).
+    findings.rows_flagged = rows;
+    let mut inner: Vec<u64> = flagged
+        .iter()
+        .filter(|p| p.inner)
+        .map(|p| p.index)
+        .collect();
+    inner.sort_unstable();
+    findings.inner_flagged = inner;
     findings
 }
 
@@ -182,12 +395,27 @@ pub fn compare(
 pub struct Stored {
     pub format: String,
     pub rows: Vec<Option<StoredRow>>,
+    /// Inner cells (absent in records written before they were sketched).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inner: Vec<StoredInner>,
+    /// Per inner aggregation, its aggregates as planned (for reviewers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inner_aggregations: Vec<String>,
     pub findings: Option<Findings>,
 }
 
 /// One row of [`Stored`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRow {
+    pub units: u64,
+    pub sketch: String,
+}
+
+/// One inner cell of [`Stored`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredInner {
+    /// Index into [`Stored::inner_aggregations`].
+    pub aggregation: u64,
     pub units: u64,
     pub sketch: String,
 }
@@ -207,6 +435,16 @@ impl Stored {
                     })
                 })
                 .collect(),
+            inner: prints
+                .inner
+                .iter()
+                .map(|(a, p)| StoredInner {
+                    aggregation: *a,
+                    units: p.units,
+                    sketch: b64.encode(p.sketch.to_bytes()),
+                })
+                .collect(),
+            inner_aggregations: Vec::new(),
             findings,
         }
     }
@@ -231,7 +469,25 @@ impl Stored {
                 }
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(ResultPrints { rows })
+        let inner = self
+            .inner
+            .iter()
+            .map(|c| {
+                let bytes = b64.decode(&c.sketch).ok()?;
+                Some((
+                    c.aggregation,
+                    RowPrint {
+                        units: c.units,
+                        sketch: Sketch::from_bytes(&bytes)?,
+                    },
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(ResultPrints {
+            rows,
+            inner,
+            inner_overflow: false,
+        })
     }
 }
 
@@ -251,7 +507,10 @@ mod tests {
     }
 
     fn result(rows: Vec<Option<RowPrint>>) -> ResultPrints {
-        ResultPrints { rows }
+        ResultPrints {
+            rows,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -269,8 +528,10 @@ mod tests {
             f.pairs,
             vec![Pair {
                 row: 0,
+                inner: false,
                 other_job_id: "a".into(),
                 other_row: 0,
+                other_inner: false,
                 units_differing: 1,
                 records_differing: 1,
             }]
@@ -285,7 +546,8 @@ mod tests {
         // A total and a subtotal four persons apart (ROLLUP-like).
         let current = result(vec![print(0..30), print(0..26)]);
         let f = compare("b", &current, &[], 5, DEFAULT_BUDGET);
-        assert_eq!(f.rows_flagged, vec![1]);
+        // Both rows of the arithmetic are flagged.
+        assert_eq!(f.rows_flagged, vec![0, 1]);
         assert_eq!(f.pairs[0].other_job_id, "b");
         assert_eq!(f.pairs[0].units_differing, 4);
         // Five apart is not fewer than the threshold.
@@ -295,6 +557,123 @@ mod tests {
                 .pairs
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn three_term_trackers_are_found_across_results_and_within_one() {
+        // Everyone (0..61); born on or before d (0..30); born after d but
+        // before the last one (30..60): person 60 is in neither half.
+        let earlier = vec![
+            Earlier {
+                job_id: "all".into(),
+                prints: result(vec![print(0..61)]),
+            },
+            Earlier {
+                job_id: "before".into(),
+                prints: result(vec![print(0..30)]),
+            },
+        ];
+        let current = result(vec![print(30..60)]);
+        let f = compare("after", &current, &earlier, 5, DEFAULT_BUDGET);
+        assert!(f.pairs.is_empty());
+        assert_eq!(f.rows_flagged, vec![0]);
+        assert_eq!(f.trackers.len(), 1);
+        let t = &f.trackers[0];
+        let jobs: Vec<&str> = t.terms.iter().map(|c| c.job_id.as_str()).collect();
+        assert_eq!(jobs[0], "all");
+        assert_eq!(t.units_differing, 1);
+
+        // The same three inside one result.
+        let one = result(vec![print(0..61), print(0..30), print(30..60)]);
+        let f = compare("x", &one, &[], 5, DEFAULT_BUDGET);
+        assert_eq!(f.trackers.len(), 1, "{f:?}");
+        assert_eq!(f.rows_flagged, vec![0, 1, 2]);
+
+        // B + C − A: the halves overlap in one person.
+        let one = result(vec![print(0..60), print(0..31), print(30..60)]);
+        let f = compare("x", &one, &[], 5, DEFAULT_BUDGET);
+        assert_eq!(f.trackers.len(), 1);
+
+        // An exact partition is nobody: no flag.
+        let one = result(vec![print(0..60), print(0..30), print(30..60)]);
+        let f = compare("x", &one, &[], 5, DEFAULT_BUDGET);
+        assert!(f.trackers.is_empty() && f.rows_flagged.is_empty());
+    }
+
+    #[test]
+    fn inner_cells_are_compared_like_rows() {
+        // SELECT (SELECT sum(x) FROM t) − (SELECT sum(x) FROM t WHERE NOT <one>).
+        let mut current = result(vec![None]);
+        current.inner = vec![(0, print(0..40).unwrap()), (1, print(1..40).unwrap())];
+        let f = compare("q", &current, &[], 5, DEFAULT_BUDGET);
+        assert_eq!(f.inner_flagged, vec![0, 1]);
+        assert!(f.rows_flagged.is_empty());
+        assert!(f.pairs[0].inner && f.pairs[0].other_inner);
+        // Too many to record: not complete.
+        current.inner_overflow = true;
+        assert!(!compare("q", &current, &[], 5, DEFAULT_BUDGET).complete);
+    }
+
+    #[test]
+    fn an_exhausted_tracker_budget_is_reported() {
+        let one = result((0..10).map(|i| print(i * 100..i * 100 + 20)).collect());
+        let f = compare_with("x", &one, &[], 30, DEFAULT_BUDGET, 3);
+        assert!(!f.complete);
+        assert_eq!(f.trackers_decoded, 3);
+    }
+
+    /// The cost of one check against many earlier cells (run with
+    /// `cargo test -p enclave --release --lib tracker_cost -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn tracker_cost() {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s >> 11
+        };
+        for n in [10usize, 1_000, 10_000, 100_000] {
+            // Earlier results of 10 rows each, cells of 10..5,000 persons
+            // (threshold 10).
+            let mut earlier = Vec::new();
+            for j in 0..n.div_ceil(10) {
+                let rows = (0..10.min(n - j * 10))
+                    .map(|_| {
+                        // Sums of distinct large sets look random.
+                        let units = 10 + next() % 4_990;
+                        let sums = (0..20).map(|_| next() % super::super::sketch::P);
+                        let sketch = Sketch::from_sums(sums.collect()).unwrap();
+                        Some(RowPrint { units, sketch })
+                    })
+                    .collect();
+                earlier.push(Earlier {
+                    job_id: format!("e{j}"),
+                    prints: result(rows),
+                });
+            }
+            let current = result(
+                (0..10)
+                    .map(|_| {
+                        // Sums of distinct large sets look random.
+                        let units = 10 + next() % 4_990;
+                        let sums = (0..20).map(|_| next() % super::super::sketch::P);
+                        let sketch = Sketch::from_sums(sums.collect()).unwrap();
+                        Some(RowPrint { units, sketch })
+                    })
+                    .collect(),
+            );
+            let t = std::time::Instant::now();
+            let f = compare("now", &current, &earlier, 10, DEFAULT_BUDGET);
+            println!(
+                "earlier cells {n:>7}: {:>8.1} ms, pairs decoded {}, trackers decoded {}, complete {}",
+                t.elapsed().as_secs_f64() * 1e3,
+                f.pairs_decoded,
+                f.trackers_decoded,
+                f.complete
+            );
+        }
     }
 
     #[test]

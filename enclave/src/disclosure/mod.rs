@@ -29,8 +29,11 @@
 //!       ─▶ DpRule          a differentially private result: one verdict per noisy column
 //!                          (mechanism, scale, ε) and one for the group selection
 //!       ─▶ DifferencingRule  rows whose persons differ from those of a row of an earlier
-//!                          result (same grant or researcher) or of this one by fewer than
-//!                          the threshold: review ([`differencing`])
+//!                          result (same grant or researcher) or of this one, or from a sum
+//!                          or difference of two, by fewer than the threshold: review; an
+//!                          aggregate inside the query doing so: the whole result ([`differencing`])
+//!       ─▶ CampaignRule    one of many jobs of the grant whose plans differ only in their
+//!                          constants (a search over a bound): the whole result to review
 //!       ─▶ CheckReport { verdict: worst of all, per rule: failing/review cells }
 //! ```
 //!
@@ -160,6 +163,20 @@ pub struct CheckInput<'a> {
     pub differencing: Option<&'a differencing::Findings>,
     /// Cells the plan withheld for too few contributors ([`withheld`]).
     pub withheld: &'a [Withheld],
+    /// Jobs of the grant with this query's plan up to its constants.
+    pub campaign: Option<&'a Campaign>,
+}
+
+/// The jobs of one grant whose plans are the same up to their constants
+/// (an oracle campaign when there are many: a search over a bound).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Campaign {
+    /// Jobs of this shape, this one included.
+    pub jobs: u64,
+    /// Distinct sets of constants among them.
+    pub variants: u64,
+    /// Variants from which the shape is flagged.
+    pub flag_at: u64,
 }
 
 /// The cells of one aggregate the plan withheld (set to NULL right above the
@@ -928,17 +945,56 @@ impl DisclosureRule for DifferencingRule {
                     column: Some(c.clone()),
                     verdict: Verdict::Review,
                     reason: format!(
-                        "the persons behind this row differ from those behind a row of an earlier result (of this grant or researcher) or of this one by fewer than {t}: their difference could single someone out"
+                        "the persons behind this row differ from those behind a row of an earlier result (of this grant or researcher) or of this one, or from a sum or difference of two such rows, by fewer than {t}: the arithmetic could single someone out (the review packet shows it)"
                     ),
                 });
             }
+        }
+        if !f.inner_flagged.is_empty() {
+            cells.push(CellVerdict {
+                row: None,
+                column: None,
+                verdict: Verdict::Review,
+                reason: format!(
+                    "an aggregate computed inside the query (a subquery, CTE, derived table, join or UNION input) whose value reaches the output is over persons who differ from those behind another cell (of this result or an earlier one), or a sum or difference of two, by fewer than {t}: the result as a whole is reviewed (the review packet shows the arithmetic)"
+                ),
+            });
         }
         if !f.complete {
             cells.push(CellVerdict {
                 row: None,
                 column: None,
                 verdict: Verdict::Review,
-                reason: "too many earlier rows of similar size to compare within one check: a reviewer looks at the result".into(),
+                reason: "too many earlier rows of similar size (or inner cells) to compare within one check: a reviewer looks at the result".into(),
+            });
+        }
+        report(self.name(), cells)
+    }
+}
+
+/// Many jobs of one grant whose plans differ only in their constants: each
+/// job of the shape is flagged from the `flag_at`-th variant on (a binary
+/// search over a bound learns a bit per job, through the result, a failure
+/// or the run time).
+pub struct CampaignRule;
+
+impl DisclosureRule for CampaignRule {
+    fn name(&self) -> &'static str {
+        "campaign"
+    }
+    fn check(&self, input: &CheckInput<'_>) -> RuleReport {
+        let mut cells = Vec::new();
+        if let Some(c) = input.campaign
+            && c.variants >= c.flag_at
+        {
+            cells.push(CellVerdict {
+                row: None,
+                column: None,
+                verdict: Verdict::Review,
+                reason: format!(
+                    "oracle campaign: this query is one of {} jobs of this grant whose plans are the same up to their constants ({} different sets of constants); a search over a bound learns one bit per job",
+                    c.jobs, c.variants
+                ),
             });
         }
         report(self.name(), cells)
@@ -964,6 +1020,7 @@ pub fn default_rules() -> Vec<Box<dyn DisclosureRule>> {
         Box::new(ModelUnitsRule),
         Box::new(DpRule),
         Box::new(DifferencingRule),
+        Box::new(CampaignRule),
     ]
 }
 

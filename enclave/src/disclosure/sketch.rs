@@ -15,6 +15,11 @@
 //!
 //! A sketch of capacity `c` is a prefix of one of a larger capacity over the
 //! same units, so sketches of different capacities compare on the smaller.
+//!
+//! A sketch also keeps [`BUCKETS`] bucket sums `Σ m·x` over the units with
+//! `x mod BUCKETS = k`: a difference of at most `c` units leaves at most `c`
+//! of them non-zero, so most combinations that cannot decode are told apart
+//! by 16 subtractions instead of a decoding (for thresholds up to 17) (the tracker search's screen).
 
 /// The field's modulus, the Mersenne prime 2^61 − 1.
 pub const P: u64 = (1 << 61) - 1;
@@ -22,6 +27,18 @@ pub const P: u64 = (1 << 61) - 1;
 /// Sums beyond `2c`: without them any `2c` sums would fit some `c` units
 /// (for `c = 1`, always), so a large difference could pass for a small one.
 const GUARD: usize = 2;
+
+/// Bucket sums per sketch (see the module's documentation).
+pub const BUCKETS: usize = 16;
+
+/// First word of a sketch's bytes when bucket sums follow the power sums
+/// (no power sum is ≥ P, so no sketch without them starts so).
+const WITH_BUCKETS: u64 = u64::MAX;
+
+/// The bucket of unit `x`.
+pub(crate) fn bucket(x: u64) -> usize {
+    (x % BUCKETS as u64) as usize
+}
 
 /// Largest capacity a sketch may have (thresholds above `MAX_CAPACITY + 1`
 /// are protected only up to this many differing units).
@@ -86,6 +103,8 @@ fn to_signed(m: u64) -> i64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sketch {
     sums: Vec<u64>,
+    /// The bucket sums; `None` in sketches stored before they existed.
+    buckets: Option<Vec<u64>>,
 }
 
 /// A unit whose records differ between two cells.
@@ -102,6 +121,7 @@ impl Sketch {
     pub fn new(capacity: usize) -> Sketch {
         Sketch {
             sums: vec![0; Sketch::len(capacity)],
+            buckets: Some(vec![0; BUCKETS]),
         }
     }
 
@@ -117,12 +137,9 @@ impl Sketch {
     /// Adds unit `x` (in `1..P`) with `records` records.
     pub fn add(&mut self, x: u64, records: u64) {
         add_to(&mut self.sums, x, records);
-    }
-
-    /// Adds another sketch's units (of at least this capacity).
-    pub fn merge(&mut self, other: &[u64]) {
-        for (s, o) in self.sums.iter_mut().zip(other) {
-            *s = add(*s, *o);
+        if let Some(b) = &mut self.buckets {
+            let k = bucket(x);
+            b[k] = add(b[k], mul(records % P, x));
         }
     }
 
@@ -137,12 +154,33 @@ impl Sketch {
             && sums.len().is_multiple_of(2)
             && sums.len() <= 2 * MAX_CAPACITY + GUARD
             && sums.iter().all(|s| *s < P);
-        ok.then_some(Sketch { sums })
+        ok.then_some(Sketch {
+            sums,
+            buckets: None,
+        })
     }
 
-    /// Little-endian bytes of the sums (the UDAF's output and state).
+    /// A sketch from its power sums and bucket sums.
+    pub fn from_parts(sums: Vec<u64>, buckets: Vec<u64>) -> Option<Sketch> {
+        let mut s = Sketch::from_sums(sums)?;
+        if buckets.len() != BUCKETS || buckets.iter().any(|b| *b >= P) {
+            return None;
+        }
+        s.buckets = Some(buckets);
+        Some(s)
+    }
+
+    /// Little-endian bytes: the sums, or a marker word, the sums and the
+    /// bucket sums (the UDAF's output).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.sums.iter().flat_map(|s| s.to_le_bytes()).collect()
+        let words: Vec<u64> = match &self.buckets {
+            None => self.sums.clone(),
+            Some(b) => std::iter::once(WITH_BUCKETS)
+                .chain(self.sums.iter().copied())
+                .chain(b.iter().copied())
+                .collect(),
+        };
+        words.iter().flat_map(|s| s.to_le_bytes()).collect()
     }
 
     /// The inverse of [`Sketch::to_bytes`].
@@ -150,11 +188,42 @@ impl Sketch {
         if !bytes.len().is_multiple_of(8) {
             return None;
         }
-        let sums = bytes
+        let mut words: Vec<u64> = bytes
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("chunks of 8")))
             .collect();
-        Sketch::from_sums(sums)
+        if words.first() == Some(&WITH_BUCKETS) {
+            if words.len() < 1 + BUCKETS {
+                return None;
+            }
+            let buckets = words.split_off(words.len() - BUCKETS);
+            words.remove(0);
+            return Sketch::from_parts(words, buckets);
+        }
+        Sketch::from_sums(words)
+    }
+
+    /// The units whose records differ between the cell behind `self` and
+    /// the cells behind `b` and `c` together (`self − b − c`), when at most
+    /// the smallest capacity differ; `None` when more do.
+    pub fn difference3(&self, b: &Sketch, c: &Sketch) -> Option<Vec<Differing>> {
+        let n = self.sums.len().min(b.sums.len()).min(c.sums.len());
+        // More non-zero buckets than the capacity: more units differ.
+        let capacity = (n - GUARD) / 2;
+        if let (Some(x), Some(y), Some(z)) = (&self.buckets, &b.buckets, &c.buckets)
+            && capacity < BUCKETS
+        {
+            let non_zero = (0..BUCKETS)
+                .filter(|&k| sub(sub(x[k], y[k]), z[k]) != 0)
+                .count();
+            if non_zero > capacity {
+                return None;
+            }
+        }
+        let diff: Vec<u64> = (0..n)
+            .map(|i| sub(sub(self.sums[i], b.sums[i]), c.sums[i]))
+            .collect();
+        decode(&diff)
     }
 
     /// The units whose records differ between the cells behind `self` and
@@ -566,9 +635,49 @@ mod tests {
     }
 
     #[test]
+    fn the_bucket_screen_never_hides_a_decodable_difference() {
+        for trial in 0..200u64 {
+            let capacity = 1 + trial as usize % 12;
+            let all: Vec<u64> = units(trial, 300);
+            let (b_part, c_part) = all.split_at(100 + trial as usize % 50);
+            // A = B ∪ C with d units removed (d ≤ capacity: decodes) or added.
+            let d = trial as usize % (capacity + 3);
+            let mut a = sketch(
+                capacity,
+                &all[d..].iter().map(|x| (*x, 1)).collect::<Vec<_>>(),
+            );
+            let b = sketch(
+                capacity,
+                &b_part.iter().map(|x| (*x, 1)).collect::<Vec<_>>(),
+            );
+            let c = sketch(
+                capacity,
+                &c_part.iter().map(|x| (*x, 1)).collect::<Vec<_>>(),
+            );
+            let got = a.difference3(&b, &c);
+            if d <= capacity {
+                assert_eq!(got.map(|v| v.len()), Some(d), "trial {trial}");
+            } else {
+                assert_eq!(got, None, "trial {trial}");
+            }
+            // Without buckets (an older stored sketch) the same answer.
+            a.buckets = None;
+            assert_eq!(
+                a.difference3(&b, &c).map(|v| v.len()),
+                (d <= capacity).then_some(d)
+            );
+        }
+    }
+
+    #[test]
     fn bytes_round_trip_and_refuse_garbage() {
         let s = sketch(5, &[(42, 1), (7, 3)]);
-        assert_eq!(Sketch::from_bytes(&s.to_bytes()), Some(s));
+        assert_eq!(Sketch::from_bytes(&s.to_bytes()), Some(s.clone()));
+        // Stored before bucket sums existed: the sums alone.
+        let legacy: Vec<u8> = s.sums().iter().flat_map(|v| v.to_le_bytes()).collect();
+        let old = Sketch::from_bytes(&legacy).unwrap();
+        assert_eq!(old.sums(), s.sums());
+        assert!(old.buckets.is_none());
         assert_eq!(Sketch::from_bytes(&[1, 2, 3]), None);
         assert_eq!(Sketch::from_bytes(&u64::MAX.to_le_bytes().repeat(2)), None);
         assert_eq!(Sketch::from_bytes(&[]), None);

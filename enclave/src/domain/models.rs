@@ -919,6 +919,7 @@ impl Domain {
         let echo = self
             .echo_hits(session, &model_planned, &output.batches)
             .await?;
+        let campaign = self.campaign(&job.id).await?;
         let report = disclosure::check(
             &disclosure::default_rules(),
             &CheckInput {
@@ -933,6 +934,7 @@ impl Domain {
                 dp: None,
                 differencing: None,
                 withheld: &[],
+                campaign: campaign.as_ref(),
             },
         );
         let log = format!(

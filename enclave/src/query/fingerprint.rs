@@ -327,15 +327,18 @@ enum Cell {
     Empty,
     /// A single unit so far (most groups that the threshold drops).
     One { x: u64, records: u64 },
-    /// The power sums, not yet reduced modulo P: adding a term is then one
-    /// 128-bit addition (no comparison), and 2^67 terms cannot overflow.
+    /// The power sums then the bucket sums ([`sketch::BUCKETS`]), not yet
+    /// reduced modulo P: adding a term is then one 128-bit addition (no
+    /// comparison), and 2^67 terms cannot overflow.
     Sums(Box<[u128]>),
 }
 
-/// Adds `records·x^i` to unreduced sums.
+/// Adds `records·x^i` to unreduced power sums, and `records·x` to x's bucket.
 fn add_wide(sums: &mut [u128], x: u64, records: u64) {
-    let mut terms = vec![0u64; sums.len()];
+    let len = sums.len() - sketch::BUCKETS;
+    let mut terms = vec![0u64; len];
     sketch::add_to(&mut terms, x, records);
+    sums[len + sketch::bucket(x)] += u128::from(terms[0]);
     for (s, t) in sums.iter_mut().zip(terms) {
         *s += u128::from(t);
     }
@@ -354,7 +357,7 @@ impl Cell {
                 false
             }
             Cell::One { x: y, records: r } => {
-                let mut sums = vec![0u128; len].into_boxed_slice();
+                let mut sums = vec![0u128; len + sketch::BUCKETS].into_boxed_slice();
                 add_wide(&mut sums, *y, *r);
                 add_wide(&mut sums, x, records);
                 *self = Cell::Sums(sums);
@@ -373,7 +376,7 @@ impl Cell {
         match state.len() {
             0 => Ok(false),
             16 => Ok(self.add(word(0), word(1), len)),
-            n if n == len * 8 => {
+            n if n == (len + sketch::BUCKETS) * 8 => {
                 let was_sums = matches!(self, Cell::Sums(_));
                 let mut sums = match std::mem::take(self) {
                     Cell::Sums(s) => s,
@@ -389,17 +392,18 @@ impl Cell {
         }
     }
 
-    /// The sums, reduced.
+    /// The power sums then the bucket sums, reduced.
     fn sums(&self, len: usize) -> Box<[u64]> {
         match self {
             Cell::Sums(s) => s
                 .iter()
                 .map(|v| (v % u128::from(sketch::P)) as u64)
                 .collect(),
-            Cell::Empty => vec![0u64; len].into_boxed_slice(),
+            Cell::Empty => vec![0u64; len + sketch::BUCKETS].into_boxed_slice(),
             Cell::One { x, records } => {
-                let mut s = vec![0u64; len].into_boxed_slice();
-                sketch::add_to(&mut s, *x, *records);
+                let mut s = vec![0u64; len + sketch::BUCKETS].into_boxed_slice();
+                sketch::add_to(&mut s[..len], *x, *records);
+                s[len + sketch::bucket(*x)] = s[0];
                 s
             }
         }
@@ -423,7 +427,12 @@ impl Cell {
     fn evaluate(self, len: usize, out: &mut BinaryBuilder) {
         match self {
             Cell::Empty => out.append_null(),
-            other => out.append_value(sums_bytes(&other.sums(len))),
+            other => {
+                let mut sums = other.sums(len).into_vec();
+                let buckets = sums.split_off(len);
+                let sketch = Sketch::from_parts(sums, buckets).expect("sums below P");
+                out.append_value(sketch.to_bytes())
+            }
         }
     }
 }
@@ -445,8 +454,9 @@ fn add_all(cells: &mut [Cell], items: &[(usize, u64, u64)], len: usize) -> usize
         n += 1;
         if n == 4 {
             sketch::terms4(ready.map(|r| r.1), ready.map(|r| r.2), &mut terms);
-            for (k, &(g, _, _)) in ready.iter().enumerate() {
+            for (k, &(g, x, _)) in ready.iter().enumerate() {
                 if let Cell::Sums(sums) = &mut cells[g] {
+                    sums[len + sketch::bucket(x)] += u128::from(terms[0][k]);
                     for (s, t) in sums.iter_mut().zip(&terms) {
                         *s += u128::from(t[k]);
                     }
@@ -635,7 +645,8 @@ impl GroupsAccumulator for FingerprintGroups {
     }
 
     fn size(&self) -> usize {
-        self.cells.capacity() * std::mem::size_of::<Cell>() + self.sketches * self.units.len * 16
+        self.cells.capacity() * std::mem::size_of::<Cell>()
+            + self.sketches * (self.units.len + sketch::BUCKETS) * 16
     }
 }
 

@@ -42,6 +42,7 @@ pub mod rewrite;
 pub mod run;
 pub mod sanitize;
 pub mod session;
+pub mod shape;
 pub mod top_n;
 pub mod total;
 

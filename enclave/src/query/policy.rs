@@ -15,6 +15,7 @@
 //! | `row_level_output` | without row-level permission every output row is an aggregate over many rows (no window functions over rows, no scalar subquery returning a row value) |
 //! | `reserved_name` | names starting `__anyu_` belong to the platform's rewrite |
 //! | `unsupported_query` | shapes the policy cannot follow yet (correlated scalar subqueries, grouping sets) |
+//! | `aggregate_over_aggregates` | (raised by the rewrite) an aggregation whose input is made of other aggregations' groups: its values combine cells no sketch describes, so differencing could not see them |
 //!
 //! Grouping by a dataset's privacy unit keeps a relation *per unit* (still row
 //! level): a per-person subtotal is a person's data, so the threshold applies

@@ -8,9 +8,10 @@
 //!     │            carried up through Projection / Filter / Sort / Limit / Join / Union
 //!     ▼
 //!  Aggregate(keys; aggs) ──▶ Aggregate(keys; aggs, __anyu_rows, __anyu_units…)
-//!                            + dominance statistics per magnitude argument, anyu_fingerprint(units) (output only)
+//!                            + dominance statistics per magnitude argument (output only), anyu_fingerprint(units)
 //!                            + per aggregate its contributors (__anyu_contrib…)
-//!                            └▶ Filter(anyu_threshold(units ≥ T …))   (counts dropped groups)
+//!                            └▶ Filter(anyu_threshold(units ≥ T …[, sketch]))   (counts dropped groups;
+//!                               off the output chain records each kept group's sketch: an inner cell)
 //!                               └▶ Projection: CASE WHEN contributors ≥ need THEN agg END
 //!                                  on the output chain: hidden columns kept to the result
 //!                                  elsewhere: only the original columns
@@ -173,6 +174,31 @@ struct Out {
     hidden: Option<Hidden>,
 }
 
+/// Inner cells kept beyond this are not recorded; the check then reviews
+/// the result as a whole (it cannot compare what it did not see).
+pub const MAX_INNER_CELLS: usize = 10_000;
+
+/// One group of an aggregation inside the query (a scalar subquery, CTE,
+/// derived table, join or UNION input) that the threshold kept: the sketch
+/// of its units, for differencing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InnerCell {
+    /// Which inner aggregation (index into [`Rewritten::inner_aggregations`]).
+    pub aggregation: usize,
+    /// Distinct units behind the group (summed over the datasets read).
+    pub units: u64,
+    /// The sketch's bytes ([`crate::disclosure::sketch::Sketch::to_bytes`]).
+    pub sketch: Vec<u8>,
+}
+
+/// The inner cells a run recorded, filled while the plan runs.
+#[derive(Debug, Default)]
+pub struct InnerCells {
+    pub cells: Vec<InnerCell>,
+    /// More than [`MAX_INNER_CELLS`] were kept: some are missing.
+    pub overflow: bool,
+}
+
 /// What the rewrite did, for the job and the disclosure checks.
 #[derive(Debug, Clone)]
 pub struct Rewritten {
@@ -190,6 +216,11 @@ pub struct Rewritten {
     /// Privacy-unit columns carried to the output of a row-level plan, as
     /// (column, dataset): a model job counts the persons behind its input.
     pub units: Vec<(String, String)>,
+    /// Groups of aggregations off the output chain, with their sketches
+    /// (filled while the plan runs; differencing compares them too).
+    pub inner: Arc<std::sync::Mutex<InnerCells>>,
+    /// Per inner aggregation, its aggregates as planned (for reviewers).
+    pub inner_aggregations: Vec<String>,
 }
 
 /// Names of the hidden columns on the result.
@@ -250,8 +281,11 @@ struct Rewriter<'a> {
     strategies: Vec<&'static str>,
     /// Compute the dominance statistics (off only for the benchmark's baseline).
     dominance: bool,
-    /// Sketch output groups' units: (key, capacity).
+    /// Sketch groups' units: (key, capacity).
     fingerprint: Option<(FingerprintKey, usize)>,
+    /// Where inner aggregations' kept groups are recorded.
+    inner: Arc<std::sync::Mutex<InnerCells>>,
+    inner_aggregations: Vec<String>,
 }
 
 fn addr(p: &LogicalPlan) -> usize {
@@ -259,12 +293,19 @@ fn addr(p: &LogicalPlan) -> usize {
 }
 
 /// The threshold predicate: true when every (units, threshold) pair holds;
-/// counts the rows (groups) it rejects.
-fn threshold_udf(n_pairs: usize, dropped: Arc<AtomicU64>) -> ScalarUDF {
+/// counts the rows (groups) it rejects. With a `tap`, the last argument is
+/// the groups' sketch, and every kept group is recorded as an inner cell of
+/// that aggregation.
+fn threshold_udf(
+    n_pairs: usize,
+    dropped: Arc<AtomicU64>,
+    tap: Option<(usize, Arc<std::sync::Mutex<InnerCells>>)>,
+) -> ScalarUDF {
+    let tapped = tap.is_some();
     let fun = Arc::new(move |args: &[ColumnarValue]| {
         let arrays = ColumnarValue::values_to_arrays(args)?;
         let len = arrays.first().map_or(0, |a| a.len());
-        let ints: Vec<&Int64Array> = arrays
+        let ints: Vec<&Int64Array> = arrays[..n_pairs * 2]
             .iter()
             .map(|a| {
                 a.as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
@@ -288,11 +329,42 @@ fn threshold_udf(n_pairs: usize, dropped: Arc<AtomicU64>) -> ScalarUDF {
             })
             .collect();
         dropped.fetch_add(rejected, Ordering::Relaxed);
+        if let Some((aggregation, sink)) = &tap {
+            let sketches = arrays[n_pairs * 2]
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::BinaryArray>()
+                .ok_or_else(|| {
+                    datafusion::error::DataFusionError::Internal("sketches are not Binary".into())
+                })?;
+            let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+            for row in 0..len {
+                if !keep.value(row) || sketches.is_null(row) {
+                    continue;
+                }
+                if sink.cells.len() >= MAX_INNER_CELLS {
+                    sink.overflow = true;
+                    break;
+                }
+                let units = ints
+                    .chunks(2)
+                    .map(|pair| pair[0].value(row).max(0) as u64)
+                    .sum();
+                sink.cells.push(InnerCell {
+                    aggregation: *aggregation,
+                    units,
+                    sketch: sketches.value(row).to_vec(),
+                });
+            }
+        }
         Ok(ColumnarValue::Array(Arc::new(keep)))
     });
+    let mut inputs = vec![DataType::Int64; n_pairs * 2];
+    if tapped {
+        inputs.push(DataType::Binary);
+    }
     create_udf(
         "anyu_threshold",
-        vec![DataType::Int64; n_pairs * 2],
+        inputs,
         DataType::Boolean,
         // Volatile: never pushed, merged or evaluated twice by the optimizer.
         Volatility::Volatile,
@@ -338,6 +410,8 @@ pub fn rewrite(
         strategies: Vec::new(),
         dominance: options.dominance,
         fingerprint,
+        inner: Default::default(),
+        inner_aggregations: Vec::new(),
     };
     let out = r.node(plan, true, &dropped)?;
     let units = out
@@ -383,6 +457,8 @@ pub fn rewrite(
         thresholded: r.thresholded,
         strategies: r.strategies,
         units,
+        inner: r.inner,
+        inner_aggregations: r.inner_aggregations,
     })
 }
 
@@ -758,7 +834,19 @@ impl<'a> Rewriter<'a> {
         chain: bool,
         dropped: &Arc<AtomicU64>,
     ) -> Result<Out> {
+        let before = self.thresholded;
         let inp = self.node(&a.input, false, dropped)?;
+        if inp.units.is_empty() && self.thresholded > before {
+            // Its groups combine thresholded groups into values no sketch
+            // describes (a sum of cells, each passing, that is everyone but
+            // one): differencing could not see them.
+            return Err(super::policy::refuse(
+                "aggregate_over_aggregates",
+                "an aggregation over the results of other aggregations is not supported: \
+                 aggregate the rows directly (GROUP BY the privacy unit first when a per-person \
+                 total is needed)",
+            ));
+        }
         if let Some((key, dataset)) = unit_key {
             // Grouped by the privacy unit: still one relation per unit; the
             // threshold applies further up.
@@ -825,7 +913,7 @@ impl<'a> Rewriter<'a> {
                     cols,
                 });
             }
-            fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
+            fingerprint = self.fingerprint_agg(unit_args(&inp.units), None, &mut aggr);
             // Each row is one unit: contributors are contributing rows.
             let mut seen = Vec::new();
             for g in &gates {
@@ -858,15 +946,8 @@ impl<'a> Rewriter<'a> {
                 "rows",
             )
         } else if inp.units.len() == 1
-            && let Some((plan, dom, fp, contributors)) = self.pre_aggregate(
-                a,
-                &inp,
-                &rows_name,
-                &unit_names[0],
-                &magnitudes,
-                &gates,
-                chain,
-            )?
+            && let Some((plan, dom, fp, contributors)) =
+                self.pre_aggregate(a, &inp, &rows_name, &unit_names[0], &magnitudes, &gates)?
         {
             dominance = dom;
             fingerprint = fp;
@@ -899,7 +980,7 @@ impl<'a> Rewriter<'a> {
                 };
                 aggr.push(e.alias(n));
             }
-            fingerprint = self.fingerprint_agg(chain, unit_args(&inp.units), None, &mut aggr);
+            fingerprint = self.fingerprint_agg(unit_args(&inp.units), None, &mut aggr);
             // Per unit, the distinct units with a contributing row.
             let mut seen = Vec::new();
             for g in &gates {
@@ -947,7 +1028,27 @@ impl<'a> Rewriter<'a> {
             args.push(Expr::Column(Column::from_name(n)));
             args.push(lit(self.threshold_of(&u.dataset)));
         }
-        let keep = Arc::new(threshold_udf(inp.units.len(), Arc::clone(dropped)));
+        // Off the output chain the kept groups' sketches are recorded: their
+        // values reach the output through arithmetic, joins or subqueries.
+        let tap = match (&fingerprint, chain) {
+            (Some(fp), false) => {
+                args.push(Expr::Column(fp.clone()));
+                let label = a
+                    .aggr_expr
+                    .iter()
+                    .map(|e| e.schema_name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.inner_aggregations.push(if label.is_empty() {
+                    "GROUP BY".to_string()
+                } else {
+                    label
+                });
+                Some((self.inner_aggregations.len() - 1, Arc::clone(&self.inner)))
+            }
+            _ => None,
+        };
+        let keep = Arc::new(threshold_udf(inp.units.len(), Arc::clone(dropped), tap));
         let pred = Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
             keep, args,
         ));
@@ -1043,7 +1144,6 @@ impl<'a> Rewriter<'a> {
         units_name: &str,
         magnitudes: &[Magnitude],
         gates: &[Gate],
-        chain: bool,
     ) -> Result<Option<PreAggregated>> {
         let unit = &inp.units[0];
         let mut partials: Vec<Expr> = Vec::new();
@@ -1217,7 +1317,6 @@ impl<'a> Rewriter<'a> {
         let (q, f) = inner_schema.qualified_field(group_len);
         let unit_col = Expr::Column(Column::new(q.cloned(), f.name()));
         let fingerprint = self.fingerprint_agg(
-            chain,
             vec![(unit_col, unit.dataset.clone())],
             Some(c(&row_count)),
             &mut outer_aggr,
@@ -1234,16 +1333,15 @@ impl<'a> Rewriter<'a> {
         Ok(Some((plan, dominance, fingerprint, contributors)))
     }
 
-    /// Appends the units' sketch (on the output chain, when enabled) to
-    /// `aggr`; returns its column.
+    /// Appends the units' sketch (when enabled) to `aggr`; returns its
+    /// column. Off the output chain the threshold filter records it.
     fn fingerprint_agg(
         &mut self,
-        chain: bool,
         units: Vec<(Expr, String)>,
         weight: Option<Expr>,
         aggr: &mut Vec<Expr>,
     ) -> Option<Column> {
-        let (key, capacity) = self.fingerprint.clone().filter(|_| chain)?;
+        let (key, capacity) = self.fingerprint.clone()?;
         let (mut args, datasets): (Vec<Expr>, Vec<String>) = units.into_iter().unzip();
         let weighted = weight.is_some();
         args.extend(weight);
@@ -1479,6 +1577,8 @@ pub(crate) fn carry_units(
         next: 0,
         thresholded: 0,
         strategies: Vec::new(),
+        inner: Default::default(),
+        inner_aggregations: Vec::new(),
     };
     let out = r.node(plan, false, &Arc::new(AtomicU64::new(0)))?;
     if r.thresholded > 0 {

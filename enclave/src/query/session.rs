@@ -471,6 +471,8 @@ impl QuerySession {
                 thresholded: 0,
                 strategies: vec!["dp"],
                 units: Vec::new(),
+                inner: Default::default(),
+                inner_aggregations: Vec::new(),
             };
             return Ok(PlannedQuery {
                 logical,

@@ -504,6 +504,52 @@ impl Store {
         Ok(())
     }
 
+    /// Records a job's plan shape and variant ([`crate::query::shape`]).
+    pub async fn record_job_shape(
+        &self,
+        job_id: &str,
+        grant_id: &str,
+        shape: &str,
+        variant: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO job_shapes (job_id, grant_id, shape, variant) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (job_id) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(grant_id)
+        .bind(shape)
+        .bind(variant)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The jobs of `job_id`'s grant with its plan shape (oldest first) and
+    /// how many distinct variants (constants) they hold; `None` for a job
+    /// without a recorded shape.
+    pub async fn shape_campaign(&self, job_id: &str) -> Result<Option<(u64, Vec<String>)>> {
+        let rows = sqlx::query(
+            "SELECT s.job_id, s.variant FROM job_shapes s \
+             JOIN job_shapes me ON me.grant_id = s.grant_id AND me.shape = s.shape \
+             JOIN jobs j ON j.id = s.job_id \
+             WHERE me.job_id = ? ORDER BY j.submitted_at, j.id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut jobs = Vec::new();
+        let mut variants = std::collections::BTreeSet::new();
+        for r in rows {
+            jobs.push(r.try_get::<String, _>("job_id")?);
+            variants.insert(r.try_get::<String, _>("variant")?);
+        }
+        Ok(Some((variants.len() as u64, jobs)))
+    }
+
     /// The revision of `job_id` whose packet `reviewer_id` last fetched.
     pub async fn packet_read(&self, job_id: &str, reviewer_id: &str) -> Result<Option<i64>> {
         let row = sqlx::query(

@@ -184,8 +184,10 @@ async fn honest_overlapping_analyses_pass() {
         totals("age >= 30"),
         // Ten persons apart: not fewer than the threshold.
         totals("age >= 40"),
-        // Ten apart from the second.
-        totals("age >= 50"),
+        // Eleven apart from the second. (At 50 it would be a tracker with the
+        // last query: persons aged 50 or more minus groups 2 and 3 aged 49 or
+        // more is group 1's nine persons aged 50 or more.)
+        totals("age >= 51"),
         // An exact repeat, and another statistic over the same persons: nothing new.
         totals("age >= 30"),
         "SELECT count(*) AS n, avg(income) AS total FROM people WHERE age >= 30".into(),
@@ -362,4 +364,262 @@ async fn records_per_person_count_and_every_path_agrees() {
         .map(|p| p.other_job_id.as_str())
         .collect();
     assert_eq!(others, [all.job_id.as_str()]);
+}
+
+/// The differencing verdicts on the result as a whole.
+fn whole(ran: &Ran) -> Vec<enclave::disclosure::Verdict> {
+    ran.whole_result()
+        .into_iter()
+        .filter(|(r, _)| *r == "differencing")
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Class 3 inside one query, by a fresh researcher with no earlier result:
+/// two aggregates whose persons differ by one, combined by arithmetic
+/// through scalar subqueries, CTEs, a join of derived tables or a UNION.
+/// Each aggregate inside the query is sketched (an inner cell) and the
+/// result goes to review as a whole, with the pair in the packet.
+#[tokio::test]
+async fn differences_inside_one_query_go_to_review() {
+    let (lab, grant) = lab().await;
+    let attacks = [
+        // Everyone minus everyone but the person aged 40.
+        "SELECT (SELECT sum(income) FROM people) - (SELECT sum(income) FROM people WHERE age <> 40) AS d",
+        "WITH a AS (SELECT sum(income) AS s FROM people), b AS (SELECT sum(income) AS s FROM people WHERE age <> 40) \
+         SELECT a.s - b.s AS d FROM a CROSS JOIN b",
+        "SELECT a.s - b.s AS d FROM (SELECT sum(income) AS s FROM people) a \
+         JOIN (SELECT sum(income) AS s FROM people WHERE age <> 40) b ON true",
+        "SELECT count(*) AS n FROM people WHERE income > (SELECT avg(income) FROM people WHERE age <> 40) \
+         - (SELECT avg(income) FROM people) + 30000",
+    ];
+    for sql in attacks {
+        let ran = lab.run(&grant, sql).await;
+        assert_eq!(ran.status, "pending_review", "{sql}");
+        assert_eq!(whole(&ran), [Review], "{sql}: {:?}", ran.report);
+        for r in ran.reasons() {
+            assert!(!r.contains(" 1 ") && !r.contains("95000"), "{r}");
+        }
+        let packet = lab
+            .domain
+            .review_packet(&lab.steward, &ran.job_id)
+            .await
+            .unwrap();
+        let pair = packet
+            .differencing
+            .iter()
+            .find(|p| p.inner && p.other_inner && p.other_job_id == ran.job_id)
+            .unwrap_or_else(|| panic!("{sql}: {:?}", packet.differencing));
+        assert_eq!(pair.units_differing, 1);
+        assert!(
+            pair.explanation.contains("1 person") && pair.explanation.contains("sum(")
+                || pair.explanation.contains("avg("),
+            "{}",
+            pair.explanation
+        );
+    }
+}
+
+/// A busy researcher: an inner aggregate against an earlier result's row.
+#[tokio::test]
+async fn an_inner_aggregate_is_compared_with_earlier_results() {
+    let (lab, grant) = lab().await;
+    let all = lab
+        .run(&grant, "SELECT sum(income) AS total FROM people")
+        .await;
+    assert_eq!(differencing(&all, 0, &["total"]), [Pass]);
+    let ran = lab
+        .run(
+            &grant,
+            "SELECT (SELECT sum(income) FROM people WHERE age <> 40) * 1 AS total",
+        )
+        .await;
+    assert_eq!(whole(&ran), [Review]);
+    let packet = lab
+        .domain
+        .review_packet(&lab.steward, &ran.job_id)
+        .await
+        .unwrap();
+    assert_eq!(packet.differencing.len(), 1, "{:?}", packet.differencing);
+    let pair = &packet.differencing[0];
+    assert_eq!(
+        (pair.inner, pair.other_job_id.as_str(), pair.other_inner),
+        (true, all.job_id.as_str(), false)
+    );
+    assert!(
+        pair.explanation.contains(&all.job_id),
+        "{}",
+        pair.explanation
+    );
+}
+
+/// Honest queries with a subquery: an inner aggregate ten or more persons
+/// from every other cell passes.
+#[tokio::test]
+async fn honest_subqueries_pass() {
+    let (lab, grant) = lab().await;
+    for sql in [
+        "SELECT count(*) AS n, avg(income) AS total FROM people WHERE income >= (SELECT avg(income) FROM people)",
+        "WITH g AS (SELECT grp, count(*) AS n FROM people GROUP BY grp) SELECT grp, n FROM g",
+    ] {
+        let ran = lab.run(&grant, sql).await;
+        assert!(whole(&ran).is_empty(), "{sql}: {:?}", ran.report);
+        for row in 0..ran.report.rows as usize {
+            assert_eq!(differencing(&ran, row, &["n"]), [Pass], "{sql}");
+        }
+    }
+}
+
+/// An aggregation over other aggregations combines cells into values no
+/// sketch describes: refused at plan time.
+#[tokio::test]
+async fn aggregates_over_aggregates_are_refused() {
+    let (lab, grant) = lab().await;
+    for sql in [
+        "SELECT sum(s) AS total FROM (SELECT grp, sum(income) AS s FROM people WHERE age <> 40 GROUP BY grp) x",
+        "SELECT max(s) AS m FROM (SELECT (SELECT sum(income) FROM people) AS s) x",
+    ] {
+        let e = lab
+            .domain
+            .submit_job(&lab.researcher, &grant, sql)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "aggregate_over_aggregates", "{sql}");
+    }
+    // Per-person totals first, then the threshold: still fine.
+    let ran = lab
+        .run(
+            &grant,
+            "SELECT grp, sum(s) AS total FROM (SELECT grp, person, sum(income) AS s FROM people GROUP BY grp, person) x GROUP BY grp",
+        )
+        .await;
+    assert_eq!(ran.report.rows, 3);
+}
+
+/// Three results that combine to one person: everyone, born on or before a
+/// date, born after the next one (the person in between is in neither).
+/// No pair of them is close; A − B − C is one person.
+#[tokio::test]
+async fn three_term_trackers_across_results_go_to_review() {
+    let (lab, grant) = lab().await;
+    let everyone = lab.run(&grant, &totals("age >= 19")).await;
+    let younger = lab.run(&grant, &totals("age <= 40")).await;
+    assert_eq!(differencing(&younger, 0, WHOLE), [Pass, Pass]);
+    let older = lab.run(&grant, &totals("age > 41")).await;
+    assert_eq!(differencing(&older, 0, WHOLE), [Review, Review]);
+    let packet = lab
+        .domain
+        .review_packet(&lab.steward, &older.job_id)
+        .await
+        .unwrap();
+    assert!(packet.differencing.is_empty(), "{:?}", packet.differencing);
+    assert_eq!(packet.trackers.len(), 1);
+    let t = &packet.trackers[0];
+    assert_eq!(t.units_differing, 1);
+    let jobs: Vec<&str> = t
+        .terms
+        .iter()
+        .map(|c| c["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs[0], everyone.job_id);
+    assert!(jobs.contains(&younger.job_id.as_str()) && jobs.contains(&older.job_id.as_str()));
+    assert!(
+        t.explanation.contains("minus") && t.explanation.contains("1 person"),
+        "{}",
+        t.explanation
+    );
+    // The three cells, side by side.
+    assert_eq!(t.terms[0]["cells"]["n"], 60);
+}
+
+/// The same tracker inside one result, by a fresh researcher: a UNION of
+/// three aggregates (each an inner cell).
+#[tokio::test]
+async fn three_term_trackers_inside_one_result_go_to_review() {
+    let (lab, grant) = lab().await;
+    let ran = lab
+        .run(
+            &grant,
+            "SELECT 'all' AS band, count(*) AS n, sum(income) AS total FROM people \
+             UNION ALL SELECT 'young', count(*), sum(income) FROM people WHERE age <= 40 \
+             UNION ALL SELECT 'old', count(*), sum(income) FROM people WHERE age > 41",
+        )
+        .await;
+    assert_eq!(whole(&ran), [Review]);
+    let packet = lab
+        .domain
+        .review_packet(&lab.steward, &ran.job_id)
+        .await
+        .unwrap();
+    assert_eq!(packet.trackers.len(), 1, "{:?}", packet.trackers);
+    assert!(
+        packet.trackers[0]
+            .terms
+            .iter()
+            .all(|c| c["job_id"] == ran.job_id.as_str() && c["inner"] == true)
+    );
+}
+
+/// A binary search over one person's income (the plan the same, the bound
+/// moving): from the third set of constants every job is flagged as a
+/// campaign, and from the tenth a suspension request is in the audit log.
+#[tokio::test]
+async fn a_binary_search_is_an_oracle_campaign() {
+    let (lab, grant) = lab().await;
+    // An honest neighbour: another shape, never counted with the search.
+    lab.run(&grant, &totals("age >= 30")).await;
+    let (mut lo, mut hi) = (30_000i64, 200_000i64);
+    let mut flagged = Vec::new();
+    for step in 0..10 {
+        let mid = (lo + hi) / 2;
+        let sql = format!(
+            "SELECT count(*) AS n, avg(income) AS total FROM people WHERE income > {mid} OR grp = 2"
+        );
+        let ran = lab.run(&grant, &sql).await;
+        let campaign = ran
+            .whole_result()
+            .into_iter()
+            .any(|(r, v)| r == "campaign" && v == Review);
+        flagged.push(campaign);
+        if step < 2 {
+            assert!(!campaign, "step {step}");
+        }
+        // The searcher reads n (21 or 20) and halves the bound.
+        let n = ran.rows.first().and_then(|r| r["n"].as_i64()).unwrap_or(0);
+        if n > 20 {
+            lo = mid
+        } else {
+            hi = mid
+        }
+        if step == 9 {
+            let packet = lab
+                .domain
+                .review_packet(&lab.steward, &ran.job_id)
+                .await
+                .unwrap();
+            let c = packet.campaign.expect("the campaign in the packet");
+            assert_eq!((c.jobs.len(), c.variants), (10, 10));
+        }
+    }
+    assert_eq!(
+        flagged,
+        [false, false, true, true, true, true, true, true, true, true]
+    );
+    let events = lab
+        .domain
+        .audit_events(
+            &lab.admin,
+            &enclave::audit::AuditFilter {
+                action: Some("grant.suspension_requested".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].details["variants"], 10);
+    assert_eq!(events[0].object, format!("grant:{grant}"));
+    // Nothing was suspended.
+    let g = lab.domain.grant(&grant).await.unwrap();
+    assert!(g.check_usable(lab.domain.now()).is_ok());
 }

@@ -28,6 +28,7 @@ pub(in crate::domain) struct Differenced {
     sealed: Vec<u8>,
     key: crate::keyring::WrappedKey,
     pairs_found: u64,
+    trackers_found: u64,
     _lock: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -121,7 +122,51 @@ pub(super) fn row_prints(
             rows.push(print);
         }
     }
-    Some(disclosure::differencing::ResultPrints { rows })
+    Some(disclosure::differencing::ResultPrints {
+        rows,
+        ..Default::default()
+    })
+}
+
+/// The result's prints with its inner cells (groups of aggregations inside
+/// the query) added; `None` when there is nothing to compare.
+pub(super) fn result_prints(
+    planned: &PlannedQuery,
+    executed: &query::Executed,
+) -> Option<disclosure::differencing::ResultPrints> {
+    use disclosure::differencing::{ResultPrints, RowPrint};
+    let mut prints = planned
+        .rewritten
+        .hidden
+        .as_ref()
+        .and_then(|h| row_prints(&executed.batches, h));
+    let inner = planned
+        .rewritten
+        .inner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if inner.cells.is_empty() && !inner.overflow {
+        return prints;
+    }
+    let p = prints.get_or_insert_with(|| ResultPrints {
+        rows: vec![None; executed.rows()],
+        ..Default::default()
+    });
+    p.inner = inner
+        .cells
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.aggregation as u64,
+                RowPrint {
+                    units: c.units,
+                    sketch: disclosure::sketch::Sketch::from_bytes(&c.sketch)?,
+                },
+            ))
+        })
+        .collect();
+    p.inner_overflow = inner.overflow;
+    prints
 }
 
 pub(super) fn ipc_decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
@@ -323,18 +368,21 @@ impl Domain {
                     .collect()
             })
             .unwrap_or_default();
-        let prints = planned
-            .rewritten
-            .hidden
-            .as_ref()
-            .and_then(|h| row_prints(&executed.batches, h));
-        let (findings, differenced) = match prints {
+        let (findings, differenced) = match result_prints(planned, executed) {
             Some(prints) => {
-                let (f, d) = self.difference(job, &prints, policy.threshold).await?;
+                let (f, d) = self
+                    .difference(
+                        job,
+                        &prints,
+                        &planned.rewritten.inner_aggregations,
+                        policy.threshold,
+                    )
+                    .await?;
                 (Some(f), Some(d))
             }
             None => (None, None),
         };
+        let campaign = self.campaign(&job.id).await?;
         let report = disclosure::check(
             &disclosure::default_rules(),
             &CheckInput {
@@ -352,6 +400,7 @@ impl Domain {
                     planned.rewritten.hidden.as_ref(),
                     &executed.batches,
                 ),
+                campaign: campaign.as_ref(),
             },
         );
         let auto = policy.auto_release;
@@ -375,6 +424,7 @@ impl Domain {
         &self,
         job: &JobRecord,
         prints: &disclosure::differencing::ResultPrints,
+        inner_aggregations: &[String],
         threshold: u64,
     ) -> Result<(disclosure::differencing::Findings, Differenced)> {
         use disclosure::differencing::{self as diff, Earlier, Stored};
@@ -407,23 +457,84 @@ impl Domain {
             diff::compare(&job.id, prints, &earlier, threshold, diff::DEFAULT_BUDGET);
         // What cannot be compared is not passed as compared.
         findings.complete &= unreadable == 0;
-        let json = serde_json::to_vec(&Stored::new(prints, Some(findings.clone())))
+        let mut stored = Stored::new(prints, Some(findings.clone()));
+        stored.inner_aggregations = inner_aggregations.to_vec();
+        let json = serde_json::to_vec(&stored)
             .map_err(|e| Error::Internal(format!("encoding sketches: {e}")))?;
         let (key, sealed) = blob::seal(
             &self.keyring,
             &blob::SealedFor::Differencing(&job.id).aad(),
             &json,
         )?;
-        let pairs_found = findings.pairs_found;
+        let (pairs_found, trackers_found) = (findings.pairs_found, findings.trackers_found);
         Ok((
             findings,
             Differenced {
                 sealed,
                 key,
                 pairs_found,
+                trackers_found,
                 _lock: lock,
             },
         ))
+    }
+
+    /// The jobs of `job_id`'s grant with the same plan up to its constants.
+    pub(in crate::domain) async fn campaign(
+        &self,
+        job_id: &str,
+    ) -> Result<Option<disclosure::Campaign>> {
+        Ok(self
+            .store
+            .shape_campaign(job_id)
+            .await?
+            .map(|(variants, jobs)| disclosure::Campaign {
+                jobs: jobs.len() as u64,
+                variants,
+                flag_at: self.job_options().campaign_flag_at,
+            }))
+    }
+
+    /// Records a submitted job's plan shape ([`query::shape`]) and, when its
+    /// grant holds `campaign_suspend_at` variants of it or more, asks for the
+    /// grant's suspension in the audit log (stewards and admins decide;
+    /// nothing is suspended automatically).
+    pub(super) async fn note_shape(
+        &self,
+        job: &JobRecord,
+        session: &QuerySession,
+        planned: &PlannedQuery,
+    ) -> Result<()> {
+        let optimized = session
+            .context()
+            .state()
+            .optimize(&planned.logical)
+            .unwrap_or_else(|_| planned.logical.clone());
+        let key = self.keyring.derive("plan-shapes");
+        let (shape, variant) = query::shape::shape_keys(&optimized, &key);
+        self.store
+            .record_job_shape(&job.id, &job.grant_id, &shape, &variant)
+            .await?;
+        let limit = self.job_options().campaign_suspend_at;
+        if let Some((variants, jobs)) = self.store.shape_campaign(&job.id).await?
+            && variants >= limit
+        {
+            self.record(
+                &Actor::system(),
+                "grant.suspension_requested",
+                crate::domain::audit_object("grant", &job.grant_id),
+                Outcome::Success,
+                serde_json::json!({
+                    "reason": "oracle_campaign",
+                    "job_id": job.id,
+                    "jobs_of_shape": jobs.len(),
+                    "variants": variants,
+                    "limit": limit,
+                }),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// A differentially private result: the noisy release is made from the
@@ -461,6 +572,7 @@ impl Domain {
                 dp: Some(&report_dp),
                 differencing: None,
                 withheld: &[],
+                campaign: None,
             },
         );
         self.seal_checked(
@@ -554,6 +666,7 @@ impl Domain {
                     "next": job.status,
                     "approvals_required": job.reviewers_required,
                     "differencing_pairs": differenced.as_ref().map(|d| d.pairs_found),
+                    "differencing_trackers": differenced.as_ref().map(|d| d.trackers_found),
                 }),
             )
         );

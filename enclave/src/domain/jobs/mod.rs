@@ -64,6 +64,12 @@ pub struct JobOptions {
     pub target_partitions: usize,
     /// Longest accepted SQL text, in bytes.
     pub max_sql_bytes: usize,
+    /// Variants (sets of constants) of one plan shape under one grant from
+    /// which each job of the shape is flagged for review (oracle campaigns).
+    pub campaign_flag_at: u64,
+    /// Variants from which each further job writes a suspension request
+    /// (`grant.suspension_requested`) to the audit log.
+    pub campaign_suspend_at: u64,
 }
 
 impl Default for JobOptions {
@@ -75,6 +81,8 @@ impl Default for JobOptions {
             deadline: Duration::from_secs(600),
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_sql_bytes: 64 * 1024,
+            campaign_flag_at: 3,
+            campaign_suspend_at: 10,
         }
     }
 }

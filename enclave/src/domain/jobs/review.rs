@@ -38,6 +38,12 @@ pub struct ReviewPacket {
     /// (an earlier result's, or this one's) by fewer than the threshold,
     /// side by side. Never shown to the researcher.
     pub differencing: Vec<DifferencingPair>,
+    /// Three cells (at least one of this result) where the first minus the
+    /// other two is fewer than the threshold of persons, with the arithmetic.
+    pub trackers: Vec<DifferencingTracker>,
+    /// The jobs of this grant whose plans are the same as this one's up to
+    /// their constants (an oracle campaign when many), oldest first.
+    pub campaign: Option<CampaignPacket>,
     /// The caller's own vote, if any.
     pub my_vote: Option<ReviewRecord>,
     /// Every vote — shown only once the caller voted or the review is over (blind review).
@@ -48,8 +54,10 @@ pub struct ReviewPacket {
 /// Two rows whose persons differ by fewer than the threshold.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DifferencingPair {
-    /// The row of this result, and its cells.
+    /// The row of this result (an inner cell's index when `inner`), and its cells.
     pub row: u64,
+    /// `row` is an aggregate computed inside the query (no cells of its own).
+    pub inner: bool,
     #[schema(value_type = Object)]
     pub cells: serde_json::Value,
     /// The other row: its job (this one's for a pair inside the result),
@@ -58,6 +66,7 @@ pub struct DifferencingPair {
     pub other_query: String,
     pub other_status: String,
     pub other_row: u64,
+    pub other_inner: bool,
     #[schema(value_type = Object)]
     pub other_cells: serde_json::Value,
     /// Persons whose records differ between the rows, and by how many records.
@@ -68,21 +77,84 @@ pub struct DifferencingPair {
     pub explanation: String,
 }
 
-/// What subtracting the two rows of `pair` gives away.
-fn explain(pair: &disclosure::differencing::Pair, this_job: &str, other_status: &str) -> String {
-    let other = if pair.other_job_id == this_job {
-        "this result".to_string()
-    } else {
-        format!("job {} ({other_status})", pair.other_job_id)
-    };
-    let persons = match pair.units_differing {
+/// A three-term tracker: `A − B − C` is fewer than the threshold of persons.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DifferencingTracker {
+    /// A, B and C: job, row (or inner cell), and the cells of a row.
+    #[schema(value_type = Vec<Object>)]
+    pub terms: Vec<serde_json::Value>,
+    pub units_differing: u64,
+    pub records_differing: u64,
+    /// The arithmetic, in words ("row 0 of job … minus row 1 of job … minus
+    /// row 0 of this result is 1 person's …").
+    pub explanation: String,
+}
+
+/// The jobs of one shape (same plan up to constants) under the grant.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CampaignPacket {
+    pub jobs: Vec<String>,
+    /// Distinct sets of constants among them.
+    pub variants: u64,
+    /// From this many variants each job is flagged.
+    pub flag_at: u64,
+}
+
+fn persons(n: u64) -> String {
+    match n {
         1 => "1 person".to_string(),
         n => format!("{n} persons"),
+    }
+}
+
+/// A cell in words: "row 3 of this result", "inner aggregate `sum(x)` (group 0)
+/// of job … (released)".
+fn place(
+    row: u64,
+    inner: bool,
+    label: Option<&str>,
+    job: &str,
+    this_job: &str,
+    status: &str,
+) -> String {
+    let whose = if job == this_job {
+        "this result".to_string()
+    } else {
+        format!("job {job} ({status})")
     };
+    if inner {
+        match label {
+            Some(l) => format!(
+                "the aggregate `{l}` computed inside the query (inner cell {row}) of {whose}"
+            ),
+            None => format!("an aggregate computed inside the query (inner cell {row}) of {whose}"),
+        }
+    } else {
+        format!("row {row} of {whose}")
+    }
+}
+
+/// What subtracting the two cells of `pair` gives away.
+fn explain(
+    pair: &disclosure::differencing::Pair,
+    this_job: &str,
+    other_status: &str,
+    labels: (Option<&str>, Option<&str>),
+) -> String {
+    let this = place(pair.row, pair.inner, labels.0, this_job, this_job, "");
+    let other = place(
+        pair.other_row,
+        pair.other_inner,
+        labels.1,
+        &pair.other_job_id,
+        this_job,
+        other_status,
+    );
+    let n = persons(pair.units_differing);
     format!(
-        "row {} of this result and row {} of {other} are computed over the same persons but \
-         {persons} ({} records): the difference of their values is what {persons} contribute",
-        pair.row, pair.other_row, pair.records_differing
+        "{this} and {other} are computed over the same persons but {n} ({} records): {this} \
+         minus {other} is what {n} contribute",
+        pair.records_differing
     )
 }
 
@@ -159,9 +231,9 @@ impl Domain {
         p: &Principal,
         job: &JobRecord,
         result: &[serde_json::Value],
-    ) -> Result<Vec<DifferencingPair>> {
+    ) -> Result<(Vec<DifferencingPair>, Vec<DifferencingTracker>)> {
         let Some((sealed, key)) = self.store.job_fingerprints(&job.id).await? else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let json = blob::open(
             &self.keyring,
@@ -171,43 +243,116 @@ impl Domain {
         )?;
         let stored: disclosure::differencing::Stored = serde_json::from_slice(&json)
             .map_err(|_| Error::Internal("a result's sealed sketches do not decode".into()))?;
-        let Some(findings) = stored.findings else {
-            return Ok(Vec::new());
+        let Some(findings) = stored.findings.clone() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        // The label of this result's inner cell `k`.
+        let label = |k: u64| -> Option<&str> {
+            let a = stored.inner.get(k as usize)?.aggregation;
+            stored
+                .inner_aggregations
+                .get(a as usize)
+                .map(String::as_str)
         };
         let mut others: HashMap<String, (JobRecord, Vec<serde_json::Value>)> = HashMap::new();
+        let mut wanted: Vec<String> = findings
+            .pairs
+            .iter()
+            .map(|p| p.other_job_id.clone())
+            .collect();
+        wanted.extend(
+            findings
+                .trackers
+                .iter()
+                .flat_map(|t| t.terms.iter().map(|c| c.job_id.clone())),
+        );
+        for id in wanted {
+            if others.contains_key(&id) {
+                continue;
+            }
+            let other = self.job(&id).await?;
+            let rows = if other.id == job.id {
+                result.to_vec()
+            } else if reviews_for(p, &self.grant(&other.grant_id).await?) {
+                rows_json(&self.candidate(&other).await?.1)
+            } else {
+                Vec::new()
+            };
+            others.insert(other.id.clone(), (other, rows));
+        }
+        let cell = |rows: &[serde_json::Value], r: u64, inner: bool| {
+            if inner {
+                return serde_json::Value::Null;
+            }
+            rows.get(r as usize)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null)
+        };
         let mut out = Vec::new();
         for pair in findings.pairs {
-            if !others.contains_key(&pair.other_job_id) {
-                let other = self.job(&pair.other_job_id).await?;
-                let rows = if other.id == job.id {
-                    result.to_vec()
-                } else if reviews_for(p, &self.grant(&other.grant_id).await?) {
-                    rows_json(&self.candidate(&other).await?.1)
-                } else {
-                    Vec::new()
-                };
-                others.insert(other.id.clone(), (other, rows));
-            }
             let (other, rows) = &others[&pair.other_job_id];
-            let cell = |rows: &[serde_json::Value], r: u64| {
-                rows.get(r as usize)
-                    .cloned()
-                    .unwrap_or(serde_json::Value::Null)
-            };
+            let other_label = (other.id == job.id && pair.other_inner)
+                .then(|| label(pair.other_row))
+                .flatten();
             out.push(DifferencingPair {
                 row: pair.row,
-                cells: cell(result, pair.row),
+                inner: pair.inner,
+                cells: cell(result, pair.row, pair.inner),
                 other_job_id: other.id.clone(),
                 other_query: other.query_text.clone(),
                 other_status: other.status.as_str().to_string(),
                 other_row: pair.other_row,
-                other_cells: cell(rows, pair.other_row),
+                other_inner: pair.other_inner,
+                other_cells: cell(rows, pair.other_row, pair.other_inner),
                 units_differing: pair.units_differing,
                 records_differing: pair.records_differing,
-                explanation: explain(&pair, &job.id, other.status.as_str()),
+                explanation: explain(
+                    &pair,
+                    &job.id,
+                    other.status.as_str(),
+                    (pair.inner.then(|| label(pair.row)).flatten(), other_label),
+                ),
             });
         }
-        Ok(out)
+        let mut trackers = Vec::new();
+        for t in findings.trackers {
+            let mut terms = Vec::new();
+            let mut words = Vec::new();
+            for c in &t.terms {
+                let (other, rows) = &others[&c.job_id];
+                let l = (other.id == job.id && c.inner)
+                    .then(|| label(c.row))
+                    .flatten();
+                words.push(place(
+                    c.row,
+                    c.inner,
+                    l,
+                    &c.job_id,
+                    &job.id,
+                    other.status.as_str(),
+                ));
+                terms.push(serde_json::json!({
+                    "job_id": c.job_id,
+                    "query": other.query_text,
+                    "status": other.status.as_str(),
+                    "row": c.row,
+                    "inner": c.inner,
+                    "cells": cell(rows, c.row, c.inner),
+                }));
+            }
+            let n = persons(t.units_differing);
+            trackers.push(DifferencingTracker {
+                explanation: format!(
+                    "{} minus {} minus {} is computed over {n} ({} records): the arithmetic gives \
+                     what {n} contribute",
+                    words[0], words[1], words[2], t.records_differing
+                ),
+                terms,
+                units_differing: t.units_differing,
+                records_differing: t.records_differing,
+            });
+        }
+        Ok((out, trackers))
     }
 
     /// The review packet of a job: query, plan, verdicts, the candidate
@@ -248,10 +393,20 @@ impl Domain {
             .await?;
         let model_log = self.model_log(&job).await?;
         let result = rows_json(&batches);
-        let differencing = self.differencing_pairs(p, &job, &result).await?;
+        let (differencing, trackers) = self.differencing_pairs(p, &job, &result).await?;
+        let campaign = match self.store.shape_campaign(&job.id).await? {
+            Some((variants, jobs)) if jobs.len() > 1 => Some(CampaignPacket {
+                jobs,
+                variants,
+                flag_at: self.job_options().campaign_flag_at,
+            }),
+            _ => None,
+        };
         Ok(ReviewPacket {
             model_log,
             differencing,
+            trackers,
+            campaign,
             result,
             earlier_releases: earlier,
             my_vote,

@@ -358,6 +358,11 @@ impl Domain {
             .await?;
             return Err(e);
         }
+        // Its shape, whatever happens next: a failing or timed job is a bit
+        // of a campaign too.
+        if let Err(e) = self.note_shape(&job, &session, &planned).await {
+            tracing::error!(job = %job.id, error = %e, "the job's plan shape was not recorded");
+        }
         let guard = Guard::new(Instant::now() + self.job_options().deadline);
         self.jobs.running.lock().expect("job map lock").insert(
             job.id.clone(),
