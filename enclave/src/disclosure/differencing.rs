@@ -189,7 +189,7 @@ pub struct Findings {
 
 /// Compares `current` with itself and with `earlier`: every pair of cells
 /// whose units differ in `1..threshold` units, then every three-term
-/// tracker with at least one cell of `current` ([`trackers`]).
+/// tracker with at least one cell of `current`.
 pub fn compare(
     job_id: &str,
     current: &ResultPrints,
