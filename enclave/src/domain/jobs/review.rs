@@ -68,6 +68,9 @@ pub struct DifferencingPair {
     pub explanation: String,
 }
 
+/// What a packet says instead of the query of a job the reviewer may not read.
+pub const OTHER_GRANT: &str = "a job of another grant";
+
 /// What subtracting the two rows of `pair` gives away.
 fn explain(pair: &disclosure::differencing::Pair, this_job: &str, other_status: &str) -> String {
     let other = if pair.other_job_id == this_job {
@@ -134,6 +137,23 @@ pub(super) fn rows_json(batches: &[RecordBatch]) -> Vec<serde_json::Value> {
 }
 
 impl Domain {
+    /// The providers of the datasets `job` read: whose consent its release needs.
+    pub(super) async fn providers_read(&self, job: &JobRecord) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for d in &job.datasets {
+            let record = self
+                .store
+                .dataset(&d.dataset_id)
+                .await?
+                .ok_or_else(|| Error::Internal("a job read an unknown dataset".into()))?;
+            let provider = record.manifest.dataset.provider.clone();
+            if !out.contains(&provider) {
+                out.push(provider);
+            }
+        }
+        Ok(out)
+    }
+
     /// Jobs waiting for `p`'s review.
     pub async fn review_queue<'a>(
         &self,
@@ -143,7 +163,10 @@ impl Domain {
         let mut out = Vec::new();
         for j in self.store.jobs_in(JobStatus::PendingReview).await? {
             let g = self.grant(&j.grant_id).await?;
-            if reviews_for(p, &g) && j.requester_id != p.user_id {
+            if reviews_for(p, &g)
+                && j.requester_id != p.user_id
+                && output_review::check_output_steward(p, &self.providers_read(&j).await?).is_ok()
+            {
                 out.push(j);
             }
         }
@@ -174,21 +197,43 @@ impl Domain {
         let Some(findings) = stored.findings else {
             return Ok(Vec::new());
         };
-        let mut others: HashMap<String, (JobRecord, Vec<serde_json::Value>)> = HashMap::new();
+        let mut others: HashMap<String, (JobRecord, Vec<serde_json::Value>, String)> =
+            HashMap::new();
         let mut out = Vec::new();
         for pair in findings.pairs {
             if !others.contains_key(&pair.other_job_id) {
                 let other = self.job(&pair.other_job_id).await?;
-                let rows = if other.id == job.id {
-                    result.to_vec()
-                } else if reviews_for(p, &self.grant(&other.grant_id).await?) {
-                    rows_json(&self.candidate(&other).await?.1)
+                let (rows, query) = if other.id == job.id || other.grant_id == job.grant_id {
+                    let rows = if other.id == job.id {
+                        result.to_vec()
+                    } else {
+                        rows_json(&self.candidate(&other).await?.1)
+                    };
+                    (rows, other.query_text.clone())
                 } else {
-                    Vec::new()
+                    // Another grant's job: its text and cells only for those
+                    // who may read that job (and review its outputs).
+                    let g = self.grant(&other.grant_id).await?;
+                    let providers = g.providers();
+                    let readable = authz::may_read(
+                        p,
+                        &authz::Object::Job {
+                            requester_id: &g.holder_id,
+                            providers: &providers,
+                        },
+                    );
+                    if readable && reviews_for(p, &g) {
+                        let rows = rows_json(&self.candidate(&other).await?.1);
+                        (rows, other.query_text.clone())
+                    } else if readable {
+                        (Vec::new(), other.query_text.clone())
+                    } else {
+                        (Vec::new(), OTHER_GRANT.to_string())
+                    }
                 };
-                others.insert(other.id.clone(), (other, rows));
+                others.insert(other.id.clone(), (other, rows, query));
             }
-            let (other, rows) = &others[&pair.other_job_id];
+            let (other, rows, query) = &others[&pair.other_job_id];
             let cell = |rows: &[serde_json::Value], r: u64| {
                 rows.get(r as usize)
                     .cloned()
@@ -198,7 +243,7 @@ impl Domain {
                 row: pair.row,
                 cells: cell(result, pair.row),
                 other_job_id: other.id.clone(),
-                other_query: other.query_text.clone(),
+                other_query: query.clone(),
                 other_status: other.status.as_str().to_string(),
                 other_row: pair.other_row,
                 other_cells: cell(rows, pair.other_row),
@@ -223,6 +268,7 @@ impl Domain {
             .await?;
         let requester = self.identity.get_user_by_id(&job.requester_id).await?;
         output_review::check_output_reviewer(p, &job.requester_id, &requester.organisation)?;
+        output_review::check_output_steward(p, &self.providers_read(&job).await?)?;
         let (_, batches) = self.candidate(&job).await?;
         let votes = self.store.reviews(id).await?;
         let my_vote = votes.iter().find(|v| v.reviewer_id == p.user_id).cloned();
@@ -271,11 +317,13 @@ impl Domain {
         decision: ReviewDecision,
         comment: &str,
     ) -> Result<JobView> {
-        let (p, mut job, grant) = self
+        let (p, mut job, _) = self
             .authorized_job(caller.into(), Action::ReviewOutput, id)
             .await?;
         let requester = self.identity.get_user_by_id(&job.requester_id).await?;
         output_review::check_output_reviewer(p, &job.requester_id, &requester.organisation)?;
+        let providers = self.providers_read(&job).await?;
+        output_review::check_output_steward(p, &providers)?;
         if job.status != JobStatus::PendingReview {
             return Err(Error::Conflict(format!(
                 "a job in state `{}` is not waiting for review",
@@ -343,7 +391,7 @@ impl Domain {
                 provider_agencies: &u.provider_agencies,
             })
             .collect();
-        if output_review::approvals_release(&counted, job.reviewers_required, &grant.providers()) {
+        if output_review::approvals_release(&counted, job.reviewers_required, &providers) {
             let reviewers = approvals
                 .iter()
                 .map(|v| release::Reviewer {
