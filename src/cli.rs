@@ -223,6 +223,10 @@ pub enum AuditCommand {
         /// A signed head kept outside the host; the log must still hold it.
         #[arg(long = "head")]
         heads: Vec<PathBuf>,
+        /// Also cross-check the metadata against the chain: every release,
+        /// account role, grant and approval must have its event.
+        #[arg(long)]
+        deep: bool,
     },
     /// Print the newest events.
     Tail {
@@ -287,6 +291,7 @@ pub async fn run(cli: Cli) -> CliResult {
             public_key,
             trusted_keys,
             heads,
+            deep,
         }) => {
             let anchors = Anchors {
                 public_key,
@@ -294,7 +299,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 heads,
                 witness_dir: config.audit.witness_dir.clone(),
             };
-            audit_verify(&cli.data_dir, json, anchors).await
+            audit_verify(&cli.data_dir, json, anchors, deep).await
         }
         Command::Audit(AuditCommand::Tail { n }) => audit_tail(&cli.data_dir, n).await,
         Command::User(cmd) => user(&cli.data_dir, &config, cmd).await,
@@ -375,13 +380,13 @@ async fn dataset(data_dir: &Path, config: &Config, cmd: DatasetCommand) -> CliRe
         // Reads of the metadata store need no audit writer, so they work while a
         // server runs. They are the operator's local view, not the public API.
         DatasetCommand::List => {
-            let store = Store::open(&initialised(data_dir)?.meta_db()).await?;
+            let store = open_store(data_dir).await?;
             let result = dataset_list(&store).await;
             store.close().await;
             result
         }
         DatasetCommand::Show { id } => {
-            let store = Store::open(&initialised(data_dir)?.meta_db()).await?;
+            let store = open_store(data_dir).await?;
             let result = dataset_show(&store, &id).await;
             store.close().await;
             result
@@ -555,6 +560,13 @@ fn password_from(stdin: bool) -> CliResult<(String, bool)> {
     Ok((enclave::identity::generate_password(), true))
 }
 
+/// The metadata store alone (no audit writer), for read-only commands.
+async fn open_store(data_dir: &Path) -> CliResult<Store> {
+    let dir = initialised(data_dir)?;
+    let keyring = enclave::keyring::Keyring::open(&dir.keys())?;
+    Ok(Store::open(&dir.meta_db(), &keyring).await?)
+}
+
 fn parse_enum<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> CliResult<T> {
     serde_json::from_value(serde_json::Value::String(value.to_string()))
         .map_err(|_| format!("unknown {what} `{value}`").into())
@@ -563,7 +575,7 @@ fn parse_enum<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> CliRes
 async fn user(data_dir: &Path, config: &Config, cmd: UserCommand) -> CliResult {
     if let UserCommand::List = cmd {
         // Read-only: works beside a running server.
-        let store = Store::open(&initialised(data_dir)?.meta_db()).await?;
+        let store = open_store(data_dir).await?;
         let users =
             enclave::identity::Identity::new(store.clone(), config.domain_options()?.identity)
                 .list_users()
@@ -745,7 +757,7 @@ impl Anchors {
     }
 }
 
-async fn audit_verify(data_dir: &Path, json: bool, anchors: Anchors) -> CliResult {
+async fn audit_verify(data_dir: &Path, json: bool, anchors: Anchors, deep: bool) -> CliResult {
     let dir = initialised(data_dir)?;
     let in_dir = hex::decode(std::fs::read_to_string(dir.keys().join("signing.pub"))?.trim())?;
     let pinned = anchors.keys()?;
@@ -767,10 +779,35 @@ async fn audit_verify(data_dir: &Path, json: bool, anchors: Anchors) -> CliResul
         heads.push(audit::witnessed_head_path(w));
     }
     let mut kept_problem = None;
-    for path in &heads {
+    // The key that signed must be the one the chain introduced at init (a
+    // signed, chained event): a log re-signed under another key fails here
+    // even when that key is passed in.
+    if report.is_ok() {
+        let first = audit::list(
+            &dir.audit_db(),
+            &audit::AuditFilter {
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let introduced = first
+            .first()
+            .filter(|e| e.action == "platform.init")
+            .and_then(|e| e.details["signing_public_key"].as_str())
+            .map(str::to_string);
+        if introduced.as_deref() != Some(hex::encode(&public_key).as_str()) {
+            kept_problem = Some(
+                "the checkpoints are signed by a key the chain never introduced \
+                 (event 1, platform.init, names the platform key)"
+                    .to_string(),
+            );
+        }
+    }
+    for path in heads.iter().filter(|_| kept_problem.is_none()) {
         let kept = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Err(why) = audit::check_kept_head(&dir.audit_db(), &public_key, &kept).await? {
-            kept_problem = Some(format!("{}: {why}", path.display()));
+            kept_problem = Some(format!("against a kept head: {}: {why}", path.display()));
             break;
         }
     }
@@ -782,7 +819,7 @@ async fn audit_verify(data_dir: &Path, json: bool, anchors: Anchors) -> CliResul
             p.seq, p.kind, p.message
         );
     } else if let Some(why) = &kept_problem {
-        println!("audit chain BROKEN against a kept head: {why}");
+        println!("audit chain BROKEN: {why}");
     } else {
         println!(
             "audit chain OK: {} events, {} signed checkpoints, head {} {}",
@@ -805,11 +842,36 @@ async fn audit_verify(data_dir: &Path, json: bool, anchors: Anchors) -> CliResul
         }
     }
     if json && let Some(why) = &kept_problem {
-        eprintln!("audit chain BROKEN against a kept head: {why}");
+        eprintln!("audit chain BROKEN: {why}");
     }
-    Ok(if report.is_ok() && kept_problem.is_none() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let mut discrepancies = 0;
+    if deep {
+        // A MAC failure while loading rows is itself a finding, named by row.
+        let store = open_store(data_dir).await?;
+        let found = enclave::domain::cross_check(&store, &dir.audit_db()).await;
+        store.close().await;
+        match found {
+            Ok(found) => {
+                for d in &found {
+                    println!("metadata DISCREPANCY: {} {}", d.kind, d.id);
+                }
+                if found.is_empty() {
+                    println!("  metadata consistent with the chain");
+                }
+                discrepancies = found.len();
+            }
+            Err(e) if e.code() == "metadata_tampered" => {
+                println!("metadata DISCREPANCY: {e}");
+                discrepancies = 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(
+        if report.is_ok() && kept_problem.is_none() && discrepancies == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

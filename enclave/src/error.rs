@@ -90,6 +90,12 @@ pub enum Error {
     #[error("{message}")]
     Refused { code: &'static str, message: String },
 
+    /// A row of the metadata store failed its MAC check: someone wrote the
+    /// database without the master key. Names the table and the row's key,
+    /// never a value.
+    #[error("metadata_tampered: {table} row {row} failed its integrity check")]
+    MetadataTampered { table: &'static str, row: String },
+
     /// A bug: an invariant the code relies on did not hold.
     #[error("internal error: {0}")]
     Internal(String),
@@ -123,6 +129,7 @@ impl Error {
             Error::Ineligible(_) => "ineligible",
             Error::Denied { code, .. } => code,
             Error::Refused { code, .. } => code,
+            Error::MetadataTampered { .. } => "metadata_tampered",
             Error::Internal(_) => "internal",
         }
     }

@@ -76,6 +76,15 @@ impl From<enclave::Error> for ApiError {
         if !e.is_public() {
             return ApiError::internal(&e);
         }
+        if let E::MetadataTampered { .. } = &e {
+            // The operator's problem; the caller learns only that it is not theirs.
+            tracing::error!(error = %e, "metadata integrity check failed");
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.code(),
+                "the platform's records failed an integrity check; the operator has been alerted",
+            );
+        }
         let status = match &e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,

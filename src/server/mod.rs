@@ -109,6 +109,7 @@ pub struct AppState {
         models::list_models,
         models::get_model,
         models::decide_model,
+        models::withdraw_model_decision,
         catalog::dummy_data,
         admin::signed_head,
         admin::platform_keys,

@@ -30,6 +30,10 @@ pub fn route_models(max_component_bytes: usize) -> Router<AppState> {
         )
         .route("/api/models/{sha256}", get(get_model))
         .route("/api/models/{sha256}/approvals", post(decide_model))
+        .route(
+            "/api/models/{sha256}/approvals/{id}/withdraw",
+            post(withdraw_model_decision),
+        )
 }
 
 /// The uploader's name for the model.
@@ -152,6 +156,29 @@ pub async fn decide_model(
                 b.decision,
                 &b.comment,
             )
+            .await?,
+    ))
+}
+
+/// Withdraw one's own decision on a model (a rejection blocks the model's
+/// runs on that dataset until its author withdraws it).
+#[utoipa::path(post, path = "/api/models/{sha256}/approvals/{id}/withdraw", tag = "models",
+    params(("sha256" = String, Path, description = "The component's SHA-256"),
+           ("id" = String, Path, description = "The decision's id")),
+    responses((status = 200, description = "Withdrawn", body = ModelView),
+              (status = 403, description = "Not the decision's author", body = ErrorBody),
+              (status = 404, description = "No such decision", body = ErrorBody),
+              (status = 409, description = "Already withdrawn", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn withdraw_model_decision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((sha256, id)): Path<(String, String)>,
+) -> ApiResult<Json<ModelView>> {
+    Ok(Json(
+        state
+            .domain
+            .withdraw_model_decision(caller.principal(), &sha256, &id)
             .await?,
     ))
 }

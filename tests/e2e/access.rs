@@ -194,6 +194,29 @@ impl Fixtures<'_> {
                     Body::Json(json!({ "dataset_id": "social_insurance", "decision": "approve" })),
                 )
             }
+            ("POST", "/api/models/{sha256}/approvals/{id}/withdraw") => {
+                let m = self.model();
+                let view = self.server.expect(
+                    200,
+                    "POST",
+                    &format!("/api/models/{m}/approvals"),
+                    Some(&self.people.steward),
+                    Some(&json!({ "dataset_id": "social_insurance", "decision": "approve" })),
+                );
+                let id = view["approvals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["withdrawn_at"].is_null())
+                    .unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                (
+                    format!("/api/models/{m}/approvals/{id}/withdraw"),
+                    Body::None,
+                )
+            }
             ("POST", "/api/admin/users") => (
                 route.into(),
                 Body::Json(json!({
@@ -468,6 +491,12 @@ fn route_role_matrix() {
         (
             "POST",
             "/api/models/{sha256}/approvals",
+            [401, 403, 403, 200, 403, 403, 403],
+        ),
+        // Only the decision's author withdraws it.
+        (
+            "POST",
+            "/api/models/{sha256}/approvals/{id}/withdraw",
             [401, 403, 403, 200, 403, 403, 403],
         ),
         ("POST", "/api/auth/login", ALL),

@@ -541,11 +541,11 @@ fn suspended_revoked_and_expired_grants_run_nothing() {
     server.stop();
 
     // Past its period: refused even before the sweep marks it expired.
-    common::exec_sqlite(
-        &data.join("meta/anyu.db"),
-        &format!(
-            "UPDATE grants SET grant_json = json_set(grant_json, '$.valid_until', '2020-01-01T00:00:00Z') WHERE id = '{g2}'"
-        ),
+    common::update_sealed(
+        &data,
+        "grants",
+        "grant_json = json_set(grant_json, '$.valid_until', '2020-01-01T00:00:00Z')",
+        &format!("id = '{g2}'"),
     );
     let server = TestServer::start(&data);
     let p = People::login(&server);

@@ -290,3 +290,62 @@ fn refused_bearer_tokens_are_audited() {
     assert!(!tail.contains(&token), "the audit log holds a token");
     assert!(!tail.contains(guessed), "the audit log holds a token");
 }
+
+/// A `--head` file that is not a signed head record is a clear refusal
+/// naming the file, not a crash or an OK.
+#[test]
+fn a_malformed_kept_head_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = init_key(&data);
+    let bad = dir.path().join("head.json");
+    std::fs::write(&bad, b"{\"seq\": \"not a head\"").unwrap();
+    let out = run(
+        &data,
+        &[
+            "audit",
+            "verify",
+            "--public-key",
+            &key,
+            "--head",
+            bad.to_str().unwrap(),
+        ],
+        false,
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("BROKEN") && text.contains("head.json") && text.contains("kept head"),
+        "{text}"
+    );
+}
+
+/// `verify --deep` on a consistent directory finds nothing; a role written
+/// by SQL is named as a discrepancy and fails the command.
+#[test]
+fn verify_deep_names_a_role_written_by_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = init_key(&data);
+    common::add_people(&data);
+    let ok = stdout(&run(
+        &data,
+        &["audit", "verify", "--public-key", &key, "--deep"],
+        true,
+    ));
+    assert!(ok.contains("metadata consistent with the chain"), "{ok}");
+    common::exec_sqlite(
+        &data.join("meta/anyu.db"),
+        "UPDATE users SET role = 'admin' WHERE username = 'r_li'",
+    );
+    let out = stdout(&run(
+        &data,
+        &["audit", "verify", "--public-key", &key, "--deep"],
+        false,
+    ));
+    assert!(
+        out.contains("metadata DISCREPANCY")
+            && out.contains("metadata_tampered")
+            && out.contains("users"),
+        "{out}"
+    );
+}

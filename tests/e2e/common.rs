@@ -642,3 +642,26 @@ pub fn exec_sqlite(db: &Path, statement: &str) {
         conn.close().await.expect("close");
     });
 }
+
+/// `UPDATE <table> SET <set> WHERE <filter>` on a sealed table of the
+/// metadata store, as the master key's holder would (the rows' MACs are
+/// rewritten): how a test lets time pass. The server must not be running.
+pub fn update_sealed(data_dir: &Path, table: &str, set: &str, filter: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = enclave::domain::DataDir::new(data_dir);
+        let keyring = enclave::keyring::Keyring::open(&dir.keys()).expect("keys");
+        let store = enclave::store::Store::open(&dir.meta_db(), &keyring)
+            .await
+            .expect("store");
+        let n = store
+            .update_sealed(table, set, filter)
+            .await
+            .expect("update");
+        assert!(n > 0, "no row of {table} where {filter}");
+        store.close().await;
+    });
+}

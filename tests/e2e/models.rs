@@ -727,3 +727,80 @@ fn models_that_single_out_persons_fail_their_checks() {
     assert!(thin(&rule, "x"), "{full}");
     assert_eq!(full["status"], "rejected", "{full}");
 }
+
+/// Every decision is kept: an approval after a rejection does not erase it,
+/// and the rejection blocks runs until its author withdraws it; a steward
+/// of the uploader's organisation may not decide at all.
+#[test]
+fn a_rejection_blocks_until_its_author_withdraws_it() {
+    let dir = prepared_data_dir(300, &["social_insurance"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    common::add_user(
+        &data,
+        "s_uni",
+        "steward",
+        "深圳大学",
+        "government",
+        &["--agency", common::SI_PROVIDER],
+    );
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let grant = grant_on(
+        &server,
+        &p,
+        &[("social_insurance", SI_COLUMNS)],
+        "model_results",
+    );
+    let (status, body) = upload(
+        &server,
+        &p.researcher,
+        "describe",
+        prebuilt("describe.c.wasm"),
+    );
+    assert_eq!(status, 201, "{body}");
+    let sha = body["sha256"].as_str().unwrap().to_string();
+    let decide = |token: &str, decision: &str| {
+        server.call(
+            "POST",
+            &format!("/api/models/{sha}/approvals"),
+            Some(token),
+            Some(
+                &json!({ "dataset_id": "social_insurance", "decision": decision,
+                          "comment": "需要再看看这个模型" }),
+            ),
+        )
+    };
+    // The uploader's organisation (深圳大学) may not decide.
+    let uni = server.login("s_uni");
+    let (status, body) = decide(&uni, "approve");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "same_organisation");
+
+    let (status, view) = decide(&p.steward, "reject");
+    assert_eq!(status, 200, "{view}");
+    let rejection = view["approvals"][0]["id"].as_str().unwrap().to_string();
+    let (status, view) = decide(&p.steward, "approve");
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["approvals"].as_array().unwrap().len(), 2, "{view}");
+    let run = || {
+        server.call(
+            "POST",
+            "/api/jobs",
+            Some(&p.researcher),
+            Some(&json!({ "grant_id": grant, "model": sha, "params": "",
+                          "sql": "SELECT contribution_base FROM social_insurance" })),
+        )
+    };
+    let (status, body) = run();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "model_rejected");
+
+    // Only its author withdraws it.
+    let withdraw = format!("/api/models/{sha}/approvals/{rejection}/withdraw");
+    let (status, body) = server.call("POST", &withdraw, Some(&p.admin), None);
+    assert_eq!(status, 403, "{body}");
+    server.expect(200, "POST", &withdraw, Some(&p.steward), None);
+    let (status, body) = run();
+    assert_eq!(status, 202, "{body}");
+}

@@ -1017,10 +1017,7 @@ fn sessions_expire_and_are_revoked() {
     server.stop();
 
     // A session past its expiry is refused (the clock moved past `expires_at`).
-    sql(
-        &data,
-        "UPDATE users SET disabled = 0 WHERE username = 'r_li'",
-    );
+    common::update_sealed(&data, "users", "disabled = 0", "username = 'r_li'");
     sql(
         &data,
         "UPDATE sessions SET revoked_at = NULL, expires_at = '2020-01-01T00:00:00.000000Z'",
@@ -1045,11 +1042,13 @@ fn grants_expire_at_the_end_of_their_period() {
 
     // The period ended (as if time passed); the server expires it at start.
     let past = "2020-01-01T00:00:00+00:00";
-    sql(
+    common::update_sealed(
         &data,
+        "grants",
         &format!(
-            "UPDATE grants SET valid_until = '{past}', grant_json = json_set(grant_json, '$.valid_until', '2020-01-01T00:00:00Z') WHERE id = '{g}'"
+            "valid_until = '{past}', grant_json = json_set(grant_json, '$.valid_until', '2020-01-01T00:00:00Z')"
         ),
+        &format!("id = '{g}'"),
     );
     let server = TestServer::start(&data);
     let p = People::login(&server);

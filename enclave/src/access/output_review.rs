@@ -27,6 +27,24 @@ pub fn check_output_reviewer(
     Ok(())
 }
 
+/// Output review follows the data the job read: a steward reviews a result
+/// only when the job read data of one of their providers (`providers`, the
+/// providers of the datasets read), whatever else the grant covers.
+pub fn check_output_steward(reviewer: &Principal, providers: &[String]) -> Result<()> {
+    if reviewer.role == Role::Steward
+        && !providers
+            .iter()
+            .any(|p| reviewer.provider_agencies.contains(p))
+    {
+        return Err(Error::Denied {
+            code: "not_a_provider_of_the_data",
+            message: "this result was computed without your provider's data; its providers' stewards review it"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// A vote counts only from a reviewer who fetched the review packet of the
 /// result as it stands now (`current`, the job's revision): nobody approves
 /// what they have not seen.
@@ -50,13 +68,17 @@ pub struct Approval<'a> {
 }
 
 /// Whether approvals release a result: at least `required` of them (votes
-/// are one per reviewer, so these are different people), one of them from a
-/// steward of a provider of the data (`providers`).
+/// are one per reviewer, so these are different people), and for every
+/// provider whose data the job read (`providers`) a steward of it — as in
+/// the application review, each provider consents for its own data.
 pub fn approvals_release(approvals: &[Approval<'_>], required: u32, providers: &[String]) -> bool {
-    let steward_approved = approvals.iter().any(|a| {
-        a.role == Role::Steward && providers.iter().any(|x| a.provider_agencies.contains(x))
-    });
-    approvals.len() as u32 >= required && steward_approved
+    let every_provider = !providers.is_empty()
+        && providers.iter().all(|x| {
+            approvals
+                .iter()
+                .any(|a| a.role == Role::Steward && a.provider_agencies.contains(x))
+        });
+    approvals.len() as u32 >= required && every_provider
 }
 
 #[cfg(test)]
@@ -128,5 +150,22 @@ mod tests {
         );
         assert!(approvals_release(&[admin, steward], 2, &si));
         assert!(!approvals_release(&[], 0, &si), "no vote releases nothing");
+        // Data of two providers: each one's steward approves.
+        let both = vec!["社保局".to_string(), "卫健委".to_string()];
+        assert!(!approvals_release(&[steward, admin], 2, &both));
+        assert!(approvals_release(&[steward, foreign_steward], 2, &both));
+    }
+
+    #[test]
+    fn only_stewards_of_the_data_read_review_it() {
+        let mut s = person("s1", "社保局", Role::Steward);
+        s.provider_agencies = vec!["社保局".into()];
+        let mut other = person("s2", "卫健委", Role::Steward);
+        other.provider_agencies = vec!["卫健委".into()];
+        let read = vec!["社保局".to_string()];
+        assert!(check_output_steward(&s, &read).is_ok());
+        let e = check_output_steward(&other, &read).unwrap_err();
+        assert_eq!(e.code(), "not_a_provider_of_the_data");
+        assert!(check_output_steward(&person("a1", "平台", Role::Admin), &read).is_ok());
     }
 }

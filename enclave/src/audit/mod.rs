@@ -11,8 +11,8 @@
 //! | file (next to each other) | content |
 //! |---|---|
 //! | `audit.db` | SQLite, WAL, `synchronous = FULL`: tables `events` and `checkpoints` (migrations in `enclave/migrations/audit/`) |
+//! | the directory itself | `flock`ed by the one writer; a second [`AuditLog::open`] gets [`crate::Error::Conflict`] (no lock file that could be unlinked) |
 //! | `audit.head` | the head witness: signed JSON, replaced atomically (temp file, fsync, rename) |
-//! | `audit.lock` | `flock`ed by the one writer; a second [`AuditLog::open`] gets [`crate::Error::Conflict`] |
 //!
 //! The database is separate from the metadata store so that group commits of
 //! the audit log never wait for metadata writes, and the other way round.

@@ -95,6 +95,41 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// Takes the one-writer lock (`flock`) on the directory that holds the
+/// log. A separate lock file could be unlinked and recreated, letting a
+/// second writer in; a directory with the log in it cannot be removed, and
+/// it is not the database file, whose other descriptors would drop SQLite's
+/// own POSIX locks when closed. The inode is checked after locking, so a
+/// directory swapped in between is never taken for the one locked.
+fn lock_single_writer(path: &Path) -> Result<std::fs::File> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let lock = std::fs::File::open(dir).map_err(Error::io("open", dir))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::Conflict(
+                "the audit log is already open in another handle or process".into(),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", dir)(e)),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let held = lock.metadata().map_err(Error::io("stat", dir))?;
+        let now = std::fs::metadata(dir).map_err(Error::io("stat", dir))?;
+        if (held.dev(), held.ino()) != (now.dev(), now.ino()) {
+            return Err(Error::Conflict(
+                "the audit directory was replaced while it was being opened".into(),
+            ));
+        }
+    }
+    Ok(lock)
+}
+
 fn connect_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
@@ -129,22 +164,7 @@ impl AuditLog {
                 .map_err(Error::io("create directory", dir))?;
         }
         crate::store::create_private_file(path)?;
-        let lock_path = path.with_extension("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(Error::io("open", &lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Conflict(
-                    "the audit log is already open in another handle or process".into(),
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path)(e)),
-        }
+        let lock = lock_single_writer(path)?;
 
         let mut conn = connect_options(path)
             .create_if_missing(true)

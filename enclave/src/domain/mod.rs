@@ -14,6 +14,7 @@
 mod access;
 mod accounts;
 mod authorization;
+mod cross_check;
 mod grants;
 mod jobs;
 mod models;
@@ -22,6 +23,7 @@ pub use access::{
     AgreementText, ApplicationSummary, ApplicationView, DatasetFilter, ReviewConditions, ReviewStep,
 };
 pub use authorization::{By, audit_object};
+pub use cross_check::{Discrepancy, cross_check};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
 pub use jobs::{JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket};
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
@@ -437,6 +439,22 @@ impl std::fmt::Debug for Domain {
     }
 }
 
+/// Seals the metadata rows from before the MACs existed, once, at upgrade
+/// (they are trusted then), and records it: a second `metadata.sealed` in the
+/// chain means someone reset the marker.
+async fn seal_existing_rows(store: &Store, audit: &AuditLog) -> Result<()> {
+    if let Some(rows) = store.seal_existing_rows().await? {
+        audit
+            .append(
+                Actor::system()
+                    .event("metadata.sealed", "meta")
+                    .details(serde_json::json!({ "rows": rows })),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Creates the data directory's root readable by its owner alone (0700); an
 /// existing directory is left as the operator made it.
 fn create_private_root(root: &Path) -> Result<()> {
@@ -501,6 +519,7 @@ impl Domain {
                     })),
             )
             .await?;
+        seal_existing_rows(&domain.store, &domain.audit).await?;
         Ok(domain)
     }
 
@@ -525,7 +544,7 @@ impl Domain {
         if !creating && !dir.audit_db().is_file() {
             return Err(missing_audit_log(&dir));
         }
-        let store = Store::open(&dir.meta_db()).await?;
+        let store = Store::open(&dir.meta_db(), &keyring).await?;
         let audit = AuditLog::open(
             &dir.audit_db(),
             keyring.signing_key(),
@@ -542,6 +561,22 @@ impl Domain {
         })?;
         if !creating && audit.head().0 == 0 {
             return Err(missing_audit_log(&dir));
+        }
+        let tamper_log = audit.clone();
+        store.on_tamper(Box::new(move |table, row| {
+            let log = tamper_log.clone();
+            let event = Actor::system()
+                .event("metadata.tampered", format!("{table}:{row}"))
+                .outcome(Outcome::Failure)
+                .details(serde_json::json!({ "table": table, "row": row }));
+            tokio::spawn(async move {
+                if let Err(e) = log.append(event).await {
+                    tracing::error!(error = %e, "could not audit a metadata MAC failure");
+                }
+            });
+        }));
+        if !creating {
+            seal_existing_rows(&store, &audit).await?;
         }
         let identity = Identity::new(store.clone(), options.identity.clone());
         let jobs = jobs::JobRunner::new(options.jobs.workers, options.jobs.target_partitions);

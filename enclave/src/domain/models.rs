@@ -589,8 +589,34 @@ impl Domain {
         };
         self.authorize(Some(p), Action::ApproveModel, &target, &object)
             .await?;
-        if !valid_sha(sha256) || self.store.model_uploads(sha256).await?.is_empty() {
+        let uploads = if valid_sha(sha256) {
+            self.store.model_uploads(sha256).await?
+        } else {
+            Vec::new()
+        };
+        if uploads.is_empty() {
             return Err(Error::NotFound("model".into()));
+        }
+        // Separation of duties, as in application and output review: nobody
+        // decides on code their own organisation brought in.
+        for u in &uploads {
+            let uploader = self.store.user_by_id(&u.owner_id).await?;
+            if u.owner_id == p.user_id || uploader.is_some_and(|o| o.organisation == p.organisation)
+            {
+                let refusal = Error::Denied {
+                    code: "same_organisation",
+                    message: "nobody from the uploader's organisation may decide on a model".into(),
+                };
+                self.record(
+                    &Actor::user(p),
+                    "model.decide",
+                    format!("model:{sha256}"),
+                    Outcome::Denied,
+                    serde_json::json!({ "dataset_id": dataset_id, "code": refusal.code() }),
+                )
+                .await?;
+                return Err(refusal);
+            }
         }
         let comment = comment.trim();
         if comment.chars().count() > 2000
@@ -606,6 +632,7 @@ impl Domain {
         };
         self.store
             .put_model_approval(&ModelApprovalRecord {
+                id: uuid::Uuid::now_v7().to_string(),
                 sha256: sha256.to_string(),
                 dataset_id: dataset_id.to_string(),
                 decision: word.into(),
@@ -613,6 +640,7 @@ impl Domain {
                 reviewer_username: p.username.clone(),
                 comment: comment.to_string(),
                 at: crate::store::now_rfc3339(),
+                withdrawn_at: None,
             })
             .await?;
         self.record(
@@ -621,6 +649,59 @@ impl Domain {
             format!("model:{sha256}"),
             Outcome::Success,
             serde_json::json!({ "dataset_id": dataset_id }),
+        )
+        .await?;
+        self.model_view(p, sha256).await
+    }
+
+    /// Withdraws decision `decision_id` on model `sha256`: only its author
+    /// may. Audited as `model.withdraw`.
+    pub async fn withdraw_model_decision<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        sha256: &str,
+        decision_id: &str,
+    ) -> Result<ModelView> {
+        let object = audit_object("model", sha256);
+        let p = self
+            .signed_in(caller.into(), Action::ApproveModel, &object)
+            .await?;
+        let decisions = if valid_sha(sha256) {
+            self.store.model_approvals(sha256).await?
+        } else {
+            Vec::new()
+        };
+        let Some(d) = decisions.iter().find(|d| d.id == decision_id) else {
+            return Err(Error::NotFound("model decision".into()));
+        };
+        if d.reviewer_id != p.user_id {
+            self.record(
+                &Actor::user(p),
+                "model.withdraw",
+                format!("model:{sha256}"),
+                Outcome::Denied,
+                serde_json::json!({ "decision_id": decision_id, "code": "not_author" }),
+            )
+            .await?;
+            return Err(Error::Denied {
+                code: "not_author",
+                message: "only the steward who made a decision may withdraw it".into(),
+            });
+        }
+        let at = crate::store::now_rfc3339();
+        if !self
+            .store
+            .withdraw_model_approval(sha256, decision_id, &p.user_id, &at)
+            .await?
+        {
+            return Err(Error::Conflict("the decision is already withdrawn".into()));
+        }
+        self.record(
+            &Actor::user(p),
+            "model.withdraw",
+            format!("model:{sha256}"),
+            Outcome::Success,
+            serde_json::json!({ "decision_id": decision_id, "dataset_id": d.dataset_id }),
         )
         .await?;
         self.model_view(p, sha256).await
@@ -670,10 +751,23 @@ impl Domain {
             if !planned.facts.datasets.contains(&t.dataset_id) || !t.policy.models_need_approval {
                 continue;
             }
-            let approved = approvals
-                .iter()
-                .any(|a| a.dataset_id == t.dataset_id && a.decision == "approve");
-            if !approved {
+            let live = || {
+                approvals
+                    .iter()
+                    .filter(|a| a.dataset_id == t.dataset_id && a.withdrawn_at.is_none())
+            };
+            // A rejection blocks until its author withdraws it, whatever
+            // approvals came later.
+            if live().any(|a| a.decision == "reject") {
+                return Err(Error::Denied {
+                    code: "model_rejected",
+                    message: format!(
+                        "a steward rejected this model for dataset `{}`; it runs only once they withdraw the rejection",
+                        t.dataset_id
+                    ),
+                });
+            }
+            if !live().any(|a| a.decision == "approve") {
                 return Err(Error::Denied {
                     code: "model_not_approved",
                     message: format!(

@@ -9,6 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::identity::{enum_from_str, json_from_str, json_to_string};
+use super::seal::{APPLICATION_EVENTS, APPLICATIONS, GRANTS, KeyValue, Sealer, check_row, reseal};
 use super::{Store, now_rfc3339};
 use crate::access::{
     ApplicationDraft, ApplicationFacts, ApplicationState, ApplicationStatus, Grant, GrantStatus,
@@ -261,6 +262,13 @@ fn grant_from_row(row: &SqliteRow) -> Result<Grant> {
     Ok(g)
 }
 
+impl Store {
+    fn sealed_grant(&self, row: &SqliteRow) -> Result<Grant> {
+        self.sealer.check(&GRANTS, row)?;
+        grant_from_row(row)
+    }
+}
+
 /// The grant JSON without the counters, which live in their own columns.
 fn grant_json(g: &Grant) -> Result<String> {
     let mut stored = g.clone();
@@ -322,6 +330,7 @@ impl<'a> NewApplicationEvent<'a> {
 
 async fn insert_application_event(
     tx: &mut Transaction<'_, Sqlite>,
+    sealer: &Sealer,
     application_id: &str,
     e: &NewApplicationEvent<'_>,
     at: &str,
@@ -350,7 +359,13 @@ async fn insert_application_event(
     .bind(at)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    reseal(
+        tx,
+        sealer,
+        &APPLICATION_EVENTS,
+        &[KeyValue::Text(application_id), KeyValue::Int(seq)],
+    )
+    .await
 }
 
 /// A grant step about to be recorded.
@@ -435,7 +450,7 @@ impl Store {
         a: &ApplicationRecord,
         event: &NewApplicationEvent<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(&format!(
             "INSERT INTO applications ({APPLICATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
@@ -460,7 +475,14 @@ impl Store {
         .bind(&a.updated_at)
         .execute(&mut *tx)
         .await?;
-        insert_application_event(&mut tx, &a.id, event, &a.created_at).await?;
+        insert_application_event(&mut tx, &self.sealer, &a.id, event, &a.created_at).await?;
+        reseal(
+            &mut tx,
+            &self.sealer,
+            &APPLICATIONS,
+            &[KeyValue::Text(&a.id)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -468,21 +490,29 @@ impl Store {
     /// One application, or `None`.
     pub async fn application(&self, id: &str) -> Result<Option<ApplicationRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {APPLICATION_COLUMNS} FROM applications WHERE id = ?"
+            "SELECT {APPLICATION_COLUMNS}, {} FROM applications WHERE id = ?",
+            APPLICATIONS.select("")
         ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(application_from_row).transpose()
+        row.as_ref()
+            .map(|r| {
+                self.sealer.check(&APPLICATIONS, r)?;
+                application_from_row(r)
+            })
+            .transpose()
     }
 
     /// Every application, newest first.
     pub async fn list_applications(&self) -> Result<Vec<ApplicationRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {APPLICATION_COLUMNS} FROM applications ORDER BY created_at DESC, id"
+            "SELECT {APPLICATION_COLUMNS}, {} FROM applications ORDER BY created_at DESC, id",
+            APPLICATIONS.select("")
         ))
         .fetch_all(&self.pool)
         .await?;
+        self.sealer.check_all(&APPLICATIONS, &rows)?;
         rows.iter().map(application_from_row).collect()
     }
 
@@ -495,23 +525,26 @@ impl Store {
         event: &NewApplicationEvent<'_>,
     ) -> Result<i64> {
         let at = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
-        let n = update_application(&mut tx, a, &at).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let n = self.update_application(&mut tx, a, &at).await?;
         if n == 0 {
             return Err(stale());
         }
-        insert_application_event(&mut tx, &a.id, event, &at).await?;
+        insert_application_event(&mut tx, &self.sealer, &a.id, event, &at).await?;
         tx.commit().await?;
         Ok(a.revision + 1)
     }
 
     /// The history of an application, oldest first.
     pub async fn application_events(&self, id: &str) -> Result<Vec<ApplicationEventRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM application_events WHERE application_id = ? ORDER BY seq")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT *, {} FROM application_events WHERE application_id = ? ORDER BY seq",
+            APPLICATION_EVENTS.select("")
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        self.sealer.check_all(&APPLICATION_EVENTS, &rows)?;
         rows.iter().map(application_event_from_row).collect()
     }
 
@@ -581,11 +614,11 @@ impl Store {
         grant: &Grant,
     ) -> Result<()> {
         let at = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
-        if update_application(&mut tx, application, &at).await? == 0 {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if self.update_application(&mut tx, application, &at).await? == 0 {
             return Err(stale());
         }
-        insert_application_event(&mut tx, &application.id, event, &at).await?;
+        insert_application_event(&mut tx, &self.sealer, &application.id, event, &at).await?;
         sqlx::query(
             "INSERT INTO agreements (application_id, user_id, agreement_version, agreement_sha256, \
              signed_at, receipt_json) VALUES (?, ?, ?, ?, ?, ?)",
@@ -613,6 +646,7 @@ impl Store {
         .bind(&grant.updated_at)
         .execute(&mut *tx)
         .await?;
+        reseal(&mut tx, &self.sealer, &GRANTS, &[KeyValue::Text(&grant.id)]).await?;
         insert_grant_event(
             &mut tx,
             &grant.id,
@@ -632,32 +666,37 @@ impl Store {
 
     /// One grant, or `None`.
     pub async fn grant(&self, id: &str) -> Result<Option<Grant>> {
-        let row = sqlx::query(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(grant_from_row).transpose()
+        let row = sqlx::query(&format!(
+            "SELECT {GRANT_COLUMNS}, {} FROM grants WHERE id = ?",
+            GRANTS.select("")
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.sealed_grant(r)).transpose()
     }
 
     /// The grant created from an application, if any.
     pub async fn grant_for_application(&self, application_id: &str) -> Result<Option<Grant>> {
         let row = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE application_id = ?"
+            "SELECT {GRANT_COLUMNS}, {} FROM grants WHERE application_id = ?",
+            GRANTS.select("")
         ))
         .bind(application_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(grant_from_row).transpose()
+        row.as_ref().map(|r| self.sealed_grant(r)).transpose()
     }
 
     /// Every grant, newest first.
     pub async fn list_grants(&self) -> Result<Vec<Grant>> {
         let rows = sqlx::query(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants ORDER BY created_at DESC, id"
+            "SELECT {GRANT_COLUMNS}, {} FROM grants ORDER BY created_at DESC, id",
+            GRANTS.select("")
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(grant_from_row).collect()
+        rows.iter().map(|r| self.sealed_grant(r)).collect()
     }
 
     /// Ids of active or suspended grants whose validity ended by `now` (RFC 3339 UTC).
@@ -676,7 +715,8 @@ impl Store {
     /// Writes the state of `g` (revision-checked) and records `event`.
     pub async fn save_grant_state(&self, g: &Grant, event: &NewGrantEvent<'_>) -> Result<i64> {
         let at = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        check_row(&mut tx, &self.sealer, &GRANTS, &[KeyValue::Text(&g.id)]).await?;
         let n = sqlx::query(
             "UPDATE grants SET status = ?, grant_json = ?, revision = revision + 1, updated_at = ? \
              WHERE id = ? AND revision = ?",
@@ -692,6 +732,7 @@ impl Store {
         if n == 0 {
             return Err(stale());
         }
+        reseal(&mut tx, &self.sealer, &GRANTS, &[KeyValue::Text(&g.id)]).await?;
         insert_grant_event(&mut tx, &g.id, event, &at).await?;
         tx.commit().await?;
         Ok(g.revision + 1)
@@ -726,11 +767,14 @@ impl Store {
         id: &str,
         charge: &Usage,
     ) -> Result<std::result::Result<Usage, ChargeRefusal>> {
-        let mut conn = self.pool.acquire().await?;
-        match charge_on(&mut conn, id, charge).await? {
-            Some(u) => Ok(Ok(u)),
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        match charge_on(&mut tx, &self.sealer, id, charge).await? {
+            Some(u) => {
+                tx.commit().await?;
+                Ok(Ok(u))
+            }
             None => {
-                drop(conn);
+                drop(tx);
                 Ok(Err(self.charge_refusal(id, charge).await?))
             }
         }
@@ -831,7 +875,22 @@ impl Store {
     }
 }
 
-async fn update_application(
+impl Store {
+    async fn update_application(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        a: &ApplicationRecord,
+        at: &str,
+    ) -> Result<u64> {
+        let key = [KeyValue::Text(&a.id)];
+        check_row(tx, &self.sealer, &APPLICATIONS, &key).await?;
+        let n = update_application_row(tx, a, at).await?;
+        reseal(tx, &self.sealer, &APPLICATIONS, &key).await?;
+        Ok(n)
+    }
+}
+
+async fn update_application_row(
     tx: &mut Transaction<'_, Sqlite>,
     a: &ApplicationRecord,
     at: &str,
@@ -864,12 +923,15 @@ async fn update_application(
 
 /// The conditional charge on one connection or transaction: `None` when the
 /// grant is not active or a budget would be exceeded.
+/// Call it inside a transaction: the counters and their MAC change together.
 pub(crate) async fn charge_on(
     conn: &mut sqlx::SqliteConnection,
+    sealer: &Sealer,
     id: &str,
     charge: &Usage,
 ) -> Result<Option<Usage>> {
     charge.validate()?;
+    check_row(conn, sealer, &GRANTS, &[KeyValue::Text(id)]).await?;
     // The 1e-9 tolerances match `Usage::exceeds`.
     let row = sqlx::query(
         "UPDATE grants SET jobs_used = jobs_used + ?1, epsilon_used = epsilon_used + ?2, \
@@ -892,6 +954,9 @@ pub(crate) async fn charge_on(
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
+    if row.is_some() {
+        reseal(conn, sealer, &GRANTS, &[KeyValue::Text(id)]).await?;
+    }
     row.map(|row| -> Result<Usage> {
         Ok(Usage {
             jobs: to_u64(row.try_get("jobs_used")?, "jobs used")?,

@@ -137,7 +137,7 @@ impl Store {
         let quality_json = serde_json::to_string(rec.quality)
             .map_err(|e| Error::Internal(format!("quality report does not serialize: {e}")))?;
 
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current = sqlx::query(
             "SELECT revision, sha256, open_type FROM dataset_manifests \
              WHERE dataset_id = ? ORDER BY revision DESC LIMIT 1",

@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::Store;
+use super::seal::{KeyValue, USERS, check_row, reseal};
 use crate::identity::{ApiTokenInfo, CreditFlag, User};
 use crate::{Error, Result};
 
@@ -111,8 +112,14 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiTokenInfo> {
 }
 
 impl Store {
+    fn sealed_user(&self, row: &SqliteRow) -> Result<User> {
+        self.sealer.check(&USERS, row)?;
+        user_from_row(row)
+    }
+
     /// Inserts a new user. A taken username is a [`Error::Conflict`].
     pub async fn insert_user(&self, user: &User, password_hash: &str) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO users ({USER_COLUMNS}, password_hash, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -135,7 +142,7 @@ impl Store {
         .bind(&user.created_at)
         .bind(password_hash)
         .bind(&user.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         if let Err(sqlx::Error::Database(e)) = &inserted
             && e.is_unique_violation()
@@ -143,18 +150,22 @@ impl Store {
             return Err(Error::Conflict("username is already taken".into()));
         }
         inserted?;
+        reseal(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(&user.id)]).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// A user and their password hash, by username.
     pub async fn user_credentials(&self, username: &str) -> Result<Option<UserCredentials>> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?"
+            "SELECT {USER_COLUMNS}, password_hash, {} FROM users WHERE username = ?",
+            USERS.select("")
         ))
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
+            self.sealer.check(&USERS, &row)?;
             Ok(UserCredentials {
                 user: user_from_row(&row)?,
                 password_hash: row.try_get("password_hash")?,
@@ -166,31 +177,36 @@ impl Store {
     /// A user by username.
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
+            "SELECT {USER_COLUMNS}, {} FROM users WHERE username = ?",
+            USERS.select("")
         ))
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(user_from_row).transpose()
+        row.as_ref().map(|r| self.sealed_user(r)).transpose()
     }
 
     /// A user by id.
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(user_from_row).transpose()
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, {} FROM users WHERE id = ?",
+            USERS.select("")
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.sealed_user(r)).transpose()
     }
 
     /// Every user, ordered by username.
     pub async fn list_users(&self) -> Result<Vec<User>> {
         let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+            "SELECT {USER_COLUMNS}, {} FROM users ORDER BY username",
+            USERS.select("")
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(user_from_row).collect()
+        rows.iter().map(|r| self.sealed_user(r)).collect()
     }
 
     /// Counts one failed login in a single statement, so concurrent attempts
@@ -246,6 +262,8 @@ impl Store {
     /// Replaces a password hash and clears failed logins and any lock.
     /// Returns false when the user does not exist.
     pub async fn set_password_hash(&self, user_id: &str, hash: &str, now: &str) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        check_row(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
         let done = sqlx::query(
             "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL, \
              updated_at = ? WHERE id = ?",
@@ -253,8 +271,10 @@ impl Store {
         .bind(hash)
         .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        reseal(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -265,12 +285,16 @@ impl Store {
         disabled: bool,
         now: &str,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        check_row(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
         let done = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?")
             .bind(i64::from(disabled))
             .bind(now)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        reseal(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -281,12 +305,16 @@ impl Store {
         verified: bool,
         now: &str,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        check_row(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
         let done = sqlx::query("UPDATE users SET verified = ?, updated_at = ? WHERE id = ?")
             .bind(i64::from(verified))
             .bind(now)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        reseal(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -297,13 +325,17 @@ impl Store {
         flags: &[CreditFlag],
         now: &str,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        check_row(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
         let done =
             sqlx::query("UPDATE users SET credit_flags_json = ?, updated_at = ? WHERE id = ?")
                 .bind(json_to_string(&flags, "credit flags")?)
                 .bind(now)
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+        reseal(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -335,16 +367,17 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let row = sqlx::query(&format!(
-            "SELECT {cols}, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
+            "SELECT {cols}, {}, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
              s.revoked_at AS s_revoked_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?"
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+            USERS.select("u")
         ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
             Ok(SessionRecord {
-                user: user_from_row(&row)?,
+                user: self.sealed_user(&row)?,
                 created_at: row.try_get("s_created_at")?,
                 expires_at: row.try_get("s_expires_at")?,
                 revoked_at: row.try_get("s_revoked_at")?,

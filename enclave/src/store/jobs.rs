@@ -6,6 +6,9 @@ use sqlx::sqlite::SqliteRow;
 
 use super::access::{ChargeRefusal, charge_on};
 use super::identity::{enum_from_str, json_from_str, json_to_string};
+use super::seal::{
+    GRANTS, JOB_REVIEWS, KeyValue, PRIVACY_LEDGER, RELEASES, Sealer, check_row, reseal,
+};
 use super::{Store, now_rfc3339};
 use crate::access::Usage;
 use crate::keyring::WrappedKey;
@@ -213,6 +216,13 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
     })
 }
 
+impl Store {
+    fn sealed_release(&self, row: &SqliteRow) -> Result<ReleaseRecord> {
+        self.sealer.check(&RELEASES, row)?;
+        release_from_row(row)
+    }
+}
+
 fn release_from_row(row: &SqliteRow) -> Result<ReleaseRecord> {
     let files: String = row.try_get("files_json")?;
     Ok(ReleaseRecord {
@@ -283,8 +293,8 @@ impl Store {
         charge: &Usage,
         budgets: &crate::access::Budgets,
     ) -> Result<std::result::Result<(), ChargeRefusal>> {
-        let mut tx = self.pool.begin().await?;
-        let Some(used) = charge_on(&mut tx, &j.grant_id, charge).await? else {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(used) = charge_on(&mut tx, &self.sealer, &j.grant_id, charge).await? else {
             drop(tx);
             return Ok(Err(self.charge_refusal(&j.grant_id, charge).await?));
         };
@@ -292,7 +302,7 @@ impl Store {
         let mut researcher_left = None;
         if let Some(cap) = j.dp.as_ref().and_then(|d| d.researcher_cap.clone()) {
             let Some((epsilon_used, delta_used)) =
-                charge_researcher(&mut tx, &cap, &j.requester_id, charge).await?
+                charge_researcher(&mut tx, &self.sealer, &cap, &j.requester_id, charge).await?
             else {
                 drop(tx);
                 return Ok(Err(ChargeRefusal::Budget(RESEARCHER_BUDGET)));
@@ -322,7 +332,7 @@ impl Store {
         result: Option<SealedResult<'_>>,
         cpu_seconds: f64,
     ) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         update_job(&mut tx, j).await?;
         if let Some(r) = result {
             let (log, log_key) = match r.log {
@@ -356,6 +366,8 @@ impl Store {
             }
         }
         if cpu_seconds > 0.0 && cpu_seconds.is_finite() {
+            let key = [KeyValue::Text(&j.grant_id)];
+            check_row(&mut tx, &self.sealer, &GRANTS, &key).await?;
             sqlx::query(
                 "UPDATE grants SET cpu_seconds_used = min(cpu_seconds_used + ?, \
                  json_extract(grant_json, '$.budgets.cpu_seconds')) WHERE id = ?",
@@ -364,6 +376,7 @@ impl Store {
             .bind(&j.grant_id)
             .execute(&mut *tx)
             .await?;
+            reseal(&mut tx, &self.sealer, &GRANTS, &key).await?;
         }
         tx.commit().await?;
         Ok(j.revision + 1)
@@ -461,6 +474,7 @@ impl Store {
 
     /// Records a review vote; a second vote by the same reviewer is a conflict.
     pub async fn insert_review(&self, r: &ReviewRecord) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "INSERT INTO job_reviews (job_id, reviewer_id, reviewer_username, decision, comment, at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -471,10 +485,15 @@ impl Store {
         .bind(&r.decision)
         .bind(&r.comment)
         .bind(&r.at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match done {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let key = [KeyValue::Text(&r.job_id), KeyValue::Text(&r.reviewer_id)];
+                reseal(&mut tx, &self.sealer, &JOB_REVIEWS, &key).await?;
+                tx.commit().await?;
+                Ok(())
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::Conflict(
                 "you have already reviewed this result".into(),
             )),
@@ -563,11 +582,14 @@ impl Store {
     }
 
     pub async fn reviews(&self, job_id: &str) -> Result<Vec<ReviewRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM job_reviews WHERE job_id = ? ORDER BY at, reviewer_id")
-                .bind(job_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT *, {} FROM job_reviews WHERE job_id = ? ORDER BY at, reviewer_id",
+            JOB_REVIEWS.select("")
+        ))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        self.sealer.check_all(&JOB_REVIEWS, &rows)?;
         rows.iter()
             .map(|row| -> Result<ReviewRecord> {
                 Ok(ReviewRecord {
@@ -582,9 +604,34 @@ impl Store {
             .collect()
     }
 
-    /// Stores a release and marks its job released (revision-checked), in one transaction.
-    pub async fn insert_release(&self, r: &ReleaseRecord, job: &JobRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+    /// Claims `job` for release before anything is sealed or charged: one
+    /// conditional UPDATE that moves its revision on while it is still
+    /// `checked` or `pending_review` at `revision`. A racing decision (a
+    /// rejection, a second release) then fails its own revision check; the
+    /// loser of the race gets `false` here and does nothing.
+    pub async fn claim_job_for_release(&self, id: &str, revision: i64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET revision = revision + 1 \
+             WHERE id = ? AND revision = ? AND status IN ('checked', 'pending_review')",
+        )
+        .bind(id)
+        .bind(revision)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Stores a release, marks its job released (revision-checked) and
+    /// charges the released rows to the grant, in one transaction: the
+    /// budget is charged exactly when the release exists.
+    pub async fn insert_release(
+        &self,
+        r: &ReleaseRecord,
+        job: &JobRecord,
+        charge: &Usage,
+    ) -> Result<std::result::Result<(), ChargeRefusal>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let n = sqlx::query(
             "UPDATE jobs SET status = 'released', finished_at = ?, revision = revision + 1 \
              WHERE id = ? AND revision = ?",
@@ -600,6 +647,13 @@ impl Store {
                 "the job changed meanwhile; reload it and try again".into(),
             ));
         }
+        if charge_on(&mut tx, &self.sealer, &r.grant_id, charge)
+            .await?
+            .is_none()
+        {
+            drop(tx);
+            return Ok(Err(self.charge_refusal(&r.grant_id, charge).await?));
+        }
         sqlx::query(
             "INSERT INTO releases (id, job_id, grant_id, certificate_json, files_json, released_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -612,44 +666,56 @@ impl Store {
         .bind(&r.released_at)
         .execute(&mut *tx)
         .await?;
+        reseal(&mut tx, &self.sealer, &RELEASES, &[KeyValue::Text(&r.id)]).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// One release, or `None`.
     pub async fn release(&self, id: &str) -> Result<Option<ReleaseRecord>> {
-        let row = sqlx::query("SELECT * FROM releases WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(release_from_row).transpose()
+        let row = sqlx::query(&format!(
+            "SELECT *, {} FROM releases WHERE id = ?",
+            RELEASES.select("")
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.sealed_release(r)).transpose()
     }
 
     /// The release of a job, if any.
     pub async fn release_of_job(&self, job_id: &str) -> Result<Option<ReleaseRecord>> {
-        let row = sqlx::query("SELECT * FROM releases WHERE job_id = ?")
-            .bind(job_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(release_from_row).transpose()
+        let row = sqlx::query(&format!(
+            "SELECT *, {} FROM releases WHERE job_id = ?",
+            RELEASES.select("")
+        ))
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.sealed_release(r)).transpose()
     }
 
     /// The releases of a grant, oldest first.
     pub async fn releases_of_grant(&self, grant_id: &str) -> Result<Vec<ReleaseRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM releases WHERE grant_id = ? ORDER BY released_at, id")
-                .bind(grant_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(release_from_row).collect()
+        let rows = sqlx::query(&format!(
+            "SELECT *, {} FROM releases WHERE grant_id = ? ORDER BY released_at, id",
+            RELEASES.select("")
+        ))
+        .bind(grant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| self.sealed_release(r)).collect()
     }
 
     /// Every release, newest first.
     pub async fn list_releases(&self) -> Result<Vec<ReleaseRecord>> {
-        let rows = sqlx::query("SELECT * FROM releases ORDER BY released_at DESC, id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(release_from_row).collect()
+        let rows = sqlx::query(&format!(
+            "SELECT *, {} FROM releases ORDER BY released_at DESC, id",
+            RELEASES.select("")
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| self.sealed_release(r)).collect()
     }
 }
 
@@ -741,12 +807,13 @@ const RESEARCHER_BUDGET: &str =
 /// when it would pass `cap`.
 async fn charge_researcher(
     conn: &mut sqlx::SqliteConnection,
+    sealer: &Sealer,
     cap: &crate::dp::ResearcherCap,
     researcher: &str,
     charge: &Usage,
 ) -> Result<Option<(f64, f64)>> {
     let at = now_rfc3339();
-    sqlx::query(
+    let created = sqlx::query(
         "INSERT INTO privacy_ledger (dataset_id, researcher_id, epsilon_used, delta_used, updated_at) \
          VALUES (?1, ?2, 0, 0, ?3) ON CONFLICT (dataset_id, researcher_id) DO NOTHING",
     )
@@ -754,7 +821,14 @@ async fn charge_researcher(
     .bind(researcher)
     .bind(&at)
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
+    let key = [KeyValue::Text(&cap.dataset_id), KeyValue::Text(researcher)];
+    // A row just created has no MAC yet: seal it; an old one is checked.
+    if created == 1 {
+        reseal(conn, sealer, &PRIVACY_LEDGER, &key).await?;
+    }
+    check_row(conn, sealer, &PRIVACY_LEDGER, &key).await?;
     // The tolerances match the grant's charge.
     let row = sqlx::query(
         "UPDATE privacy_ledger SET epsilon_used = epsilon_used + ?1, delta_used = delta_used + ?2, \
@@ -771,5 +845,8 @@ async fn charge_researcher(
     .bind(cap.delta)
     .fetch_optional(&mut *conn)
     .await?;
+    if row.is_some() {
+        reseal(conn, sealer, &PRIVACY_LEDGER, &key).await?;
+    }
     Ok(row.map(|r| (r.get::<f64, _>(0), r.get::<f64, _>(1))))
 }

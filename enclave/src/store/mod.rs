@@ -5,7 +5,10 @@
 //! would implement later; nothing outside `store` knows which database runs.
 //!
 //! SQLite runs in WAL mode with `synchronous = FULL`: a method that returned
-//! `Ok` has reached the disk.
+//! `Ok` has reached the disk. Transactions begin `IMMEDIATE`: most read a
+//! row's MAC before writing it, and a deferred transaction that read first
+//! cannot take the write lock once another connection wrote (it would fail
+//! with "database is locked" instead of waiting).
 
 mod access;
 mod catalog;
@@ -13,6 +16,7 @@ mod complaints;
 mod identity;
 mod jobs;
 mod models;
+mod seal;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -32,6 +36,8 @@ pub use jobs::{
     JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord, SealedResult,
 };
 pub use models::{ModelApprovalRecord, ModelRecord};
+pub(crate) use seal::Sealer;
+pub use seal::TamperHook;
 
 use crate::{Error, Result};
 
@@ -39,11 +45,13 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    sealer: Sealer,
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `path` and applies pending migrations.
-    pub async fn open(path: &Path) -> Result<Store> {
+    /// Opens (creating if missing) the database at `path` and applies pending
+    /// migrations. The keyring gives the key of the rows' MACs (`seal.rs`).
+    pub async fn open(path: &Path, keyring: &crate::keyring::Keyring) -> Result<Store> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(Error::io("create directory", parent))?;
         }
@@ -63,7 +71,10 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| Error::Internal(format!("metadata migrations failed: {e}")))?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            sealer: Sealer::new(keyring.derive(META_MAC_LABEL)),
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -71,6 +82,9 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// The label of the metadata MAC key under the master key.
+const META_MAC_LABEL: &str = "anyu:meta-mac";
 
 /// Current UTC time in the RFC 3339 form used by every stored timestamp.
 pub(crate) fn now_rfc3339() -> String {

@@ -6,6 +6,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::Store;
 use super::identity::{json_from_str, json_to_string};
+use super::seal::{KeyValue, MODEL_APPROVALS, check_row, reseal};
 use crate::{Error, Result};
 
 /// A component as one researcher uploaded it.
@@ -24,9 +25,11 @@ pub struct ModelRecord {
     pub uploaded_at: String,
 }
 
-/// A steward's decision on a model for a dataset.
+/// A steward's decision on a model for a dataset. Every decision is kept;
+/// a rejection counts until its author withdraws it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelApprovalRecord {
+    pub id: String,
     pub sha256: String,
     pub dataset_id: String,
     /// `approve` or `reject`.
@@ -35,6 +38,8 @@ pub struct ModelApprovalRecord {
     pub reviewer_username: String,
     pub comment: String,
     pub at: String,
+    /// When its author withdrew it; a withdrawn decision no longer counts.
+    pub withdrawn_at: Option<String>,
 }
 
 fn model_from_row(row: &SqliteRow) -> Result<ModelRecord> {
@@ -53,6 +58,7 @@ fn model_from_row(row: &SqliteRow) -> Result<ModelRecord> {
 
 fn approval_from_row(row: &SqliteRow) -> Result<ModelApprovalRecord> {
     Ok(ModelApprovalRecord {
+        id: row.try_get("id")?,
         sha256: row.try_get("sha256")?,
         dataset_id: row.try_get("dataset_id")?,
         decision: row.try_get("decision")?,
@@ -60,6 +66,7 @@ fn approval_from_row(row: &SqliteRow) -> Result<ModelApprovalRecord> {
         reviewer_username: row.try_get("reviewer_username")?,
         comment: row.try_get("comment")?,
         at: row.try_get("at")?,
+        withdrawn_at: row.try_get("withdrawn_at")?,
     })
 }
 
@@ -124,13 +131,15 @@ impl Store {
         rows.iter().map(model_from_row).collect()
     }
 
-    /// Records a decision, replacing an earlier one on the same pair.
+    /// Records a decision beside the earlier ones (none is replaced).
     pub async fn put_model_approval(&self, a: &ModelApprovalRecord) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO model_approvals \
-             (sha256, dataset_id, decision, reviewer_id, reviewer_username, comment, at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO model_approvals \
+             (id, sha256, dataset_id, decision, reviewer_id, reviewer_username, comment, at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
+        .bind(&a.id)
         .bind(&a.sha256)
         .bind(&a.dataset_id)
         .bind(&a.decision)
@@ -138,18 +147,57 @@ impl Store {
         .bind(&a.reviewer_username)
         .bind(&a.comment)
         .bind(&a.at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        reseal(
+            &mut tx,
+            &self.sealer,
+            &MODEL_APPROVALS,
+            &[KeyValue::Text(&a.id)],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// The decisions on `sha256`, by dataset.
+    /// Marks decision `id` withdrawn by its author; false when it is not
+    /// theirs, not on this model, or already withdrawn.
+    pub async fn withdraw_model_approval(
+        &self,
+        sha256: &str,
+        id: &str,
+        reviewer_id: &str,
+        at: &str,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let key = [KeyValue::Text(id)];
+        check_row(&mut tx, &self.sealer, &MODEL_APPROVALS, &key).await?;
+        let n = sqlx::query(
+            "UPDATE model_approvals SET withdrawn_at = ? \
+             WHERE id = ? AND sha256 = ? AND reviewer_id = ? AND withdrawn_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(sha256)
+        .bind(reviewer_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        reseal(&mut tx, &self.sealer, &MODEL_APPROVALS, &key).await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Every decision on `sha256`, by dataset, oldest first.
     pub async fn model_approvals(&self, sha256: &str) -> Result<Vec<ModelApprovalRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM model_approvals WHERE sha256 = ? ORDER BY dataset_id")
-                .bind(sha256)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT *, {} FROM model_approvals WHERE sha256 = ? ORDER BY dataset_id, at, id",
+            MODEL_APPROVALS.select("")
+        ))
+        .bind(sha256)
+        .fetch_all(&self.pool)
+        .await?;
+        self.sealer.check_all(&MODEL_APPROVALS, &rows)?;
         rows.iter().map(approval_from_row).collect()
     }
 }

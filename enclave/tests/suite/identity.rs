@@ -23,10 +23,15 @@ struct Fixture {
     identity: Identity,
 }
 
+/// A keyring for the store's row MACs.
+fn test_keyring(dir: &std::path::Path) -> enclave::keyring::Keyring {
+    enclave::keyring::Keyring::init(&dir.join("keys")).unwrap()
+}
+
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meta").join("meta.db");
-    let store = Store::open(&db).await.unwrap();
+    let store = Store::open(&db, &test_keyring(dir.path())).await.unwrap();
     let identity = Identity::new(
         store,
         IdentityPolicy::default().with_insecure_fast_hashing(),
@@ -569,7 +574,10 @@ async fn only_hashes_are_stored() {
 async fn default_policy_uses_default_argon2_cost() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meta.db");
-    let identity = Identity::new(Store::open(&db).await.unwrap(), IdentityPolicy::default());
+    let identity = Identity::new(
+        Store::open(&db, &test_keyring(dir.path())).await.unwrap(),
+        IdentityPolicy::default(),
+    );
     let p = identity.policy();
     assert_eq!(p.session_ttl, Duration::from_secs(8 * 3600));
     assert_eq!(p.max_failed_logins, 5);
@@ -730,7 +738,9 @@ async fn validation_errors() {
 async fn unknown_user_costs_a_password_check() {
     let dir = tempfile::tempdir().unwrap();
     let identity = Identity::new(
-        Store::open(&dir.path().join("meta.db")).await.unwrap(),
+        Store::open(&dir.path().join("meta.db"), &test_keyring(dir.path()))
+            .await
+            .unwrap(),
         IdentityPolicy::default(),
     );
     identity

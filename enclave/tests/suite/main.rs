@@ -15,6 +15,7 @@ mod dominance;
 mod failure_oracle;
 mod identity;
 mod ingest;
+mod integrity;
 mod manifest;
 mod masked_aggregates;
 mod privacy_ledger;

@@ -160,7 +160,13 @@ impl Ran {
     }
 }
 
-async fn user(domain: &Domain, name: &str, role: Role, org: &str, agencies: &[&str]) -> Principal {
+pub async fn user(
+    domain: &Domain,
+    name: &str,
+    role: Role,
+    org: &str,
+    agencies: &[&str],
+) -> Principal {
     let password = format!("{name}-Pa55word-for-tests");
     domain
         .create_user(

@@ -13,14 +13,76 @@ use crate::{Error, Result};
 
 use super::{charge_error, job_object};
 
+/// A committed release and what its audit event says.
+struct StoredRelease {
+    record: ReleaseRecord,
+    rows: u64,
+    charge: crate::access::Usage,
+    reviewers: Vec<String>,
+    formats: serde_json::Value,
+}
+
 impl Domain {
     /// Releases a checked or reviewed job: the four formats sealed, the
     /// certificate signed, the released-rows budget charged. Audited as `job.release`.
+    ///
+    /// The transition is claimed first (a conditional UPDATE of the job), so
+    /// a rejection racing the final approval either wins before anything is
+    /// sealed or fails its own revision check; the files are removed again
+    /// if the release does not commit, and the budget is charged in the
+    /// release's own transaction.
     pub(super) async fn release_job(
         &self,
         job: &mut JobRecord,
         reviewers: Vec<release::Reviewer>,
     ) -> Result<ReleaseRecord> {
+        if !self
+            .store
+            .claim_job_for_release(&job.id, job.revision)
+            .await?
+        {
+            return Err(Error::Conflict(
+                "the job changed meanwhile (another decision came first); reload it".into(),
+            ));
+        }
+        job.revision += 1;
+        let release_id = uuid::Uuid::now_v7().to_string();
+        let dir = self.dir.release(&release_id);
+        let done = self
+            .seal_and_store_release(job, reviewers, &release_id)
+            .await;
+        if done.is_err() && dir.exists() {
+            // Nothing refers to the files of a release that did not commit.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::error!(error = %e, release = %release_id, "could not remove an uncommitted release");
+            }
+        }
+        let done = done?;
+        self.record(
+            &Actor::system(),
+            "job.release",
+            job_object(&job.id),
+            Outcome::Success,
+            serde_json::json!({
+                "release_id": release_id,
+                "rows": done.rows,
+                "reviewers": done.reviewers,
+                "formats": done.formats,
+                "charged": done.charge,
+            }),
+        )
+        .await?;
+        *job = self.job(&job.id).await?;
+        Ok(done.record)
+    }
+
+    async fn seal_and_store_release(
+        &self,
+        job: &JobRecord,
+        reviewers: Vec<release::Reviewer>,
+        release_id: &str,
+    ) -> Result<StoredRelease> {
+        let release_id = release_id.to_string();
         let (schema, batches) = self.candidate(job).await?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let grant = self.grant(&job.grant_id).await?;
@@ -28,11 +90,7 @@ impl Domain {
             released_rows: rows,
             ..Default::default()
         };
-        if let Err(r) = self.store.charge_grant(&grant.id, &charge).await? {
-            return Err(charge_error(&r));
-        }
         let files = release::result_files(&schema, &batches)?;
-        let release_id = uuid::Uuid::now_v7().to_string();
         let dir = self.dir.release(&release_id);
         let mut stored = Vec::new();
         for (format, bytes) in &files {
@@ -111,23 +169,19 @@ impl Domain {
             files: stored,
             released_at: now,
         };
-        self.store.insert_release(&record, job).await?;
-        self.record(
-            &Actor::system(),
-            "job.release",
-            job_object(&job.id),
-            Outcome::Success,
-            serde_json::json!({
-                "release_id": release_id,
-                "rows": rows,
-                "reviewers": cert.reviewers.iter().map(|r| &r.username).collect::<Vec<_>>(),
-                "formats": cert.result.formats,
-                "charged": charge,
-            }),
-        )
-        .await?;
-        *job = self.job(&job.id).await?;
-        Ok(record)
+        if let Err(r) = self.store.insert_release(&record, job, &charge).await? {
+            return Err(charge_error(&r));
+        }
+        let names = cert.reviewers.iter().map(|r| r.username.clone()).collect();
+        let formats = serde_json::to_value(&cert.result.formats)
+            .map_err(|_| Error::Internal("formats always serialize".into()))?;
+        Ok(StoredRelease {
+            record,
+            rows,
+            charge,
+            reviewers: names,
+            formats,
+        })
     }
 
     /// One release.

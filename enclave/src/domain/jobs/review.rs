@@ -77,6 +77,9 @@ pub struct DifferencingPair {
     pub explanation: String,
 }
 
+/// What a packet says instead of the query of a job the reviewer may not read.
+pub const OTHER_GRANT: &str = "a job of another grant";
+
 /// A three-term tracker: `A − B − C` is fewer than the threshold of persons.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DifferencingTracker {
@@ -206,6 +209,23 @@ pub(super) fn rows_json(batches: &[RecordBatch]) -> Vec<serde_json::Value> {
 }
 
 impl Domain {
+    /// The providers of the datasets `job` read: whose consent its release needs.
+    pub(super) async fn providers_read(&self, job: &JobRecord) -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for d in &job.datasets {
+            let record = self
+                .store
+                .dataset(&d.dataset_id)
+                .await?
+                .ok_or_else(|| Error::Internal("a job read an unknown dataset".into()))?;
+            let provider = record.manifest.dataset.provider.clone();
+            if !out.contains(&provider) {
+                out.push(provider);
+            }
+        }
+        Ok(out)
+    }
+
     /// Jobs waiting for `p`'s review.
     pub async fn review_queue<'a>(
         &self,
@@ -215,7 +235,10 @@ impl Domain {
         let mut out = Vec::new();
         for j in self.store.jobs_in(JobStatus::PendingReview).await? {
             let g = self.grant(&j.grant_id).await?;
-            if reviews_for(p, &g) && j.requester_id != p.user_id {
+            if reviews_for(p, &g)
+                && j.requester_id != p.user_id
+                && output_review::check_output_steward(p, &self.providers_read(&j).await?).is_ok()
+            {
                 out.push(j);
             }
         }
@@ -254,7 +277,8 @@ impl Domain {
                 .get(a as usize)
                 .map(String::as_str)
         };
-        let mut others: HashMap<String, (JobRecord, Vec<serde_json::Value>)> = HashMap::new();
+        let mut others: HashMap<String, (JobRecord, Vec<serde_json::Value>, String)> =
+            HashMap::new();
         let mut wanted: Vec<String> = findings
             .pairs
             .iter()
@@ -271,14 +295,33 @@ impl Domain {
                 continue;
             }
             let other = self.job(&id).await?;
-            let rows = if other.id == job.id {
-                result.to_vec()
-            } else if reviews_for(p, &self.grant(&other.grant_id).await?) {
-                rows_json(&self.candidate(&other).await?.1)
+            let (rows, query) = if other.id == job.id {
+                (result.to_vec(), other.query_text.clone())
+            } else if other.grant_id == job.grant_id {
+                let rows = rows_json(&self.candidate(&other).await?.1);
+                (rows, other.query_text.clone())
             } else {
-                Vec::new()
+                // Another grant's job: its text and cells only for those who
+                // may read that job (and review its outputs).
+                let g = self.grant(&other.grant_id).await?;
+                let providers = g.providers();
+                let readable = authz::may_read(
+                    p,
+                    &authz::Object::Job {
+                        requester_id: &g.holder_id,
+                        providers: &providers,
+                    },
+                );
+                if readable && reviews_for(p, &g) {
+                    let rows = rows_json(&self.candidate(&other).await?.1);
+                    (rows, other.query_text.clone())
+                } else if readable {
+                    (Vec::new(), other.query_text.clone())
+                } else {
+                    (Vec::new(), OTHER_GRANT.to_string())
+                }
             };
-            others.insert(other.id.clone(), (other, rows));
+            others.insert(other.id.clone(), (other, rows, query));
         }
         let cell = |rows: &[serde_json::Value], r: u64, inner: bool| {
             if inner {
@@ -290,7 +333,7 @@ impl Domain {
         };
         let mut out = Vec::new();
         for pair in findings.pairs {
-            let (other, rows) = &others[&pair.other_job_id];
+            let (other, rows, query) = &others[&pair.other_job_id];
             let other_label = (other.id == job.id && pair.other_inner)
                 .then(|| label(pair.other_row))
                 .flatten();
@@ -299,7 +342,7 @@ impl Domain {
                 inner: pair.inner,
                 cells: cell(result, pair.row, pair.inner),
                 other_job_id: other.id.clone(),
-                other_query: other.query_text.clone(),
+                other_query: query.clone(),
                 other_status: other.status.as_str().to_string(),
                 other_row: pair.other_row,
                 other_inner: pair.other_inner,
@@ -319,7 +362,7 @@ impl Domain {
             let mut terms = Vec::new();
             let mut words = Vec::new();
             for c in &t.terms {
-                let (other, rows) = &others[&c.job_id];
+                let (other, rows, query) = &others[&c.job_id];
                 let l = (other.id == job.id && c.inner)
                     .then(|| label(c.row))
                     .flatten();
@@ -333,7 +376,7 @@ impl Domain {
                 ));
                 terms.push(serde_json::json!({
                     "job_id": c.job_id,
-                    "query": other.query_text,
+                    "query": query,
                     "status": other.status.as_str(),
                     "row": c.row,
                     "inner": c.inner,
@@ -368,6 +411,7 @@ impl Domain {
             .await?;
         let requester = self.identity.get_user_by_id(&job.requester_id).await?;
         output_review::check_output_reviewer(p, &job.requester_id, &requester.organisation)?;
+        output_review::check_output_steward(p, &self.providers_read(&job).await?)?;
         let (_, batches) = self.candidate(&job).await?;
         let votes = self.store.reviews(id).await?;
         let my_vote = votes.iter().find(|v| v.reviewer_id == p.user_id).cloned();
@@ -426,11 +470,13 @@ impl Domain {
         decision: ReviewDecision,
         comment: &str,
     ) -> Result<JobView> {
-        let (p, mut job, grant) = self
+        let (p, mut job, _) = self
             .authorized_job(caller.into(), Action::ReviewOutput, id)
             .await?;
         let requester = self.identity.get_user_by_id(&job.requester_id).await?;
         output_review::check_output_reviewer(p, &job.requester_id, &requester.organisation)?;
+        let providers = self.providers_read(&job).await?;
+        output_review::check_output_steward(p, &providers)?;
         if job.status != JobStatus::PendingReview {
             return Err(Error::Conflict(format!(
                 "a job in state `{}` is not waiting for review",
@@ -498,7 +544,7 @@ impl Domain {
                 provider_agencies: &u.provider_agencies,
             })
             .collect();
-        if output_review::approvals_release(&counted, job.reviewers_required, &grant.providers()) {
+        if output_review::approvals_release(&counted, job.reviewers_required, &providers) {
             let reviewers = approvals
                 .iter()
                 .map(|v| release::Reviewer {
