@@ -17,6 +17,7 @@ mod authorization;
 mod grants;
 mod jobs;
 mod models;
+mod tally;
 
 pub use access::{
     AgreementText, ApplicationSummary, ApplicationView, DatasetFilter, ReviewConditions, ReviewStep,
@@ -25,6 +26,7 @@ pub use authorization::{By, audit_object};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
 pub use jobs::{JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket};
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
+pub use tally::with_client;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -427,6 +429,7 @@ pub struct Domain {
     identity: Identity,
     jobs: jobs::JobRunner,
     models: models::ModelSlot,
+    tally: tally::Tally,
 }
 
 impl std::fmt::Debug for Domain {
@@ -554,6 +557,7 @@ impl Domain {
             identity,
             jobs,
             models: models::ModelSlot::default(),
+            tally: tally::Tally::default(),
         })
     }
 
@@ -736,7 +740,7 @@ impl Domain {
             .filter(|r| self.visible(r) && query.matches(&r.manifest))
             .map(Self::listing)
             .collect();
-        self.record(
+        self.record_or_tally(
             actor,
             "catalog.read",
             "catalog",
@@ -759,7 +763,7 @@ impl Domain {
             .await?;
         let record = self.store.dataset(id).await?.filter(|r| self.visible(r));
         let Some(record) = record else {
-            self.record(
+            self.record_or_tally(
                 actor,
                 "catalog.read",
                 format!("dataset:{id}"),
@@ -785,7 +789,7 @@ impl Domain {
             updated_at: record.updated_at.clone(),
             versions,
         };
-        self.record(
+        self.record_or_tally(
             actor,
             "catalog.read",
             format!("dataset:{id}"),
@@ -800,11 +804,20 @@ impl Domain {
         &self.identity
     }
 
-    /// Exchanges a username and password for a session. Every attempt is
-    /// audited (`auth.login`), refusals with their reason; the caller sees
+    /// Exchanges a username and password for a session. `client` is the
+    /// caller's network origin (the per-client throttle's key). Every attempt
+    /// is audited (`auth.login`), refusals with their reason; the caller sees
     /// only the public error.
-    pub async fn login(&self, username: &str, password: &str) -> Result<LoginSuccess> {
-        let outcome = self.identity.login(username, password, self.now()).await?;
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: &str,
+    ) -> Result<LoginSuccess> {
+        let outcome = self
+            .identity
+            .login(username, password, client, self.now())
+            .await?;
         match &outcome {
             LoginOutcome::Success(s) => {
                 let actor = Actor::new(s.user.username.clone(), s.user.role.as_str());
@@ -851,7 +864,7 @@ impl Domain {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let result = self.identity.authenticate(token, self.now()).await;
         if let Err(Error::Unauthenticated(_)) = &result {
-            self.record(
+            self.record_or_tally(
                 &Actor::anonymous(),
                 "auth.invalid_token",
                 "auth",
@@ -958,7 +971,7 @@ impl Domain {
         object: &str,
         denial: Denial,
     ) -> Result<()> {
-        self.record(
+        self.record_or_tally(
             &Actor::caller(principal),
             "authz.denied",
             object,
@@ -1213,6 +1226,7 @@ impl Domain {
 
     /// Writes the final audit checkpoint and closes the stores.
     pub async fn close(&self) -> Result<()> {
+        self.flush_anonymous_tally().await?;
         self.audit.close().await?;
         self.store.close().await;
         Ok(())

@@ -183,7 +183,7 @@ async fn user(domain: &Domain, name: &str, role: Role, org: &str, agencies: &[&s
         )
         .await
         .unwrap();
-    let s = domain.login(name, &password).await.unwrap();
+    let s = domain.login(name, &password, "test").await.unwrap();
     domain.authenticate(&s.token).await.unwrap()
 }
 
