@@ -410,7 +410,10 @@ impl Identity {
         client: &str,
         now: DateTime<Utc>,
     ) -> Result<LoginOutcome> {
-        let attempt = match self.throttle.reserve(username, client, now) {
+        // No account has a malformed name; all of them share one slot, so a
+        // slot's key stays short whatever is sent.
+        let key = validate_username(username).map_or("<malformed>", |()| username);
+        let attempt = match self.throttle.reserve(key, client, now) {
             Ok(a) => a,
             Err(t) => return Ok(LoginOutcome::Refused(throttled(t))),
         };
