@@ -1,6 +1,6 @@
 //! Real-name accounts, roles, passwords, sessions, API tokens and the login
 //! throttle (attempt slots and backoff per username and client, a bound on
-//! concurrent hashes: [`throttle`]).
+//! concurrent hashes: [`LoginThrottle`]).
 //!
 //! Secrets never reach the store: passwords are kept as Argon2id PHC strings,
 //! session and API tokens (256 random bits each) as their SHA-256. A token is

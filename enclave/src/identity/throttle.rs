@@ -159,7 +159,7 @@ impl LoginThrottle {
 
     /// Reserves an attempt for `account` (the username as submitted) from
     /// `client`, or says how long to wait. The reservation counts as a failure
-    /// unless [`Attempt::succeeded`] is called.
+    /// unless `Attempt::succeeded` is called.
     pub fn reserve(
         &self,
         account: &str,
