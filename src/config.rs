@@ -10,7 +10,7 @@ use enclave::audit::AuditOptions;
 use enclave::calendar::WorkCalendar;
 use enclave::catalog::GradeScale;
 use enclave::domain::{AccessOptions, JobOptions};
-use enclave::identity::IdentityPolicy;
+use enclave::identity::{IdentityPolicy, ThrottlePolicy};
 use enclave::{DomainOptions, NotOpenListing};
 use serde::Deserialize;
 
@@ -163,11 +163,23 @@ pub struct CalendarConfig {
 pub struct IdentityConfig {
     /// Sessions expire this long after login.
     pub session_ttl_minutes: u64,
-    /// Consecutive failed logins that lock an account ...
+    /// Failed logins per username (known or not) before each further attempt
+    /// waits a backoff, doubling from `backoff_base_secs` ...
     pub max_failed_logins: u32,
-    /// ... for this long.
+    /// ... up to this long.
     pub lockout_minutes: u64,
+    pub backoff_base_secs: u64,
+    /// Failed logins from one client address before its backoff starts.
+    pub client_max_failed_logins: u32,
+    /// Password hashes computed at once (each takes a core for tens of ms) ...
+    pub password_hash_concurrency: usize,
+    /// ... and checks that may wait for one; beyond, logins answer 503.
+    pub password_hash_queue: usize,
     pub min_password_len: usize,
+    /// Lifetime of an API token created without an expiry.
+    pub api_token_ttl_days: u64,
+    /// Longest lifetime an API token may be given.
+    pub api_token_max_ttl_days: u64,
 }
 
 impl Default for IdentityConfig {
@@ -175,9 +187,15 @@ impl Default for IdentityConfig {
         let p = IdentityPolicy::default();
         IdentityConfig {
             session_ttl_minutes: p.session_ttl.as_secs() / 60,
-            max_failed_logins: p.max_failed_logins,
-            lockout_minutes: p.lockout.as_secs() / 60,
+            max_failed_logins: p.throttle.account_free,
+            lockout_minutes: p.throttle.backoff_max.as_secs() / 60,
+            backoff_base_secs: p.throttle.backoff_base.as_secs(),
+            client_max_failed_logins: p.throttle.client_free,
+            password_hash_concurrency: p.throttle.hash_concurrency,
+            password_hash_queue: p.throttle.hash_queue,
             min_password_len: p.min_password_len,
+            api_token_ttl_days: p.api_token_ttl.as_secs() / 86_400,
+            api_token_max_ttl_days: p.api_token_max_ttl.as_secs() / 86_400,
         }
     }
 }
@@ -189,6 +207,19 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
+    /// Time allowed to send a request head; a slower client is cut.
+    pub header_read_timeout_secs: u64,
+    /// Open connections, all clients together; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Open connections from one client address.
+    pub max_connections_per_client: usize,
+    /// Requests per second from one client address, on average (0: no limit) ...
+    pub rate_per_second: f64,
+    /// ... and at once; beyond, 429 with Retry-After.
+    pub rate_burst: u32,
+    /// Fill level of the data directory's file system that raises an alarm
+    /// (an audit event and a log warning; 0: never).
+    pub disk_alarm_percent: u8,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -231,6 +262,12 @@ impl Default for ServerConfig {
         ServerConfig {
             request_timeout_secs: 30,
             body_limit_bytes: 1024 * 1024,
+            header_read_timeout_secs: 10,
+            max_connections: 512,
+            max_connections_per_client: 64,
+            rate_per_second: 100.0,
+            rate_burst: 1000,
+            disk_alarm_percent: 90,
         }
     }
 }
@@ -307,9 +344,22 @@ impl Config {
             not_open: self.catalog.not_open,
             identity: IdentityPolicy {
                 session_ttl: Duration::from_secs(self.identity.session_ttl_minutes.max(1) * 60),
-                max_failed_logins: self.identity.max_failed_logins.max(1),
-                lockout: Duration::from_secs(self.identity.lockout_minutes * 60),
+                throttle: ThrottlePolicy {
+                    account_free: self.identity.max_failed_logins.max(1),
+                    client_free: self.identity.client_max_failed_logins.max(1),
+                    backoff_base: Duration::from_secs(self.identity.backoff_base_secs.max(1)),
+                    backoff_max: Duration::from_secs(self.identity.lockout_minutes.max(1) * 60),
+                    hash_concurrency: self.identity.password_hash_concurrency.max(1),
+                    hash_queue: self.identity.password_hash_queue,
+                },
                 min_password_len: self.identity.min_password_len.max(8),
+                api_token_ttl: days(self.identity.api_token_ttl_days.max(1)),
+                api_token_max_ttl: days(
+                    self.identity
+                        .api_token_max_ttl_days
+                        .max(self.identity.api_token_ttl_days)
+                        .max(1),
+                ),
                 ..IdentityPolicy::default()
             },
         })
@@ -319,9 +369,22 @@ impl Config {
         Duration::from_secs(self.server.request_timeout_secs.max(1))
     }
 
+    pub fn connection_limits(&self) -> crate::server::connections::ConnectionLimits {
+        crate::server::connections::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(self.server.header_read_timeout_secs.max(1)),
+            max_connections: self.server.max_connections.max(1),
+            max_per_client: self.server.max_connections_per_client.max(1),
+            drain: self.request_timeout().max(self.intake_timeout()),
+        }
+    }
+
     pub fn intake_timeout(&self) -> Duration {
         Duration::from_secs(self.models.intake_timeout_secs.max(1))
     }
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n.saturating_mul(86_400))
 }
 
 /// The commented file `anyu init` writes; every key shows its default.
@@ -333,6 +396,12 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 [server]
 # request_timeout_secs = 30
 # body_limit_bytes = 1048576
+# header_read_timeout_secs = 10        # a client slower to send a request head is cut
+# max_connections = 512                # open connections in all; more get 503 and are closed
+# max_connections_per_client = 64      # open connections from one address (a proxy is one address)
+# rate_per_second = 100.0              # requests from one address, on average (0: no limit) ...
+# rate_burst = 1000                    # ... and at once; beyond, 429 with Retry-After
+# disk_alarm_percent = 90              # data directory's file system this full: audit event + warning
 
 [catalog]
 # How not-open datasets appear in the public catalog: "hidden" or "name_only".
@@ -377,9 +446,17 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 
 [identity]
 # session_ttl_minutes = 480
-# max_failed_logins = 5               # consecutive failures that lock an account
+# Logins: failures per username (existing or not) before each further attempt waits a
+# backoff doubling from backoff_base_secs up to lockout_minutes; answered 429 with Retry-After.
+# max_failed_logins = 5
+# backoff_base_secs = 2
 # lockout_minutes = 15
+# client_max_failed_logins = 20       # the same per client address
+# password_hash_concurrency = 2       # Argon2 checks at once ...
+# password_hash_queue = 16            # ... and waiting; beyond, 503 with Retry-After
 # min_password_len = 12
+# api_token_ttl_days = 90             # lifetime of an API token created without an expiry
+# api_token_max_ttl_days = 365        # no API token lives longer
 
 # Grades (分类分级) and how each tightens the disclosure policy of its datasets.
 # Omit the section to use the default L1..L4 scale.

@@ -210,7 +210,7 @@ async fn demo_application(
     let Some((_, username, password)) = accounts.iter().find(|(r, _, _)| r == "researcher") else {
         return Ok(None);
     };
-    let session = domain.login(username, password).await?;
+    let session = domain.login(username, password, "host").await?;
     let researcher = domain.authenticate(&session.token).await?;
     if !domain.projects_for(&researcher).await?.is_empty() {
         domain.logout(&researcher, &session.token).await?;

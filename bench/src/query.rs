@@ -128,7 +128,7 @@ async fn user(
 }
 
 async fn principal(domain: &Domain, name: &str, password: &str) -> BenchResult<Principal> {
-    let s = domain.login(name, password).await?;
+    let s = domain.login(name, password, "host").await?;
     Ok(domain.authenticate(&s.token).await?)
 }
 

@@ -41,9 +41,14 @@ pub enum Error {
     #[error("your role does not allow this")]
     Forbidden,
 
-    /// Too many failed logins: the account is temporarily locked.
-    #[error("account temporarily locked; try again later")]
-    AccountLocked,
+    /// Too many failed logins for this username or from this client: wait
+    /// before the next attempt. Unknown and known usernames alike.
+    #[error("too many attempts; try again later")]
+    TooManyAttempts { retry_after_secs: u64 },
+
+    /// Too many password checks under way; nothing was checked.
+    #[error("the platform is busy; try again shortly")]
+    Busy { retry_after_secs: u64 },
 
     /// Decryption or key handling failed: wrong key, tampered file, unreadable key file.
     #[error("crypto: {0}")]
@@ -119,7 +124,8 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden => "forbidden",
-            Error::AccountLocked => "account_locked",
+            Error::TooManyAttempts { .. } => "too_many_attempts",
+            Error::Busy { .. } => "busy",
             Error::Crypto(_) => "crypto_error",
             Error::Audit(_) => "audit_error",
             Error::Io { .. } => "io_error",

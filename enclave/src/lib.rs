@@ -37,7 +37,7 @@
 //! | [`access`] | eligibility rules, application and grant state machines (joint review, separation of duties) |
 //! | [`disclosure`] | output checks (`DisclosureRule`s): frequency, zeros, row count, echo, extremes, dominance, degrees of freedom, differencing — per-cell verdicts |
 //! | [`dp`] | differentially private queries: the clause, contribution bounding, the noisy release (opendp) |
-//! | [`identity`] | accounts, roles, Argon2id passwords, sessions, API tokens, login lockout |
+//! | [`identity`] | accounts, roles, Argon2id passwords, sessions, scoped API tokens, login throttle |
 //! | [`ids`] | 身份证号 (ISO 7064 MOD 11-2) and 统一社会信用代码 (GB 32100) check characters |
 //! | [`query`] | SQL inside the domain: per-job sessions over the grant's views, plan policy, the threshold rewrite |
 //! | [`keyring`] | master key, data-key wrapping (AES-256-GCM), platform Ed25519 signing key |

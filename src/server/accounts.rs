@@ -3,17 +3,16 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use enclave::access::authz::Action;
 use enclave::catalog::OrganisationType;
-use enclave::identity::{ApiTokenInfo, CreditFlag, NewUser, Role, User};
+use enclave::identity::{ApiTokenInfo, CreditFlag, NewUser, Role, Scope, User};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, JsonBody};
 use super::error::{ApiResult, ErrorBody};
 
 pub fn route_accounts() -> Router<AppState> {
@@ -84,10 +83,10 @@ async fn admin(state: &AppState, caller: &Caller, what: &str) -> ApiResult<()> {
 pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<CreateUser>, JsonRejection>,
+    body: JsonBody<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<UserWithPassword>)> {
     admin(&state, &caller, "users").await?;
-    let Json(c) = body?;
+    let Json(c) = body.read()??;
     let (password, generated) = match c.password {
         Some(p) => (p, false),
         None => (enclave::identity::generate_password(), true),
@@ -176,10 +175,10 @@ pub async fn set_verification(
     State(state): State<AppState>,
     caller: Caller,
     Path(username): Path<String>,
-    body: Result<Json<Verification>, JsonRejection>,
+    body: JsonBody<Verification>,
 ) -> ApiResult<Json<User>> {
     admin(&state, &caller, "users").await?;
-    let Json(v) = body?;
+    let Json(v) = body.read()??;
     Ok(Json(
         state
             .domain
@@ -206,10 +205,10 @@ pub async fn set_credit_flags(
     State(state): State<AppState>,
     caller: Caller,
     Path(username): Path<String>,
-    body: Result<Json<CreditFlags>, JsonRejection>,
+    body: JsonBody<CreditFlags>,
 ) -> ApiResult<Json<User>> {
     admin(&state, &caller, "users").await?;
-    let Json(f) = body?;
+    let Json(f) = body.read()??;
     Ok(Json(
         state
             .domain
@@ -261,12 +260,17 @@ pub async fn list_tokens(
     Ok(Json(state.domain.api_tokens(caller.principal()).await?))
 }
 
-/// A new API token's name and optional expiry.
+/// A new API token: its name, scopes, optional expiry, and the caller's
+/// password re-entered.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,
-    /// RFC 3339; omitted: valid until revoked.
+    /// The caller's password, checked again (a stolen session alone mints nothing).
+    password: String,
+    /// What the token may do, within the account's role: `read`, `jobs`, `review`, `admin`.
+    scopes: Vec<Scope>,
+    /// RFC 3339; omitted: the platform's default lifetime (90 days unless configured).
     #[serde(default)]
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -279,22 +283,31 @@ pub struct CreatedToken {
     info: ApiTokenInfo,
 }
 
-/// Create an API token for scripts and the CLI (`Authorization: Bearer anyu_t_…`).
+/// Create an API token for scripts and the CLI (`Authorization: Bearer anyu_t_…`),
+/// from a login session with the password re-entered; an API token cannot.
 #[utoipa::path(post, path = "/api/me/tokens", tag = "auth",
     request_body = NewToken,
     responses((status = 201, description = "Created; the token is shown once", body = CreatedToken),
-              (status = 400, description = "Invalid name or expiry", body = ErrorBody)))]
+              (status = 400, description = "Invalid name, scopes or expiry", body = ErrorBody),
+              (status = 401, description = "Password wrong", body = ErrorBody),
+              (status = 403, description = "Called with an API token", body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewToken>, JsonRejection>,
+    body: JsonBody<NewToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     own(&state, &caller).await?;
-    let Json(t) = body?;
+    let Json(t) = body.read()??;
     let (token, info) = state
         .domain
-        .create_api_token(caller.principal(), &t.name, t.expires_at)
+        .create_api_token(
+            caller.principal(),
+            &t.password,
+            &t.name,
+            &t.scopes,
+            t.expires_at,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
@@ -324,9 +337,13 @@ pub async fn revoke_token(
 pub struct PasswordChange {
     current_password: String,
     new_password: String,
+    /// Also revoke every API token of the account (default: keep them).
+    #[serde(default)]
+    revoke_api_tokens: bool,
 }
 
-/// Change the caller's password; every other session ends.
+/// Change the caller's password (from a login session); every other session
+/// ends, and every API token too when `revoke_api_tokens` is set.
 #[utoipa::path(post, path = "/api/me/password", tag = "auth",
     request_body = PasswordChange,
     responses((status = 204, description = "Changed"),
@@ -336,10 +353,10 @@ pub struct PasswordChange {
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<PasswordChange>, JsonRejection>,
+    body: JsonBody<PasswordChange>,
 ) -> ApiResult<StatusCode> {
     own(&state, &caller).await?;
-    let Json(c) = body?;
+    let Json(c) = body.read()??;
     state
         .domain
         .change_password(
@@ -347,6 +364,7 @@ pub async fn change_password(
             &c.current_password,
             &c.new_password,
             caller.token(),
+            c.revoke_api_tokens,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

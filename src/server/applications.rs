@@ -7,8 +7,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -23,7 +22,7 @@ use enclave::store::{MaterialRecord, ProjectRecord};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{BytesBody, Caller, JsonBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 
 pub fn route_applications(material_limit: usize) -> Router<AppState> {
@@ -84,12 +83,12 @@ async fn signed_in(state: &AppState, caller: &Caller, action: Action, id: &str) 
 pub async fn create_project(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewProject>, JsonRejection>,
+    body: JsonBody<NewProject>,
 ) -> ApiResult<(StatusCode, Json<ProjectRecord>)> {
     caller
         .signed_in(&state, Action::CreateProject, "projects")
         .await?;
-    let Json(new) = body?;
+    let Json(new) = body.read()??;
     Ok((
         StatusCode::CREATED,
         Json(state.domain.create_project(caller.principal(), new).await?),
@@ -137,12 +136,12 @@ pub async fn get_project(
 pub async fn create_application(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<ApplicationDraft>, JsonRejection>,
+    body: JsonBody<ApplicationDraft>,
 ) -> ApiResult<(StatusCode, Json<ApplicationView>)> {
     caller
         .signed_in(&state, Action::CreateApplication, "applications")
         .await?;
-    let Json(draft) = body?;
+    let Json(draft) = body.read()??;
     let view = state
         .domain
         .create_application(caller.principal(), draft)
@@ -196,10 +195,10 @@ pub async fn update_application(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<ApplicationDraft>, JsonRejection>,
+    body: JsonBody<ApplicationDraft>,
 ) -> ApiResult<Json<ApplicationView>> {
     signed_in(&state, &caller, Action::EditApplication, &id).await?;
-    let Json(draft) = body?;
+    let Json(draft) = body.read()??;
     Ok(Json(
         state
             .domain
@@ -298,9 +297,10 @@ pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    body: BytesBody,
 ) -> ApiResult<Json<ApplicationView>> {
     signed_in(&state, &caller, Action::ReviewApplication, &id).await?;
+    let body = body.read()??;
     // An empty body is an approval without conditions.
     let a: Approval = if body.iter().all(u8::is_ascii_whitespace) {
         Approval::default()
@@ -340,10 +340,10 @@ pub async fn reject(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<Reason>, JsonRejection>,
+    body: JsonBody<Reason>,
 ) -> ApiResult<Json<ApplicationView>> {
     signed_in(&state, &caller, Action::ReviewApplication, &id).await?;
-    let Json(r) = body?;
+    let Json(r) = body.read()??;
     review(state, caller, id, ReviewStep::Reject { reason: r.reason }).await
 }
 
@@ -359,10 +359,10 @@ pub async fn return_application(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<Reason>, JsonRejection>,
+    body: JsonBody<Reason>,
 ) -> ApiResult<Json<ApplicationView>> {
     signed_in(&state, &caller, Action::ReviewApplication, &id).await?;
-    let Json(r) = body?;
+    let Json(r) = body.read()??;
     review(state, caller, id, ReviewStep::Return { reason: r.reason }).await
 }
 
@@ -389,11 +389,11 @@ pub async fn upload_material(
     Path(id): Path<String>,
     query: Result<Query<MaterialName>, QueryRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: BytesBody,
 ) -> ApiResult<(StatusCode, Json<MaterialRecord>)> {
     signed_in(&state, &caller, Action::EditApplication, &id).await?;
     let Query(q) = query?;
-    let body = body.map_err(|e| {
+    let body = body.read()?.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 e.status(),
@@ -486,10 +486,10 @@ pub async fn sign(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<Signature>, JsonRejection>,
+    body: JsonBody<Signature>,
 ) -> ApiResult<(StatusCode, Json<Signed>)> {
     signed_in(&state, &caller, Action::SignAgreement, &id).await?;
-    let Json(s) = body?;
+    let Json(s) = body.read()??;
     let (receipt, grant) = state
         .domain
         .sign_agreement(caller.principal(), &id, &s.agreement_sha256)

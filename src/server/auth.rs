@@ -8,7 +8,8 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
@@ -82,6 +83,58 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The caller's network address as the accept loop saw it ("unknown" when
+/// the router runs without one, as in unit tests).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            super::connections::client_ip(&parts.extensions)
+                .map_or_else(|| "unknown".to_string(), |ip| ip.to_string()),
+        ))
+    }
+}
+
+/// A body extractor `E` that runs only when the caller presented credentials.
+/// An anonymous caller's body is left unread: the handler's `signed_in` answers
+/// 401 first (an invalid token is refused earlier still, by [`Caller`]), so
+/// nobody can make the server read megabytes without signing in.
+pub struct SignedBody<E>(Option<E>);
+
+/// A JSON body of a route that needs a signed-in caller.
+pub type JsonBody<T> = SignedBody<Result<Json<T>, JsonRejection>>;
+
+/// A raw body of a route that needs a signed-in caller.
+pub type BytesBody = SignedBody<Result<axum::body::Bytes, BytesRejection>>;
+
+impl<S: Send + Sync, E: FromRequest<S>> FromRequest<S> for SignedBody<E> {
+    type Rejection = E::Rejection;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !req
+            .headers()
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Ok(SignedBody(None));
+        }
+        E::from_request(req, state)
+            .await
+            .map(|e| SignedBody(Some(e)))
+    }
+}
+
+impl<E> SignedBody<E> {
+    /// The body. Handlers call this after `signed_in`, so the 401 here is
+    /// only a second line.
+    pub fn read(self) -> ApiResult<E> {
+        self.0
+            .ok_or_else(|| ApiError::unauthenticated("sign in first"))
+    }
+}
+
 pub fn route_auth() -> Router<AppState> {
     Router::new()
         .route("/api/auth/login", post(login))
@@ -112,17 +165,22 @@ pub struct LoginResponse {
     responses(
         (status = 200, description = "Signed in", body = LoginResponse),
         (status = 401, description = "Invalid username or password", body = ErrorBody),
-        (status = 429, description = "Account temporarily locked", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for this username or from this client (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Too many password checks under way (Retry-After)", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
     // A presented but invalid token is still a 401 here, never anonymous.
     _caller: Caller,
-    body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
+    client: ClientAddr,
+    body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> ApiResult<Json<LoginResponse>> {
     let Json(req) = body?;
-    let s = state.domain.login(&req.username, &req.password).await?;
+    let s = state
+        .domain
+        .login(&req.username, &req.password, &client.0)
+        .await?;
     Ok(Json(LoginResponse {
         token: s.token,
         expires_at: s.expires_at,

@@ -12,7 +12,7 @@ use enclave::domain::{ComplaintView, NewComplaint};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, JsonBody};
 use super::error::{ApiResult, ErrorBody};
 
 pub fn route_complaints() -> Router<AppState> {
@@ -76,12 +76,12 @@ pub async fn answer_complaint(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<Answer>, JsonRejection>,
+    body: JsonBody<Answer>,
 ) -> ApiResult<Json<ComplaintView>> {
     caller
         .signed_in(&state, Action::HandleComplaints, "complaints")
         .await?;
-    let Json(a) = body?;
+    let Json(a) = body.read()??;
     Ok(Json(
         state
             .domain

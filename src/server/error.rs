@@ -16,6 +16,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Option<serde_json::Value>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    retry_after: Option<u64>,
 }
 
 /// The JSON body of every error response.
@@ -44,7 +46,14 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error with a `Retry-After` header.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -89,7 +98,8 @@ impl From<enclave::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             E::Forbidden => StatusCode::FORBIDDEN,
-            E::AccountLocked => StatusCode::TOO_MANY_REQUESTS,
+            E::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Manifest(_) | E::InvalidData(_) | E::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             E::Workflow(w) => {
@@ -117,6 +127,9 @@ impl From<enclave::Error> for ApiError {
         };
         let mut api = ApiError::new(status, e.code(), e.to_string());
         api.details = e.details();
+        if let E::TooManyAttempts { retry_after_secs } | E::Busy { retry_after_secs } = e {
+            api.retry_after = Some(retry_after_secs);
+        }
         api
     }
 }
@@ -125,7 +138,29 @@ impl From<enclave::Error> for ApiError {
 // extractor's explanation (which names the field, and quotes only the caller's input).
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::bad_request(e.body_text())
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                e.status(),
+                "payload_too_large",
+                "the body is larger than the limit",
+            )
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(e: axum::extract::rejection::BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                e.status(),
+                "payload_too_large",
+                "the body is larger than the limit",
+            )
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
     }
 }
 
@@ -144,7 +179,12 @@ impl IntoResponse for ApiError {
                 details: self.details,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

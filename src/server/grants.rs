@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -15,7 +14,7 @@ use enclave::store::UsageReportRecord;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, JsonBody};
 use super::error::{ApiResult, ErrorBody};
 
 pub fn route_grants() -> Router<AppState> {
@@ -100,10 +99,10 @@ pub async fn suspend(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<GrantReason>, JsonRejection>,
+    body: JsonBody<GrantReason>,
 ) -> ApiResult<Json<GrantView>> {
     signed_in(&state, &caller, Action::ManageGrant, &id).await?;
-    let Json(r) = body?;
+    let Json(r) = body.read()??;
     change(state, caller, id, GrantChange::Suspend { reason: r.reason }).await
 }
 
@@ -133,10 +132,10 @@ pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<GrantReason>, JsonRejection>,
+    body: JsonBody<GrantReason>,
 ) -> ApiResult<Json<GrantView>> {
     signed_in(&state, &caller, Action::ManageGrant, &id).await?;
-    let Json(r) = body?;
+    let Json(r) = body.read()??;
     change(state, caller, id, GrantChange::Revoke { reason: r.reason }).await
 }
 
@@ -167,10 +166,10 @@ pub async fn file_report(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<NewUsageReport>, JsonRejection>,
+    body: JsonBody<NewUsageReport>,
 ) -> ApiResult<(StatusCode, Json<UsageReportRecord>)> {
     signed_in(&state, &caller, Action::ReportUsage, &id).await?;
-    let Json(r) = body?;
+    let Json(r) = body.read()??;
     Ok((
         StatusCode::CREATED,
         Json(

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -16,7 +16,7 @@ use enclave::store::{JobRecord, ReleaseRecord};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, JsonBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 
 pub fn route_jobs() -> Router<AppState> {
@@ -65,10 +65,10 @@ pub struct NewJob {
 pub async fn submit_job(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewJob>, JsonRejection>,
+    body: JsonBody<NewJob>,
 ) -> ApiResult<(StatusCode, Json<OwnJob>)> {
     caller.signed_in(&state, Action::SubmitJob, "jobs").await?;
-    let Json(j) = body?;
+    let Json(j) = body.read()??;
     let p = caller.principal();
     let view = match j.model {
         None if j.params.is_some() => {
@@ -215,12 +215,12 @@ pub async fn review(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<Vote>, JsonRejection>,
+    body: JsonBody<Vote>,
 ) -> ApiResult<Json<JobView>> {
     caller
         .signed_in(&state, Action::ReviewOutput, &audit_object("job", &id))
         .await?;
-    let Json(v) = body?;
+    let Json(v) = body.read()??;
     Ok(Json(
         state
             .domain

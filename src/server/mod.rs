@@ -10,10 +10,12 @@ mod applications;
 mod auth;
 mod catalog;
 mod complaints;
+pub mod connections;
 pub mod error;
 mod grants;
 mod jobs;
 mod models;
+mod rate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,8 +185,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
     // 2. trace the request in a span carrying that id;
     // 3. copy the id onto the response;
     // 4. turn a handler panic into a JSON 500 instead of a dropped connection;
+    // then (on the router) the per-client rate limit, before any handler;
     // 5. bound the time of every request (the body size is bounded by
-    //    DefaultBodyLimit on the router, which extractors enforce).
+    //    DefaultBodyLimit on the router and per route, which extractors
+    //    enforce; an anonymous caller's body is not read at all outside login
+    //    and complaints: auth::SignedBody).
     let middleware = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(response_headers))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -213,13 +218,17 @@ pub fn router(state: AppState, config: &Config) -> Router {
     // takes ~20 s on two cores, so model routes get their own, longer bound.
     let models = models::route_models(state.domain.options().models.max_component_bytes)
         .layer(timeout(config.intake_timeout()));
+    // Per-route body limits below the router's default: a login is a few
+    // hundred bytes and is read from anyone; account and complaint bodies are
+    // short texts.
+    let small = |kib: usize| DefaultBodyLimit::max(kib << 10);
     Router::new()
         .merge(route_system())
         .merge(catalog::route_catalog())
-        .merge(auth::route_auth())
+        .merge(auth::route_auth().layer(small(16)))
         .merge(admin::route_admin())
-        .merge(complaints::route_complaints())
-        .merge(accounts::route_accounts())
+        .merge(complaints::route_complaints().layer(small(64)))
+        .merge(accounts::route_accounts().layer(small(64)))
         .merge(applications::route_applications(material_limit))
         .merge(grants::route_grants())
         .merge(jobs::route_jobs())
@@ -229,6 +238,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.server.body_limit_bytes))
+        // Inside the request id and headers, so a 429 carries them too.
+        .layer(axum::middleware::from_fn_with_state(
+            rate::RateLimit::new(config.server.rate_per_second, config.server.rate_burst),
+            rate::limit,
+        ))
         .layer(middleware)
 }
 
@@ -332,14 +346,21 @@ pub async fn serve(
         ),
         Err(e) => tracing::error!(error = %e, "recovering interrupted jobs failed"),
     }
-    let sweeper = tokio::spawn(expire_grants_every_minute(Arc::clone(&domain)));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let sweeper = tokio::spawn(every_minute(
+        Arc::clone(&domain),
+        config.server.disk_alarm_percent,
+    ));
+    connections::serve(
+        listener,
+        app,
+        &config.connection_limits(),
+        shutdown_signal(),
+    )
+    .await;
     sweeper.abort();
-    served?;
 
     tracing::info!("shutting down");
+    domain.flush_anonymous_tally().await?;
     domain
         .record(
             &Actor::system(),
@@ -353,10 +374,15 @@ pub async fn serve(
     Ok(())
 }
 
-/// Grants end at their period's end even when nobody looks: expire them at
-/// start and then every minute. The job paths also check validity themselves.
-async fn expire_grants_every_minute(domain: Arc<Domain>) {
+/// The minute's chores. Grants end at their period's end even when nobody
+/// looks: expire them at start and then every minute (the job paths also
+/// check validity themselves). Anonymous traffic's counters are written as
+/// summary events. The data directory's file system is checked against the
+/// alarm level: crossing it is an audit event and a log warning, once until
+/// it falls below again.
+async fn every_minute(domain: Arc<Domain>, disk_alarm_percent: u8) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let mut alarmed = false;
     loop {
         tick.tick().await;
         match domain.expire_grants().await {
@@ -364,7 +390,49 @@ async fn expire_grants_every_minute(domain: Arc<Domain>) {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "expiring grants failed"),
         }
+        if let Err(e) = domain.flush_anonymous_tally().await {
+            tracing::error!(error = %e, "writing the anonymous traffic summary failed");
+        }
+        let Some(used) = disk_used_percent(domain.data_dir().root()) else {
+            continue;
+        };
+        let over = disk_alarm_percent > 0 && used >= f64::from(disk_alarm_percent);
+        if over && !alarmed {
+            tracing::warn!(
+                used_percent = used,
+                "the data directory's file system is nearly full"
+            );
+            let recorded = domain
+                .record(
+                    &Actor::system(),
+                    "disk.usage_high",
+                    "data_dir",
+                    Outcome::Failure,
+                    serde_json::json!({ "used_percent": used.round(), "alarm_percent": disk_alarm_percent }),
+                )
+                .await;
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "recording the disk alarm failed");
+            }
+        }
+        alarmed = over;
     }
+}
+
+/// How full the file system holding `path` is, in percent of what an
+/// unprivileged writer can use.
+fn disk_used_percent(path: &std::path::Path) -> Option<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path and `stat` a plain struct
+    // the call fills in.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    let total = stat.f_blocks as f64;
+    let free = stat.f_bavail as f64;
+    (total > 0.0).then(|| 100.0 * (total - free) / total)
 }
 
 async fn shutdown_signal() {

@@ -4,8 +4,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -16,7 +15,7 @@ use enclave::store::ModelRecord;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{BytesBody, Caller, JsonBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
 
 pub fn route_models(max_component_bytes: usize) -> Router<AppState> {
@@ -60,13 +59,13 @@ pub async fn upload_model(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<Query<ModelName>, QueryRejection>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: BytesBody,
 ) -> ApiResult<(StatusCode, Json<ModelView>)> {
     caller
         .signed_in(&state, Action::UploadModel, "models")
         .await?;
     let Query(q) = query?;
-    let body = body.map_err(|e| {
+    let body = body.read()?.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 e.status(),
@@ -136,13 +135,13 @@ pub async fn decide_model(
     State(state): State<AppState>,
     caller: Caller,
     Path(sha256): Path<String>,
-    body: Result<Json<ModelDecisionBody>, JsonRejection>,
+    body: JsonBody<ModelDecisionBody>,
 ) -> ApiResult<Json<ModelView>> {
     let object = audit_object("model", &sha256);
     caller
         .signed_in(&state, Action::ApproveModel, &object)
         .await?;
-    let Json(b) = body?;
+    let Json(b) = body.read()??;
     if !enclave::catalog::is_dataset_id(&b.dataset_id) {
         return Err(ApiError::bad_request("dataset_id: no such dataset"));
     }

@@ -11,6 +11,7 @@ mod audit;
 mod catalog;
 mod demo;
 mod dp;
+mod front_door;
 mod integrity;
 mod jobs;
 mod models;

@@ -969,7 +969,7 @@ fn sessions_expire_and_are_revoked() {
         "POST",
         "/api/me/tokens",
         Some(&first),
-        Some(&json!({ "name": "ci" })),
+        Some(&json!({ "name": "ci", "password": common::PASSWORD, "scopes": ["read"] })),
     );
     let api = created["token"].as_str().unwrap().to_string();
     assert!(api.starts_with("anyu_t_"));

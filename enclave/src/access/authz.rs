@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::identity::{Principal, Role};
+use crate::identity::{Principal, Role, Scope, TokenKind};
 
 /// Something a caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -34,8 +34,12 @@ pub enum Action {
     HandleComplaints,
     /// The authority's dashboard figures.
     ViewOverview,
-    /// Create, list and revoke one's own API tokens; change one's own password.
+    /// List and revoke one's own API tokens.
     ManageOwnCredentials,
+    /// Create an API token (from a login session, the password re-entered).
+    CreateApiToken,
+    /// Change one's own password (from a login session).
+    ChangePassword,
     /// Open a research project.
     CreateProject,
     /// Read a project.
@@ -96,6 +100,8 @@ impl Action {
             Action::HandleComplaints => "handle_complaints",
             Action::ViewOverview => "view_overview",
             Action::ManageOwnCredentials => "manage_own_credentials",
+            Action::CreateApiToken => "create_api_token",
+            Action::ChangePassword => "change_password",
             Action::CreateProject => "create_project",
             Action::ReadProject => "read_project",
             Action::ListWork => "list_work",
@@ -118,6 +124,63 @@ impl Action {
             Action::ReadModel => "read_model",
             Action::ApproveModel => "approve_model",
         }
+    }
+}
+
+/// What a credential needs for an action, besides the role's permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Any valid credential (a session or an API token of any scope).
+    AnyCredential,
+    /// A session, or an API token carrying this scope.
+    Scope(Scope),
+    /// A login session: an API token never does this (a token cannot mint
+    /// tokens, change the password or sign an agreement).
+    Session,
+}
+
+impl Action {
+    /// What a credential needs for this action. Every action is listed, so a
+    /// new one must be placed here before it compiles.
+    pub fn needs(self) -> Needs {
+        use Action as A;
+        match self {
+            A::ReadPublic | A::ReadCatalog | A::Login | A::FileComplaint => Needs::AnyCredential,
+            A::Logout | A::ManageOwnCredentials => Needs::AnyCredential,
+            A::CreateApiToken | A::ChangePassword | A::SignAgreement => Needs::Session,
+            A::ReadOwnAccount
+            | A::ReadAudit
+            | A::ViewOverview
+            | A::ReadProject
+            | A::ListWork
+            | A::ReadApplication
+            | A::ReadGrant
+            | A::ReadJob
+            | A::ReadJobChecks
+            | A::ReadRelease
+            | A::DownloadRelease
+            | A::ReadModel => Needs::Scope(Scope::Read),
+            A::CreateProject
+            | A::CreateApplication
+            | A::EditApplication
+            | A::ReportUsage
+            | A::SubmitJob
+            | A::CancelJob
+            | A::UploadModel => Needs::Scope(Scope::Jobs),
+            A::ReviewApplication | A::ManageGrant | A::ReviewOutput | A::ApproveModel => {
+                Needs::Scope(Scope::Review)
+            }
+            A::ManageUsers | A::HandleComplaints => Needs::Scope(Scope::Admin),
+        }
+    }
+}
+
+/// Whether the caller's credential (not its role) allows `action`.
+fn credential_allows(p: &Principal, action: Action) -> bool {
+    match (action.needs(), p.token_kind) {
+        (Needs::AnyCredential, _) | (_, TokenKind::Session) => true,
+        (Needs::Scope(scope), TokenKind::Api) => p.scopes.contains(&scope),
+        (Needs::Session, TokenKind::Api) => false,
     }
 }
 
@@ -212,6 +275,9 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
     let Some(p) = principal else {
         return Decision::Deny(Denial::Unauthenticated);
     };
+    if !credential_allows(p, action) {
+        return Decision::Deny(Denial::Forbidden);
+    }
     let allowed = match (action, p.role, object) {
         (A::Logout, _, Object::Platform) => true,
         (A::ReadOwnAccount, _, Object::User { user_id }) => *user_id == p.user_id,
@@ -219,7 +285,11 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
         (A::ReadAudit, Role::Auditor | Role::Admin, Object::Platform) => true,
         // The platform authority answers the public (SZ:65).
         (A::HandleComplaints | A::ViewOverview, Role::Admin, Object::Platform) => true,
-        (A::ManageOwnCredentials, _, Object::User { user_id }) => *user_id == p.user_id,
+        (
+            A::ManageOwnCredentials | A::CreateApiToken | A::ChangePassword,
+            _,
+            Object::User { user_id },
+        ) => *user_id == p.user_id,
         // Listing is open to every signed-in role; the domain filters by what each may read.
         (A::ListWork, _, Object::Platform) => true,
         (A::CreateProject, Role::Researcher, Object::Platform) => true,
@@ -358,7 +428,41 @@ mod tests {
             organisation_type: OrganisationType::University,
             provider_agencies: Vec::new(),
             token_kind: TokenKind::Session,
+            scopes: Scope::ALL.to_vec(),
         }
+    }
+
+    fn api_token(role: Role, scopes: &[Scope]) -> Principal {
+        Principal {
+            token_kind: TokenKind::Api,
+            scopes: scopes.to_vec(),
+            ..principal(role)
+        }
+    }
+
+    #[test]
+    fn an_api_token_acts_only_within_its_scopes() {
+        let me = Object::User { user_id: "u1" };
+        let read = api_token(Role::Admin, &[Scope::Read]);
+        assert!(authorize(Some(&read), Action::ReadAudit, &Object::Platform).is_allowed());
+        assert_eq!(
+            authorize(Some(&read), Action::ManageUsers, &Object::Platform),
+            Decision::Deny(Denial::Forbidden)
+        );
+        let admin = api_token(Role::Admin, &[Scope::Admin]);
+        assert!(authorize(Some(&admin), Action::ManageUsers, &Object::Platform).is_allowed());
+        assert!(!authorize(Some(&admin), Action::ReadAudit, &Object::Platform).is_allowed());
+        // A scope never widens the role.
+        let researcher = api_token(Role::Researcher, &Scope::ALL);
+        assert!(!authorize(Some(&researcher), Action::ManageUsers, &Object::Platform).is_allowed());
+        // No token, whatever its scopes, mints tokens or changes the password.
+        for action in [Action::CreateApiToken, Action::ChangePassword] {
+            assert!(!authorize(Some(&researcher), action, &me).is_allowed());
+            assert!(authorize(Some(&principal(Role::Researcher)), action, &me).is_allowed());
+        }
+        // Revoking one's own token needs no particular scope.
+        let jobs = api_token(Role::Researcher, &[Scope::Jobs]);
+        assert!(authorize(Some(&jobs), Action::ManageOwnCredentials, &me).is_allowed());
     }
 
     #[test]

@@ -96,6 +96,7 @@ mod tests {
             organisation_type: OrganisationType::University,
             provider_agencies: Vec::new(),
             token_kind: TokenKind::Session,
+            scopes: crate::identity::Scope::ALL.to_vec(),
         }
     }
 

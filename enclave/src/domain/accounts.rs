@@ -7,13 +7,16 @@ use chrono::{DateTime, Utc};
 use super::{Actor, By, Domain};
 use crate::access::authz::{Action, Object};
 use crate::audit::Outcome;
-use crate::identity::{ApiTokenInfo, CreditFlag, Principal, User};
+use crate::identity::{ApiTokenInfo, CreditFlag, Principal, Scope, User};
 use crate::{Error, Result};
 
 impl Domain {
-    /// The caller, once allowed to manage their own tokens and password.
-    async fn own_credentials<'a>(&self, caller: Option<&'a Principal>) -> Result<&'a Principal> {
-        let action = Action::ManageOwnCredentials;
+    /// The caller, once allowed `action` on their own credentials.
+    async fn own_credentials<'a>(
+        &self,
+        caller: Option<&'a Principal>,
+        action: Action,
+    ) -> Result<&'a Principal> {
         let p = self.signed_in(caller, action, "me").await?;
         let me = Object::User {
             user_id: &p.user_id,
@@ -93,25 +96,46 @@ impl Domain {
         Ok(user)
     }
 
-    /// Creates an API token for the caller; the token is returned once.
-    /// Audited as `token.create` (never the token itself).
+    /// Creates an API token for the caller; the token is returned once. Only
+    /// from a login session (authz: a token cannot mint tokens) and with the
+    /// password re-entered; a wrong password is audited as denied and counts
+    /// as a failed login. Audited as `token.create` (never the token itself).
     pub async fn create_api_token<'a>(
         &self,
         caller: impl Into<Option<&'a Principal>>,
+        password: &str,
         name: &str,
+        scopes: &[Scope],
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(String, ApiTokenInfo)> {
-        let p = self.own_credentials(caller.into()).await?;
+        let p = self
+            .own_credentials(caller.into(), Action::CreateApiToken)
+            .await?;
+        if let Err(e) = self
+            .identity
+            .confirm_password(&p.user_id, password, self.now())
+            .await
+        {
+            self.record(
+                &Actor::user(p),
+                "token.create",
+                format!("user:{}", p.user_id),
+                Outcome::Denied,
+                serde_json::json!({ "error_code": e.code() }),
+            )
+            .await?;
+            return Err(e);
+        }
         let (token, info) = self
             .identity
-            .create_api_token(&p.user_id, name, expires_at, self.now())
+            .create_api_token(&p.user_id, name, scopes, expires_at, self.now())
             .await?;
         self.record(
             &Actor::user(p),
             "token.create",
             format!("token:{}", info.id),
             Outcome::Success,
-            serde_json::json!({ "expires_at": info.expires_at }),
+            serde_json::json!({ "expires_at": info.expires_at, "scopes": info.scopes }),
         )
         .await?;
         Ok((token, info))
@@ -122,7 +146,9 @@ impl Domain {
         &self,
         caller: impl Into<Option<&'a Principal>>,
     ) -> Result<Vec<ApiTokenInfo>> {
-        let p = self.own_credentials(caller.into()).await?;
+        let p = self
+            .own_credentials(caller.into(), Action::ManageOwnCredentials)
+            .await?;
         self.identity.list_api_tokens(&p.user_id).await
     }
 
@@ -133,7 +159,9 @@ impl Domain {
         caller: impl Into<Option<&'a Principal>>,
         id: &str,
     ) -> Result<ApiTokenInfo> {
-        let p = self.own_credentials(caller.into()).await?;
+        let p = self
+            .own_credentials(caller.into(), Action::ManageOwnCredentials)
+            .await?;
         let info = self.identity.get_api_token(id).await?;
         if info.user_id != p.user_id {
             return Err(Error::NotFound("API token".into()));
@@ -150,27 +178,40 @@ impl Domain {
         Ok(info)
     }
 
-    /// Changes the caller's own password; every other session ends. A wrong
-    /// current password is audited as denied. Audited as `user.change_password`.
+    /// Changes the caller's own password; every other session ends, and with
+    /// `revoke_api_tokens` every API token too. Only from a login session. A
+    /// wrong current password is audited as denied. Audited as
+    /// `user.change_password` with the number of tokens revoked.
     pub async fn change_password<'a>(
         &self,
         caller: impl Into<Option<&'a Principal>>,
         current: &str,
         new_password: &str,
         session_token: Option<&str>,
+        revoke_api_tokens: bool,
     ) -> Result<User> {
-        let p = self.own_credentials(caller.into()).await?;
-        let result = self
+        let p = self
+            .own_credentials(caller.into(), Action::ChangePassword)
+            .await?;
+        let now = self.now();
+        let mut result = self
             .identity
-            .change_password(&p.user_id, current, new_password, session_token, self.now())
+            .change_password(&p.user_id, current, new_password, session_token, now)
             .await;
+        let mut revoked = 0;
+        if result.is_ok() && revoke_api_tokens {
+            match self.identity.revoke_api_tokens(&p.user_id, now).await {
+                Ok(n) => revoked = n,
+                Err(e) => result = Err(e),
+            }
+        }
         let outcome = match &result {
             Ok(_) => Outcome::Success,
             Err(Error::Unauthenticated(_)) => Outcome::Denied,
             Err(_) => Outcome::Failure,
         };
         let details = match &result {
-            Ok(_) => serde_json::json!({}),
+            Ok(_) => serde_json::json!({ "api_tokens_revoked": revoked }),
             Err(e) => serde_json::json!({ "error_code": e.code() }),
         };
         self.record(

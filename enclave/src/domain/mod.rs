@@ -18,6 +18,7 @@ mod cross_check;
 mod grants;
 mod jobs;
 mod models;
+mod tally;
 
 pub use access::{
     AgreementText, ApplicationSummary, ApplicationView, DatasetFilter, ReviewConditions, ReviewStep,
@@ -27,6 +28,7 @@ pub use cross_check::{Discrepancy, cross_check};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
 pub use jobs::{JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket};
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
+pub use tally::with_client;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -429,6 +431,7 @@ pub struct Domain {
     identity: Identity,
     jobs: jobs::JobRunner,
     models: models::ModelSlot,
+    tally: tally::Tally,
 }
 
 impl std::fmt::Debug for Domain {
@@ -589,6 +592,7 @@ impl Domain {
             identity,
             jobs,
             models: models::ModelSlot::default(),
+            tally: tally::Tally::default(),
         })
     }
 
@@ -771,7 +775,7 @@ impl Domain {
             .filter(|r| self.visible(r) && query.matches(&r.manifest))
             .map(Self::listing)
             .collect();
-        self.record(
+        self.record_or_tally(
             actor,
             "catalog.read",
             "catalog",
@@ -794,7 +798,7 @@ impl Domain {
             .await?;
         let record = self.store.dataset(id).await?.filter(|r| self.visible(r));
         let Some(record) = record else {
-            self.record(
+            self.record_or_tally(
                 actor,
                 "catalog.read",
                 format!("dataset:{id}"),
@@ -820,7 +824,7 @@ impl Domain {
             updated_at: record.updated_at.clone(),
             versions,
         };
-        self.record(
+        self.record_or_tally(
             actor,
             "catalog.read",
             format!("dataset:{id}"),
@@ -835,11 +839,20 @@ impl Domain {
         &self.identity
     }
 
-    /// Exchanges a username and password for a session. Every attempt is
-    /// audited (`auth.login`), refusals with their reason; the caller sees
+    /// Exchanges a username and password for a session. `client` is the
+    /// caller's network origin (the per-client throttle's key). Every attempt
+    /// is audited (`auth.login`), refusals with their reason; the caller sees
     /// only the public error.
-    pub async fn login(&self, username: &str, password: &str) -> Result<LoginSuccess> {
-        let outcome = self.identity.login(username, password, self.now()).await?;
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: &str,
+    ) -> Result<LoginSuccess> {
+        let outcome = self
+            .identity
+            .login(username, password, client, self.now())
+            .await?;
         match &outcome {
             LoginOutcome::Success(s) => {
                 let actor = Actor::new(s.user.username.clone(), s.user.role.as_str());
@@ -886,7 +899,7 @@ impl Domain {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let result = self.identity.authenticate(token, self.now()).await;
         if let Err(Error::Unauthenticated(_)) = &result {
-            self.record(
+            self.record_or_tally(
                 &Actor::anonymous(),
                 "auth.invalid_token",
                 "auth",
@@ -993,7 +1006,7 @@ impl Domain {
         object: &str,
         denial: Denial,
     ) -> Result<()> {
-        self.record(
+        self.record_or_tally(
             &Actor::caller(principal),
             "authz.denied",
             object,
@@ -1248,6 +1261,7 @@ impl Domain {
 
     /// Writes the final audit checkpoint and closes the stores.
     pub async fn close(&self) -> Result<()> {
+        self.flush_anonymous_tally().await?;
         self.audit.close().await?;
         self.store.close().await;
         Ok(())

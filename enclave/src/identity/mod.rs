@@ -1,4 +1,6 @@
-//! Real-name accounts, roles, passwords, sessions, API tokens and login lockout.
+//! Real-name accounts, roles, passwords, sessions, API tokens and the login
+//! throttle (attempt slots and backoff per username and client, a bound on
+//! concurrent hashes: [`LoginThrottle`]).
 //!
 //! Secrets never reach the store: passwords are kept as Argon2id PHC strings,
 //! session and API tokens (256 random bits each) as their SHA-256. A token is
@@ -10,6 +12,7 @@
 
 mod model;
 mod secret;
+mod throttle;
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,8 +23,9 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use model::{ApiTokenInfo, CreditFlag, Principal, Role, TokenKind, User};
+pub use model::{ApiTokenInfo, CreditFlag, Principal, Role, Scope, TokenKind, User};
 pub use secret::{API_PREFIX, SESSION_PREFIX, generate_password};
+pub use throttle::{LoginThrottle, ThrottlePolicy, Throttled};
 
 use crate::catalog::OrganisationType;
 use crate::store::Store;
@@ -43,24 +47,27 @@ const MAX_TOKEN_NAME_CHARS: usize = 100;
 pub struct IdentityPolicy {
     /// Lifetime of a login session.
     pub session_ttl: Duration,
-    /// Consecutive failed logins that lock an account.
-    pub max_failed_logins: u32,
-    /// How long a locked account stays locked.
-    pub lockout: Duration,
+    /// Attempt slots, backoff and the bound on concurrent hashes.
+    pub throttle: ThrottlePolicy,
     /// Minimum password length, in characters.
     pub min_password_len: usize,
     /// Argon2id cost for new password hashes (existing hashes keep their own).
     pub password_params: Params,
+    /// Lifetime of an API token created without an expiry.
+    pub api_token_ttl: Duration,
+    /// Longest lifetime an API token may be given.
+    pub api_token_max_ttl: Duration,
 }
 
 impl Default for IdentityPolicy {
     fn default() -> Self {
         IdentityPolicy {
             session_ttl: Duration::from_secs(8 * 3600),
-            max_failed_logins: 5,
-            lockout: Duration::from_secs(15 * 60),
+            throttle: ThrottlePolicy::default(),
             min_password_len: 12,
             password_params: Params::default(),
+            api_token_ttl: Duration::from_secs(90 * 86_400),
+            api_token_max_ttl: Duration::from_secs(365 * 86_400),
         }
     }
 }
@@ -131,12 +138,13 @@ impl fmt::Debug for LoginSuccess {
 pub enum RefusalReason {
     /// No such username.
     UnknownUser,
-    /// Wrong password; the account is not (yet) locked.
+    /// Wrong password.
     WrongPassword,
-    /// Wrong password, and this failure locked the account.
-    LockedNow,
-    /// The account was already locked; the password was not checked.
-    Locked,
+    /// Too many failures for the username or from the client: no password
+    /// was checked (unknown and known usernames alike).
+    Throttled,
+    /// Too many password checks under way: no password was checked.
+    Busy,
     /// Right password, but the account is disabled.
     Disabled,
 }
@@ -147,8 +155,8 @@ impl RefusalReason {
         match self {
             RefusalReason::UnknownUser => "unknown_user",
             RefusalReason::WrongPassword => "wrong_password",
-            RefusalReason::LockedNow => "locked_now",
-            RefusalReason::Locked => "locked",
+            RefusalReason::Throttled => "throttled",
+            RefusalReason::Busy => "busy",
             RefusalReason::Disabled => "disabled",
         }
     }
@@ -161,17 +169,31 @@ pub struct LoginRefusal {
     /// The account, when the username exists.
     pub user_id: Option<String>,
     pub role: Option<Role>,
+    /// Seconds to wait, for `Throttled` and `Busy`.
+    pub retry_after_secs: u64,
 }
 
 impl LoginRefusal {
+    fn anonymous(reason: RefusalReason, retry_after_secs: u64) -> LoginRefusal {
+        LoginRefusal {
+            reason,
+            user_id: None,
+            role: None,
+            retry_after_secs,
+        }
+    }
+
     /// The error to show the caller. Unknown user and wrong password are
-    /// indistinguishable; the remaining attempts are never revealed.
+    /// indistinguishable, and so is the throttle of either; the remaining
+    /// attempts are never revealed.
     pub fn error(&self) -> Error {
+        let retry_after_secs = self.retry_after_secs;
         match self.reason {
             RefusalReason::UnknownUser | RefusalReason::WrongPassword => {
                 Error::Unauthenticated(INVALID_CREDENTIALS.into())
             }
-            RefusalReason::LockedNow | RefusalReason::Locked => Error::AccountLocked,
+            RefusalReason::Throttled => Error::TooManyAttempts { retry_after_secs },
+            RefusalReason::Busy => Error::Busy { retry_after_secs },
             RefusalReason::Disabled => Error::Unauthenticated(ACCOUNT_DISABLED.into()),
         }
     }
@@ -194,11 +216,21 @@ impl LoginOutcome {
     }
 }
 
+fn throttled(t: Throttled) -> LoginRefusal {
+    match t {
+        Throttled::Backoff { retry_after } => {
+            LoginRefusal::anonymous(RefusalReason::Throttled, retry_after.as_secs().max(1))
+        }
+        Throttled::Busy => LoginRefusal::anonymous(RefusalReason::Busy, 1),
+    }
+}
+
 /// The identity service over the metadata store. Cheap to clone.
 #[derive(Clone)]
 pub struct Identity {
     store: Store,
     policy: IdentityPolicy,
+    throttle: LoginThrottle,
     /// Hash checked for unknown usernames so they cost as much as wrong passwords.
     dummy_hash: Arc<tokio::sync::OnceCell<String>>,
 }
@@ -260,6 +292,7 @@ impl Identity {
     pub fn new(store: Store, policy: IdentityPolicy) -> Identity {
         Identity {
             store,
+            throttle: LoginThrottle::new(policy.throttle.clone()),
             policy,
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
         }
@@ -294,7 +327,13 @@ impl Identity {
             .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
     }
 
+    /// Checks a password under a hash permit (see [`LoginThrottle::hash_permit`]).
     async fn verify(&self, phc: &str, password: &str) -> Result<bool> {
+        let _permit = self
+            .throttle
+            .hash_permit()
+            .await
+            .map_err(Throttled::error)?;
         let phc = phc.to_string();
         let password = password.to_string();
         tokio::task::spawn_blocking(move || secret::verify_password(&phc, &password))
@@ -350,86 +389,74 @@ impl Identity {
             credit_flags,
             disabled: false,
             created_at: ts(now),
-            failed_logins: 0,
-            locked_until: None,
         };
         let hash = self.hash(&new.password).await?;
         self.store.insert_user(&user, &hash).await?;
         Ok(user)
     }
 
-    /// Checks a username and password and, if they match an enabled, unlocked
-    /// account, opens a session. Refusals are `Ok(LoginOutcome::Refused)`, so the
+    /// Checks a username and password and, if they match an enabled account,
+    /// opens a session. `client` names the caller's network origin for the
+    /// per-client throttle. Refusals are `Ok(LoginOutcome::Refused)`, so the
     /// caller can audit them; only store failures are `Err`.
+    ///
+    /// Every name takes the same steps in the same order, whether it names an
+    /// account or not: an attempt slot (throttled before any hash), a hash
+    /// permit, one Argon2 check (a dummy hash for an unknown name), the answer.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
+        client: &str,
         now: DateTime<Utc>,
     ) -> Result<LoginOutcome> {
-        let Some(creds) = self.store.user_credentials(username).await? else {
-            // Spend the same work as a real check, so timing does not reveal
-            // usernames. Creating the dummy hash costs about one verification.
-            match self.dummy_hash.get() {
-                Some(dummy) => {
-                    self.verify(dummy, password).await?;
-                }
-                None => {
-                    let params = self.policy.password_params.clone();
-                    self.dummy_hash
-                        .get_or_try_init(|| async move {
-                            tokio::task::spawn_blocking(move || {
-                                secret::hash_password(&params, "anyu dummy password")
-                            })
-                            .await
-                            .map_err(|e| {
-                                Error::Internal(format!("password hashing task failed: {e}"))
-                            })?
-                        })
-                        .await?;
-                }
-            }
-            return Ok(LoginOutcome::Refused(LoginRefusal {
-                reason: RefusalReason::UnknownUser,
-                user_id: None,
-                role: None,
-            }));
+        // No account has a malformed name; all of them share one slot, so a
+        // slot's key stays short whatever is sent.
+        let key = validate_username(username).map_or("<malformed>", |()| username);
+        let attempt = match self.throttle.reserve(key, client, now) {
+            Ok(a) => a,
+            Err(t) => return Ok(LoginOutcome::Refused(throttled(t))),
         };
+        let Ok(_permit) = self.throttle.hash_permit().await else {
+            attempt.abandoned();
+            return Ok(LoginOutcome::Refused(throttled(Throttled::Busy)));
+        };
+        let creds = self.store.user_credentials(username).await?;
+        let phc = match &creds {
+            Some(c) => c.password_hash.clone(),
+            None => self.dummy_hash().await?,
+        };
+        let password = password.to_string();
+        let right = tokio::task::spawn_blocking(move || secret::verify_password(&phc, &password))
+            .await
+            .map_err(|e| Error::Internal(format!("password verification task failed: {e}")))??;
+        let creds = match creds {
+            Some(c) if right => c,
+            // `attempt` dropped unsettled: a failure for the name and the client.
+            Some(c) => {
+                return Ok(LoginOutcome::Refused(LoginRefusal {
+                    reason: RefusalReason::WrongPassword,
+                    user_id: Some(c.user.id),
+                    role: Some(c.user.role),
+                    retry_after_secs: 0,
+                }));
+            }
+            None => {
+                return Ok(LoginOutcome::Refused(LoginRefusal::anonymous(
+                    RefusalReason::UnknownUser,
+                    0,
+                )));
+            }
+        };
+        attempt.succeeded();
         let user = creds.user;
-        let refuse = |reason| {
-            Ok(LoginOutcome::Refused(LoginRefusal {
-                reason,
+        if user.disabled {
+            return Ok(LoginOutcome::Refused(LoginRefusal {
+                reason: RefusalReason::Disabled,
                 user_id: Some(user.id.clone()),
                 role: Some(user.role),
-            }))
-        };
-        if let Some(until) = &user.locked_until
-            && parse_ts(until)? > now
-        {
-            return refuse(RefusalReason::Locked);
-        }
-        if !self.verify(&creds.password_hash, password).await? {
-            let lock_until = ts(now + delta(self.policy.lockout, "lockout")?);
-            let count = self
-                .store
-                .record_failed_login(
-                    &user.id,
-                    &ts(now),
-                    self.policy.max_failed_logins,
-                    &lock_until,
-                )
-                .await?;
-            return refuse(if count.locked {
-                RefusalReason::LockedNow
-            } else {
-                RefusalReason::WrongPassword
-            });
-        }
-        if user.disabled {
-            return refuse(RefusalReason::Disabled);
-        }
-        if user.failed_logins > 0 || user.locked_until.is_some() {
-            self.store.clear_failed_logins(&user.id, &ts(now)).await?;
+                retry_after_secs: 0,
+            }));
         }
         let token = secret::new_token(TokenKind::Session)?;
         let expires_at = ts(now + delta(self.policy.session_ttl, "session lifetime")?);
@@ -442,6 +469,22 @@ impl Identity {
             user,
             expires_at,
         })))
+    }
+
+    /// The hash checked for unknown usernames, made once with the current
+    /// cost so that checking it costs as much as a real password check.
+    async fn dummy_hash(&self) -> Result<String> {
+        let params = self.policy.password_params.clone();
+        self.dummy_hash
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    secret::hash_password(&params, "anyu dummy password")
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
+            })
+            .await
+            .cloned()
     }
 
     /// What the audit log may say about a refused bearer token: its kind and
@@ -464,14 +507,14 @@ impl Identity {
     pub async fn authenticate(&self, token: &str, now: DateTime<Utc>) -> Result<Principal> {
         let kind = secret::token_kind(token).ok_or_else(|| unauthenticated(INVALID_TOKEN))?;
         let hash = secret::token_hash(token);
-        let (user, expires_at, revoked) = match kind {
+        let (user, expires_at, revoked, scopes) = match kind {
             TokenKind::Session => {
                 let s = self
                     .store
                     .session(&hash)
                     .await?
                     .ok_or_else(|| unauthenticated(INVALID_TOKEN))?;
-                (s.user, Some(s.expires_at), s.revoked_at.is_some())
+                (s.user, Some(s.expires_at), s.revoked_at.is_some(), vec![])
             }
             TokenKind::Api => {
                 let (info, user) = self
@@ -479,7 +522,12 @@ impl Identity {
                     .api_token(&hash)
                     .await?
                     .ok_or_else(|| unauthenticated(INVALID_TOKEN))?;
-                (user, info.expires_at, info.revoked_at.is_some())
+                (
+                    user,
+                    info.expires_at,
+                    info.revoked_at.is_some(),
+                    info.scopes,
+                )
             }
         };
         if revoked {
@@ -493,7 +541,11 @@ impl Identity {
         if user.disabled {
             return Err(unauthenticated(ACCOUNT_DISABLED));
         }
-        Ok(Principal::new(user, kind))
+        let scopes = match kind {
+            TokenKind::Session => Scope::ALL.to_vec(),
+            TokenKind::Api => scopes,
+        };
+        Ok(Principal::new(user, kind, scopes))
     }
 
     /// Revokes the session of `token`. Revoking twice is fine; a token that is
@@ -519,11 +571,14 @@ impl Identity {
     }
 
     /// Creates an API token for a user. The token string is returned once and
-    /// never again; `expires_at: None` means valid until revoked.
+    /// never again. Without `expires_at` it lives [`IdentityPolicy::api_token_ttl`];
+    /// no token outlives [`IdentityPolicy::api_token_max_ttl`]. At least one
+    /// scope is required.
     pub async fn create_api_token(
         &self,
         user_id: &str,
         name: &str,
+        scopes: &[Scope],
         expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<(String, ApiTokenInfo)> {
@@ -533,13 +588,30 @@ impl Identity {
                 "token name must be 1 to {MAX_TOKEN_NAME_CHARS} characters"
             )));
         }
-        if let Some(t) = expires_at
-            && t <= now
-        {
+        let mut scopes = scopes.to_vec();
+        scopes.sort();
+        scopes.dedup();
+        if scopes.is_empty() {
             return Err(Error::InvalidArgument(
-                "token expiry must be in the future".into(),
+                "a token needs at least one scope (read, jobs, review, admin)".into(),
             ));
         }
+        let latest = now + delta(self.policy.api_token_max_ttl, "API token lifetime")?;
+        let expires_at = match expires_at {
+            Some(t) if t <= now => {
+                return Err(Error::InvalidArgument(
+                    "token expiry must be in the future".into(),
+                ));
+            }
+            Some(t) if t > latest => {
+                return Err(Error::InvalidArgument(format!(
+                    "token expiry must be within {} days",
+                    self.policy.api_token_max_ttl.as_secs() / 86_400
+                )));
+            }
+            Some(t) => t,
+            None => now + delta(self.policy.api_token_ttl, "API token lifetime")?,
+        };
         if self.store.user_by_id(user_id).await?.is_none() {
             return Err(Error::NotFound("user".into()));
         }
@@ -549,13 +621,19 @@ impl Identity {
             user_id: user_id.to_string(),
             name: name.to_string(),
             created_at: ts(now),
-            expires_at: expires_at.map(ts),
+            expires_at: Some(ts(expires_at)),
             revoked_at: None,
+            scopes,
         };
         self.store
             .insert_api_token(&info, &secret::token_hash(&token))
             .await?;
         Ok((token, info))
+    }
+
+    /// Revokes every live API token of a user; returns how many.
+    pub async fn revoke_api_tokens(&self, user_id: &str, now: DateTime<Utc>) -> Result<u64> {
+        self.store.revoke_user_api_tokens(user_id, &ts(now)).await
     }
 
     /// Revokes an API token by id and returns it (its `user_id` is for the audit log).
@@ -599,7 +677,7 @@ impl Identity {
         self.get_user(username).await
     }
 
-    /// Sets a new password, clears any lockout, and revokes the user's sessions.
+    /// Sets a new password and revokes the user's sessions.
     pub async fn reset_password(
         &self,
         username: &str,
@@ -629,23 +707,7 @@ impl Identity {
     ) -> Result<User> {
         self.validate_password(new_password)?;
         let user = self.get_user_by_id(user_id).await?;
-        let creds = self
-            .store
-            .user_credentials(&user.username)
-            .await?
-            .ok_or_else(|| Error::NotFound("user".into()))?;
-        if !self.verify(&creds.password_hash, current).await? {
-            let lock_until = ts(now + delta(self.policy.lockout, "lockout")?);
-            self.store
-                .record_failed_login(
-                    &user.id,
-                    &ts(now),
-                    self.policy.max_failed_logins,
-                    &lock_until,
-                )
-                .await?;
-            return Err(unauthenticated("the current password is wrong"));
-        }
+        self.confirm_password(user_id, current, now).await?;
         let hash = self.hash(new_password).await?;
         self.store
             .set_password_hash(&user.id, &hash, &ts(now))
@@ -657,6 +719,32 @@ impl Identity {
             .revoke_user_sessions_except(&user.id, keep.as_deref(), &ts(now))
             .await?;
         self.get_user_by_id(user_id).await
+    }
+
+    /// Checks a signed-in user's password again before a sensitive step (a new
+    /// API token, a password change). A wrong one is
+    /// [`Error::Unauthenticated`] and counts as a failed login.
+    pub async fn confirm_password(
+        &self,
+        user_id: &str,
+        password: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let user = self.get_user_by_id(user_id).await?;
+        let attempt = self
+            .throttle
+            .reserve(&user.username, &format!("user:{user_id}"), now)
+            .map_err(Throttled::error)?;
+        let creds = self
+            .store
+            .user_credentials(&user.username)
+            .await?
+            .ok_or_else(|| Error::NotFound("user".into()))?;
+        if self.verify(&creds.password_hash, password).await? {
+            attempt.succeeded();
+            return Ok(());
+        }
+        Err(unauthenticated("the current password is wrong"))
     }
 
     /// Records the outcome of real-name verification.

@@ -119,10 +119,6 @@ pub struct User {
     pub disabled: bool,
     /// RFC 3339 UTC.
     pub created_at: String,
-    /// Consecutive failed logins since the last success or lockout expiry.
-    pub failed_logins: u32,
-    /// RFC 3339 UTC; logins are refused before this time.
-    pub locked_until: Option<String>,
 }
 
 /// How a request authenticated.
@@ -135,6 +131,52 @@ pub enum TokenKind {
     Api,
 }
 
+/// What an API token may be used for; the account's role still decides
+/// within it. A login session carries every scope. Which scope each action
+/// needs is decided by `access::authz` alone.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Read what the role may read: listings, jobs, releases, downloads, the audit log.
+    Read,
+    /// A researcher's work: projects, applications, jobs, models, usage reports.
+    Jobs,
+    /// Reviews: applications, outputs, models, grant suspension.
+    Review,
+    /// Platform administration: accounts, complaints.
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, in a stable order.
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Jobs, Scope::Review, Scope::Admin];
+
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Jobs => "jobs",
+            Scope::Review => "review",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Scope> {
+        Scope::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidArgument("scope must be one of read, jobs, review, admin".into())
+            })
+    }
+}
+
 /// Who is making a request, as handlers and authorization see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Principal {
@@ -145,10 +187,13 @@ pub struct Principal {
     pub organisation_type: OrganisationType,
     pub provider_agencies: Vec<String>,
     pub token_kind: TokenKind,
+    /// What the credential may be used for: every scope for a session, the
+    /// token's own for an API token.
+    pub scopes: Vec<Scope>,
 }
 
 impl Principal {
-    pub(crate) fn new(user: User, token_kind: TokenKind) -> Principal {
+    pub(crate) fn new(user: User, token_kind: TokenKind, scopes: Vec<Scope>) -> Principal {
         Principal {
             user_id: user.id,
             username: user.username,
@@ -157,6 +202,7 @@ impl Principal {
             organisation_type: user.organisation_type,
             provider_agencies: user.provider_agencies,
             token_kind,
+            scopes,
         }
     }
 }
@@ -169,7 +215,9 @@ pub struct ApiTokenInfo {
     pub user_id: String,
     pub name: String,
     pub created_at: String,
-    /// `None`: valid until revoked.
+    /// RFC 3339 UTC. `None` only on tokens made before tokens expired by default.
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// What the token may be used for.
+    pub scopes: Vec<Scope>,
 }

@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::Store;
 use super::seal::{KeyValue, USERS, check_row, reseal};
-use crate::identity::{ApiTokenInfo, CreditFlag, User};
+use crate::identity::{ApiTokenInfo, CreditFlag, Scope, User};
 use crate::{Error, Result};
 
 /// A user row with its password hash; only the identity service reads it.
@@ -40,19 +40,29 @@ pub struct SessionRecord {
     pub revoked_at: Option<String>,
 }
 
-/// The outcome of recording one failed login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailedLoginCount {
-    /// Consecutive failures, this one included.
-    pub failed_logins: u32,
-    /// This failure reached the limit and locked the account.
-    pub locked: bool,
+const USER_COLUMNS: &str = "id, username, real_name, organisation, organisation_type, role, \
+     provider_agencies_json, verified, credit_flags_json, disabled, created_at";
+
+const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, expires_at, revoked_at, scopes";
+
+/// Scopes are stored as their names joined by commas (`read,jobs`).
+fn scopes_to_str(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-const USER_COLUMNS: &str = "id, username, real_name, organisation, organisation_type, role, \
-     provider_agencies_json, verified, credit_flags_json, disabled, failed_logins, locked_until, created_at";
-
-const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, expires_at, revoked_at";
+fn scopes_from_str(s: &str) -> Result<Vec<Scope>> {
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse()
+                .map_err(|_| Error::Internal("stored token scope is unknown".into()))
+        })
+        .collect()
+}
 
 /// Stores a unit-variant enum by its serde name.
 pub(super) fn enum_to_str<T: Serialize>(value: &T, what: &str) -> Result<String> {
@@ -81,7 +91,6 @@ pub(super) fn json_from_str<T: DeserializeOwned>(s: &str, what: &str) -> Result<
 fn user_from_row(row: &SqliteRow) -> Result<User> {
     let agencies: String = row.try_get("provider_agencies_json")?;
     let flags: String = row.try_get("credit_flags_json")?;
-    let failed: i64 = row.try_get("failed_logins")?;
     Ok(User {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
@@ -93,9 +102,6 @@ fn user_from_row(row: &SqliteRow) -> Result<User> {
         verified: row.try_get::<i64, _>("verified")? != 0,
         credit_flags: json_from_str(&flags, "credit flags")?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
-        failed_logins: u32::try_from(failed)
-            .map_err(|_| Error::Internal("stored failed-login count out of range".into()))?,
-        locked_until: row.try_get("locked_until")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -108,6 +114,7 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiTokenInfo> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        scopes: scopes_from_str(&row.try_get::<String, _>("scopes")?)?,
     })
 }
 
@@ -122,7 +129,7 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO users ({USER_COLUMNS}, password_hash, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&user.id)
         .bind(&user.username)
@@ -137,8 +144,6 @@ impl Store {
         .bind(i64::from(user.verified))
         .bind(json_to_string(&user.credit_flags, "credit flags")?)
         .bind(i64::from(user.disabled))
-        .bind(i64::from(user.failed_logins))
-        .bind(&user.locked_until)
         .bind(&user.created_at)
         .bind(password_hash)
         .bind(&user.created_at)
@@ -207,56 +212,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| self.sealed_user(r)).collect()
-    }
-
-    /// Counts one failed login in a single statement, so concurrent attempts
-    /// cannot undercount. A lock that expired before `now` starts the count
-    /// afresh; reaching `max` sets `locked_until`.
-    pub async fn record_failed_login(
-        &self,
-        user_id: &str,
-        now: &str,
-        max: u32,
-        lock_until: &str,
-    ) -> Result<FailedLoginCount> {
-        let row = sqlx::query(
-            "UPDATE users SET \
-               failed_logins = CASE WHEN locked_until IS NOT NULL AND locked_until <= ?1 \
-                                    THEN 1 ELSE failed_logins + 1 END, \
-               locked_until = CASE \
-                 WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= ?1 \
-                            THEN 1 ELSE failed_logins + 1 END) >= ?2 THEN ?3 \
-                 WHEN locked_until IS NOT NULL AND locked_until <= ?1 THEN NULL \
-                 ELSE locked_until END, \
-               updated_at = ?1 \
-             WHERE id = ?4 RETURNING failed_logins, locked_until",
-        )
-        .bind(now)
-        .bind(i64::from(max))
-        .bind(lock_until)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::NotFound("user".into()))?;
-        let failed: i64 = row.try_get("failed_logins")?;
-        let locked_until: Option<String> = row.try_get("locked_until")?;
-        Ok(FailedLoginCount {
-            failed_logins: u32::try_from(failed)
-                .map_err(|_| Error::Internal("stored failed-login count out of range".into()))?,
-            locked: locked_until.as_deref() == Some(lock_until),
-        })
-    }
-
-    /// Clears the failed-login count and any lock.
-    pub async fn clear_failed_logins(&self, user_id: &str, now: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE users SET failed_logins = 0, locked_until = NULL, updated_at = ? WHERE id = ?",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Replaces a password hash and clears failed logins and any lock.
@@ -433,7 +388,7 @@ impl Store {
     /// Stores a new API token under the SHA-256 hex of its secret.
     pub async fn insert_api_token(&self, info: &ApiTokenInfo, token_hash: &str) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO api_tokens ({TOKEN_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO api_tokens ({TOKEN_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&info.id)
         .bind(&info.user_id)
@@ -441,6 +396,7 @@ impl Store {
         .bind(&info.created_at)
         .bind(&info.expires_at)
         .bind(&info.revoked_at)
+        .bind(scopes_to_str(&info.scopes))
         .bind(token_hash)
         .execute(&self.pool)
         .await?;
@@ -487,6 +443,18 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// Revokes every live API token of a user; returns how many.
+    pub async fn revoke_user_api_tokens(&self, user_id: &str, now: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// A user's API tokens, revoked ones included, oldest first.

@@ -31,7 +31,7 @@ pub use access::{
 };
 pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
 pub use complaints::{ComplaintRecord, NewComplaintRecord};
-pub use identity::{FailedLoginCount, SessionRecord, UserCredentials};
+pub use identity::{SessionRecord, UserCredentials};
 pub use jobs::{
     JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord, SealedResult,
 };

@@ -1,5 +1,6 @@
 //! Accounts, logins, sessions and API tokens against a real SQLite store:
-//! lockout, expiry, revocation, disabled accounts, and that only hashes are stored.
+//! the login throttle's backoff, expiry, revocation, disabled accounts, and
+//! that only hashes are stored.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use enclave::Error;
 use enclave::catalog::OrganisationType;
 use enclave::identity::{
     CreditFlag, Identity, IdentityPolicy, LoginOutcome, LoginSuccess, NewUser, RefusalReason, Role,
-    TokenKind,
+    Scope, TokenKind,
 };
 use enclave::store::Store;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -85,7 +86,7 @@ async fn login_ok(
     password: &str,
     now: DateTime<Utc>,
 ) -> LoginSuccess {
-    match id.login(username, password, now).await.unwrap() {
+    match id.login(username, password, "client", now).await.unwrap() {
         LoginOutcome::Success(s) => *s,
         LoginOutcome::Refused(r) => panic!("login refused: {r:?}"),
     }
@@ -97,7 +98,7 @@ async fn refusal(
     password: &str,
     now: DateTime<Utc>,
 ) -> (RefusalReason, Error) {
-    match id.login(username, password, now).await.unwrap() {
+    match id.login(username, password, "client", now).await.unwrap() {
         LoginOutcome::Success(_) => panic!("login unexpectedly succeeded"),
         LoginOutcome::Refused(r) => (r.reason, r.error()),
     }
@@ -183,7 +184,7 @@ async fn unknown_user_and_wrong_password_look_the_same() {
     // The refusal carries the account for the audit log, but only when it exists.
     let LoginOutcome::Refused(r) = f
         .identity
-        .login("alice", "nope nope nope", t0())
+        .login("alice", "nope nope nope", "client", t0())
         .await
         .unwrap()
     else {
@@ -193,7 +194,7 @@ async fn unknown_user_and_wrong_password_look_the_same() {
     assert_eq!(r.role, Some(Role::Researcher));
     let LoginOutcome::Refused(r) = f
         .identity
-        .login("nobody", "nope nope nope", t0())
+        .login("nobody", "nope nope nope", "client", t0())
         .await
         .unwrap()
     else {
@@ -203,90 +204,85 @@ async fn unknown_user_and_wrong_password_look_the_same() {
 }
 
 #[tokio::test]
-async fn lockout_after_five_failures_then_unlock() {
+async fn backoff_after_five_failures_then_cleared_by_a_success() {
     let f = fixture().await;
     f.identity
         .create_user(new_user("bob", Role::Researcher), t0())
         .await
         .unwrap();
-    for i in 0..4 {
-        let (reason, e) = refusal(&f.identity, "bob", "wrong password!!", t0() + minutes(i)).await;
+    for i in 0..5 {
+        let (reason, e) = refusal(&f.identity, "bob", "wrong password!!", t0()).await;
         assert_eq!(reason, RefusalReason::WrongPassword, "attempt {i}");
         assert_eq!(e.to_string(), "invalid username or password");
     }
-    assert_eq!(f.identity.get_user("bob").await.unwrap().failed_logins, 4);
-    let locked_at = t0() + minutes(4);
-    let (reason, e) = refusal(&f.identity, "bob", "wrong password!!", locked_at).await;
-    assert_eq!(reason, RefusalReason::LockedNow);
-    assert_eq!(e.code(), "account_locked");
-    assert_eq!(e.to_string(), "account temporarily locked; try again later");
-    assert_eq!(
-        f.identity
-            .get_user("bob")
-            .await
-            .unwrap()
-            .locked_until
-            .as_deref(),
-        Some("2026-03-02T09:19:00.000000Z")
-    );
-
-    // Locked: even the right password is refused, and the lock is not extended.
-    let (reason, e) = refusal(&f.identity, "bob", PASSWORD, locked_at + minutes(14)).await;
-    assert_eq!(reason, RefusalReason::Locked);
-    assert_eq!(e.code(), "account_locked");
-    assert_eq!(
-        f.identity
-            .get_user("bob")
-            .await
-            .unwrap()
-            .locked_until
-            .as_deref(),
-        Some("2026-03-02T09:19:00.000000Z")
-    );
-
-    // After the lockout period a failure starts a fresh count rather than relocking.
-    let later = locked_at + minutes(15);
-    let (reason, _) = refusal(&f.identity, "bob", "wrong password!!", later).await;
-    assert_eq!(reason, RefusalReason::WrongPassword);
-    let u = f.identity.get_user("bob").await.unwrap();
-    assert_eq!((u.failed_logins, u.locked_until), (1, None));
-
-    // A success resets the counter.
-    login_ok(&f.identity, "bob", PASSWORD, later).await;
-    let u = f.identity.get_user("bob").await.unwrap();
-    assert_eq!((u.failed_logins, u.locked_until), (0, None));
-
-    // Failures must be consecutive: four, a success, four more do not lock.
-    for _ in 0..4 {
-        refusal(&f.identity, "bob", "wrong password!!", later).await;
+    // Now every attempt waits the backoff (2 s, doubling), right password or not.
+    for password in ["wrong password!!", PASSWORD] {
+        let (reason, e) = refusal(&f.identity, "bob", password, t0() + minutes(0)).await;
+        assert_eq!(reason, RefusalReason::Throttled);
+        assert_eq!(e.code(), "too_many_attempts");
+        assert_eq!(e.to_string(), "too many attempts; try again later");
     }
-    login_ok(&f.identity, "bob", PASSWORD, later).await;
-    for _ in 0..4 {
-        let (reason, _) = refusal(&f.identity, "bob", "wrong password!!", later).await;
+    let after = t0() + TimeDelta::seconds(2);
+    let (reason, _) = refusal(
+        &f.identity,
+        "bob",
+        PASSWORD,
+        after - TimeDelta::microseconds(1),
+    )
+    .await;
+    assert_eq!(reason, RefusalReason::Throttled);
+    // The backoff ends exactly at its end, and a success clears the count.
+    login_ok(&f.identity, "bob", PASSWORD, after).await;
+    for _ in 0..5 {
+        let (reason, _) = refusal(&f.identity, "bob", "wrong password!!", after).await;
         assert_eq!(reason, RefusalReason::WrongPassword);
     }
-    login_ok(&f.identity, "bob", PASSWORD, later).await;
+    // A sixth failure doubles the wait.
+    let (reason, _) = refusal(
+        &f.identity,
+        "bob",
+        "wrong password!!",
+        after + TimeDelta::seconds(2),
+    )
+    .await;
+    assert_eq!(reason, RefusalReason::WrongPassword);
+    let (reason, e) = refusal(&f.identity, "bob", PASSWORD, after + TimeDelta::seconds(5)).await;
+    assert_eq!(reason, RefusalReason::Throttled);
+    assert!(
+        matches!(
+            e,
+            Error::TooManyAttempts {
+                retry_after_secs: 1
+            }
+        ),
+        "{e:?}"
+    );
+    login_ok(&f.identity, "bob", PASSWORD, after + TimeDelta::seconds(6)).await;
 }
 
 #[tokio::test]
-async fn lock_expires_exactly_at_lockout_end() {
+async fn an_unknown_name_is_throttled_like_an_account() {
     let f = fixture().await;
     f.identity
         .create_user(new_user("carol", Role::Auditor), t0())
         .await
         .unwrap();
-    for _ in 0..5 {
-        refusal(&f.identity, "carol", "wrong password!!", t0()).await;
+    for name in ["carol", "nobody"] {
+        for _ in 0..5 {
+            refusal(&f.identity, name, "wrong password!!", t0()).await;
+        }
+        let (reason, e) = refusal(&f.identity, name, "wrong password!!", t0()).await;
+        assert_eq!(reason, RefusalReason::Throttled, "{name}");
+        assert!(
+            matches!(
+                e,
+                Error::TooManyAttempts {
+                    retry_after_secs: 2
+                }
+            ),
+            "{e:?}"
+        );
     }
-    let (reason, _) = refusal(
-        &f.identity,
-        "carol",
-        PASSWORD,
-        t0() + minutes(15) - TimeDelta::microseconds(1),
-    )
-    .await;
-    assert_eq!(reason, RefusalReason::Locked);
-    login_ok(&f.identity, "carol", PASSWORD, t0() + minutes(15)).await;
 }
 
 #[tokio::test]
@@ -300,7 +296,7 @@ async fn disabled_user_cannot_login_or_authenticate() {
     let s = login_ok(&f.identity, "dave", PASSWORD, t0()).await;
     let (api, _) = f
         .identity
-        .create_api_token(&user.id, "cli", None, t0())
+        .create_api_token(&user.id, "cli", &[Scope::Read], None, t0())
         .await
         .unwrap();
 
@@ -395,25 +391,6 @@ async fn session_expiry_and_revocation() {
 }
 
 #[tokio::test]
-async fn reset_password_clears_lockout() {
-    let f = fixture().await;
-    f.identity
-        .create_user(new_user("frank", Role::Researcher), t0())
-        .await
-        .unwrap();
-    for _ in 0..5 {
-        refusal(&f.identity, "frank", "wrong password!!", t0()).await;
-    }
-    let u = f
-        .identity
-        .reset_password("frank", "another long passphrase", t0())
-        .await
-        .unwrap();
-    assert_eq!((u.failed_logins, u.locked_until), (0, None));
-    login_ok(&f.identity, "frank", "another long passphrase", t0()).await;
-}
-
-#[tokio::test]
 async fn api_tokens() {
     let f = fixture().await;
     let user = f
@@ -423,24 +400,52 @@ async fn api_tokens() {
         .unwrap();
     let (forever, info) = f
         .identity
-        .create_api_token(&user.id, "  notebook  ", None, t0())
+        .create_api_token(
+            &user.id,
+            "  notebook  ",
+            &[Scope::Jobs, Scope::Read, Scope::Jobs],
+            None,
+            t0(),
+        )
         .await
         .unwrap();
     assert!(forever.starts_with("anyu_t_"));
     assert_eq!(info.name, "notebook");
     assert_eq!(info.user_id, user.id);
-    assert_eq!(info.expires_at, None);
+    assert_eq!(info.scopes, [Scope::Read, Scope::Jobs]);
+    // Without an expiry a token lives the default 90 days.
+    assert_eq!(
+        info.expires_at.as_deref(),
+        Some("2026-05-31T09:00:00.000000Z")
+    );
     let p = f
         .identity
-        .authenticate(&forever, t0() + TimeDelta::days(3650))
+        .authenticate(&forever, t0() + TimeDelta::days(89))
         .await
         .unwrap();
     assert_eq!(p.token_kind, TokenKind::Api);
     assert_eq!(p.user_id, user.id);
+    assert_eq!(p.scopes, [Scope::Read, Scope::Jobs]);
+    assert!(
+        f.identity
+            .authenticate(&forever, t0() + TimeDelta::days(90))
+            .await
+            .is_err()
+    );
+    // A session carries every scope.
+    let s = login_ok(&f.identity, "grace", PASSWORD, t0()).await;
+    let p = f.identity.authenticate(&s.token, t0()).await.unwrap();
+    assert_eq!(p.scopes, Scope::ALL);
 
     let (short, short_info) = f
         .identity
-        .create_api_token(&user.id, "ci", Some(t0() + TimeDelta::days(1)), t0())
+        .create_api_token(
+            &user.id,
+            "ci",
+            &[Scope::Read],
+            Some(t0() + TimeDelta::days(1)),
+            t0(),
+        )
         .await
         .unwrap();
     f.identity.authenticate(&short, t0()).await.unwrap();
@@ -493,7 +498,7 @@ async fn api_tokens() {
     );
     assert_eq!(
         f.identity
-            .create_api_token("no-such-user", "x", None, t0())
+            .create_api_token("no-such-user", "x", &[Scope::Read], None, t0())
             .await
             .unwrap_err()
             .code(),
@@ -519,7 +524,7 @@ async fn only_hashes_are_stored() {
     let s = login_ok(&f.identity, "heidi", PASSWORD, t0()).await;
     let (api, _) = f
         .identity
-        .create_api_token(&user.id, "cli", None, t0())
+        .create_api_token(&user.id, "cli", &[Scope::Read], None, t0())
         .await
         .unwrap();
 
@@ -580,8 +585,9 @@ async fn default_policy_uses_default_argon2_cost() {
     );
     let p = identity.policy();
     assert_eq!(p.session_ttl, Duration::from_secs(8 * 3600));
-    assert_eq!(p.max_failed_logins, 5);
-    assert_eq!(p.lockout, Duration::from_secs(15 * 60));
+    assert_eq!(p.throttle.account_free, 5);
+    assert_eq!(p.throttle.backoff_max, Duration::from_secs(15 * 60));
+    assert_eq!(p.api_token_ttl, Duration::from_secs(90 * 86_400));
     assert_eq!(p.min_password_len, 12);
     identity
         .create_user(new_user("judy", Role::Researcher), t0())
@@ -713,13 +719,25 @@ async fn validation_errors() {
         .create_user(new_user("ok.user-1_", Role::Researcher), t0())
         .await
         .unwrap();
-    for (what, name, exp) in [
-        ("empty token name", " ", None),
-        ("token expiry in the past", "ci", Some(t0() - minutes(1))),
+    for (what, name, scopes, exp) in [
+        ("empty token name", " ", &[Scope::Read][..], None),
+        (
+            "token expiry in the past",
+            "ci",
+            &[Scope::Read][..],
+            Some(t0() - minutes(1)),
+        ),
+        ("token without a scope", "ci", &[][..], None),
+        (
+            "token expiry too far",
+            "ci",
+            &[Scope::Read][..],
+            Some(t0() + TimeDelta::days(366)),
+        ),
     ] {
         let e = f
             .identity
-            .create_api_token(&user.id, name, exp, t0())
+            .create_api_token(&user.id, name, scopes, exp, t0())
             .await
             .unwrap_err();
         out.push(format!("{what}: [{}] {e}", e.code()));

@@ -189,7 +189,7 @@ pub async fn user(
         )
         .await
         .unwrap();
-    let s = domain.login(name, &password).await.unwrap();
+    let s = domain.login(name, &password, "test").await.unwrap();
     domain.authenticate(&s.token).await.unwrap()
 }
 

@@ -92,7 +92,7 @@ async fn user(
         )
         .await
         .unwrap();
-    let s = domain.login(username, PASSWORD).await.unwrap();
+    let s = domain.login(username, PASSWORD, "test").await.unwrap();
     domain.authenticate(&s.token).await.unwrap()
 }
 
