@@ -431,7 +431,7 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # memory_mib = 4096                    # per job; operators spill to DATA_DIR/spill beyond it
 # deadline_secs = 600
 # target_partitions = 0                # 0: number of cores
-# campaign_flag_at = 3                 # jobs of one plan shape (other constants) flagged for review from
+# campaign_flag_at = 5                 # jobs of one plan shape (other constants) flagged for review from
 # campaign_suspend_at = 10             # ... and a suspension request in the audit log from
 
 [models]

@@ -81,7 +81,7 @@ impl Default for JobOptions {
             deadline: Duration::from_secs(600),
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_sql_bytes: 64 * 1024,
-            campaign_flag_at: 3,
+            campaign_flag_at: 5,
             campaign_suspend_at: 10,
         }
     }
