@@ -161,6 +161,11 @@ pub struct IdentityConfig {
     /// ... for this long.
     pub lockout_minutes: u64,
     pub min_password_len: usize,
+    /// How long a one-time code (a new account's, a reset's) stays usable.
+    pub one_time_code_hours: u64,
+    /// Creating stewards and admins, and resetting their passwords, needs a
+    /// second admin's approval.
+    pub second_admin: bool,
 }
 
 impl Default for IdentityConfig {
@@ -171,6 +176,8 @@ impl Default for IdentityConfig {
             max_failed_logins: p.max_failed_logins,
             lockout_minutes: p.lockout.as_secs() / 60,
             min_password_len: p.min_password_len,
+            one_time_code_hours: p.one_time_code_ttl.as_secs() / 3600,
+            second_admin: enclave::domain::AccountOptions::default().second_admin,
         }
     }
 }
@@ -301,7 +308,13 @@ impl Config {
                 max_failed_logins: self.identity.max_failed_logins.max(1),
                 lockout: Duration::from_secs(self.identity.lockout_minutes * 60),
                 min_password_len: self.identity.min_password_len.max(8),
+                one_time_code_ttl: Duration::from_secs(
+                    self.identity.one_time_code_hours.max(1) * 3600,
+                ),
                 ..IdentityPolicy::default()
+            },
+            accounts: enclave::domain::AccountOptions {
+                second_admin: self.identity.second_admin,
             },
         })
     }
@@ -369,6 +382,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # max_failed_logins = 5               # consecutive failures that lock an account
 # lockout_minutes = 15
 # min_password_len = 12
+# one_time_code_hours = 72            # a new account's first password and a reset's code
+# second_admin = true                 # stewards' and admins' creation and resets need another admin
 
 # Grades (分类分级) and how each tightens the disclosure policy of its datasets.
 # Omit the section to use the default L1..L4 scale.

@@ -13,6 +13,7 @@ mod demo;
 mod dp;
 mod jobs;
 mod models;
+mod people;
 mod receipt;
 mod release_cli;
 mod workflow;

@@ -34,8 +34,10 @@ pub enum Action {
     HandleComplaints,
     /// The authority's dashboard figures.
     ViewOverview,
-    /// Create, list and revoke one's own API tokens; change one's own password.
+    /// Create, list and revoke one's own API tokens.
     ManageOwnCredentials,
+    /// Change one's own password (the one thing a forced-change session may do).
+    ChangeOwnPassword,
     /// Open a research project.
     CreateProject,
     /// Read a project.
@@ -96,6 +98,7 @@ impl Action {
             Action::HandleComplaints => "handle_complaints",
             Action::ViewOverview => "view_overview",
             Action::ManageOwnCredentials => "manage_own_credentials",
+            Action::ChangeOwnPassword => "change_own_password",
             Action::CreateProject => "create_project",
             Action::ReadProject => "read_project",
             Action::ListWork => "list_work",
@@ -184,6 +187,9 @@ pub enum Denial {
     Unauthenticated,
     /// The caller is known but may not do this.
     Forbidden,
+    /// The session may only change the account's password (a new account,
+    /// a reset) until it is changed.
+    PasswordChangeRequired,
 }
 
 /// The decision for one request.
@@ -212,6 +218,13 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
     let Some(p) = principal else {
         return Decision::Deny(Denial::Unauthenticated);
     };
+    // Whoever set a one-time code knows it: until the owner sets their own
+    // password, the session does nothing else.
+    if p.must_change_password
+        && !matches!(action, A::ChangeOwnPassword | A::Logout | A::ReadOwnAccount)
+    {
+        return Decision::Deny(Denial::PasswordChangeRequired);
+    }
     let allowed = match (action, p.role, object) {
         (A::Logout, _, Object::Platform) => true,
         (A::ReadOwnAccount, _, Object::User { user_id }) => *user_id == p.user_id,
@@ -219,7 +232,9 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
         (A::ReadAudit, Role::Auditor | Role::Admin, Object::Platform) => true,
         // The platform authority answers the public (SZ:65).
         (A::HandleComplaints | A::ViewOverview, Role::Admin, Object::Platform) => true,
-        (A::ManageOwnCredentials, _, Object::User { user_id }) => *user_id == p.user_id,
+        (A::ManageOwnCredentials | A::ChangeOwnPassword, _, Object::User { user_id }) => {
+            *user_id == p.user_id
+        }
         // Listing is open to every signed-in role; the domain filters by what each may read.
         (A::ListWork, _, Object::Platform) => true,
         (A::CreateProject, Role::Researcher, Object::Platform) => true,
@@ -354,10 +369,38 @@ mod tests {
             user_id: "u1".into(),
             username: "someone".into(),
             role,
+            organisation_id: "org".into(),
             organisation: "org".into(),
             organisation_type: OrganisationType::University,
             provider_agencies: Vec::new(),
             token_kind: TokenKind::Session,
+            person: "p1".into(),
+            must_change_password: false,
+        }
+    }
+
+    #[test]
+    fn a_forced_change_session_only_changes_the_password() {
+        let mut p = principal(Role::Admin);
+        p.must_change_password = true;
+        let me = Object::User { user_id: "u1" };
+        assert!(authorize(Some(&p), Action::ChangeOwnPassword, &me).is_allowed());
+        assert!(authorize(Some(&p), Action::ReadOwnAccount, &me).is_allowed());
+        for action in [
+            Action::ManageUsers,
+            Action::ManageOwnCredentials,
+            Action::ListWork,
+        ] {
+            let object = if action == Action::ManageOwnCredentials {
+                me
+            } else {
+                Object::Platform
+            };
+            assert_eq!(
+                authorize(Some(&p), action, &object),
+                Decision::Deny(Denial::PasswordChangeRequired),
+                "{action:?}"
+            );
         }
     }
 

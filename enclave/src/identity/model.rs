@@ -108,6 +108,9 @@ pub struct User {
     pub id: String,
     pub username: String,
     pub real_name: String,
+    /// The organisation's id; the rules compare this, never the name.
+    pub organisation_id: String,
+    /// The organisation's name, as registered.
     pub organisation: String,
     pub organisation_type: OrganisationType,
     pub role: Role,
@@ -115,6 +118,10 @@ pub struct User {
     pub provider_agencies: Vec<String>,
     /// Real-name verification done.
     pub verified: bool,
+    /// Bound to a person by a checked 身份证号 (only its keyed hash is kept).
+    pub person_bound: bool,
+    /// The next session may only change the password.
+    pub must_change_password: bool,
     pub credit_flags: Vec<CreditFlag>,
     pub disabled: bool,
     /// RFC 3339 UTC.
@@ -123,6 +130,11 @@ pub struct User {
     pub failed_logins: u32,
     /// RFC 3339 UTC; logins are refused before this time.
     pub locked_until: Option<String>,
+    /// Who the account stands for in "two different people" rules: the keyed
+    /// hash of its 身份证号, or `account:<id>` for an account made before
+    /// persons were bound. Never shown.
+    #[serde(skip)]
+    pub person: String,
 }
 
 /// How a request authenticated.
@@ -141,10 +153,17 @@ pub struct Principal {
     pub user_id: String,
     pub username: String,
     pub role: Role,
+    /// The organisation's id: "same organisation" rules compare this.
+    pub organisation_id: String,
     pub organisation: String,
     pub organisation_type: OrganisationType,
     pub provider_agencies: Vec<String>,
     pub token_kind: TokenKind,
+    /// The person behind the account (see [`User::person`]). Never shown.
+    #[serde(skip)]
+    pub person: String,
+    /// A session that may do nothing but change the password.
+    pub must_change_password: bool,
 }
 
 impl Principal {
@@ -153,10 +172,13 @@ impl Principal {
             user_id: user.id,
             username: user.username,
             role: user.role,
+            organisation_id: user.organisation_id,
             organisation: user.organisation,
             organisation_type: user.organisation_type,
             provider_agencies: user.provider_agencies,
             token_kind,
+            person: user.person,
+            must_change_password: user.must_change_password,
         }
     }
 }

@@ -27,7 +27,8 @@ pub use access::{
 };
 pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
 pub use complaints::{ComplaintRecord, NewComplaintRecord};
-pub use identity::{FailedLoginCount, SessionRecord, UserCredentials};
+pub(crate) use identity::enum_from_text;
+pub use identity::{AccountRequestRecord, FailedLoginCount, SessionRecord, UserCredentials};
 pub use jobs::{
     JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord, SealedResult,
 };
