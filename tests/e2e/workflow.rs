@@ -390,8 +390,17 @@ fn happy_path_with_four_accounts() {
             "grant.create",
             "usage_report.file",
             "grant.suspend",
+            // The reinstatement without a proper reason, refused (denied) …
+            "grant.reinstate",
+            // … and the one with it.
             "grant.reinstate"
         ]
+    );
+    let reinstated = grant_events.last().unwrap();
+    assert_eq!(reinstated["outcome"], "success");
+    assert_eq!(
+        reinstated["details"]["reason"], "已完成整改，恢复使用",
+        "{reinstated}"
     );
     // The application's own history has one entry per step too.
     let steps: Vec<&str> = app_view["history"]

@@ -844,10 +844,7 @@ async fn a_one_time_code_expires_and_forces_a_change_with_the_resident_id() {
     assert!(s.user.must_change_password);
     let (reason, e) = refusal(&f.identity, "olga", &code, t0() + minutes(72 * 60)).await;
     assert_eq!(reason, RefusalReason::CodeExpired);
-    assert_eq!(
-        e.to_string(),
-        "unauthenticated: invalid username or password"
-    );
+    assert_eq!(e.to_string(), "invalid username or password");
     // The change needs the owner's 身份证号 and a password of their own.
     let own = resident_id_of("olga");
     let change = |resident_id: Option<&str>, new: &str| {
