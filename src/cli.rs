@@ -73,6 +73,10 @@ pub enum Command {
         /// text is re-rendered from the signed terms when its version is known).
         #[arg(long)]
         text: Option<PathBuf>,
+        /// The grant (JSON, as GET /api/grants/{id} shows it), to check that a
+        /// format 2 receipt signed exactly its columns, filters and budgets.
+        #[arg(long)]
+        grant: Option<PathBuf>,
         /// The platform's Ed25519 public key (hex); default: DATA_DIR/keys/signing.pub.
         #[arg(long, env = "ANYU_PUBLIC_KEY")]
         public_key: Option<String>,
@@ -159,8 +163,11 @@ pub enum DatasetCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create an account. The password comes from ANYU_NEW_PASSWORD, or
-    /// --password-stdin, or is generated and printed once.
+    /// Create an account as the host's operator. The password comes from
+    /// ANYU_NEW_PASSWORD, or --password-stdin, or is generated and printed
+    /// once; the first session must change it unless --no-password-change.
+    /// The organisation is found by its normalised name, or registered with
+    /// --credit-code.
     Add {
         #[arg(long)]
         username: String,
@@ -175,6 +182,16 @@ pub enum UserCommand {
         /// enterprise, university, research_institute, government or individual.
         #[arg(long)]
         org_type: String,
+        /// 统一社会信用代码 of the organisation, to register it when it is new.
+        #[arg(long)]
+        credit_code: Option<String>,
+        /// 身份证号 of the person behind the account (only a keyed hash is kept).
+        #[arg(long, env = "ANYU_RESIDENT_ID")]
+        resident_id: String,
+        /// The password is final: no forced change at the first login (the
+        /// operator's own accounts, the demo, tests).
+        #[arg(long)]
+        no_password_change: bool,
         /// Provider agency a steward acts for (repeat for several).
         #[arg(long = "agency")]
         agencies: Vec<String>,
@@ -191,14 +208,40 @@ pub enum UserCommand {
     },
     /// Disable an account and end its sessions.
     Disable { username: String },
-    /// Set a new password (generated unless --password-stdin) and end the account's sessions.
+    /// Replace a password by a one-time code for the owner (printed once;
+    /// hand it over in person), or by --password-stdin's with a forced
+    /// change. Ends the account's sessions and revokes its API tokens.
     ResetPassword {
         username: String,
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Bind an account made before persons were bound to its person.
+    BindPerson {
+        username: String,
+        #[arg(long, env = "ANYU_RESIDENT_ID")]
+        resident_id: String,
+    },
     /// List accounts.
     List,
+    /// Privileged account changes waiting for a second administrator.
+    Requests,
+    /// Approve an administrator's account request as the host's operator
+    /// (the second party on an install with one administrator).
+    Approve { request_id: String },
+    /// Refuse an administrator's account request.
+    Refuse { request_id: String },
+    /// Register an organisation (name normalised, credit code checked).
+    AddOrganisation {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org_type: String,
+        #[arg(long)]
+        credit_code: Option<String>,
+    },
+    /// List organisations.
+    Organisations,
 }
 
 #[derive(Debug, Subcommand)]
@@ -306,11 +349,13 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::VerifyReceipt {
             receipt,
             text,
+            grant,
             public_key,
         } => verify_receipt(
             &cli.data_dir,
             &receipt,
             text.as_deref(),
+            grant.as_deref(),
             public_key.as_deref(),
         ),
         Command::VerifyRelease {
@@ -482,16 +527,42 @@ fn verify_receipt(
     data_dir: &Path,
     receipt: &Path,
     text: Option<&Path>,
+    grant: Option<&Path>,
     public_key: Option<&str>,
 ) -> CliResult {
     use enclave::access::agreement;
     let key = platform_public_key(data_dir, public_key)?;
     let json = std::fs::read_to_string(receipt)?;
     let text = text.map(std::fs::read_to_string).transpose()?;
+    let grant: Option<enclave::access::Grant> = match grant {
+        Some(path) => Some(
+            serde_json::from_str(&std::fs::read_to_string(path)?)
+                .map_err(|_| "the grant file is not a grant as GET /api/grants/{id} shows it")?,
+        ),
+        None => None,
+    };
     match agreement::verify_receipt(&json, &key, text.as_deref()) {
         Ok(v) => {
+            let conditions = match (&v.receipt.conditions, &grant) {
+                (None, _) => "none signed (format 1)".to_string(),
+                (Some(c), None) => format!(
+                    "signed ({}), not compared (no --grant)",
+                    c.conditions_sha256
+                ),
+                (Some(c), Some(g)) => {
+                    if c.grant_id != g.id || c.conditions_sha256 != g.conditions_sha256() {
+                        println!(
+                            "receipt INVALID: the grant's columns, filters, usage method or budgets \
+                             are not the ones the receipt signed"
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    "match the grant".to_string()
+                }
+            };
             println!(
-                "receipt OK: application {} signed by {} at {}, agreement v{} ({}), text {}",
+                "receipt OK: application {} signed by {} at {}, agreement v{} ({}), text {}, \
+                 format {}, conditions {}",
                 v.receipt.application_id,
                 v.receipt.username,
                 v.receipt.signed_at,
@@ -501,7 +572,9 @@ fn verify_receipt(
                     "checked"
                 } else {
                     "not checked (unknown version, no --text)"
-                }
+                },
+                v.receipt.format,
+                conditions
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -567,6 +640,49 @@ async fn open_store(data_dir: &Path) -> CliResult<Store> {
     Ok(Store::open(&dir.meta_db(), &keyring).await?)
 }
 
+/// The organisation named `name` (by its normalised name), registered with
+/// `credit_code` when it is new.
+pub(crate) async fn organisation_for(
+    domain: &Domain,
+    actor: &Actor,
+    name: &str,
+    organisation_type: enclave::catalog::OrganisationType,
+    credit_code: Option<String>,
+) -> CliResult<enclave::identity::Organisation> {
+    Ok(domain
+        .organisation_for(
+            actor,
+            enclave::identity::NewOrganisation {
+                name: name.to_string(),
+                credit_code,
+                organisation_type,
+            },
+        )
+        .await?)
+}
+
+fn print_outcome(o: &enclave::domain::AccountOutcome) {
+    use enclave::domain::AccountOutcome as O;
+    match o {
+        O::Done {
+            user,
+            one_time_code,
+            code_expires_at,
+        } => {
+            println!(
+                "{}: one-time code {one_time_code} (until {code_expires_at}); hand it to its owner \
+                 in person: it signs in once, and setting their password asks for their 身份证号",
+                user.username
+            );
+        }
+        O::Requested { request } => println!(
+            "request {} waits for another administrator (anyu user approve {})",
+            request.id, request.id
+        ),
+        O::Refused { request } => println!("request {} refused", request.id),
+    }
+}
+
 fn parse_enum<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> CliResult<T> {
     serde_json::from_value(serde_json::Value::String(value.to_string()))
         .map_err(|_| format!("unknown {what} `{value}`").into())
@@ -609,18 +725,29 @@ async fn user_change(domain: &Domain, cmd: UserCommand) -> CliResult {
             real_name,
             organisation,
             org_type,
+            credit_code,
+            resident_id,
+            no_password_change,
             agencies,
             verified,
             credit_flags,
             password_stdin,
         } => {
             let (password, generated) = password_from(password_stdin)?;
+            let org = organisation_for(
+                domain,
+                &actor,
+                &organisation,
+                parse_enum("organisation type", &org_type)?,
+                credit_code,
+            )
+            .await?;
             let new = enclave::identity::NewUser {
                 username,
                 password: password.clone(),
                 real_name,
-                organisation,
-                organisation_type: parse_enum("organisation type", &org_type)?,
+                organisation_id: org.id,
+                resident_id,
                 role: role.parse()?,
                 provider_agencies: agencies,
                 verified,
@@ -628,6 +755,7 @@ async fn user_change(domain: &Domain, cmd: UserCommand) -> CliResult {
                     .iter()
                     .map(|f| parse_enum("credit flag", f))
                     .collect::<CliResult<Vec<_>>>()?,
+                must_change_password: !no_password_change,
             };
             let user = domain.create_user(&actor, new).await?;
             println!("created {} ({})", user.username, user.role.as_str());
@@ -641,13 +769,81 @@ async fn user_change(domain: &Domain, cmd: UserCommand) -> CliResult {
         }
         UserCommand::ResetPassword {
             username,
-            password_stdin,
+            password_stdin: true,
         } => {
-            let (password, generated) = password_from(password_stdin)?;
-            domain.reset_password(&actor, &username, &password).await?;
-            println!("password of {username} reset; its sessions are ended");
-            if generated {
-                println!("password: {password}");
+            let (password, _) = password_from(true)?;
+            domain
+                .set_password(&actor, &username, &password, true)
+                .await?;
+            println!(
+                "password of {username} set; the next login must change it; \
+                 its sessions and API tokens are ended"
+            );
+        }
+        UserCommand::ResetPassword { username, .. } => {
+            print_outcome(&domain.reset_password(&actor, &username).await?);
+        }
+        UserCommand::BindPerson {
+            username,
+            resident_id,
+        } => {
+            domain.bind_person(&actor, &username, &resident_id).await?;
+            println!("{username} is bound to its person");
+        }
+        UserCommand::Requests => {
+            for r in domain.account_requests(&actor).await? {
+                println!(
+                    "{}  {:<9} {:<15} {:<20} asked by {}{}",
+                    r.id,
+                    r.status,
+                    r.kind,
+                    r.username,
+                    r.requested_by_name,
+                    r.decided_by_name
+                        .map(|d| format!(", decided by {d}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        UserCommand::Approve { request_id } => {
+            print_outcome(
+                &domain
+                    .decide_account_request(&actor, &request_id, true)
+                    .await?,
+            );
+        }
+        UserCommand::Refuse { request_id } => {
+            print_outcome(
+                &domain
+                    .decide_account_request(&actor, &request_id, false)
+                    .await?,
+            );
+        }
+        UserCommand::AddOrganisation {
+            name,
+            org_type,
+            credit_code,
+        } => {
+            let org = domain
+                .create_organisation(
+                    &actor,
+                    enclave::identity::NewOrganisation {
+                        name,
+                        credit_code,
+                        organisation_type: parse_enum("organisation type", &org_type)?,
+                    },
+                )
+                .await?;
+            println!("registered {} ({})", org.name, org.id);
+        }
+        UserCommand::Organisations => {
+            for o in domain.organisations(&actor).await? {
+                println!(
+                    "{}  {:<20} {}",
+                    o.id,
+                    o.credit_code.as_deref().unwrap_or("(no credit code)"),
+                    o.name
+                );
             }
         }
         UserCommand::List => return Err("listing accounts needs no audit writer".into()),

@@ -180,6 +180,11 @@ pub struct IdentityConfig {
     pub api_token_ttl_days: u64,
     /// Longest lifetime an API token may be given.
     pub api_token_max_ttl_days: u64,
+    /// How long a one-time code (a new account's, a reset's) stays usable.
+    pub one_time_code_hours: u64,
+    /// Creating stewards and admins, and resetting their passwords, needs a
+    /// second admin's approval.
+    pub second_admin: bool,
 }
 
 impl Default for IdentityConfig {
@@ -196,6 +201,8 @@ impl Default for IdentityConfig {
             min_password_len: p.min_password_len,
             api_token_ttl_days: p.api_token_ttl.as_secs() / 86_400,
             api_token_max_ttl_days: p.api_token_max_ttl.as_secs() / 86_400,
+            one_time_code_hours: p.one_time_code_ttl.as_secs() / 3600,
+            second_admin: enclave::domain::AccountOptions::default().second_admin,
         }
     }
 }
@@ -360,7 +367,13 @@ impl Config {
                         .max(self.identity.api_token_ttl_days)
                         .max(1),
                 ),
+                one_time_code_ttl: Duration::from_secs(
+                    self.identity.one_time_code_hours.max(1) * 3600,
+                ),
                 ..IdentityPolicy::default()
+            },
+            accounts: enclave::domain::AccountOptions {
+                second_admin: self.identity.second_admin,
             },
         })
     }
@@ -457,6 +470,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # min_password_len = 12
 # api_token_ttl_days = 90             # lifetime of an API token created without an expiry
 # api_token_max_ttl_days = 365        # no API token lives longer
+# one_time_code_hours = 72            # a new account's first password and a reset's code
+# second_admin = true                 # stewards' and admins' creation and resets need another admin
 
 # Grades (分类分级) and how each tightens the disclosure policy of its datasets.
 # Omit the section to use the default L1..L4 scale.

@@ -171,28 +171,52 @@ const DEMO_ACCOUNTS: &[DemoAccount] = &[
     },
 ];
 
+/// A made-up but well-formed credit code and 身份证号 for demo account `i`.
+fn demo_codes(i: u64) -> (String, String) {
+    use anyu_datasets::codes::{credit_code, org_body, resident_id};
+    let code = credit_code(440300, org_body(2026, i, true));
+    let birth =
+        chrono::NaiveDate::from_ymd_opt(1980, 1, 1).expect("date") + chrono::Days::new(i * 400);
+    let id = resident_id(440305, birth, 100 + i as u16);
+    (
+        String::from_utf8_lossy(&code).into_owned(),
+        String::from_utf8_lossy(&id).into_owned(),
+    )
+}
+
 /// Creates the demo accounts, or gives existing ones a fresh password (only
 /// hashes are stored, so a password cannot be shown again). Audited.
 async fn demo_accounts(domain: &Domain) -> CliResult<Vec<(String, String, String)>> {
     let actor = Actor::operator();
     let mut out = Vec::new();
-    for a in DEMO_ACCOUNTS {
+    for (i, a) in DEMO_ACCOUNTS.iter().enumerate() {
         let password = enclave::identity::generate_password();
         if domain.identity().get_user(a.username).await.is_ok() {
-            domain.reset_password(&actor, a.username, &password).await?;
+            domain
+                .set_password(&actor, a.username, &password, false)
+                .await?;
         } else {
+            let (credit_code, resident_id) = demo_codes(i as u64);
+            let org = crate::cli::organisation_for(
+                domain,
+                &actor,
+                a.organisation,
+                serde_json::from_value(serde_json::Value::String(a.org_type.into()))?,
+                Some(credit_code),
+            )
+            .await?;
             let new = enclave::identity::NewUser {
                 username: a.username.into(),
                 password: password.clone(),
                 real_name: a.real_name.into(),
-                organisation: a.organisation.into(),
-                organisation_type: serde_json::from_value(serde_json::Value::String(
-                    a.org_type.into(),
-                ))?,
+                organisation_id: org.id,
+                resident_id,
                 role: a.role.parse()?,
                 provider_agencies: a.agencies.iter().map(|s| (*s).to_string()).collect(),
                 verified: true,
                 credit_flags: Vec::new(),
+                // The demo prints each password for its one user: the demo.
+                must_change_password: false,
             };
             domain.create_user(&actor, new).await?;
         }

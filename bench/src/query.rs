@@ -96,6 +96,9 @@ pub(crate) struct Setup {
     pub(crate) grants: Vec<String>,
 }
 
+/// Persons and organisations of the benchmark's accounts, one each.
+static NEXT_PERSON: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+
 async fn user(
     domain: &Domain,
     name: &str,
@@ -104,6 +107,27 @@ async fn user(
     agencies: &[&str],
 ) -> BenchResult<String> {
     let password = enclave::identity::generate_password();
+    let kind = if role == Role::Researcher {
+        OrganisationType::University
+    } else {
+        OrganisationType::Government
+    };
+    let seq = NEXT_PERSON.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let code = anyu_datasets::codes::credit_code(
+        440300,
+        anyu_datasets::codes::org_body(77, u64::from(seq), true),
+    );
+    let org_id = domain
+        .organisation_for(
+            &Actor::operator(),
+            enclave::identity::NewOrganisation {
+                name: org.to_string(),
+                credit_code: Some(String::from_utf8_lossy(&code).into_owned()),
+                organisation_type: kind,
+            },
+        )
+        .await?
+        .id;
     domain
         .create_user(
             &Actor::operator(),
@@ -111,16 +135,18 @@ async fn user(
                 username: name.into(),
                 password: password.clone(),
                 real_name: "基准".into(),
-                organisation: org.into(),
-                organisation_type: if role == Role::Researcher {
-                    OrganisationType::University
-                } else {
-                    OrganisationType::Government
-                },
+                organisation_id: org_id,
+                resident_id: String::from_utf8_lossy(&anyu_datasets::codes::resident_id(
+                    440305,
+                    chrono::NaiveDate::from_ymd_opt(1985, 1, 1).expect("date"),
+                    seq,
+                ))
+                .into_owned(),
                 role,
                 provider_agencies: agencies.iter().map(|s| s.to_string()).collect(),
                 verified: true,
                 credit_flags: Vec::new(),
+                must_change_password: false,
             },
         )
         .await?;

@@ -77,7 +77,7 @@
 //! ```
 
 mod allowance;
-mod codes;
+pub mod codes;
 mod enterprise;
 mod fmt;
 mod people;

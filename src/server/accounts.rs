@@ -7,8 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use enclave::access::authz::Action;
-use enclave::catalog::OrganisationType;
-use enclave::identity::{ApiTokenInfo, CreditFlag, NewUser, Role, Scope, User};
+use enclave::domain::AccountOutcome;
+use enclave::identity::{
+    ApiTokenInfo, CreditFlag, NewOrganisation, NewUser, Organisation, PasswordChange as Change,
+    Role, Scope, User,
+};
+use enclave::store::AccountRequestRecord;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -32,21 +36,40 @@ pub fn route_accounts() -> Router<AppState> {
             "/api/admin/users/{username}/reset-password",
             post(reset_password),
         )
+        .route("/api/admin/users/{username}/person", post(bind_person))
+        .route(
+            "/api/admin/organisations",
+            get(list_organisations).post(create_organisation),
+        )
+        .route(
+            "/api/admin/organisations/{id}/credit-code",
+            post(set_credit_code),
+        )
+        .route("/api/admin/account-requests", get(list_account_requests))
+        .route(
+            "/api/admin/account-requests/{id}/approve",
+            post(approve_account_request),
+        )
+        .route(
+            "/api/admin/account-requests/{id}/refuse",
+            post(refuse_account_request),
+        )
         .route("/api/me/tokens", get(list_tokens).post(create_token))
         .route("/api/me/tokens/{id}", delete(revoke_token))
         .route("/api/me/password", post(change_password))
 }
 
-/// A new account. Without `password` one is generated and returned once.
+/// A new account. No password: the platform makes a one-time code for the
+/// owner, who sets their own password with it (and their 身份证号).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     username: String,
-    #[serde(default)]
-    password: Option<String>,
     real_name: String,
-    organisation: String,
-    organisation_type: OrganisationType,
+    /// An organisation registered under `/api/admin/organisations`.
+    organisation_id: String,
+    /// 身份证号 of the person; checked, only its keyed hash is kept.
+    resident_id: String,
     role: Role,
     #[serde(default)]
     provider_agencies: Vec<String>,
@@ -56,26 +79,29 @@ pub struct CreateUser {
     credit_flags: Vec<CreditFlag>,
 }
 
-/// An account, and its password when the platform generated one (shown once).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct UserWithPassword {
-    #[schema(value_type = Object)]
-    user: User,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    password: Option<String>,
-}
-
 /// The 401 of an anonymous caller, before a body is read.
 async fn admin(state: &AppState, caller: &Caller, what: &str) -> ApiResult<()> {
     caller.signed_in(state, Action::ManageUsers, what).await?;
     Ok(())
 }
 
-/// Create an account (administrators).
+/// 201 with the one-time code when done, 202 when another administrator
+/// must approve.
+fn outcome_status(o: &AccountOutcome) -> StatusCode {
+    match o {
+        AccountOutcome::Done { .. } => StatusCode::CREATED,
+        AccountOutcome::Requested { .. } => StatusCode::ACCEPTED,
+        AccountOutcome::Refused { .. } => StatusCode::OK,
+    }
+}
+
+/// Create an account (administrators). A steward or an administrator is a
+/// request another administrator approves (202).
 #[utoipa::path(post, path = "/api/admin/users", tag = "admin",
     request_body = CreateUser,
     responses(
-        (status = 201, description = "Created", body = UserWithPassword),
+        (status = 201, description = "Created; the one-time code is for the owner, shown once", body = AccountOutcome),
+        (status = 202, description = "Waiting for another administrator", body = AccountOutcome),
         (status = 400, description = "Invalid field", body = ErrorBody),
         (status = 409, description = "Username taken", body = ErrorBody),
     ))]
@@ -84,36 +110,174 @@ pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
     body: JsonBody<CreateUser>,
-) -> ApiResult<(StatusCode, Json<UserWithPassword>)> {
+) -> ApiResult<(StatusCode, Json<AccountOutcome>)> {
     admin(&state, &caller, "users").await?;
     let Json(c) = body.read()??;
-    let (password, generated) = match c.password {
-        Some(p) => (p, false),
-        None => (enclave::identity::generate_password(), true),
-    };
-    let user = state
+    let outcome = state
         .domain
-        .create_user(
+        .open_account(
             caller.principal(),
             NewUser {
                 username: c.username,
-                password: password.clone(),
+                password: String::new(),
                 real_name: c.real_name,
-                organisation: c.organisation,
-                organisation_type: c.organisation_type,
+                organisation_id: c.organisation_id,
+                resident_id: c.resident_id,
                 role: c.role,
                 provider_agencies: c.provider_agencies,
                 verified: c.verified,
                 credit_flags: c.credit_flags,
+                must_change_password: true,
             },
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(UserWithPassword {
-            user,
-            password: generated.then_some(password),
-        }),
+    Ok((outcome_status(&outcome), Json(outcome)))
+}
+
+/// The person behind an account made before persons were bound.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindPerson {
+    /// 身份证号; checked, only its keyed hash is kept.
+    resident_id: String,
+}
+
+/// Bind an older account to its person (administrators).
+#[utoipa::path(post, path = "/api/admin/users/{username}/person", tag = "admin",
+    params(("username" = String, Path, description = "Username")),
+    request_body = BindPerson,
+    responses((status = 200, description = "Bound", body = Object),
+              (status = 409, description = "Already bound", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(username = %username))]
+pub async fn bind_person(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    body: JsonBody<BindPerson>,
+) -> ApiResult<Json<User>> {
+    admin(&state, &caller, "users").await?;
+    let Json(b) = body.read()??;
+    Ok(Json(
+        state
+            .domain
+            .bind_person(caller.principal(), &username, &b.resident_id)
+            .await?,
+    ))
+}
+
+/// Organisations accounts belong to (administrators).
+#[utoipa::path(get, path = "/api/admin/organisations", tag = "admin",
+    responses((status = 200, description = "Organisations", body = [Organisation])))]
+#[tracing::instrument(skip_all)]
+pub async fn list_organisations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Organisation>>> {
+    Ok(Json(state.domain.organisations(caller.principal()).await?))
+}
+
+/// Register an organisation (administrators): the name is normalised (two
+/// spellings of one name are refused), the 统一社会信用代码 checked and unique.
+#[utoipa::path(post, path = "/api/admin/organisations", tag = "admin",
+    request_body = NewOrganisation,
+    responses((status = 201, description = "Registered", body = Organisation),
+              (status = 400, description = "Invalid name or credit code", body = ErrorBody),
+              (status = 409, description = "Name or credit code already registered", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn create_organisation(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonBody<NewOrganisation>,
+) -> ApiResult<(StatusCode, Json<Organisation>)> {
+    admin(&state, &caller, "organisations").await?;
+    let Json(o) = body.read()??;
+    let org = state
+        .domain
+        .create_organisation(caller.principal(), o)
+        .await?;
+    Ok((StatusCode::CREATED, Json(org)))
+}
+
+/// A credit code for an organisation migrated without one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditCode {
+    credit_code: String,
+}
+
+/// Record the credit code of an organisation that has none (administrators).
+#[utoipa::path(post, path = "/api/admin/organisations/{id}/credit-code", tag = "admin",
+    params(("id" = String, Path, description = "Organisation id")),
+    request_body = CreditCode,
+    responses((status = 200, description = "Recorded", body = Organisation),
+              (status = 409, description = "Already recorded, or another's", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(organisation = %id))]
+pub async fn set_credit_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonBody<CreditCode>,
+) -> ApiResult<Json<Organisation>> {
+    admin(&state, &caller, "organisations").await?;
+    let Json(c) = body.read()??;
+    Ok(Json(
+        state
+            .domain
+            .set_organisation_credit_code(caller.principal(), &id, &c.credit_code)
+            .await?,
+    ))
+}
+
+/// Privileged account changes and their decisions (administrators).
+#[utoipa::path(get, path = "/api/admin/account-requests", tag = "admin",
+    responses((status = 200, description = "Requests, newest first", body = [Object])))]
+#[tracing::instrument(skip_all)]
+pub async fn list_account_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<AccountRequestRecord>>> {
+    Ok(Json(
+        state.domain.account_requests(caller.principal()).await?,
+    ))
+}
+
+/// Approve another administrator's account request; the one-time code
+/// (for the owner) is returned to the approver.
+#[utoipa::path(post, path = "/api/admin/account-requests/{id}/approve", tag = "admin",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 201, description = "Done", body = AccountOutcome),
+              (status = 403, description = "Own request", body = ErrorBody),
+              (status = 409, description = "Already decided", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(request = %id))]
+pub async fn approve_account_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<AccountOutcome>)> {
+    let outcome = state
+        .domain
+        .decide_account_request(caller.principal(), &id, true)
+        .await?;
+    Ok((outcome_status(&outcome), Json(outcome)))
+}
+
+/// Refuse another administrator's account request.
+#[utoipa::path(post, path = "/api/admin/account-requests/{id}/refuse", tag = "admin",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, description = "Refused", body = AccountOutcome),
+              (status = 403, description = "Own request", body = ErrorBody),
+              (status = 409, description = "Already decided", body = ErrorBody)))]
+#[tracing::instrument(skip_all, fields(request = %id))]
+pub async fn refuse_account_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccountOutcome>> {
+    Ok(Json(
+        state
+            .domain
+            .decide_account_request(caller.principal(), &id, false)
+            .await?,
     ))
 }
 
@@ -217,27 +381,27 @@ pub async fn set_credit_flags(
     ))
 }
 
-/// Set a generated password and end the account's sessions (administrators).
+/// Replace an account's password by a one-time code for its owner, end its
+/// sessions and revoke its API tokens (administrators). Never returns a
+/// password; a steward's or an administrator's reset waits for another
+/// administrator (202).
 #[utoipa::path(post, path = "/api/admin/users/{username}/reset-password", tag = "admin",
     params(("username" = String, Path, description = "Username")),
-    responses((status = 200, description = "The new password, shown once", body = UserWithPassword),
+    responses((status = 201, description = "The one-time code, for the owner, shown once", body = AccountOutcome),
+              (status = 202, description = "Waiting for another administrator", body = AccountOutcome),
               (status = 404, description = "No such account", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(username = %username))]
 pub async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,
     Path(username): Path<String>,
-) -> ApiResult<Json<UserWithPassword>> {
+) -> ApiResult<(StatusCode, Json<AccountOutcome>)> {
     admin(&state, &caller, "users").await?;
-    let password = enclave::identity::generate_password();
-    let user = state
+    let outcome = state
         .domain
-        .reset_password(caller.principal(), &username, &password)
+        .reset_password(caller.principal(), &username)
         .await?;
-    Ok(Json(UserWithPassword {
-        user,
-        password: Some(password),
-    }))
+    Ok((outcome_status(&outcome), Json(outcome)))
 }
 
 /// The 401 of an anonymous caller, before a body is read.
@@ -331,7 +495,7 @@ pub async fn revoke_token(
     ))
 }
 
-/// The current and the new password.
+/// The current password (or the one-time code) and the new one.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
@@ -340,6 +504,9 @@ pub struct PasswordChange {
     /// Also revoke every API token of the account (default: keep them).
     #[serde(default)]
     revoke_api_tokens: bool,
+    /// 身份证号; required to finish a forced change (a new account, a reset).
+    #[serde(default)]
+    resident_id: Option<String>,
 }
 
 /// Change the caller's password (from a login session); every other session
@@ -355,14 +522,19 @@ pub async fn change_password(
     caller: Caller,
     body: JsonBody<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    own(&state, &caller).await?;
+    caller
+        .signed_in(&state, Action::ChangePassword, "me")
+        .await?;
     let Json(c) = body.read()??;
     state
         .domain
         .change_password(
             caller.principal(),
-            &c.current_password,
-            &c.new_password,
+            &Change {
+                current: &c.current_password,
+                new: &c.new_password,
+                resident_id: c.resident_id.as_deref(),
+            },
             caller.token(),
             c.revoke_api_tokens,
         )

@@ -106,18 +106,30 @@ pub async fn suspend(
     change(state, caller, id, GrantChange::Suspend { reason: r.reason }).await
 }
 
-/// Lift a suspension.
+/// Lift a suspension, with a written reason (the suspending side, or an
+/// admin for a steward's suspension).
 #[utoipa::path(post, path = "/api/grants/{id}/reinstate", tag = "grants",
     params(("id" = String, Path, description = "Grant id")),
+    request_body = GrantReason,
     responses((status = 200, description = "Active again", body = GrantView),
+              (status = 400, description = "Reason missing", body = ErrorBody),
               (status = 409, description = "Not suspended", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(grant = %id))]
 pub async fn reinstate(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    body: JsonBody<GrantReason>,
 ) -> ApiResult<Json<GrantView>> {
-    change(state, caller, id, GrantChange::Reinstate).await
+    signed_in(&state, &caller, Action::ManageGrant, &id).await?;
+    let Json(r) = body.read()??;
+    change(
+        state,
+        caller,
+        id,
+        GrantChange::Reinstate { reason: r.reason },
+    )
+    .await
 }
 
 /// End a grant for good (not rectified, or use beyond scope, HZ:25).

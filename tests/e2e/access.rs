@@ -121,6 +121,44 @@ impl Fixtures<'_> {
         v["release_id"].as_str().unwrap().to_string()
     }
 
+    /// An organisation's id by name (as the admin sees the list).
+    fn organisation_id(&self, name: &str) -> String {
+        let orgs = self.server.expect(
+            200,
+            "GET",
+            "/api/admin/organisations",
+            Some(&self.people.admin),
+            None,
+        );
+        orgs.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("no organisation {name}: {orgs}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A fresh request of the second admin to create a steward.
+    fn account_request(&mut self, n: usize) -> String {
+        let username = format!("new_steward_{n}");
+        let body = json!({
+            "username": username, "real_name": "新管理员",
+            "organisation_id": self.organisation_id("深圳市政务服务数据管理局"),
+            "resident_id": common::codes_for(&username).1,
+            "role": "steward", "provider_agencies": [common::SI_PROVIDER],
+        });
+        let r = self.server.expect(
+            202,
+            "POST",
+            "/api/admin/users",
+            Some(&self.people.second_admin),
+            Some(&body),
+        );
+        r["request"]["id"].as_str().unwrap().to_string()
+    }
+
     fn token_of(&self, caller: usize) -> Option<&str> {
         let p = self.people;
         [
@@ -212,7 +250,8 @@ impl Fixtures<'_> {
                 route.into(),
                 Body::Json(json!({
                     "username": format!("new_user_{n}"), "real_name": "新用户",
-                    "organisation": "深圳大学", "organisation_type": "university",
+                    "organisation_id": self.organisation_id("深圳大学"),
+                    "resident_id": common::codes_for(&format!("new_user_{n}")).1,
                     "role": "researcher",
                 })),
             ),
@@ -221,9 +260,35 @@ impl Fixtures<'_> {
                 let body = match tail {
                     "verification" => Body::Json(json!({ "verified": true })),
                     "credit-flags" => Body::Json(json!({ "flags": [] })),
+                    "person" => Body::Json(json!({ "resident_id": common::codes_for("x").1 })),
                     _ => Body::None,
                 };
                 (format!("/api/admin/users/t_target/{tail}"), body)
+            }
+            ("POST", "/api/admin/organisations") => {
+                let name = format!("矩阵测试单位{n}");
+                (
+                    route.into(),
+                    Body::Json(json!({
+                        "name": name, "credit_code": common::codes_for(&name).0,
+                        "organisation_type": "enterprise",
+                    })),
+                )
+            }
+            ("POST", "/api/admin/organisations/{id}/credit-code") => (
+                format!(
+                    "/api/admin/organisations/{}/credit-code",
+                    self.organisation_id("深圳大学")
+                ),
+                Body::Json(json!({ "credit_code": common::codes_for("x").0 })),
+            ),
+            ("POST", r) if r.starts_with("/api/admin/account-requests/{id}/") => {
+                let tail = r.rsplit('/').next().unwrap();
+                let id = self.account_request(n);
+                (
+                    format!("/api/admin/account-requests/{id}/{tail}"),
+                    Body::None,
+                )
             }
             ("POST", "/api/me/tokens") => (
                 route.into(),
@@ -364,7 +429,10 @@ impl Fixtures<'_> {
                     Some(&self.people.admin),
                     Some(&json!({ "reason": "核查使用情况" })),
                 );
-                (format!("/api/grants/{g}/reinstate"), Body::None)
+                (
+                    format!("/api/grants/{g}/reinstate"),
+                    Body::Json(json!({ "reason": "已核查，使用合规" })),
+                )
             }
             ("POST", "/api/grants/{id}/reports") => {
                 let (_, g) = self.app(Stage::Signed);
@@ -506,7 +574,36 @@ fn route_role_matrix() {
         ("POST", "/api/admin/users/{username}/enable", ADMIN),
         ("POST", "/api/admin/users/{username}/verification", ADMIN),
         ("POST", "/api/admin/users/{username}/credit-flags", ADMIN),
-        ("POST", "/api/admin/users/{username}/reset-password", ADMIN),
+        (
+            "POST",
+            "/api/admin/users/{username}/reset-password",
+            [401, 403, 403, 403, 403, 201, 403],
+        ),
+        // Bound at creation already: the admin reaches the rule (409).
+        (
+            "POST",
+            "/api/admin/users/{username}/person",
+            [401, 403, 403, 403, 403, 409, 403],
+        ),
+        ("GET", "/api/admin/organisations", ADMIN),
+        (
+            "POST",
+            "/api/admin/organisations",
+            [401, 403, 403, 403, 403, 201, 403],
+        ),
+        // Every organisation has its code: the admin reaches the rule (409).
+        (
+            "POST",
+            "/api/admin/organisations/{id}/credit-code",
+            [401, 403, 403, 403, 403, 409, 403],
+        ),
+        ("GET", "/api/admin/account-requests", ADMIN),
+        (
+            "POST",
+            "/api/admin/account-requests/{id}/approve",
+            [401, 403, 403, 403, 403, 201, 403],
+        ),
+        ("POST", "/api/admin/account-requests/{id}/refuse", ADMIN),
         ("GET", "/api/admin/overview", ADMIN),
         (
             "GET",

@@ -203,10 +203,55 @@ impl Drop for TestServer {
 /// Password of every account the tests create.
 pub const PASSWORD: &str = "correct horse battery";
 
-/// Creates an account through the CLI (the server must not be running).
+/// A well-formed 统一社会信用代码 and 身份证号 made from `seed`: the same seed
+/// (an organisation's name, a username), the same organisation or person.
+pub fn codes_for(seed: &str) -> (String, String) {
+    let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let body = format!("91440300{:09}", h % 1_000_000_000);
+    let code = format!(
+        "{body}{}",
+        enclave::ids::credit_code_check_char(&body).unwrap()
+    );
+    let birth = chrono::NaiveDate::from_ymd_opt(1960, 1, 1).unwrap()
+        + chrono::Days::new((h >> 32) % 15_000);
+    let id17 = format!("440305{}{:03}", birth.format("%Y%m%d"), (h >> 16) % 1000);
+    let id = format!(
+        "{id17}{}",
+        enclave::ids::resident_id_check_char(&id17).unwrap()
+    );
+    (code, id)
+}
+
+/// Creates an account through the CLI as the host's operator (the server
+/// must not be running), with a final password ([`PASSWORD`]) and a person
+/// of its own; the organisation is registered on first use.
 pub fn add_user(
     data_dir: &Path,
     username: &str,
+    role: &str,
+    organisation: &str,
+    org_type: &str,
+    extra: &[&str],
+) {
+    add_user_as(
+        data_dir,
+        username,
+        username,
+        role,
+        organisation,
+        org_type,
+        extra,
+    );
+}
+
+/// Like [`add_user`], for the person `person` (two accounts of one person
+/// share it).
+pub fn add_user_as(
+    data_dir: &Path,
+    username: &str,
+    person: &str,
     role: &str,
     organisation: &str,
     org_type: &str,
@@ -216,6 +261,9 @@ pub fn add_user(
         .args(["user", "add", "--username", username, "--role", role])
         .args(["--real-name", "测试用户", "--organisation", organisation])
         .args(["--org-type", org_type])
+        .args(["--credit-code", &codes_for(organisation).0])
+        .args(["--resident-id", &codes_for(person).1])
+        .arg("--no-password-change")
         .args(extra)
         .env("ANYU_NEW_PASSWORD", PASSWORD)
         .output()

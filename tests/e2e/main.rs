@@ -15,6 +15,7 @@ mod front_door;
 mod integrity;
 mod jobs;
 mod models;
+mod people;
 mod receipt;
 mod release_cli;
 mod workflow;

@@ -30,6 +30,7 @@ fn verify_receipt_accepts_genuine_and_refuses_altered() {
         "demo_researcher",
         chrono::Utc::now(),
         &text,
+        None,
     )
     .unwrap();
     let path = dir.path().join("receipt.json");
@@ -82,4 +83,67 @@ fn verify_receipt_accepts_genuine_and_refuses_altered() {
         false,
     );
     assert!(stdout(&out).contains("does not match"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_receipt_signed_through_the_api_covers_the_grants_conditions() {
+    use crate::common::{
+        People, Stage, TestServer, add_people, application_at, new_project, prepared_data_dir,
+    };
+    let dir = prepared_data_dir(100, &["social_insurance"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let project = new_project(&server, &p.researcher, "academic_research");
+    let (app, grant) = application_at(&server, &p, &project, Stage::Signed);
+    let receipt = server.expect(
+        200,
+        "GET",
+        &format!("/api/applications/{app}/agreement/receipt"),
+        Some(&p.researcher),
+        None,
+    );
+    assert_eq!(receipt["format"], "anyu.agreement-receipt/2", "{receipt}");
+    assert_eq!(receipt["conditions"]["grant_id"], grant.as_deref().unwrap());
+    let grant = server.expect(
+        200,
+        "GET",
+        &format!("/api/grants/{}", grant.unwrap()),
+        Some(&p.researcher),
+        None,
+    );
+    let key = server.expect(200, "GET", "/api/platform/keys", None, None)["signing_public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.stop();
+
+    let receipt_path = dir.path().join("receipt.json");
+    std::fs::write(&receipt_path, receipt.to_string()).unwrap();
+    let grant_path = dir.path().join("grant.json");
+    std::fs::write(&grant_path, grant.to_string()).unwrap();
+    let check = |ok: bool| {
+        let out = run(
+            &dir.path().join("elsewhere"),
+            &[
+                "verify-receipt",
+                receipt_path.to_str().unwrap(),
+                "--grant",
+                grant_path.to_str().unwrap(),
+                "--public-key",
+                &key,
+            ],
+            ok,
+        );
+        stdout(&out)
+    };
+    let out = check(true);
+    assert!(out.contains("conditions match the grant"), "{out}");
+    // A grant with more columns or a larger budget is not the one signed.
+    let mut wider = grant.clone();
+    wider["budgets"]["released_rows"] = serde_json::json!(999_999_999);
+    std::fs::write(&grant_path, wider.to_string()).unwrap();
+    let out = check(false);
+    assert!(out.contains("receipt INVALID"), "{out}");
 }

@@ -322,14 +322,28 @@ fn happy_path_with_four_accounts() {
     );
     assert_eq!(suspended["state"]["state"], "suspended");
     assert_eq!(suspended["usable"], false);
+    // A suspension ends with a written reason, kept in the history.
+    let (got, body) = server.call(
+        "POST",
+        &format!("/api/grants/{grant_id}/reinstate"),
+        Some(&p.admin),
+        Some(&json!({ "reason": "好" })),
+    );
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (400, Some("reason_required")),
+        "{body}"
+    );
     let back = server.expect(
         200,
         "POST",
         &format!("/api/grants/{grant_id}/reinstate"),
         Some(&p.admin),
-        None,
+        Some(&json!({ "reason": "已完成整改，恢复使用" })),
     );
     assert_eq!(back["usable"], true);
+    let lifted = back["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(lifted["reason"], "已完成整改，恢复使用", "{lifted}");
     let history: Vec<&str> = back["history"]
         .as_array()
         .unwrap()
@@ -376,8 +390,17 @@ fn happy_path_with_four_accounts() {
             "grant.create",
             "usage_report.file",
             "grant.suspend",
+            // The reinstatement without a proper reason, refused (denied) …
+            "grant.reinstate",
+            // … and the one with it.
             "grant.reinstate"
         ]
+    );
+    let reinstated = grant_events.last().unwrap();
+    assert_eq!(reinstated["outcome"], "success");
+    assert_eq!(
+        reinstated["details"]["reason"], "已完成整改，恢复使用",
+        "{reinstated}"
     );
     // The application's own history has one entry per step too.
     let steps: Vec<&str> = app_view["history"]
@@ -548,7 +571,7 @@ fn illegal_transitions_are_refused() {
             body,
         )
     };
-    let (got, body) = gpost("reinstate", None);
+    let (got, body) = gpost("reinstate", Some(&reason));
     assert_eq!((got, code(&body)), (409, "illegal_transition"));
     let (got, body) = gpost("suspend", Some(&json!({ "reason": "短" })));
     assert_eq!((got, code(&body)), (400, "reason_required"));
@@ -1073,7 +1096,7 @@ fn grants_expire_at_the_end_of_their_period() {
         "POST",
         &format!("/api/grants/{g}/reinstate"),
         Some(&p.admin),
-        None,
+        Some(&json!({ "reason": "已完成整改，恢复使用" })),
     );
     assert_eq!((got, code(&body)), (409, "illegal_transition"));
     let overview = server.expect(200, "GET", "/api/admin/overview", Some(&p.admin), None);

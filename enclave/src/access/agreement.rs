@@ -1,7 +1,7 @@
 //! The versioned use agreement (开放利用协议, SZ:43, XM:24) and the signed
 //! receipt the platform issues when a researcher signs it.
 //!
-//! ## Receipt format `anyu.agreement-receipt/1`
+//! ## Receipt formats `anyu.agreement-receipt/1` and `/2`
 //!
 //! A [`SignedReceipt`] is a JSON document. Its `platform_signature` is an Ed25519
 //! signature, by the platform key, over the receipt's canonical bytes
@@ -14,8 +14,16 @@
 //!  "terms":{"application_id":…,"applicant_name":…,"organisation":…,
 //!           "datasets":[…],"period_start":"YYYY-MM-DD","period_end":"YYYY-MM-DD",
 //!           "scenario":…},
+//!  "conditions":{"grant_id":…,"usage_method":…,"conditions_sha256":…},   (format 2 only)
 //!  "platform_key_id":…}
 //! ```
+//!
+//! Format 2 (written since issue #16) adds `conditions`: the grant the
+//! signature opened, its usage method, and the SHA-256 of what it allows —
+//! columns, row filters, version policies and budgets
+//! ([`crate::access::Grant::conditions_sha256`]); `anyu verify-receipt --grant`
+//! recomputes it from the grant as the API shows it. Format 1 receipts (no
+//! `conditions`) still verify. History: 1 — terms only; 2 — conditions.
 //!
 //! Strings escape only `"`, `\` and C0 controls (short forms `\b \t \n \f \r`
 //! where JSON has them, else `\u00xx` lowercase); everything else, non-ASCII
@@ -30,8 +38,23 @@ use serde::{Deserialize, Serialize};
 use crate::keyring::{Keyring, verify_signature};
 use crate::{Error, Result};
 
-/// The `format` value of every receipt this module writes and accepts.
-pub const RECEIPT_FORMAT: &str = "anyu.agreement-receipt/1";
+/// The `format` of the receipts this module writes (format 2).
+pub const RECEIPT_FORMAT: &str = "anyu.agreement-receipt/2";
+/// The first format: still verified, no longer written.
+pub const RECEIPT_FORMAT_V1: &str = "anyu.agreement-receipt/1";
+
+/// What the grant a receipt opened allows (format 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptConditions {
+    /// The grant the signature opened.
+    pub grant_id: String,
+    /// Usage method (SZ:27), by its snake_case name.
+    pub usage_method: String,
+    /// [`crate::access::Grant::conditions_sha256`]: columns, row filters,
+    /// version policies and budgets.
+    pub conditions_sha256: String,
+}
 
 /// Upper bound on any single text field of the terms, in characters.
 const MAX_FIELD_CHARS: usize = 1000;
@@ -225,6 +248,9 @@ pub struct SignedReceipt {
     pub agreement_sha256: String,
     /// The terms the template was rendered with.
     pub terms: AgreementTerms,
+    /// The grant's conditions (format 2; absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<ReceiptConditions>,
     /// [`key_id`] of the platform key that countersigned.
     pub platform_key_id: String,
     /// Ed25519 signature over [`SignedReceipt::canonical_bytes`], lowercase hex.
@@ -266,6 +292,14 @@ impl SignedReceipt {
         field_str(&mut out, "period_end", &end, false);
         field_str(&mut out, "scenario", &t.scenario, false);
         out.push(b'}');
+        if let Some(c) = &self.conditions {
+            key(&mut out, "conditions", false);
+            out.push(b'{');
+            field_str(&mut out, "grant_id", &c.grant_id, true);
+            field_str(&mut out, "usage_method", &c.usage_method, false);
+            field_str(&mut out, "conditions_sha256", &c.conditions_sha256, false);
+            out.push(b'}');
+        }
         field_str(&mut out, "platform_key_id", &self.platform_key_id, false);
         out.push(b'}');
         out
@@ -319,11 +353,13 @@ fn format_signed_at(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Signs a receipt for `terms` rendered into `rendered_text` from `template`.
+/// Signs a receipt for `terms` rendered into `rendered_text` from `template`:
+/// format 2 with the grant's `conditions`, format 1 without.
 ///
 /// `rendered_text` must be exactly `render(template, terms)` (the text the user
 /// was shown); anything else is refused, so a receipt never vouches for a text
 /// that its own terms do not produce. `signed_at` is truncated to whole seconds.
+#[allow(clippy::too_many_arguments)]
 pub fn sign_receipt(
     keyring: &Keyring,
     template: &AgreementTemplate,
@@ -332,6 +368,7 @@ pub fn sign_receipt(
     username: &str,
     signed_at: DateTime<Utc>,
     rendered_text: &str,
+    conditions: Option<ReceiptConditions>,
 ) -> Result<SignedReceipt> {
     terms.validate()?;
     check_field("user_id", user_id)?;
@@ -341,8 +378,19 @@ pub fn sign_receipt(
             "agreement text is not the template rendered with these terms".into(),
         ));
     }
+    if let Some(c) = &conditions {
+        check_field("grant_id", &c.grant_id)?;
+        check_field("usage_method", &c.usage_method)?;
+        check_sha256("conditions_sha256", &c.conditions_sha256)?;
+    }
     let mut receipt = SignedReceipt {
-        format: RECEIPT_FORMAT.to_string(),
+        format: if conditions.is_some() {
+            RECEIPT_FORMAT
+        } else {
+            RECEIPT_FORMAT_V1
+        }
+        .to_string(),
+        conditions,
         application_id: terms.application_id.clone(),
         user_id: user_id.to_string(),
         username: username.to_string(),
@@ -392,15 +440,27 @@ pub fn verify_receipt(
     // serde's messages can quote values; report only the position.
     let receipt: SignedReceipt = serde_json::from_str(receipt_json).map_err(|e| {
         Error::InvalidArgument(format!(
-            "receipt does not match format {RECEIPT_FORMAT} (line {}, column {})",
+            "receipt does not match format {RECEIPT_FORMAT} or {RECEIPT_FORMAT_V1} (line {}, column {})",
             e.line(),
             e.column()
         ))
     })?;
-    if receipt.format != RECEIPT_FORMAT {
-        return Err(Error::InvalidArgument(format!(
-            "unsupported receipt format; expected {RECEIPT_FORMAT}"
-        )));
+    match (receipt.format.as_str(), &receipt.conditions) {
+        (RECEIPT_FORMAT_V1, None) => {}
+        (RECEIPT_FORMAT, Some(c)) => {
+            check_sha256("conditions.conditions_sha256", &c.conditions_sha256)?
+        }
+        (RECEIPT_FORMAT_V1 | RECEIPT_FORMAT, _) => {
+            return Err(Error::InvalidArgument(
+                "receipt conditions do not match its format (format 2 has them, format 1 not)"
+                    .into(),
+            ));
+        }
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "unsupported receipt format; expected {RECEIPT_FORMAT} or {RECEIPT_FORMAT_V1}"
+            )));
+        }
     }
     if public_key.len() != 32 {
         return Err(Error::InvalidArgument(format!(
@@ -436,16 +496,7 @@ pub fn verify_receipt(
             "receipt application_id differs from the one in its terms".into(),
         ));
     }
-    if receipt.agreement_sha256.len() != 64
-        || !receipt
-            .agreement_sha256
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(Error::InvalidArgument(
-            "receipt agreement_sha256 is not a lowercase hex SHA-256".into(),
-        ));
-    }
+    check_sha256("agreement_sha256", &receipt.agreement_sha256)?;
 
     let text_hash = match rendered_text {
         Some(text) => Some(sha256_hex(text)),
@@ -465,6 +516,20 @@ pub fn verify_receipt(
         receipt,
         signed_at,
     })
+}
+
+fn check_sha256(name: &str, value: &str) -> Result<()> {
+    if value.len() == 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "receipt {name} is not a lowercase hex SHA-256"
+        )))
+    }
 }
 
 /// A key id read from a receipt is untrusted: show it only if it looks like one.

@@ -38,7 +38,8 @@ pub enum Action {
     ManageOwnCredentials,
     /// Create an API token (from a login session, the password re-entered).
     CreateApiToken,
-    /// Change one's own password (from a login session).
+    /// Change one's own password (from a login session; the one thing a
+    /// forced-change session may do).
     ChangePassword,
     /// Open a research project.
     CreateProject,
@@ -247,6 +248,9 @@ pub enum Denial {
     Unauthenticated,
     /// The caller is known but may not do this.
     Forbidden,
+    /// The session may only change the account's password (a new account,
+    /// a reset) until it is changed.
+    PasswordChangeRequired,
 }
 
 /// The decision for one request.
@@ -275,6 +279,13 @@ pub fn authorize(principal: Option<&Principal>, action: Action, object: &Object<
     let Some(p) = principal else {
         return Decision::Deny(Denial::Unauthenticated);
     };
+    // Whoever set a one-time code knows it: until the owner sets their own
+    // password, the session does nothing else.
+    if p.must_change_password
+        && !matches!(action, A::ChangePassword | A::Logout | A::ReadOwnAccount)
+    {
+        return Decision::Deny(Denial::PasswordChangeRequired);
+    }
     if !credential_allows(p, action) {
         return Decision::Deny(Denial::Forbidden);
     }
@@ -424,11 +435,39 @@ mod tests {
             user_id: "u1".into(),
             username: "someone".into(),
             role,
+            organisation_id: "org".into(),
             organisation: "org".into(),
             organisation_type: OrganisationType::University,
             provider_agencies: Vec::new(),
             token_kind: TokenKind::Session,
             scopes: Scope::ALL.to_vec(),
+            person: "p1".into(),
+            must_change_password: false,
+        }
+    }
+
+    #[test]
+    fn a_forced_change_session_only_changes_the_password() {
+        let mut p = principal(Role::Admin);
+        p.must_change_password = true;
+        let me = Object::User { user_id: "u1" };
+        assert!(authorize(Some(&p), Action::ChangePassword, &me).is_allowed());
+        assert!(authorize(Some(&p), Action::ReadOwnAccount, &me).is_allowed());
+        for action in [
+            Action::ManageUsers,
+            Action::ManageOwnCredentials,
+            Action::ListWork,
+        ] {
+            let object = if action == Action::ManageOwnCredentials {
+                me
+            } else {
+                Object::Platform
+            };
+            assert_eq!(
+                authorize(Some(&p), action, &object),
+                Decision::Deny(Denial::PasswordChangeRequired),
+                "{action:?}"
+            );
         }
     }
 

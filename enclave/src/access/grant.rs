@@ -203,6 +203,43 @@ impl Grant {
         self.facts().providers
     }
 
+    /// Lowercase hex SHA-256 of what the grant allows: the usage method, per
+    /// dataset its version policy, columns and row filter, and the budgets,
+    /// as the JSON `{"usage_method":…,"datasets":[{"dataset_id":…,"version":…,
+    /// "columns":[…],"row_filter":…}],"budgets":{…}}` in that field order
+    /// (serde_json, compact). An agreement receipt of format 2 signs it.
+    pub fn conditions_sha256(&self) -> String {
+        #[derive(Serialize)]
+        struct Granted<'a> {
+            dataset_id: &'a str,
+            version: &'a GrantedVersion,
+            columns: &'a [String],
+            row_filter: &'a RowFilter,
+        }
+        #[derive(Serialize)]
+        struct Conditions<'a> {
+            usage_method: &'a UsageMethod,
+            datasets: Vec<Granted<'a>>,
+            budgets: &'a Budgets,
+        }
+        let c = Conditions {
+            usage_method: &self.usage_method,
+            datasets: self
+                .datasets
+                .iter()
+                .map(|d| Granted {
+                    dataset_id: &d.dataset_id,
+                    version: &d.version,
+                    columns: &d.columns,
+                    row_filter: &d.row_filter,
+                })
+                .collect(),
+            budgets: &self.budgets,
+        };
+        let bytes = serde_json::to_vec(&c).expect("grant conditions serialize");
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
+    }
+
     /// The dataset of that id, if granted.
     pub fn dataset(&self, id: &str) -> Option<&GrantedDataset> {
         self.datasets.iter().find(|d| d.dataset_id == id)

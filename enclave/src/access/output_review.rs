@@ -2,23 +2,21 @@
 //! when the votes release it. The domain loads the people and the votes and
 //! asks these; nothing here reads a store.
 
-use crate::identity::{Principal, Role};
+use std::collections::BTreeSet;
+
+use crate::identity::{Principal, Role, User};
 use crate::{Error, Result};
 
-/// Separation of duties for one vote: nobody reviews their own result, nor
-/// one from their own organisation.
-pub fn check_output_reviewer(
-    reviewer: &Principal,
-    requester_id: &str,
-    requester_organisation: &str,
-) -> Result<()> {
-    if reviewer.user_id == requester_id {
+/// Separation of duties for one vote: nobody reviews their own result (with
+/// this account or another of theirs), nor one from their own organisation.
+pub fn check_output_reviewer(reviewer: &Principal, requester: &User) -> Result<()> {
+    if reviewer.user_id == requester.id || reviewer.person == requester.person {
         return Err(Error::Denied {
             code: "self_review",
             message: "nobody may review their own result".into(),
         });
     }
-    if reviewer.organisation == requester_organisation {
+    if reviewer.organisation_id == requester.organisation_id {
         return Err(Error::Denied {
             code: "same_organisation",
             message: "nobody from the requester's organisation may review the result".into(),
@@ -60,17 +58,40 @@ pub fn check_packet_read(read_revision: Option<i64>, current: i64) -> Result<()>
     }
 }
 
+/// One vote per person: a reviewer whose person already voted on the result
+/// (through another account) may not vote again.
+pub fn check_one_vote_per_person(reviewer: &Principal, voters: &[User]) -> Result<()> {
+    if voters
+        .iter()
+        .any(|v| v.id != reviewer.user_id && v.person == reviewer.person)
+    {
+        return Err(Error::Denied {
+            code: "same_person",
+            message: "this person has already voted on the result with another account; \
+                      the votes must come from different people"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// One approving vote, as far as counting needs it: who cast it.
 #[derive(Debug, Clone, Copy)]
 pub struct Approval<'a> {
     pub role: Role,
     pub provider_agencies: &'a [String],
+    /// The person behind the account ([`User::person`]).
+    pub person: &'a str,
+    /// The organisation's id.
+    pub organisation_id: &'a str,
 }
 
-/// Whether approvals release a result: at least `required` of them (votes
-/// are one per reviewer, so these are different people), and for every
-/// provider whose data the job read (`providers`) a steward of it — as in
-/// the application review, each provider consents for its own data.
+/// Whether approvals release a result: approvals by at least `required`
+/// different persons (accounts of one person count once); for every provider
+/// whose data the job read (`providers`) a steward of it — as in the
+/// application review, each provider consents for its own data; and where two
+/// or more are required (L3 and above), approvers from two organisations or a
+/// platform administrator among them.
 pub fn approvals_release(approvals: &[Approval<'_>], required: u32, providers: &[String]) -> bool {
     let every_provider = !providers.is_empty()
         && providers.iter().all(|x| {
@@ -78,7 +99,11 @@ pub fn approvals_release(approvals: &[Approval<'_>], required: u32, providers: &
                 .iter()
                 .any(|a| a.role == Role::Steward && a.provider_agencies.contains(x))
         });
-    approvals.len() as u32 >= required && every_provider
+    let persons: BTreeSet<&str> = approvals.iter().map(|a| a.person).collect();
+    let organisations: BTreeSet<&str> = approvals.iter().map(|a| a.organisation_id).collect();
+    let independent =
+        required < 2 || organisations.len() >= 2 || approvals.iter().any(|a| a.role == Role::Admin);
+    persons.len() as u32 >= required && every_provider && independent
 }
 
 #[cfg(test)]
@@ -92,23 +117,70 @@ mod tests {
             user_id: id.into(),
             username: id.into(),
             role,
+            organisation_id: org.into(),
             organisation: org.into(),
             organisation_type: OrganisationType::University,
             provider_agencies: Vec::new(),
             token_kind: TokenKind::Session,
             scopes: crate::identity::Scope::ALL.to_vec(),
+            person: format!("person-of-{id}"),
+            must_change_password: false,
+        }
+    }
+
+    fn user(id: &str, org: &str, person: &str) -> User {
+        User {
+            id: id.into(),
+            username: id.into(),
+            real_name: "x".into(),
+            organisation_id: org.into(),
+            organisation: org.into(),
+            organisation_type: OrganisationType::University,
+            role: Role::Researcher,
+            provider_agencies: Vec::new(),
+            verified: true,
+            person_bound: true,
+            must_change_password: false,
+            credit_flags: Vec::new(),
+            disabled: false,
+            created_at: String::new(),
+            person: person.into(),
         }
     }
 
     #[test]
     fn nobody_reviews_their_own_or_their_organisations_result() {
-        let admin = person("a1", "平台", Role::Admin);
-        assert!(check_output_reviewer(&admin, "r1", "深圳大学").is_ok());
-        let own = check_output_reviewer(&person("r1", "深圳大学", Role::Steward), "r1", "x");
+        let requester = user("r1", "org-szu", "person-of-r1");
+        let admin = person("a1", "org-platform", Role::Admin);
+        assert!(check_output_reviewer(&admin, &requester).is_ok());
+        let own = check_output_reviewer(&person("r1", "org-x", Role::Steward), &requester);
         assert_eq!(own.unwrap_err().code(), "self_review");
-        let colleague =
-            check_output_reviewer(&person("s1", "深圳大学", Role::Steward), "r1", "深圳大学");
+        let mut second_account = person("s9", "org-x", Role::Steward);
+        second_account.person = "person-of-r1".into();
+        let own = check_output_reviewer(&second_account, &requester);
+        assert_eq!(
+            own.unwrap_err().code(),
+            "self_review",
+            "another account of the requester"
+        );
+        let colleague = check_output_reviewer(&person("s1", "org-szu", Role::Steward), &requester);
         assert_eq!(colleague.unwrap_err().code(), "same_organisation");
+    }
+
+    #[test]
+    fn one_person_votes_once_whatever_the_account() {
+        let voters = vec![user("s1", "org-si", "p-wang")];
+        let mut again = person("s2", "org-other", Role::Steward);
+        again.person = "p-wang".into();
+        assert_eq!(
+            check_one_vote_per_person(&again, &voters)
+                .unwrap_err()
+                .code(),
+            "same_person"
+        );
+        assert!(
+            check_one_vote_per_person(&person("s3", "org-other", Role::Steward), &voters).is_ok()
+        );
     }
 
     #[test]
@@ -127,14 +199,20 @@ mod tests {
         let steward = Approval {
             role: Role::Steward,
             provider_agencies: &si,
+            person: "p-wang",
+            organisation_id: "org-si",
         };
         let foreign_steward = Approval {
             role: Role::Steward,
             provider_agencies: &other,
+            person: "p-zhao",
+            organisation_id: "org-health",
         };
         let admin = Approval {
             role: Role::Admin,
             provider_agencies: &[],
+            person: "p-zhang",
+            organisation_id: "org-platform",
         };
         assert!(approvals_release(&[steward], 1, &si));
         assert!(
@@ -151,6 +229,23 @@ mod tests {
         );
         assert!(approvals_release(&[admin, steward], 2, &si));
         assert!(!approvals_release(&[], 0, &si), "no vote releases nothing");
+        let same_person = Approval {
+            person: "p-wang",
+            ..foreign_steward
+        };
+        assert!(
+            !approvals_release(&[steward, same_person], 2, &si),
+            "two accounts of one person are one approval"
+        );
+        let colleague = Approval {
+            person: "p-liu",
+            ..steward
+        };
+        assert!(
+            !approvals_release(&[steward, colleague], 2, &si),
+            "two of one organisation, no admin"
+        );
+        assert!(approvals_release(&[steward, foreign_steward], 2, &si));
         // Data of two providers: each one's steward approves.
         let both = vec!["社保局".to_string(), "卫健委".to_string()];
         assert!(!approvals_release(&[steward, admin], 2, &both));

@@ -31,6 +31,23 @@ pub struct Person {
     pub user_id: String,
     /// Organisation id.
     pub organisation: String,
+    /// The person behind the account (keyed hash of the 身份证号), filled in
+    /// by the caller before a step and never stored or shown; empty, the
+    /// account stands for the person.
+    #[serde(skip)]
+    pub person: String,
+}
+
+/// Who acts, for "two different people" rules: the person, else the account.
+fn who<'a>(person: &'a str, user_id: &'a str) -> &'a str {
+    if person.is_empty() { user_id } else { person }
+}
+
+impl Person {
+    /// The person the rules count.
+    pub fn who(&self) -> &str {
+        who(&self.person, &self.user_id)
+    }
 }
 
 /// The capacity a reviewer acts in. The caller establishes it from the account's
@@ -54,11 +71,25 @@ pub struct Reviewer {
     pub user_id: String,
     /// Organisation id.
     pub organisation: String,
+    /// The person behind the account (see [`Person::person`]); never stored.
+    #[serde(skip)]
+    pub person: String,
     /// Capacity acted in.
     pub capacity: ReviewCapacity,
 }
 
 impl Reviewer {
+    /// The person the rules count.
+    pub fn who(&self) -> &str {
+        who(&self.person, &self.user_id)
+    }
+
+    /// The same reviewer, standing for `person`.
+    pub fn as_person(mut self, person: impl Into<String>) -> Self {
+        self.person = person.into();
+        self
+    }
+
     /// A provider steward.
     pub fn steward(
         user_id: impl Into<String>,
@@ -68,6 +99,7 @@ impl Reviewer {
         Reviewer {
             user_id: user_id.into(),
             organisation: organisation.into(),
+            person: String::new(),
             capacity: ReviewCapacity::ProviderSteward {
                 provider: provider.into(),
             },
@@ -79,6 +111,7 @@ impl Reviewer {
         Reviewer {
             user_id: user_id.into(),
             organisation: organisation.into(),
+            person: String::new(),
             capacity: ReviewCapacity::PlatformAdmin,
         }
     }
@@ -550,7 +583,7 @@ fn check_reviewer(
     event: &ApplicationEvent,
     by: &Reviewer,
 ) -> Result<(), WorkflowError> {
-    if by.user_id == app.applicant.user_id {
+    if by.user_id == app.applicant.user_id || by.who() == app.applicant.who() {
         return Err(refuse(
             WorkflowErrorCode::SelfReview,
             state,
@@ -605,7 +638,10 @@ fn approve(
     by: &Reviewer,
 ) -> Result<ApplicationState, WorkflowError> {
     let state = ApplicationStatus::UnderReview;
-    if approvals.iter().any(|a| a.user_id == by.user_id) {
+    if approvals
+        .iter()
+        .any(|a| a.user_id == by.user_id || a.who() == by.who())
+    {
         return Err(refuse(
             WorkflowErrorCode::DuplicateApprover,
             state,
@@ -833,10 +869,14 @@ pub enum GrantEvent {
         /// Why.
         reason: String,
     },
-    /// Lift a suspension (steward or admin).
+    /// Lift a suspension (the suspending side, or an admin for a
+    /// steward's), with a reason.
     Reinstate {
         /// Who.
         by: GrantActor,
+        /// Why the suspension can end (what was rectified).
+        #[serde(default)]
+        reason: String,
     },
     /// End the grant early (steward or admin), with a reason.
     Revoke {
@@ -868,7 +908,7 @@ impl GrantEvent {
     fn actor(&self) -> &GrantActor {
         match self {
             GrantEvent::Suspend { by, .. }
-            | GrantEvent::Reinstate { by }
+            | GrantEvent::Reinstate { by, .. }
             | GrantEvent::Revoke { by, .. }
             | GrantEvent::Expire { by, .. } => by,
         }
@@ -974,7 +1014,7 @@ pub fn apply_grant(
 
     // A suspension is lifted by the side that imposed it: an admin's only by
     // an admin; a steward's by a steward of the same provider or an admin.
-    if let (E::Reinstate { by }, GrantState::Suspended { by: suspender, .. }) = (event, state) {
+    if let (E::Reinstate { by, .. }, GrantState::Suspended { by: suspender, .. }) = (event, state) {
         let may = match (suspender, by) {
             (GrantActor::Admin { .. }, by) => matches!(by, GrantActor::Admin { .. }),
             (GrantActor::Steward { provider: p, .. }, GrantActor::Steward { provider, .. }) => {
@@ -1012,7 +1052,10 @@ pub fn apply_grant(
             by: by.clone(),
             reason: reason(r)?,
         },
-        E::Reinstate { .. } => GrantState::Active,
+        E::Reinstate { reason: r, .. } => {
+            reason(r)?;
+            GrantState::Active
+        }
         E::Revoke { by, reason: r } => GrantState::Revoked {
             by: by.clone(),
             reason: reason(r)?,

@@ -139,7 +139,8 @@ fn date_str(d: NaiveDate) -> String {
 fn person(p: &Principal) -> Person {
     Person {
         user_id: p.user_id.clone(),
-        organisation: p.organisation.clone(),
+        organisation: p.organisation_id.clone(),
+        person: p.person.clone(),
     }
 }
 
@@ -193,7 +194,7 @@ impl Domain {
                 .map_err(|_| refused())?;
             if user.role != Role::Researcher
                 || user.disabled
-                || user.organisation != owner.organisation
+                || user.organisation_id != owner.organisation_id
             {
                 return Err(refused());
             }
@@ -636,7 +637,8 @@ impl Domain {
         Ok(ApplicationFacts::new(
             Person {
                 user_id: user.id,
-                organisation: user.organisation,
+                organisation: user.organisation_id,
+                person: user.person,
             },
             &refs,
             &self.options.grades,
@@ -734,7 +736,7 @@ impl Domain {
         provider: Option<&str>,
     ) -> Result<Reviewer> {
         match p.role {
-            Role::Admin => Ok(Reviewer::admin(&p.user_id, &p.organisation)),
+            Role::Admin => Ok(Reviewer::admin(&p.user_id, &p.organisation_id).as_person(&p.person)),
             Role::Steward => {
                 let chosen = match provider {
                     Some(x) => {
@@ -766,7 +768,7 @@ impl Domain {
                             })?
                     }
                 };
-                Ok(Reviewer::steward(&p.user_id, &p.organisation, chosen))
+                Ok(Reviewer::steward(&p.user_id, &p.organisation_id, chosen).as_person(&p.person))
             }
             Role::Researcher | Role::Auditor => Err(Error::Internal(
                 "a non-reviewer reached the review path".into(),
@@ -872,7 +874,7 @@ impl Domain {
             ),
         };
         let action = format!("application.{}", event.name());
-        let Some(facts) = a.facts.clone() else {
+        let Some(mut facts) = a.facts.clone() else {
             // Never submitted: every reviewer event is illegal on a draft.
             let e = apply(&self.application_facts(&a).await?, &a.state, &event)
                 .err()
@@ -880,6 +882,17 @@ impl Domain {
                 .unwrap_or_else(|| Error::Internal("a draft accepted a review step".into()));
             return self.refuse_step(p, id, &action, e).await;
         };
+        // Who the applicant is (organisation, person) is read as it stands
+        // now: facts fixed before organisations were entities named free text.
+        let applicant = self.identity.get_user_by_id(&a.applicant_id).await?;
+        facts.applicant.organisation = applicant.organisation_id;
+        facts.applicant.person = applicant.person;
+        // Persons are never stored with the approvals: look them up.
+        if let ApplicationState::UnderReview { approvals } = &mut a.state {
+            for r in approvals.iter_mut() {
+                r.person = self.identity.get_user_by_id(&r.user_id).await?.person;
+            }
+        }
         let t = match apply(&facts, &a.state, &event) {
             Ok(t) => t,
             Err(e) => return self.refuse_step(p, id, &action, e.into()).await,
@@ -1081,6 +1094,12 @@ impl Domain {
                 .await;
         }
         let user = self.identity.get_user_by_id(&applicant.user_id).await?;
+        // The grant first, so the receipt can sign what it allows.
+        let grant = self.new_grant(&a, &agreement::sha256_hex(&text)).await?;
+        let usage_method = serde_json::to_value(grant.usage_method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         let receipt = agreement::sign_receipt(
             &self.keyring,
             template,
@@ -1089,14 +1108,18 @@ impl Domain {
             &user.username,
             self.now(),
             &text,
+            Some(agreement::ReceiptConditions {
+                grant_id: grant.id.clone(),
+                usage_method,
+                conditions_sha256: grant.conditions_sha256(),
+            }),
         )?;
-        let grant = self.new_grant(&a, &receipt).await?;
         a.state = t.to.clone();
         let agreement_record = AgreementRecord {
             application_id: a.id.clone(),
             user_id: user.id.clone(),
             agreement_version: receipt.agreement_version,
-            agreement_sha256: receipt.agreement_sha256.clone(),
+            agreement_sha256: agreement_sha256.to_string(),
             signed_at: receipt.signed_at.clone(),
             receipt_json: receipt.to_json(),
         };
@@ -1145,7 +1168,7 @@ impl Domain {
     /// The grant a signed agreement opens: requested columns and versions,
     /// the requested filter AND every approver's, budgets capped by the
     /// datasets' DP budgets and every approver's caps.
-    async fn new_grant(&self, a: &ApplicationRecord, receipt: &SignedReceipt) -> Result<Grant> {
+    async fn new_grant(&self, a: &ApplicationRecord, agreement_sha256: &str) -> Result<Grant> {
         let user = self.identity.get_user_by_id(&a.applicant_id).await?;
         let project = self.project(&a.project_id).await?;
         // Approvals since the last submission carry the conditions in force.
@@ -1242,7 +1265,7 @@ impl Domain {
             state: GrantState::Active,
             budgets,
             usage: Default::default(),
-            agreement_sha256: receipt.agreement_sha256.clone(),
+            agreement_sha256: agreement_sha256.to_string(),
             created_at: now.clone(),
             updated_at: now,
             revision: 1,

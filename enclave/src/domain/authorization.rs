@@ -136,6 +136,12 @@ impl Domain {
                 Err(match denial {
                     Denial::Unauthenticated => unauthenticated(),
                     Denial::Forbidden => Error::Forbidden,
+                    Denial::PasswordChangeRequired => Error::Denied {
+                        code: "password_change_required",
+                        message: "set your own password first (POST /api/me/password); \
+                                  until then this session can do nothing else"
+                            .into(),
+                    },
                 })
             }
         }

@@ -27,8 +27,9 @@ use crate::{Error, Result};
 pub enum GrantChange {
     /// Stop use until reinstated (rectification, SZ:63).
     Suspend { reason: String },
-    /// Lift a suspension.
-    Reinstate,
+    /// Lift a suspension, saying why it can end (stored, audited, shown in
+    /// the grant's history).
+    Reinstate { reason: String },
     /// End the grant for good.
     Revoke { reason: String },
 }
@@ -152,7 +153,7 @@ impl Domain {
         };
         let event = match change {
             GrantChange::Suspend { reason } => GrantEvent::Suspend { by, reason },
-            GrantChange::Reinstate => GrantEvent::Reinstate { by },
+            GrantChange::Reinstate { reason } => GrantEvent::Reinstate { by, reason },
             GrantChange::Revoke { reason } => GrantEvent::Revoke { by, reason },
         };
         let action = format!("grant.{}", event.name());
@@ -171,9 +172,10 @@ impl Domain {
                 return Err(e);
             }
         };
-        let reason = match &t.to {
-            crate::access::GrantState::Suspended { reason, .. }
-            | crate::access::GrantState::Revoked { reason, .. } => Some(reason.clone()),
+        let reason = match (&t.to, &event) {
+            (crate::access::GrantState::Suspended { reason, .. }, _)
+            | (crate::access::GrantState::Revoked { reason, .. }, _)
+            | (_, GrantEvent::Reinstate { reason, .. }) => Some(reason.trim().to_string()),
             _ => None,
         };
         g.state = t.to.clone();
@@ -194,7 +196,7 @@ impl Domain {
             &action,
             grant_object(id),
             Outcome::Success,
-            serde_json::json!({ "from": t.from, "to": t.to.status() }),
+            serde_json::json!({ "from": t.from, "to": t.to.status(), "reason": reason }),
         )
         .await?;
         self.view_of_grant(g).await

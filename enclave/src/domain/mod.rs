@@ -23,6 +23,7 @@ mod tally;
 pub use access::{
     AgreementText, ApplicationSummary, ApplicationView, DatasetFilter, ReviewConditions, ReviewStep,
 };
+pub use accounts::{AccountOptions, AccountOutcome};
 pub use authorization::{By, audit_object};
 pub use cross_check::{Discrepancy, cross_check};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
@@ -271,6 +272,8 @@ pub struct DomainOptions {
     pub jobs: JobOptions,
     /// Limits of researchers' models.
     pub models: ModelOptions,
+    /// Account administration (the second administrator).
+    pub accounts: AccountOptions,
 }
 
 impl Default for DomainOptions {
@@ -286,6 +289,7 @@ impl Default for DomainOptions {
             clock: Clock::system(),
             jobs: JobOptions::default(),
             models: ModelOptions::default(),
+            accounts: AccountOptions::default(),
         }
     }
 }
@@ -581,9 +585,11 @@ impl Domain {
         if !creating {
             seal_existing_rows(&store, &audit).await?;
         }
-        let identity = Identity::new(store.clone(), options.identity.clone());
+        let now = options.clock.now();
+        let identity = Identity::new(store.clone(), options.identity.clone())
+            .with_person_key(keyring.derive(crate::identity::PERSON_KEY_LABEL));
         let jobs = jobs::JobRunner::new(options.jobs.workers, options.jobs.target_partitions);
-        Ok(Domain {
+        let domain = Domain {
             dir,
             options,
             store,
@@ -593,7 +599,21 @@ impl Domain {
             jobs,
             models: models::ModelSlot::default(),
             tally: tally::Tally::default(),
-        })
+        };
+        // Accounts from before organisations were entities (migration 0013).
+        let adopted = domain.identity.adopt_free_text_organisations(now).await?;
+        if adopted > 0 {
+            domain
+                .record(
+                    &Actor::system(),
+                    "organisation.adopt",
+                    "organisations",
+                    Outcome::Success,
+                    serde_json::json!({ "accounts": adopted }),
+                )
+                .await?;
+        }
+        Ok(domain)
     }
 
     pub fn data_dir(&self) -> &DataDir {
@@ -1017,20 +1037,25 @@ impl Domain {
         Ok(())
     }
 
-    /// Creates an account; audited as `user.create` by `actor`.
-    pub async fn create_user<'a>(&self, by: impl Into<By<'a>>, new: NewUser) -> Result<User> {
-        let actor = &self.acting(by.into(), Action::ManageUsers, "users").await?;
+    /// Creates an account with a password the host's operator chose (the
+    /// demo, the test harness, a first administrator); audited as
+    /// `user.create` by `actor`. Front ends call [`Domain::open_account`].
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User> {
         let username = new.username.clone();
+        let must_change = new.must_change_password;
         let result = self.identity.create_user(new, self.now()).await;
         let (outcome, object, details) = match &result {
             Ok(u) => (
                 Outcome::Success,
                 format!("user:{}", u.id),
-                serde_json::json!({ "username": u.username, "role": u.role.as_str() }),
+                serde_json::json!({
+                    "username": u.username, "role": u.role.as_str(),
+                    "organisation_id": u.organisation_id, "must_change_password": must_change,
+                }),
             ),
             Err(e) => (
                 Outcome::Failure,
-                format!("username:{username}"),
+                audit_object("username", &username),
                 serde_json::json!({ "error_code": e.code() }),
             ),
         };
@@ -1044,23 +1069,6 @@ impl Domain {
         let actor = &self.acting(by.into(), Action::ManageUsers, "users").await?;
         let user = self.identity.disable_user(username, self.now()).await?;
         self.audited_user_change(actor, "user.disable", &user, serde_json::json!({}))
-            .await?;
-        Ok(user)
-    }
-
-    /// Sets a new password and ends the account's sessions; audited as `user.reset_password`.
-    pub async fn reset_password<'a>(
-        &self,
-        by: impl Into<By<'a>>,
-        username: &str,
-        password: &str,
-    ) -> Result<User> {
-        let actor = &self.acting(by.into(), Action::ManageUsers, "users").await?;
-        let user = self
-            .identity
-            .reset_password(username, password, self.now())
-            .await?;
-        self.audited_user_change(actor, "user.reset_password", &user, serde_json::json!({}))
             .await?;
         Ok(user)
     }

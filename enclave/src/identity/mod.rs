@@ -11,6 +11,7 @@
 //! caller needs to record them (user id, role, outcome).
 
 mod model;
+mod people;
 mod secret;
 mod throttle;
 
@@ -24,6 +25,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use model::{ApiTokenInfo, CreditFlag, Principal, Role, Scope, TokenKind, User};
+pub use people::{
+    NewOrganisation, Organisation, PERSON_KEY_LABEL, canonical_credit_code, display_name, name_key,
+    person_key,
+};
 pub use secret::{API_PREFIX, SESSION_PREFIX, generate_password};
 pub use throttle::{LoginThrottle, ThrottlePolicy, Throttled};
 
@@ -57,6 +62,8 @@ pub struct IdentityPolicy {
     pub api_token_ttl: Duration,
     /// Longest lifetime an API token may be given.
     pub api_token_max_ttl: Duration,
+    /// How long a one-time code (a new account's, a reset's) stays usable.
+    pub one_time_code_ttl: Duration,
 }
 
 impl Default for IdentityPolicy {
@@ -68,6 +75,7 @@ impl Default for IdentityPolicy {
             password_params: Params::default(),
             api_token_ttl: Duration::from_secs(90 * 86_400),
             api_token_max_ttl: Duration::from_secs(365 * 86_400),
+            one_time_code_ttl: Duration::from_secs(72 * 3600),
         }
     }
 }
@@ -89,8 +97,11 @@ pub struct NewUser {
     pub username: String,
     pub password: String,
     pub real_name: String,
-    pub organisation: String,
-    pub organisation_type: OrganisationType,
+    /// The organisation's id ([`Identity::create_organisation`]).
+    pub organisation_id: String,
+    /// 身份证号 of the person behind the account; checked, and only its keyed
+    /// hash is stored.
+    pub resident_id: String,
     pub role: Role,
     /// Required (at least one) for stewards; must be empty for other roles.
     #[serde(default)]
@@ -100,6 +111,14 @@ pub struct NewUser {
     pub verified: bool,
     #[serde(default)]
     pub credit_flags: Vec<CreditFlag>,
+    /// The first session may only change the password: whoever created the
+    /// account knows it.
+    #[serde(default = "yes")]
+    pub must_change_password: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl fmt::Debug for NewUser {
@@ -107,8 +126,39 @@ impl fmt::Debug for NewUser {
         f.debug_struct("NewUser")
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("resident_id", &"<redacted>")
             .field("role", &self.role)
             .finish_non_exhaustive()
+    }
+}
+
+/// A new account as a request for it keeps it: no password, and the person
+/// as the keyed hash of the 身份证号, never the number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingUser {
+    pub username: String,
+    pub real_name: String,
+    pub organisation_id: String,
+    pub person_key: String,
+    pub role: Role,
+    pub provider_agencies: Vec<String>,
+    pub verified: bool,
+    pub credit_flags: Vec<CreditFlag>,
+}
+
+/// A password change by the account's owner.
+#[derive(Clone, Copy)]
+pub struct PasswordChange<'a> {
+    /// The current password, or the one-time code.
+    pub current: &'a str,
+    pub new: &'a str,
+    /// 身份证号; required when the change is forced (a new account, a reset).
+    pub resident_id: Option<&'a str>,
+}
+
+impl fmt::Debug for PasswordChange<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordChange(<redacted>)")
     }
 }
 
@@ -147,6 +197,8 @@ pub enum RefusalReason {
     Busy,
     /// Right password, but the account is disabled.
     Disabled,
+    /// A one-time code past its expiry.
+    CodeExpired,
 }
 
 impl RefusalReason {
@@ -158,6 +210,7 @@ impl RefusalReason {
             RefusalReason::Throttled => "throttled",
             RefusalReason::Busy => "busy",
             RefusalReason::Disabled => "disabled",
+            RefusalReason::CodeExpired => "code_expired",
         }
     }
 }
@@ -189,9 +242,9 @@ impl LoginRefusal {
     pub fn error(&self) -> Error {
         let retry_after_secs = self.retry_after_secs;
         match self.reason {
-            RefusalReason::UnknownUser | RefusalReason::WrongPassword => {
-                Error::Unauthenticated(INVALID_CREDENTIALS.into())
-            }
+            RefusalReason::UnknownUser
+            | RefusalReason::WrongPassword
+            | RefusalReason::CodeExpired => Error::Unauthenticated(INVALID_CREDENTIALS.into()),
             RefusalReason::Throttled => Error::TooManyAttempts { retry_after_secs },
             RefusalReason::Busy => Error::Busy { retry_after_secs },
             RefusalReason::Disabled => Error::Unauthenticated(ACCOUNT_DISABLED.into()),
@@ -233,6 +286,9 @@ pub struct Identity {
     throttle: LoginThrottle,
     /// Hash checked for unknown usernames so they cost as much as wrong passwords.
     dummy_hash: Arc<tokio::sync::OnceCell<String>>,
+    /// Key of the persons' hashes ([`PERSON_KEY_LABEL`]); without it no
+    /// account can be created.
+    person_hmac: Option<Arc<[u8; 32]>>,
 }
 
 impl fmt::Debug for Identity {
@@ -295,7 +351,144 @@ impl Identity {
             throttle: LoginThrottle::new(policy.throttle.clone()),
             policy,
             dummy_hash: Arc::new(tokio::sync::OnceCell::new()),
+            person_hmac: None,
         }
+    }
+
+    /// The same service, able to bind accounts to persons with `key`
+    /// (`Keyring::derive(PERSON_KEY_LABEL)`).
+    pub fn with_person_key(mut self, key: [u8; 32]) -> Identity {
+        self.person_hmac = Some(Arc::new(key));
+        self
+    }
+
+    /// The keyed hash standing for the person with this 身份证号.
+    pub fn person_of(&self, resident_id: &str) -> Result<String> {
+        let key = self
+            .person_hmac
+            .as_ref()
+            .ok_or_else(|| Error::Internal("no key for persons' hashes".into()))?;
+        person_key(key, resident_id)
+    }
+
+    /// Registers an organisation. A name that normalises like a registered
+    /// one, or a registered credit code, is [`Error::Conflict`].
+    pub async fn create_organisation(
+        &self,
+        new: NewOrganisation,
+        now: DateTime<Utc>,
+    ) -> Result<Organisation> {
+        let name = people::check_name(&new.name)?;
+        let credit_code = match (&new.credit_code, new.organisation_type) {
+            (Some(c), _) => Some(canonical_credit_code(c)?),
+            (None, OrganisationType::Individual) => None,
+            (None, _) => {
+                return Err(Error::InvalidArgument(
+                    "credit_code: an organisation needs its 统一社会信用代码".into(),
+                ));
+            }
+        };
+        let org = Organisation {
+            id: uuid::Uuid::now_v7().to_string(),
+            name,
+            credit_code,
+            organisation_type: new.organisation_type,
+            created_at: ts(now),
+        };
+        self.store
+            .insert_organisation(&org, &name_key(&org.name))
+            .await?;
+        Ok(org)
+    }
+
+    /// Every organisation, by name.
+    pub async fn list_organisations(&self) -> Result<Vec<Organisation>> {
+        self.store.list_organisations().await
+    }
+
+    /// One organisation by id.
+    pub async fn organisation(&self, id: &str) -> Result<Organisation> {
+        self.store
+            .organisation(id)
+            .await?
+            .ok_or_else(|| Error::NotFound("organisation".into()))
+    }
+
+    /// The organisation whose name normalises like `name`, if any.
+    pub async fn organisation_named(&self, name: &str) -> Result<Option<Organisation>> {
+        self.store.organisation_by_key(&name_key(name)).await
+    }
+
+    /// Records the credit code of an organisation that has none (one migrated
+    /// from free text); a code, once set, is not replaced.
+    pub async fn set_credit_code(&self, id: &str, code: &str) -> Result<Organisation> {
+        let code = canonical_credit_code(code)?;
+        let org = self.organisation(id).await?;
+        if org.credit_code.is_some() {
+            return Err(Error::Conflict(
+                "the organisation's credit code is already recorded".into(),
+            ));
+        }
+        self.store.set_organisation_credit_code(id, &code).await?;
+        self.organisation(id).await
+    }
+
+    /// Turns the free-text organisations of accounts made before organisations
+    /// were entities into entities: one per normalised name (so spellings that
+    /// differ only by invisible characters, width or case become one), without
+    /// a credit code until an administrator records it. Returns how many
+    /// accounts were bound.
+    pub async fn adopt_free_text_organisations(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut bound = 0;
+        for (user_id, text, kind) in self.store.users_without_organisation().await? {
+            let name = match people::check_name(&text) {
+                Ok(n) => n,
+                Err(_) => "(unnamed)".to_string(),
+            };
+            let kind: OrganisationType = crate::store::enum_from_text(&kind)?;
+            let org = match self.organisation_named(&name).await? {
+                Some(o) => o,
+                None => {
+                    let org = Organisation {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        name: name.clone(),
+                        credit_code: None,
+                        organisation_type: kind,
+                        created_at: ts(now),
+                    };
+                    self.store
+                        .insert_organisation(&org, &name_key(&name))
+                        .await?;
+                    org
+                }
+            };
+            self.store
+                .set_user_organisation(&user_id, &org, &ts(now))
+                .await?;
+            bound += 1;
+        }
+        Ok(bound)
+    }
+
+    /// Binds an account made before persons were bound to the person with
+    /// this 身份证号. An account already bound is not rebound.
+    pub async fn bind_person(
+        &self,
+        username: &str,
+        resident_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        let person = self.person_of(resident_id)?;
+        let user = self.get_user(username).await?;
+        if user.person_bound {
+            return Err(Error::Conflict(
+                "the account is already bound to a person".into(),
+            ));
+        }
+        self.store
+            .set_user_person(&user.id, &person, &ts(now))
+            .await?;
+        self.get_user(username).await
     }
 
     /// The limits in force.
@@ -341,13 +534,21 @@ impl Identity {
             .map_err(|e| Error::Internal(format!("password verification task failed: {e}")))?
     }
 
-    /// Creates an account. Invalid fields are [`Error::InvalidArgument`]; a taken
-    /// username is [`Error::Conflict`].
-    pub async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> Result<User> {
+    /// Checks a new account's fields (all but the password) and turns the
+    /// 身份证号 into its keyed hash: what an account request keeps.
+    pub async fn pending_user(&self, new: &NewUser) -> Result<PendingUser> {
         validate_username(&new.username)?;
-        self.validate_password(&new.password)?;
         validate_text(&new.real_name, "real name")?;
-        validate_text(&new.organisation, "organisation")?;
+        let person_key = self.person_of(&new.resident_id)?;
+        let org = self
+            .organisation(&new.organisation_id)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => {
+                    Error::InvalidArgument("organisation_id: no such organisation".into())
+                }
+                other => other,
+            })?;
         let mut agencies: Vec<String> = new
             .provider_agencies
             .iter()
@@ -376,22 +577,77 @@ impl Identity {
         let mut credit_flags = new.credit_flags.clone();
         credit_flags.sort();
         credit_flags.dedup();
-
-        let user = User {
-            id: uuid::Uuid::now_v7().to_string(),
+        if self.store.user_by_username(&new.username).await?.is_some() {
+            return Err(Error::Conflict("username is already taken".into()));
+        }
+        Ok(PendingUser {
             username: new.username.clone(),
             real_name: new.real_name.trim().to_string(),
-            organisation: new.organisation.trim().to_string(),
-            organisation_type: new.organisation_type,
+            organisation_id: org.id,
+            person_key,
             role: new.role,
             provider_agencies: agencies,
             verified: new.verified,
             credit_flags,
+        })
+    }
+
+    /// Creates an account with the password in `new`. Invalid fields are
+    /// [`Error::InvalidArgument`]; a taken username is [`Error::Conflict`].
+    pub async fn create_user(&self, new: NewUser, now: DateTime<Utc>) -> Result<User> {
+        self.validate_password(&new.password)?;
+        let pending = self.pending_user(&new).await?;
+        let hash = self.hash(&new.password).await?;
+        self.insert_pending(pending, &hash, new.must_change_password, None, now)
+            .await
+    }
+
+    /// Creates an account whose first password is a one-time code (shown
+    /// once): its first session can only set the owner's own password.
+    /// Returns the account, the code and the code's expiry.
+    pub async fn create_user_with_code(
+        &self,
+        pending: PendingUser,
+        now: DateTime<Utc>,
+    ) -> Result<(User, String, String)> {
+        let code = secret::one_time_code()?;
+        let hash = self.hash(&code).await?;
+        let expires = ts(now + delta(self.policy.one_time_code_ttl, "one-time code lifetime")?);
+        let user = self
+            .insert_pending(pending, &hash, true, Some(&expires), now)
+            .await?;
+        Ok((user, code, expires))
+    }
+
+    async fn insert_pending(
+        &self,
+        p: PendingUser,
+        hash: &str,
+        must_change: bool,
+        expires: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        let org = self.organisation(&p.organisation_id).await?;
+        let user = User {
+            id: uuid::Uuid::now_v7().to_string(),
+            username: p.username,
+            real_name: p.real_name,
+            organisation_id: org.id,
+            organisation: org.name,
+            organisation_type: org.organisation_type,
+            role: p.role,
+            provider_agencies: p.provider_agencies,
+            verified: p.verified,
+            person_bound: true,
+            must_change_password: must_change,
+            credit_flags: p.credit_flags,
             disabled: false,
             created_at: ts(now),
+            person: p.person_key,
         };
-        let hash = self.hash(&new.password).await?;
-        self.store.insert_user(&user, &hash).await?;
+        self.store
+            .insert_user(&user, &user.person, hash, expires)
+            .await?;
         Ok(user)
     }
 
@@ -449,10 +705,21 @@ impl Identity {
             }
         };
         attempt.succeeded();
+        let code_expires = creds.password_expires_at.clone();
         let user = creds.user;
         if user.disabled {
             return Ok(LoginOutcome::Refused(LoginRefusal {
                 reason: RefusalReason::Disabled,
+                user_id: Some(user.id.clone()),
+                role: Some(user.role),
+                retry_after_secs: 0,
+            }));
+        }
+        if let Some(until) = &code_expires
+            && parse_ts(until)? <= now
+        {
+            return Ok(LoginOutcome::Refused(LoginRefusal {
+                reason: RefusalReason::CodeExpired,
                 user_id: Some(user.id.clone()),
                 role: Some(user.role),
                 retry_after_secs: 0,
@@ -677,21 +944,51 @@ impl Identity {
         self.get_user(username).await
     }
 
-    /// Sets a new password and revokes the user's sessions.
-    pub async fn reset_password(
+    /// Sets a password chosen by the host's operator; with `must_change` the
+    /// next session can only change it. Clears any lockout, ends the
+    /// account's sessions and revokes its API tokens.
+    pub async fn set_password(
         &self,
         username: &str,
         new_password: &str,
+        must_change: bool,
         now: DateTime<Utc>,
     ) -> Result<User> {
         self.validate_password(new_password)?;
         let user = self.get_user(username).await?;
         let hash = self.hash(new_password).await?;
         self.store
-            .set_password_hash(&user.id, &hash, &ts(now))
+            .set_password_hash(&user.id, &hash, must_change, None, &ts(now))
             .await?;
-        self.store.revoke_user_sessions(&user.id, &ts(now)).await?;
+        self.end_credentials(&user.id, now).await?;
         self.get_user(username).await
+    }
+
+    /// Replaces an account's password by a one-time code: it signs in once
+    /// into a session that can only set a new password, and expires after
+    /// [`IdentityPolicy::one_time_code_ttl`]. Ends the account's sessions and
+    /// revokes its API tokens. Returns the code (shown once) and its expiry.
+    pub async fn issue_one_time_code(
+        &self,
+        username: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(User, String, String)> {
+        let user = self.get_user(username).await?;
+        let code = secret::one_time_code()?;
+        let hash = self.hash(&code).await?;
+        let expires = ts(now + delta(self.policy.one_time_code_ttl, "one-time code lifetime")?);
+        self.store
+            .set_password_hash(&user.id, &hash, true, Some(&expires), &ts(now))
+            .await?;
+        self.end_credentials(&user.id, now).await?;
+        Ok((self.get_user(username).await?, code, expires))
+    }
+
+    /// Ends every session and revokes every API token of an account.
+    async fn end_credentials(&self, user_id: &str, now: DateTime<Utc>) -> Result<()> {
+        self.store.revoke_user_sessions(user_id, &ts(now)).await?;
+        self.store.revoke_user_api_tokens(user_id, &ts(now)).await?;
+        Ok(())
     }
 
     /// Changes a user's own password after checking the current one; ends every
@@ -700,17 +997,43 @@ impl Identity {
     pub async fn change_password(
         &self,
         user_id: &str,
-        current: &str,
-        new_password: &str,
+        change: &PasswordChange<'_>,
         keep_session: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<User> {
+        let (current, new_password) = (change.current, change.new);
         self.validate_password(new_password)?;
         let user = self.get_user_by_id(user_id).await?;
+        if user.must_change_password && current == new_password {
+            return Err(Error::InvalidArgument(
+                "the new password must differ from the one-time code".into(),
+            ));
+        }
+        // A forced change (a new account, a reset) also asks for the 身份证号,
+        // which the platform never shows: whoever handed the one-time code over
+        // cannot finish it alone.
+        let person_ok = if user.must_change_password && user.person_bound {
+            match change.resident_id.map(|id| self.person_of(id)) {
+                Some(Ok(p)) => p == user.person,
+                _ => false,
+            }
+        } else {
+            true
+        };
+        if !person_ok {
+            // Dropped unsettled: a failed attempt, throttled like a wrong code.
+            let _failed = self
+                .throttle
+                .reserve(&user.username, &format!("user:{user_id}"), now)
+                .map_err(Throttled::error)?;
+            return Err(unauthenticated(
+                "the one-time code or the 身份证号 is wrong",
+            ));
+        }
         self.confirm_password(user_id, current, now).await?;
         let hash = self.hash(new_password).await?;
         self.store
-            .set_password_hash(&user.id, &hash, &ts(now))
+            .set_password_hash(&user.id, &hash, false, None, &ts(now))
             .await?;
         let keep = keep_session
             .filter(|t| secret::token_kind(t) == Some(TokenKind::Session))

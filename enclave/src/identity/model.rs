@@ -108,6 +108,9 @@ pub struct User {
     pub id: String,
     pub username: String,
     pub real_name: String,
+    /// The organisation's id; the rules compare this, never the name.
+    pub organisation_id: String,
+    /// The organisation's name, as registered.
     pub organisation: String,
     pub organisation_type: OrganisationType,
     pub role: Role,
@@ -115,10 +118,19 @@ pub struct User {
     pub provider_agencies: Vec<String>,
     /// Real-name verification done.
     pub verified: bool,
+    /// Bound to a person by a checked 身份证号 (only its keyed hash is kept).
+    pub person_bound: bool,
+    /// The next session may only change the password.
+    pub must_change_password: bool,
     pub credit_flags: Vec<CreditFlag>,
     pub disabled: bool,
     /// RFC 3339 UTC.
     pub created_at: String,
+    /// Who the account stands for in "two different people" rules: the keyed
+    /// hash of its 身份证号, or `account:<id>` for an account made before
+    /// persons were bound. Never shown.
+    #[serde(skip)]
+    pub person: String,
 }
 
 /// How a request authenticated.
@@ -183,6 +195,8 @@ pub struct Principal {
     pub user_id: String,
     pub username: String,
     pub role: Role,
+    /// The organisation's id: "same organisation" rules compare this.
+    pub organisation_id: String,
     pub organisation: String,
     pub organisation_type: OrganisationType,
     pub provider_agencies: Vec<String>,
@@ -190,6 +204,11 @@ pub struct Principal {
     /// What the credential may be used for: every scope for a session, the
     /// token's own for an API token.
     pub scopes: Vec<Scope>,
+    /// The person behind the account (see [`User::person`]). Never shown.
+    #[serde(skip)]
+    pub person: String,
+    /// A session that may do nothing but change the password.
+    pub must_change_password: bool,
 }
 
 impl Principal {
@@ -198,11 +217,14 @@ impl Principal {
             user_id: user.id,
             username: user.username,
             role: user.role,
+            organisation_id: user.organisation_id,
             organisation: user.organisation,
             organisation_type: user.organisation_type,
             provider_agencies: user.provider_agencies,
             token_kind,
             scopes,
+            person: user.person,
+            must_change_password: user.must_change_password,
         }
     }
 }

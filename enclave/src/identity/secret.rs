@@ -63,6 +63,26 @@ pub(crate) fn new_token(kind: TokenKind) -> Result<String> {
     ))
 }
 
+/// A one-time code for a new account or a reset: 80 random bits as four
+/// groups of four Crockford base-32 characters (no I, L, O, U to misread).
+pub(crate) fn one_time_code() -> Result<String> {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let bytes = random_bytes::<10>()?;
+    let mut bits: u128 = 0;
+    for b in bytes {
+        bits = (bits << 8) | u128::from(b);
+    }
+    let mut out = String::with_capacity(23);
+    for i in 0..16 {
+        if i > 0 && i % 4 == 0 {
+            out.push('-');
+        }
+        let v = ((bits >> (75 - 5 * i)) & 31) as usize;
+        out.push(char::from(ALPHABET[v]));
+    }
+    Ok(out)
+}
+
 /// The kind a token claims by its prefix, if any.
 pub(crate) fn token_kind(token: &str) -> Option<TokenKind> {
     if token.starts_with(SESSION_PREFIX) {

@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::Store;
 use super::seal::{KeyValue, USERS, check_row, reseal};
-use crate::identity::{ApiTokenInfo, CreditFlag, Scope, User};
+use crate::identity::{ApiTokenInfo, CreditFlag, Organisation, Scope, User};
 use crate::{Error, Result};
 
 /// A user row with its password hash; only the identity service reads it.
@@ -20,6 +20,8 @@ pub struct UserCredentials {
     pub user: User,
     /// Argon2id PHC string.
     pub password_hash: String,
+    /// When the password is a one-time code: its expiry (RFC 3339 UTC).
+    pub password_expires_at: Option<String>,
 }
 
 impl fmt::Debug for UserCredentials {
@@ -41,7 +43,8 @@ pub struct SessionRecord {
 }
 
 const USER_COLUMNS: &str = "id, username, real_name, organisation, organisation_type, role, \
-     provider_agencies_json, verified, credit_flags_json, disabled, created_at";
+     provider_agencies_json, verified, credit_flags_json, disabled, created_at, \
+     organisation_id, person_key, must_change_password, password_expires_at";
 
 const TOKEN_COLUMNS: &str = "id, user_id, name, created_at, expires_at, revoked_at, scopes";
 
@@ -62,6 +65,23 @@ fn scopes_from_str(s: &str) -> Result<Vec<Scope>> {
                 .map_err(|_| Error::Internal("stored token scope is unknown".into()))
         })
         .collect()
+}
+
+const ORGANISATION_COLUMNS: &str = "id, name, credit_code, organisation_type, created_at";
+
+/// A stored enum name read back (for callers outside the store).
+pub(crate) fn enum_from_text<T: DeserializeOwned>(s: &str) -> Result<T> {
+    enum_from_str(s.to_string(), "organisation type")
+}
+
+fn organisation_from_row(row: &SqliteRow) -> Result<Organisation> {
+    Ok(Organisation {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        credit_code: row.try_get("credit_code")?,
+        organisation_type: enum_from_str(row.try_get("organisation_type")?, "organisation type")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 /// Stores a unit-variant enum by its serde name.
@@ -91,10 +111,20 @@ pub(super) fn json_from_str<T: DeserializeOwned>(s: &str, what: &str) -> Result<
 fn user_from_row(row: &SqliteRow) -> Result<User> {
     let agencies: String = row.try_get("provider_agencies_json")?;
     let flags: String = row.try_get("credit_flags_json")?;
+    let id: String = row.try_get("id")?;
+    let person_key: Option<String> = row.try_get("person_key")?;
     Ok(User {
-        id: row.try_get("id")?,
+        person: person_key
+            .clone()
+            .unwrap_or_else(|| format!("account:{id}")),
+        person_bound: person_key.is_some(),
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
+        id,
         username: row.try_get("username")?,
         real_name: row.try_get("real_name")?,
+        organisation_id: row
+            .try_get::<Option<String>, _>("organisation_id")?
+            .unwrap_or_default(),
         organisation: row.try_get("organisation")?,
         organisation_type: enum_from_str(row.try_get("organisation_type")?, "organisation type")?,
         role: enum_from_str(row.try_get("role")?, "role")?,
@@ -125,11 +155,17 @@ impl Store {
     }
 
     /// Inserts a new user. A taken username is a [`Error::Conflict`].
-    pub async fn insert_user(&self, user: &User, password_hash: &str) -> Result<()> {
+    pub async fn insert_user(
+        &self,
+        user: &User,
+        person_key: &str,
+        password_hash: &str,
+        password_expires_at: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO users ({USER_COLUMNS}, password_hash, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&user.id)
         .bind(&user.username)
@@ -145,6 +181,10 @@ impl Store {
         .bind(json_to_string(&user.credit_flags, "credit flags")?)
         .bind(i64::from(user.disabled))
         .bind(&user.created_at)
+        .bind(&user.organisation_id)
+        .bind(person_key)
+        .bind(i64::from(user.must_change_password))
+        .bind(password_expires_at)
         .bind(password_hash)
         .bind(&user.created_at)
         .execute(&mut *tx)
@@ -156,6 +196,155 @@ impl Store {
         }
         inserted?;
         reseal(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(&user.id)]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts an organisation under its normalised name. A taken name or
+    /// credit code is a [`Error::Conflict`] (which one, not whose).
+    pub async fn insert_organisation(&self, org: &Organisation, name_key: &str) -> Result<()> {
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO organisations ({ORGANISATION_COLUMNS}, name_key) VALUES (?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(&org.credit_code)
+        .bind(enum_to_str(&org.organisation_type, "organisation type")?)
+        .bind(&org.created_at)
+        .bind(name_key)
+        .execute(&self.pool)
+        .await;
+        if let Err(sqlx::Error::Database(e)) = &inserted
+            && e.is_unique_violation()
+        {
+            return Err(Error::Conflict(if e.message().contains("credit_code") {
+                "an organisation with this credit code is already registered".into()
+            } else {
+                "an organisation with this name (ignoring invisible characters, spaces, width and case) is already registered".into()
+            }));
+        }
+        inserted?;
+        Ok(())
+    }
+
+    /// Every organisation, by name.
+    pub async fn list_organisations(&self) -> Result<Vec<Organisation>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORGANISATION_COLUMNS} FROM organisations ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(organisation_from_row).collect()
+    }
+
+    /// An organisation by id.
+    pub async fn organisation(&self, id: &str) -> Result<Option<Organisation>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(organisation_from_row).transpose()
+    }
+
+    /// An organisation by normalised name.
+    pub async fn organisation_by_key(&self, name_key: &str) -> Result<Option<Organisation>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE name_key = ?"
+        ))
+        .bind(name_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(organisation_from_row).transpose()
+    }
+
+    /// Records the credit code of an organisation that has none.
+    pub async fn set_organisation_credit_code(&self, id: &str, code: &str) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE organisations SET credit_code = ? WHERE id = ? AND credit_code IS NULL",
+        )
+        .bind(code)
+        .bind(id)
+        .execute(&self.pool)
+        .await;
+        if let Err(sqlx::Error::Database(e)) = &done
+            && e.is_unique_violation()
+        {
+            return Err(Error::Conflict(
+                "an organisation with this credit code is already registered".into(),
+            ));
+        }
+        if done?.rows_affected() != 1 {
+            return Err(Error::Conflict(
+                "the organisation's credit code is already recorded".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Accounts not yet bound to an organisation entity: (id, free text, type).
+    pub async fn users_without_organisation(&self) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, organisation, organisation_type FROM users \
+             WHERE organisation_id IS NULL ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("organisation")?,
+                    r.try_get("organisation_type")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Binds an account to an organisation (its name and type copied beside).
+    pub async fn set_user_organisation(
+        &self,
+        user_id: &str,
+        org: &Organisation,
+        now: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        check_row(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
+        sqlx::query(
+            "UPDATE users SET organisation_id = ?, organisation = ?, organisation_type = ?, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(&org.id)
+        .bind(&org.name)
+        .bind(enum_to_str(&org.organisation_type, "organisation type")?)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        reseal(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Binds an unbound account to a person.
+    pub async fn set_user_person(&self, user_id: &str, person_key: &str, now: &str) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        check_row(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
+        let done = sqlx::query(
+            "UPDATE users SET person_key = ?, updated_at = ? WHERE id = ? AND person_key IS NULL",
+        )
+        .bind(person_key)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(Error::Conflict(
+                "the account is already bound to a person".into(),
+            ));
+        }
+        reseal(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -174,6 +363,7 @@ impl Store {
             Ok(UserCredentials {
                 user: user_from_row(&row)?,
                 password_hash: row.try_get("password_hash")?,
+                password_expires_at: row.try_get("password_expires_at")?,
             })
         })
         .transpose()
@@ -214,16 +404,27 @@ impl Store {
         rows.iter().map(|r| self.sealed_user(r)).collect()
     }
 
-    /// Replaces a password hash and clears failed logins and any lock.
+    /// Replaces a password hash (with whether the next session must change
+    /// it, and until when it works) and clears failed logins and any lock.
     /// Returns false when the user does not exist.
-    pub async fn set_password_hash(&self, user_id: &str, hash: &str, now: &str) -> Result<bool> {
+    pub async fn set_password_hash(
+        &self,
+        user_id: &str,
+        hash: &str,
+        must_change: bool,
+        expires_at: Option<&str>,
+        now: &str,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         check_row(&mut tx, &self.sealer, &USERS, &[KeyValue::Text(user_id)]).await?;
         let done = sqlx::query(
-            "UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = NULL, \
+            "UPDATE users SET password_hash = ?, must_change_password = ?, \
+             password_expires_at = ?, failed_logins = 0, locked_until = NULL, \
              updated_at = ? WHERE id = ?",
         )
         .bind(hash)
+        .bind(i64::from(must_change))
+        .bind(expires_at)
         .bind(now)
         .bind(user_id)
         .execute(&mut *tx)
@@ -366,6 +567,18 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Revokes every live API token of a user; returns how many.
+    pub async fn revoke_user_api_tokens(&self, user_id: &str, now: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Revokes every live session of a user but the one with hash `keep`.
     pub async fn revoke_user_sessions_except(
         &self,
@@ -445,18 +658,6 @@ impl Store {
         row.as_ref().map(token_from_row).transpose()
     }
 
-    /// Revokes every live API token of a user; returns how many.
-    pub async fn revoke_user_api_tokens(&self, user_id: &str, now: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
     /// A user's API tokens, revoked ones included, oldest first.
     pub async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenInfo>> {
         let rows = sqlx::query(&format!(
@@ -466,5 +667,103 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(token_from_row).collect()
+    }
+}
+
+/// A privileged account change waiting for (or decided by) a second administrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AccountRequestRecord {
+    pub id: String,
+    /// `create_user` or `reset_password`.
+    pub kind: String,
+    pub username: String,
+    /// The new account (no password; the person as its keyed hash), or `{}`.
+    #[serde(skip)]
+    pub body_json: String,
+    /// Account id of the requester, or `cli:<user>` for the host's operator.
+    pub requested_by: String,
+    pub requested_by_name: String,
+    /// `pending`, `approved` or `refused`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_by_name: Option<String>,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+}
+
+fn request_from_row(r: &SqliteRow) -> Result<AccountRequestRecord> {
+    Ok(AccountRequestRecord {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        username: r.try_get("username")?,
+        body_json: r.try_get("body_json")?,
+        requested_by: r.try_get("requested_by")?,
+        requested_by_name: r.try_get("requested_by_name")?,
+        status: r.try_get("status")?,
+        decided_by: r.try_get("decided_by")?,
+        decided_by_name: r.try_get("decided_by_name")?,
+        created_at: r.try_get("created_at")?,
+        decided_at: r.try_get("decided_at")?,
+    })
+}
+
+impl Store {
+    /// Stores a pending account request.
+    pub async fn insert_account_request(&self, r: &AccountRequestRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO account_requests (id, kind, username, body_json, requested_by, \
+             requested_by_name, status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+        )
+        .bind(&r.id)
+        .bind(&r.kind)
+        .bind(&r.username)
+        .bind(&r.body_json)
+        .bind(&r.requested_by)
+        .bind(&r.requested_by_name)
+        .bind(&r.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every account request, newest first.
+    pub async fn account_requests(&self) -> Result<Vec<AccountRequestRecord>> {
+        let rows = sqlx::query("SELECT * FROM account_requests ORDER BY created_at DESC, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    /// One account request.
+    pub async fn account_request(&self, id: &str) -> Result<Option<AccountRequestRecord>> {
+        let row = sqlx::query("SELECT * FROM account_requests WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_from_row).transpose()
+    }
+
+    /// Decides a pending request in one conditional update; false when it
+    /// was no longer pending (decided concurrently).
+    pub async fn decide_account_request(
+        &self,
+        id: &str,
+        status: &str,
+        by: &str,
+        by_name: &str,
+        at: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE account_requests SET status = ?, decided_by = ?, decided_by_name = ?, \
+             decided_at = ? WHERE id = ? AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(by)
+        .bind(by_name)
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

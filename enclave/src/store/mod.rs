@@ -31,7 +31,8 @@ pub use access::{
 };
 pub use catalog::{DatasetRecord, ImportRecord, ManifestRevision, VersionRecord};
 pub use complaints::{ComplaintRecord, NewComplaintRecord};
-pub use identity::{SessionRecord, UserCredentials};
+pub(crate) use identity::enum_from_text;
+pub use identity::{AccountRequestRecord, SessionRecord, UserCredentials};
 pub use jobs::{
     JobDataset, JobRecord, JobStatus, ReleaseFile, ReleaseRecord, ReviewRecord, SealedResult,
 };

@@ -48,6 +48,9 @@ pub(crate) const USERS: Sealed = Sealed {
         "credit_flags_json",
         "disabled",
         "password_hash",
+        "organisation_id",
+        "person_key",
+        "must_change_password",
     ],
 };
 

@@ -28,6 +28,7 @@ fn applicant() -> Person {
     Person {
         user_id: "u-researcher".into(),
         organisation: "org-university".into(),
+        person: String::new(),
     }
 }
 
@@ -495,6 +496,7 @@ fn only_the_applicant_submits_and_signs() {
     let other = Person {
         user_id: "u-colleague".into(),
         organisation: "org-university".into(),
+        person: String::new(),
     };
     let e = err(
         &app,
@@ -516,6 +518,7 @@ fn only_the_applicant_submits_and_signs() {
     let steward_person = Person {
         user_id: "u-steward".into(),
         organisation: "org-provider".into(),
+        person: String::new(),
     };
     for by in [other, steward_person] {
         let e = err(&app, &approved, &ApplicationEvent::SignAgreement { by });
@@ -673,6 +676,7 @@ fn workflow_error_messages_are_locked() {
                     by: Person {
                         user_id: "u-x".into(),
                         organisation: "org-university".into(),
+                        person: String::new(),
                     },
                 },
             ),
@@ -767,7 +771,10 @@ fn grant_lifecycle_suspend_reinstate_revoke_and_expire() {
     for (e, to) in [
         (suspend(GrantActor::Monitoring), GrantStatus::Suspended),
         (
-            GrantEvent::Reinstate { by: g_steward() },
+            GrantEvent::Reinstate {
+                by: g_steward(),
+                reason: "整改已完成".into(),
+            },
             GrantStatus::Active,
         ),
         (suspend(g_admin()), GrantStatus::Suspended),
@@ -820,7 +827,10 @@ fn every_illegal_grant_transition_is_refused() {
     );
     let events = vec![
         suspend(g_steward()),
-        GrantEvent::Reinstate { by: g_admin() },
+        GrantEvent::Reinstate {
+            by: g_admin(),
+            reason: "整改已完成".into(),
+        },
         revoke(g_steward()),
         expire(),
     ];
@@ -872,6 +882,7 @@ fn grant_actors_reasons_and_period_are_enforced() {
             suspended.clone(),
             GrantEvent::Reinstate {
                 by: GrantActor::Monitoring,
+                reason: "整改已完成".into(),
             },
             "not_authorized",
         ),
@@ -899,7 +910,10 @@ fn grant_actors_reasons_and_period_are_enforced() {
         (
             "foreign steward reinstates",
             suspended.clone(),
-            GrantEvent::Reinstate { by: foreign },
+            GrantEvent::Reinstate {
+                by: foreign,
+                reason: "整改已完成".into(),
+            },
             "not_authorized",
         ),
         (
@@ -908,7 +922,10 @@ fn grant_actors_reasons_and_period_are_enforced() {
                 by: g_admin(),
                 reason: "超范围使用，待核查".into(),
             },
-            GrantEvent::Reinstate { by: g_steward() },
+            GrantEvent::Reinstate {
+                by: g_steward(),
+                reason: "整改已完成".into(),
+            },
             "not_authorized",
         ),
         (

@@ -3,8 +3,8 @@
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use enclave::Error;
 use enclave::access::agreement::{
-    AgreementTerms, RECEIPT_FORMAT, SignedReceipt, by_version, current, key_id, render, sha256_hex,
-    sign_receipt, verify_receipt,
+    AgreementTerms, RECEIPT_FORMAT, RECEIPT_FORMAT_V1, ReceiptConditions, SignedReceipt,
+    by_version, current, key_id, render, sha256_hex, sign_receipt, verify_receipt,
 };
 use enclave::keyring::Keyring;
 use serde_json::Value;
@@ -46,6 +46,7 @@ fn signed(keys: &Keys) -> (SignedReceipt, String) {
         "zhangsan",
         signed_at(),
         &text,
+        None,
     )
     .unwrap();
     (r, text)
@@ -179,7 +180,7 @@ fn text_contains_the_required_clauses() {
 fn sign_then_verify() {
     let keys = keys();
     let (receipt, text) = signed(&keys);
-    assert_eq!(receipt.format, RECEIPT_FORMAT);
+    assert_eq!(receipt.format, RECEIPT_FORMAT_V1);
     assert_eq!(receipt.signed_at, "2026-12-01T08:30:15Z");
     assert_eq!(receipt.agreement_version, 1);
     assert_eq!(receipt.agreement_sha256, sha256_hex(&text));
@@ -208,7 +209,7 @@ fn sub_second_times_are_truncated() {
     let keys = keys();
     let text = render(current(), &terms());
     let at = signed_at() + chrono::Duration::milliseconds(750);
-    let r = sign_receipt(&keys.ring, current(), &terms(), "u", "n", at, &text).unwrap();
+    let r = sign_receipt(&keys.ring, current(), &terms(), "u", "n", at, &text, None).unwrap();
     assert_eq!(r.signed_at, "2026-12-01T08:30:15Z");
     verify_receipt(&r.to_json(), &keys.ring.public_key(), None).unwrap();
 }
@@ -227,6 +228,7 @@ fn signing_refuses_bad_input() {
                 "zhangsan",
                 signed_at(),
                 text,
+                None,
             )
             .unwrap_err(),
         )
@@ -317,7 +319,13 @@ fn every_signed_field_is_protected() {
     let msg = invalid_msg(verify_receipt(&json, &pk, None).unwrap_err());
     assert_eq!(
         msg,
-        "unsupported receipt format; expected anyu.agreement-receipt/1"
+        "receipt conditions do not match its format (format 2 has them, format 1 not)"
+    );
+    let json = tampered(&receipt, "/format", "anyu.agreement-receipt/9".into());
+    let msg = invalid_msg(verify_receipt(&json, &pk, None).unwrap_err());
+    assert_eq!(
+        msg,
+        "unsupported receipt format; expected anyu.agreement-receipt/2 or anyu.agreement-receipt/1"
     );
 }
 
@@ -403,7 +411,7 @@ fn malformed_receipts_are_refused_without_echoing_values() {
     let mut v: Value = serde_json::to_value(&receipt).unwrap();
     v["agreement_version"] = "秘密值".into();
     let msg = invalid_msg(verify_receipt(&v.to_string(), &pk, None).unwrap_err());
-    assert!(msg.starts_with("receipt does not match format anyu.agreement-receipt/1"));
+    assert!(msg.starts_with("receipt does not match format anyu.agreement-receipt/2"));
     assert!(!msg.contains("秘密值"));
 
     let mut v: Value = serde_json::to_value(&receipt).unwrap();
@@ -421,7 +429,7 @@ fn fixed_receipt() -> SignedReceipt {
     let mut t = terms();
     t.scenario = "含 \"引号\"、反斜杠 \\ 与 tab\t 的场景".into();
     SignedReceipt {
-        format: RECEIPT_FORMAT.into(),
+        format: RECEIPT_FORMAT_V1.into(),
         application_id: t.application_id.clone(),
         user_id: "0192f3a1-user".into(),
         username: "zhangsan".into(),
@@ -429,6 +437,7 @@ fn fixed_receipt() -> SignedReceipt {
         agreement_version: 1,
         agreement_sha256: sha256_hex("text"),
         terms: t,
+        conditions: None,
         platform_key_id: "00112233445566ff".into(),
         platform_signature: "ff".repeat(64),
     }
@@ -470,4 +479,66 @@ fn a_receipt_with_a_duplicate_key_is_refused() {
     let msg = invalid_msg(verify_receipt(&forged, &pk, Some(&text)).unwrap_err());
     assert!(msg.starts_with("receipt repeats a key (line "), "{msg}");
     assert!(!msg.contains("cdcd"), "{msg}");
+}
+
+/// Format 2: the grant's conditions are signed too.
+fn fixed_receipt_v2() -> SignedReceipt {
+    SignedReceipt {
+        format: RECEIPT_FORMAT.into(),
+        conditions: Some(ReceiptConditions {
+            grant_id: "0192f3a1-grant".into(),
+            usage_method: "invisible".into(),
+            conditions_sha256: sha256_hex("conditions"),
+        }),
+        ..fixed_receipt()
+    }
+}
+
+#[test]
+fn canonical_bytes_v2() {
+    let bytes = fixed_receipt_v2().canonical_bytes();
+    insta::assert_snapshot!("canonical_receipt_v2", String::from_utf8(bytes).unwrap());
+}
+
+#[test]
+fn v2_signs_the_conditions_and_v1_still_verifies() {
+    let keys = keys();
+    let text = render(current(), &terms());
+    let conditions = ReceiptConditions {
+        grant_id: "g-1".into(),
+        usage_method: "invisible".into(),
+        conditions_sha256: sha256_hex("columns, filters, budgets"),
+    };
+    let v2 = sign_receipt(
+        &keys.ring,
+        current(),
+        &terms(),
+        "u",
+        "n",
+        signed_at(),
+        &text,
+        Some(conditions),
+    )
+    .unwrap();
+    assert_eq!(v2.format, RECEIPT_FORMAT);
+    let key = keys.ring.public_key();
+    verify_receipt(&v2.to_json(), &key, None).unwrap();
+    // Another filter or budget is another hash: the signature no longer holds.
+    let mut altered = v2.clone();
+    altered.conditions.as_mut().unwrap().conditions_sha256 = sha256_hex("wider");
+    assert!(matches!(
+        verify_receipt(&altered.to_json(), &key, None),
+        Err(Error::Crypto(_))
+    ));
+    // Dropping the conditions while claiming format 2 is refused.
+    let mut stripped = v2.clone();
+    stripped.conditions = None;
+    assert!(matches!(
+        verify_receipt(&stripped.to_json(), &key, None),
+        Err(Error::InvalidArgument(_))
+    ));
+    // A format 1 receipt (no conditions) still verifies.
+    let (v1, _) = signed(&keys);
+    assert_eq!(v1.format, RECEIPT_FORMAT_V1);
+    verify_receipt(&v1.to_json(), &key, None).unwrap();
 }

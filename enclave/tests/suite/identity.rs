@@ -9,8 +9,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use enclave::Error;
 use enclave::catalog::OrganisationType;
 use enclave::identity::{
-    CreditFlag, Identity, IdentityPolicy, LoginOutcome, LoginSuccess, NewUser, RefusalReason, Role,
-    Scope, TokenKind,
+    CreditFlag, Identity, IdentityPolicy, LoginOutcome, LoginSuccess, NewOrganisation, NewUser,
+    PasswordChange, RefusalReason, Role, Scope, TokenKind,
 };
 use enclave::store::Store;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -22,6 +22,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     db: PathBuf,
     identity: Identity,
+    organisation_id: String,
 }
 
 /// A keyring for the store's row MACs.
@@ -36,12 +37,47 @@ async fn fixture() -> Fixture {
     let identity = Identity::new(
         store,
         IdentityPolicy::default().with_insecure_fast_hashing(),
-    );
+    )
+    .with_person_key([9; 32]);
+    let organisation_id = university(&identity).await;
     Fixture {
         _dir: dir,
         db,
         identity,
+        organisation_id,
     }
+}
+
+/// Registers the accounts' university; returns its id.
+async fn university(identity: &Identity) -> String {
+    identity
+        .create_organisation(
+            NewOrganisation {
+                name: "某某大学".into(),
+                credit_code: Some("91350100M000100Y43".into()),
+                organisation_type: OrganisationType::University,
+            },
+            t0(),
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+impl Fixture {
+    fn new_user(&self, username: &str, role: Role) -> NewUser {
+        new_user(&self.organisation_id, username, role)
+    }
+}
+
+/// A well-formed 身份证号 per username (one person per account).
+fn resident_id_of(username: &str) -> String {
+    let n: u32 = username.bytes().map(u32::from).sum::<u32>() % 1000;
+    let id17 = format!("44030519900101{n:03}");
+    format!(
+        "{id17}{}",
+        enclave::ids::resident_id_check_char(&id17).unwrap()
+    )
 }
 
 fn t0() -> DateTime<Utc> {
@@ -54,13 +90,14 @@ fn minutes(m: i64) -> TimeDelta {
     TimeDelta::minutes(m)
 }
 
-fn new_user(username: &str, role: Role) -> NewUser {
+fn new_user(organisation_id: &str, username: &str, role: Role) -> NewUser {
     NewUser {
         username: username.to_string(),
         password: PASSWORD.to_string(),
         real_name: "张三".to_string(),
-        organisation: "某某大学".to_string(),
-        organisation_type: OrganisationType::University,
+        organisation_id: organisation_id.to_string(),
+        resident_id: resident_id_of(username),
+        must_change_password: false,
         role,
         provider_agencies: if role == Role::Steward {
             vec!["市交通运输局".to_string()]
@@ -109,7 +146,7 @@ async fn create_login_authenticate() {
     let f = fixture().await;
     let user = f
         .identity
-        .create_user(new_user("steward.one", Role::Steward), t0())
+        .create_user(f.new_user("steward.one", Role::Steward), t0())
         .await
         .unwrap();
     assert_eq!(user.role, Role::Steward);
@@ -169,7 +206,7 @@ async fn unknown_user_and_wrong_password_look_the_same() {
     let f = fixture().await;
     let user = f
         .identity
-        .create_user(new_user("alice", Role::Researcher), t0())
+        .create_user(f.new_user("alice", Role::Researcher), t0())
         .await
         .unwrap();
     let (r1, e1) = refusal(&f.identity, "alice", "wrong password!!", t0()).await;
@@ -207,7 +244,7 @@ async fn unknown_user_and_wrong_password_look_the_same() {
 async fn backoff_after_five_failures_then_cleared_by_a_success() {
     let f = fixture().await;
     f.identity
-        .create_user(new_user("bob", Role::Researcher), t0())
+        .create_user(f.new_user("bob", Role::Researcher), t0())
         .await
         .unwrap();
     for i in 0..5 {
@@ -264,7 +301,7 @@ async fn backoff_after_five_failures_then_cleared_by_a_success() {
 async fn an_unknown_name_is_throttled_like_an_account() {
     let f = fixture().await;
     f.identity
-        .create_user(new_user("carol", Role::Auditor), t0())
+        .create_user(f.new_user("carol", Role::Auditor), t0())
         .await
         .unwrap();
     for name in ["carol", "nobody"] {
@@ -290,7 +327,7 @@ async fn disabled_user_cannot_login_or_authenticate() {
     let f = fixture().await;
     let user = f
         .identity
-        .create_user(new_user("dave", Role::Admin), t0())
+        .create_user(f.new_user("dave", Role::Admin), t0())
         .await
         .unwrap();
     let s = login_ok(&f.identity, "dave", PASSWORD, t0()).await;
@@ -338,7 +375,7 @@ async fn session_expiry_and_revocation() {
     let f = fixture().await;
     let user = f
         .identity
-        .create_user(new_user("erin", Role::Researcher), t0())
+        .create_user(f.new_user("erin", Role::Researcher), t0())
         .await
         .unwrap();
     let s = login_ok(&f.identity, "erin", PASSWORD, t0()).await;
@@ -373,7 +410,7 @@ async fn session_expiry_and_revocation() {
     // reset_password revokes every session; the old password stops working.
     let c = login_ok(&f.identity, "erin", PASSWORD, t0()).await;
     f.identity
-        .reset_password("erin", "a brand new passphrase", t0())
+        .set_password("erin", "a brand new passphrase", false, t0())
         .await
         .unwrap();
     for t in [&b.token, &c.token] {
@@ -395,7 +432,7 @@ async fn api_tokens() {
     let f = fixture().await;
     let user = f
         .identity
-        .create_user(new_user("grace", Role::Researcher), t0())
+        .create_user(f.new_user("grace", Role::Researcher), t0())
         .await
         .unwrap();
     let (forever, info) = f
@@ -514,11 +551,11 @@ async fn only_hashes_are_stored() {
     let f = fixture().await;
     let user = f
         .identity
-        .create_user(new_user("heidi", Role::Researcher), t0())
+        .create_user(f.new_user("heidi", Role::Researcher), t0())
         .await
         .unwrap();
     f.identity
-        .create_user(new_user("ivan", Role::Researcher), t0())
+        .create_user(f.new_user("ivan", Role::Researcher), t0())
         .await
         .unwrap();
     let s = login_ok(&f.identity, "heidi", PASSWORD, t0()).await;
@@ -582,7 +619,9 @@ async fn default_policy_uses_default_argon2_cost() {
     let identity = Identity::new(
         Store::open(&db, &test_keyring(dir.path())).await.unwrap(),
         IdentityPolicy::default(),
-    );
+    )
+    .with_person_key([9; 32]);
+    let org = university(&identity).await;
     let p = identity.policy();
     assert_eq!(p.session_ttl, Duration::from_secs(8 * 3600));
     assert_eq!(p.throttle.account_free, 5);
@@ -590,7 +629,7 @@ async fn default_policy_uses_default_argon2_cost() {
     assert_eq!(p.api_token_ttl, Duration::from_secs(90 * 86_400));
     assert_eq!(p.min_password_len, 12);
     identity
-        .create_user(new_user("judy", Role::Researcher), t0())
+        .create_user(new_user(&org, "judy", Role::Researcher), t0())
         .await
         .unwrap();
     let mut conn = raw(&db).await;
@@ -599,6 +638,29 @@ async fn default_policy_uses_default_argon2_cost() {
         .await
         .unwrap();
     assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+    // The 身份证号 is kept only as a keyed hash: no column holds the number.
+    let id = resident_id_of("judy");
+    let dump: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(person_key, '') || '|' || real_name || '|' || organisation FROM users",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(dump.iter().all(|r| !r.contains(&id)), "{dump:?}");
+    let key: String = sqlx::query_scalar("SELECT person_key FROM users")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(key.len(), 64);
+    drop(conn);
+    for file in [db.clone(), db.with_extension("db-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(id.len()).any(|w| w == id.as_bytes()),
+            "the number never reaches {}",
+            file.display()
+        );
+    }
 }
 
 #[tokio::test]
@@ -610,7 +672,7 @@ async fn users_list_flags_and_duplicates() {
         ("max", Role::Auditor),
     ] {
         f.identity
-            .create_user(new_user(name, role), t0())
+            .create_user(f.new_user(name, role), t0())
             .await
             .unwrap();
     }
@@ -626,7 +688,7 @@ async fn users_list_flags_and_duplicates() {
 
     let e = f
         .identity
-        .create_user(new_user("amy", Role::Researcher), t0())
+        .create_user(f.new_user("amy", Role::Researcher), t0())
         .await
         .unwrap_err();
     assert_eq!(e.code(), "conflict");
@@ -661,9 +723,14 @@ async fn users_list_flags_and_duplicates() {
 
     // The public user type never carries the password hash.
     let json = serde_json::to_string(&u).unwrap();
-    assert!(!json.contains("argon2") && !json.contains("password"));
+    assert!(!json.contains("argon2") && !json.contains("password_hash"));
+    assert!(
+        u.person.len() == 64 && !json.contains(&u.person),
+        "the person's hash is never shown: {json}"
+    );
     let mut shown = u.clone();
     shown.id = "[uuid]".into();
+    shown.organisation_id = "[uuid]".into();
     insta::assert_json_snapshot!("user_json", shown);
 }
 
@@ -671,10 +738,10 @@ async fn users_list_flags_and_duplicates() {
 async fn validation_errors() {
     let f = fixture().await;
     let mut cases: Vec<(&str, NewUser)> = Vec::new();
-    let mut short = new_user("shorty", Role::Researcher);
+    let mut short = f.new_user("shorty", Role::Researcher);
     short.password = "elevenchars".into();
     cases.push(("password of 11 characters", short));
-    let mut long = new_user("longpw", Role::Researcher);
+    let mut long = f.new_user("longpw", Role::Researcher);
     long.password = "x".repeat(1025);
     cases.push(("password of 1025 bytes", long));
     for bad in [
@@ -685,23 +752,26 @@ async fn validation_errors() {
         &"a".repeat(33),
         "semi;colon",
     ] {
-        cases.push(("bad username", new_user(bad, Role::Researcher)));
+        cases.push(("bad username", f.new_user(bad, Role::Researcher)));
     }
-    let mut steward = new_user("steward", Role::Steward);
+    let mut steward = f.new_user("steward", Role::Steward);
     steward.provider_agencies.clear();
     cases.push(("steward without agency", steward));
-    let mut blank = new_user("blankagency", Role::Steward);
+    let mut blank = f.new_user("blankagency", Role::Steward);
     blank.provider_agencies = vec!["  ".into()];
     cases.push(("blank agency", blank));
-    let mut researcher = new_user("researcher", Role::Researcher);
+    let mut researcher = f.new_user("researcher", Role::Researcher);
     researcher.provider_agencies = vec!["市交通运输局".into()];
     cases.push(("researcher with agency", researcher));
-    let mut nameless = new_user("nameless", Role::Researcher);
+    let mut nameless = f.new_user("nameless", Role::Researcher);
     nameless.real_name = " ".into();
     cases.push(("blank real name", nameless));
-    let mut orgless = new_user("orgless", Role::Researcher);
-    orgless.organisation = String::new();
-    cases.push(("blank organisation", orgless));
+    let mut orgless = f.new_user("orgless", Role::Researcher);
+    orgless.organisation_id = "no-such-organisation".into();
+    cases.push(("unknown organisation", orgless));
+    let mut badid = f.new_user("badid", Role::Researcher);
+    badid.resident_id = "440305199001010001".into();
+    cases.push(("resident id with a wrong check character", badid));
 
     let mut out = Vec::new();
     for (what, new) in cases {
@@ -710,13 +780,13 @@ async fn validation_errors() {
     }
     let e = f
         .identity
-        .reset_password("nobody", "short", t0())
+        .set_password("nobody", "short", false, t0())
         .await
         .unwrap_err();
     out.push(format!("reset to short password: [{}] {e}", e.code()));
     let user = f
         .identity
-        .create_user(new_user("ok.user-1_", Role::Researcher), t0())
+        .create_user(f.new_user("ok.user-1_", Role::Researcher), t0())
         .await
         .unwrap();
     for (what, name, scopes, exp) in [
@@ -760,9 +830,11 @@ async fn unknown_user_costs_a_password_check() {
             .await
             .unwrap(),
         IdentityPolicy::default(),
-    );
+    )
+    .with_person_key([9; 32]);
+    let org = university(&identity).await;
     identity
-        .create_user(new_user("kate", Role::Researcher), t0())
+        .create_user(new_user(&org, "kate", Role::Researcher), t0())
         .await
         .unwrap();
     // The first unknown-user login creates the dummy hash; time the later ones.
@@ -781,4 +853,57 @@ async fn unknown_user_costs_a_password_check() {
         unknown * 4 >= known,
         "unknown user took {unknown:?}, wrong password {known:?}"
     );
+}
+
+#[tokio::test]
+async fn a_one_time_code_expires_and_forces_a_change_with_the_resident_id() {
+    let f = fixture().await;
+    f.identity
+        .create_user(f.new_user("olga", Role::Researcher), t0())
+        .await
+        .unwrap();
+    let (user, code, expires) = f.identity.issue_one_time_code("olga", t0()).await.unwrap();
+    assert!(user.must_change_password);
+    assert_eq!(expires, "2026-03-05T09:00:00.000000Z");
+    // The old password no longer works; the code does, until it expires.
+    let (reason, _) = refusal(&f.identity, "olga", PASSWORD, t0()).await;
+    assert_eq!(reason, RefusalReason::WrongPassword);
+    let s = login_ok(&f.identity, "olga", &code, t0() + minutes(1)).await;
+    assert!(s.user.must_change_password);
+    let (reason, e) = refusal(&f.identity, "olga", &code, t0() + minutes(72 * 60)).await;
+    assert_eq!(reason, RefusalReason::CodeExpired);
+    assert_eq!(e.to_string(), "invalid username or password");
+    // The change needs the owner's 身份证号 and a password of their own.
+    let own = resident_id_of("olga");
+    let change = |resident_id: Option<&str>, new: &str| {
+        let c = PasswordChange {
+            current: &code,
+            new,
+            resident_id,
+        };
+        let id = user.id.clone();
+        let identity = f.identity.clone();
+        let (current, new, rid) = (
+            c.current.to_string(),
+            c.new.to_string(),
+            c.resident_id.map(str::to_string),
+        );
+        async move {
+            let c = PasswordChange {
+                current: &current,
+                new: &new,
+                resident_id: rid.as_deref(),
+            };
+            identity.change_password(&id, &c, None, t0()).await
+        }
+    };
+    let wrong = change(None, "my own long passphrase").await.unwrap_err();
+    assert_eq!(wrong.code(), "unauthenticated");
+    let same = change(Some(&own), &code).await.unwrap_err();
+    assert_eq!(same.code(), "invalid_argument");
+    let done = change(Some(&own), "my own long passphrase").await.unwrap();
+    assert!(!done.must_change_password);
+    login_ok(&f.identity, "olga", "my own long passphrase", t0()).await;
+    let (reason, _) = refusal(&f.identity, "olga", &code, t0()).await;
+    assert_eq!(reason, RefusalReason::WrongPassword, "the code is spent");
 }

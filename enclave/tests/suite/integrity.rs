@@ -229,7 +229,10 @@ async fn cross_check_names_rows_without_their_events() {
     ghost.id = "01900000-0000-7000-8000-000000000001".into();
     ghost.username = "ghost_admin".into();
     ghost.role = Role::Admin;
-    store.insert_user(&ghost, "$argon2id$x").await.unwrap();
+    store
+        .insert_user(&ghost, "account:ghost", "$argon2id$x", None)
+        .await
+        .unwrap();
     let found = enclave::domain::cross_check(store, &audit_db)
         .await
         .unwrap();

@@ -160,6 +160,50 @@ impl Ran {
     }
 }
 
+/// A well-formed 统一社会信用代码 and 身份证号 made from `seed` (a name): the
+/// same seed, the same organisation or person.
+pub fn codes_for(seed: &str) -> (String, String) {
+    let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let body = format!("91440300{:09}", h % 1_000_000_000);
+    let code = format!(
+        "{body}{}",
+        enclave::ids::credit_code_check_char(&body).unwrap()
+    );
+    let birth = chrono::NaiveDate::from_ymd_opt(1960, 1, 1).unwrap()
+        + chrono::Days::new((h >> 32) % 15_000);
+    let id17 = format!("440305{}{:03}", birth.format("%Y%m%d"), (h >> 16) % 1000);
+    let id = format!(
+        "{id17}{}",
+        enclave::ids::resident_id_check_char(&id17).unwrap()
+    );
+    (code, id)
+}
+
+/// The organisation named `org`, registered on first use.
+pub async fn organisation_id(domain: &Domain, org: &str, role: Role) -> String {
+    if let Some(o) = domain.identity().organisation_named(org).await.unwrap() {
+        return o.id;
+    }
+    domain
+        .create_organisation(
+            &Actor::operator(),
+            enclave::identity::NewOrganisation {
+                name: org.into(),
+                credit_code: Some(codes_for(org).0),
+                organisation_type: if role == Role::Researcher {
+                    OrganisationType::University
+                } else {
+                    OrganisationType::Government
+                },
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
 pub async fn user(
     domain: &Domain,
     name: &str,
@@ -175,16 +219,13 @@ pub async fn user(
                 username: name.into(),
                 password: password.clone(),
                 real_name: "测试".into(),
-                organisation: org.into(),
-                organisation_type: if role == Role::Researcher {
-                    OrganisationType::University
-                } else {
-                    OrganisationType::Government
-                },
+                organisation_id: organisation_id(domain, org, role).await,
+                resident_id: codes_for(name).1,
                 role,
                 provider_agencies: agencies.iter().map(|s| s.to_string()).collect(),
                 verified: true,
                 credit_flags: Vec::new(),
+                must_change_password: false,
             },
         )
         .await

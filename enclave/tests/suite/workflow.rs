@@ -11,7 +11,7 @@ use enclave::access::{
     AdmissionDetails, ApplicationDraft, Budgets, DatasetRequest, NewProject, RowFilter, Usage,
     VersionPolicy,
 };
-use enclave::catalog::{OrganisationType, UsageMethod};
+use enclave::catalog::UsageMethod;
 use enclave::domain::{Clock, ReviewConditions, ReviewStep};
 use enclave::identity::{IdentityPolicy, NewUser, Principal, Role};
 use enclave::ingest::ImportOptions;
@@ -78,16 +78,13 @@ async fn user(
                 username: username.into(),
                 password: PASSWORD.into(),
                 real_name: "测试".into(),
-                organisation: org.into(),
-                organisation_type: if role == Role::Researcher {
-                    OrganisationType::University
-                } else {
-                    OrganisationType::Government
-                },
+                organisation_id: crate::support::organisation_id(domain, org, role).await,
+                resident_id: crate::support::codes_for(username).1,
                 role,
                 provider_agencies: agencies.iter().map(|s| s.to_string()).collect(),
                 verified: true,
                 credit_flags: Vec::new(),
+                must_change_password: false,
             },
         )
         .await

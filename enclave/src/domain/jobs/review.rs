@@ -410,7 +410,7 @@ impl Domain {
             .authorized_job(caller.into(), Action::ReviewOutput, id)
             .await?;
         let requester = self.identity.get_user_by_id(&job.requester_id).await?;
-        output_review::check_output_reviewer(p, &job.requester_id, &requester.organisation)?;
+        output_review::check_output_reviewer(p, &requester)?;
         output_review::check_output_steward(p, &self.providers_read(&job).await?)?;
         let (_, batches) = self.candidate(&job).await?;
         let votes = self.store.reviews(id).await?;
@@ -474,7 +474,7 @@ impl Domain {
             .authorized_job(caller.into(), Action::ReviewOutput, id)
             .await?;
         let requester = self.identity.get_user_by_id(&job.requester_id).await?;
-        output_review::check_output_reviewer(p, &job.requester_id, &requester.organisation)?;
+        output_review::check_output_reviewer(p, &requester)?;
         let providers = self.providers_read(&job).await?;
         output_review::check_output_steward(p, &providers)?;
         if job.status != JobStatus::PendingReview {
@@ -493,6 +493,11 @@ impl Domain {
         }
         let read = self.store.packet_read(id, &p.user_id).await?;
         output_review::check_packet_read(read, job.revision)?;
+        let mut earlier_voters = Vec::new();
+        for v in self.store.reviews(id).await? {
+            earlier_voters.push(self.identity.get_user_by_id(&v.reviewer_id).await?);
+        }
+        output_review::check_one_vote_per_person(p, &earlier_voters)?;
         let vote = ReviewRecord {
             job_id: id.to_string(),
             reviewer_id: p.user_id.clone(),
@@ -542,6 +547,8 @@ impl Domain {
             .map(|u| output_review::Approval {
                 role: u.role,
                 provider_agencies: &u.provider_agencies,
+                person: &u.person,
+                organisation_id: &u.organisation_id,
             })
             .collect();
         if output_review::approvals_release(&counted, job.reviewers_required, &providers) {
