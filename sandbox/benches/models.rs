@@ -96,7 +96,9 @@ impl Settings {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/models/prebuilt/{name}", env!("CARGO_MANIFEST_DIR"));
+    // At run time: a test binary reused from another checkout keeps its build path.
+    let root = std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+    let path = format!("{root}/models/prebuilt/{name}");
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run sandbox/models/build.sh"))
 }
 

@@ -114,6 +114,8 @@ fn a_recreated_lock_file_lets_no_second_writer_in() {
         .args(["user", "add", "--username", "intruder", "--role", "admin"])
         .args(["--real-name", "测试用户", "--organisation", "某单位"])
         .args(["--org-type", "government"])
+        .args(["--credit-code", &crate::common::codes_for("某单位").0])
+        .args(["--resident-id", &crate::common::codes_for("intruder").1])
         .env("ANYU_NEW_PASSWORD", crate::common::PASSWORD)
         .output()
         .unwrap();

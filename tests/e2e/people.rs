@@ -203,7 +203,7 @@ fn a_reset_gives_the_owner_a_one_time_code_and_ends_every_credential() {
         "POST",
         "/api/me/tokens",
         Some(&p.researcher),
-        Some(&json!({ "name": "script" })),
+        Some(&json!({ "name": "script", "password": common::PASSWORD, "scopes": ["read"] })),
     )["token"]
         .as_str()
         .unwrap()
@@ -252,7 +252,7 @@ fn a_reset_gives_the_owner_a_one_time_code_and_ends_every_credential() {
         "POST",
         "/api/me/tokens",
         Some(&limited),
-        Some(&json!({ "name": "sneaky" })),
+        Some(&json!({ "name": "sneaky", "password": one_time, "scopes": ["read"] })),
     );
     assert_eq!(
         (got, code(&body)),
