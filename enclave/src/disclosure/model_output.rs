@@ -78,7 +78,7 @@ pub fn as_f64(col: &dyn Array) -> Option<Float64Array> {
     if !numeric {
         return None;
     }
-    let c = cast(&col.slice(0, col.len()), &DataType::Float64).ok()?;
+    let c = cast(col, &DataType::Float64).ok()?;
     c.as_any().downcast_ref::<Float64Array>().cloned()
 }
 

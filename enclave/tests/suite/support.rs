@@ -183,11 +183,8 @@ pub fn codes_for(seed: &str) -> (String, String) {
 
 /// The organisation named `org`, registered on first use.
 pub async fn organisation_id(domain: &Domain, org: &str, role: Role) -> String {
-    if let Some(o) = domain.identity().organisation_named(org).await.unwrap() {
-        return o.id;
-    }
     domain
-        .create_organisation(
+        .organisation_for(
             &Actor::operator(),
             enclave::identity::NewOrganisation {
                 name: org.into(),

@@ -71,14 +71,7 @@ impl Domain {
         let (session, planned, executed) = executed?;
         let elapsed = match &executed {
             Ok(e) => e.elapsed.as_secs_f64(),
-            Err(_) => self
-                .jobs
-                .running
-                .lock()
-                .expect("job map lock")
-                .get(id)
-                .and_then(|r| r.started)
-                .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            Err(_) => self.time_since_start(id).unwrap_or(0.0),
         };
         job.cpu_seconds = elapsed;
         job.rows_scanned = guard
