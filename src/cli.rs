@@ -77,7 +77,8 @@ pub enum Command {
         /// format 2 receipt signed exactly its columns, filters and budgets.
         #[arg(long)]
         grant: Option<PathBuf>,
-        /// The platform's Ed25519 public key (hex); default: DATA_DIR/keys/signing.pub.
+        /// The platform's Ed25519 public key: hex, or a file with the hex or the
+        /// JSON of GET /api/platform/keys; default: DATA_DIR/keys/signing.pub.
         #[arg(long, env = "ANYU_PUBLIC_KEY")]
         public_key: Option<String>,
     },
@@ -87,7 +88,8 @@ pub enum Command {
         result: PathBuf,
         /// The release certificate (JSON) downloaded with it.
         certificate: PathBuf,
-        /// The platform's Ed25519 public key (hex); default: DATA_DIR/keys/signing.pub.
+        /// The platform's Ed25519 public key: hex, or a file with the hex or the
+        /// JSON of GET /api/platform/keys; default: DATA_DIR/keys/signing.pub.
         #[arg(long, env = "ANYU_PUBLIC_KEY")]
         public_key: Option<String>,
     },
@@ -515,10 +517,35 @@ async fn dataset_show(store: &Store, id: &str) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The key to verify with: `--public-key` as hex, or a file holding the hex
+/// or the JSON `GET /api/platform/keys` answers; without it the data
+/// directory's own key, where there is one. A researcher verifies on their
+/// own machine, with no data directory, so the error says where to get it.
 fn platform_public_key(data_dir: &Path, explicit: Option<&str>) -> CliResult<Vec<u8>> {
     let hex_key = match explicit {
+        Some(k) if Path::new(k).is_file() => {
+            let text = std::fs::read_to_string(k)?;
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(doc) if doc.is_object() => doc["signing_public_key"]
+                    .as_str()
+                    .ok_or("the key file is JSON without `signing_public_key`")?
+                    .to_string(),
+                _ => text,
+            }
+        }
         Some(k) => k.to_string(),
-        None => std::fs::read_to_string(initialised(data_dir)?.keys().join("signing.pub"))?,
+        None if DataDir::new(data_dir).is_initialised() => {
+            std::fs::read_to_string(initialised(data_dir)?.keys().join("signing.pub"))?
+        }
+        None => {
+            return Err(format!(
+                "no platform public key: {} is not a data directory, so give the key with \
+                 --public-key HEX|FILE (or ANYU_PUBLIC_KEY): the platform publishes it at \
+                 GET /api/platform/keys (save that answer as a file), and `anyu init` printed it",
+                data_dir.display()
+            )
+            .into());
+        }
     };
     Ok(hex::decode(hex_key.trim()).map_err(|_| "the public key must be hex")?)
 }

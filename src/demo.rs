@@ -58,7 +58,7 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
             return Err(e);
         }
     };
-    let sample = match demo_application(&domain, &accounts).await {
+    let samples = match demo_applications(&domain, &accounts).await {
         Ok(a) => a,
         Err(e) => {
             domain.close().await?;
@@ -67,19 +67,28 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
     };
     println!();
     println!("Demo accounts (passwords are new on every `anyu demo` run):");
-    println!("  {:<10} {:<16} password", "role", "username");
+    println!("  {:<10} {:<22} password", "role", "username");
     for (role, username, password) in &accounts {
-        println!("  {role:<10} {username:<16} {password}");
+        println!("  {role:<10} {username:<22} {password}");
     }
     if args.no_serve {
         domain.close().await?;
         return Ok(ExitCode::SUCCESS);
     }
+    // Sessions for the walk-through, so its commands can be pasted as they are.
+    let tokens = match demo_tokens(&domain, &accounts).await {
+        Ok(t) => t,
+        Err(e) => {
+            domain.close().await?;
+            return Err(e);
+        }
+    };
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
     let (tx, rx) = oneshot::channel();
     let shown_dir = data_dir.display().to_string();
+    let anyu = anyu_command();
     tokio::spawn(async move {
         if let Ok(addr) = rx.await {
             println!();
@@ -89,35 +98,48 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
             println!("  search          http://{addr}/api/catalog?q=医疗&open_type=conditional");
             println!("  API description http://{addr}/api/openapi.json");
             println!("  health          http://{addr}/healthz");
-            println!("  sign in         curl -X POST http://{addr}/api/auth/login \\");
-            println!("                    -H 'content-type: application/json' \\");
-            println!(
-                "                    -d '{{\"username\":\"demo_auditor\",\"password\":\"…\"}}'"
-            );
-            println!(
-                "  then            curl -H 'authorization: Bearer <token>' http://{addr}/api/audit/events"
-            );
             println!();
-            if let Some(id) = &sample {
-                println!(
-                    "A sample application (social_insurance, submitted by demo_researcher) waits"
-                );
-                println!(
-                    "for review. With T=<token of demo_admin>, S=<token of demo_steward>, R=<of demo_researcher>:"
-                );
-                let base = format!("http://{addr}/api/applications/{id}");
-                println!(
-                    "  curl -X POST -H \"authorization: Bearer $T\" {base}/completeness/start"
-                );
-                println!("  curl -X POST -H \"authorization: Bearer $T\" {base}/completeness/pass");
-                println!("  curl -X POST -H \"authorization: Bearer $S\" {base}/approve");
-                println!("  curl -X POST -H \"authorization: Bearer $T\" {base}/approve");
-                println!(
-                    "  curl -H \"authorization: Bearer $R\" {base}/agreement      # then POST …/agreement/sign"
-                );
-                println!();
+            println!(
+                "Walk through the demo (README.md, \"Walk through the demo\"): paste these first;"
+            );
+            println!(
+                "T, S, R and U are 8-hour sessions of demo_admin, demo_steward, demo_researcher and"
+            );
+            println!(
+                "demo_auditor (sign in yourself with POST /api/auth/login and a password above)."
+            );
+            println!("  export BASE=http://{addr}");
+            for (var, token) in &tokens {
+                println!("  export {var}={token}");
             }
-            println!("Verify the audit log:  anyu audit verify --data-dir {shown_dir}");
+            for s in &samples {
+                println!(
+                    "  export {}={}   # {}, usage `{}`, {}",
+                    s.var, s.id, s.dataset, s.usage, s.status
+                );
+            }
+            let submitted: Vec<String> = samples
+                .iter()
+                .filter(|s| s.status == "submitted")
+                .map(|s| format!("${}", s.var))
+                .collect();
+            if !submitted.is_empty() {
+                println!("Then each submitted application through its review:");
+                println!("  for APP in {}; do", submitted.join(" "));
+                for (who, step) in [
+                    ("T", "completeness/start"),
+                    ("T", "completeness/pass"),
+                    ("S", "approve"),
+                    ("T", "approve"),
+                ] {
+                    println!(
+                        "    curl -s -X POST -H \"authorization: Bearer ${who}\" $BASE/api/applications/$APP/{step} | jq .status"
+                    );
+                }
+                println!("  done");
+            }
+            println!();
+            println!("Verify the audit log:  {anyu} audit verify --data-dir {shown_dir}");
             println!("Stop with Ctrl-C (the audit log writes a signed checkpoint on shutdown).");
         }
     });
@@ -130,16 +152,22 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
 struct DemoAccount {
     role: &'static str,
     username: &'static str,
+    /// Which made-up credit code and 身份证号 (`demo_codes`): fixed per
+    /// account, so accounts added later never reuse an earlier one's.
+    codes: u64,
     real_name: &'static str,
     organisation: &'static str,
     org_type: &'static str,
     agencies: &'static [&'static str],
 }
 
+/// One steward per sample provider, so an application joining two providers'
+/// data can be approved by the demo's people (each steward votes once).
 const DEMO_ACCOUNTS: &[DemoAccount] = &[
     DemoAccount {
         role: "researcher",
         username: "demo_researcher",
+        codes: 0,
         real_name: "李研究",
         organisation: "深圳大学",
         org_type: "university",
@@ -148,14 +176,43 @@ const DEMO_ACCOUNTS: &[DemoAccount] = &[
     DemoAccount {
         role: "steward",
         username: "demo_steward",
+        codes: 1,
         real_name: "王数据",
         organisation: "深圳市社会保险基金管理局",
         org_type: "government",
-        agencies: &["深圳市社会保险基金管理局", "深圳市医疗保障局"],
+        agencies: &["深圳市社会保险基金管理局"],
+    },
+    DemoAccount {
+        role: "steward",
+        username: "demo_steward_medical",
+        codes: 4,
+        real_name: "赵医保",
+        organisation: "深圳市医疗保障局",
+        org_type: "government",
+        agencies: &["深圳市医疗保障局"],
+    },
+    DemoAccount {
+        role: "steward",
+        username: "demo_steward_market",
+        codes: 5,
+        real_name: "孙市监",
+        organisation: "深圳市市场监督管理局",
+        org_type: "government",
+        agencies: &["深圳市市场监督管理局"],
+    },
+    DemoAccount {
+        role: "steward",
+        username: "demo_steward_civil",
+        codes: 6,
+        real_name: "周民政",
+        organisation: "深圳市民政局",
+        org_type: "government",
+        agencies: &["深圳市民政局"],
     },
     DemoAccount {
         role: "admin",
         username: "demo_admin",
+        codes: 2,
         real_name: "张平台",
         organisation: "深圳市政务服务数据管理局",
         org_type: "government",
@@ -164,6 +221,7 @@ const DEMO_ACCOUNTS: &[DemoAccount] = &[
     DemoAccount {
         role: "auditor",
         username: "demo_auditor",
+        codes: 3,
         real_name: "陈审计",
         organisation: "深圳市审计局",
         org_type: "government",
@@ -189,14 +247,14 @@ fn demo_codes(i: u64) -> (String, String) {
 async fn demo_accounts(domain: &Domain) -> CliResult<Vec<(String, String, String)>> {
     let actor = Actor::operator();
     let mut out = Vec::new();
-    for (i, a) in DEMO_ACCOUNTS.iter().enumerate() {
+    for a in DEMO_ACCOUNTS {
         let password = enclave::identity::generate_password();
         if domain.identity().get_user(a.username).await.is_ok() {
             domain
                 .set_password(&actor, a.username, &password, false)
                 .await?;
         } else {
-            let (credit_code, resident_id) = demo_codes(i as u64);
+            let (credit_code, resident_id) = demo_codes(a.codes);
             let org = crate::cli::organisation_for(
                 domain,
                 &actor,
@@ -225,24 +283,71 @@ async fn demo_accounts(domain: &Domain) -> CliResult<Vec<(String, String, String
     Ok(out)
 }
 
-/// On a fresh demo directory, a project and a submitted application of the
-/// demo researcher, so the reviewers' queues are not empty. Returns its id.
-async fn demo_application(
+/// A sample application of the demo researcher, as the demo prints it.
+struct SampleApplication {
+    /// The shell variable the walk-through uses for it.
+    var: &'static str,
+    id: String,
+    dataset: String,
+    usage: String,
+    status: String,
+}
+
+/// The usage methods of the two sample applications, in walk-through order:
+/// SQL with only aggregates leaving, and a model reading rows inside.
+const SAMPLE_USAGES: [(&str, enclave::catalog::UsageMethod); 2] = [
+    ("APP1", enclave::catalog::UsageMethod::Invisible),
+    ("APP2", enclave::catalog::UsageMethod::ModelResults),
+];
+
+/// On a fresh demo directory, a project with two submitted applications of
+/// the demo researcher (one per usage method the README walks through), so
+/// the reviewers' queues are not empty; on a reused one, the ones there are.
+async fn demo_applications(
     domain: &Domain,
     accounts: &[(String, String, String)],
-) -> CliResult<Option<String>> {
-    let Some((_, username, password)) = accounts.iter().find(|(r, _, _)| r == "researcher") else {
-        return Ok(None);
+) -> CliResult<Vec<SampleApplication>> {
+    let Some((_, username, password)) = accounts.iter().find(|(_, u, _)| u == "demo_researcher")
+    else {
+        return Ok(Vec::new());
     };
     let session = domain.login(username, password, "host").await?;
     let researcher = domain.authenticate(&session.token).await?;
-    if !domain.projects_for(&researcher).await?.is_empty() {
-        domain.logout(&researcher, &session.token).await?;
-        return Ok(None);
+    if domain.projects_for(&researcher).await?.is_empty() {
+        create_sample_applications(domain, &researcher).await?;
     }
+    let mut found = domain.applications_for(&researcher).await?;
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    domain.logout(&researcher, &session.token).await?;
+    let mut out = Vec::new();
+    for (var, usage) in SAMPLE_USAGES {
+        if let Some(a) = found.iter().find(|a| a.usage_method == usage) {
+            out.push(SampleApplication {
+                var,
+                id: a.id.clone(),
+                dataset: a.datasets.join(", "),
+                usage: json_name(&usage),
+                status: a.status.as_str().to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn json_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+async fn create_sample_applications(
+    domain: &Domain,
+    researcher: &enclave::identity::Principal,
+) -> CliResult<()> {
     let project = domain
         .create_project(
-            &researcher,
+            researcher,
             enclave::access::NewProject {
                 title: "深圳各区社保缴费基数差异研究".into(),
                 scenario_description:
@@ -254,45 +359,87 @@ async fn demo_application(
         )
         .await?;
     let start = domain.today();
-    let draft = enclave::access::ApplicationDraft {
-        project_id: project.id.clone(),
-        datasets: vec![enclave::access::DatasetRequest {
-            dataset_id: "social_insurance".into(),
-            columns: [
-                "person_id",
-                "sex",
-                "district",
-                "contribution_base",
-                "months_contributed",
-            ]
-            .map(String::from)
-            .to_vec(),
-            version_policy: enclave::access::VersionPolicy::Pinned,
-            row_filter: None,
-        }],
-        usage_method: enclave::catalog::UsageMethod::Invisible,
-        purpose: "统计各区、各性别缴费基数的分布，评估缴费基数下限调整的影响。".into(),
-        purpose_is_research: true,
-        period_start: start,
-        period_end: start + chrono::Days::new(180),
-        security_measures: "仅在安全域内分析；只导出经审核的汇总结果；不尝试再识别。".into(),
-        admission: enclave::access::AdmissionDetails {
-            brings_own_data: false,
-            own_data_description: None,
-            development_environment: "SQL；WebAssembly 模型".into(),
-            cpu_cores: 2,
-            memory_gib: 8,
-            storage_gib: 10,
-            accepts_domain_rules: true,
-        },
-        agreement_version: enclave::access::agreement::current().version,
-    };
-    let app = domain.create_application(&researcher, draft).await?;
-    let id = app.application.id.clone();
-    domain.submit_application(&researcher, &id).await?;
-    domain.logout(&researcher, &session.token).await?;
-    println!("created a sample application {id} (submitted)");
-    Ok(Some(id))
+    for (_, usage) in SAMPLE_USAGES {
+        let (purpose, columns) = match usage {
+            enclave::catalog::UsageMethod::ModelResults => (
+                "以回归模型估计缴费月数对缴费基数的影响；模型在域内运行，只导出模型结果。",
+                &["contribution_base", "months_contributed"][..],
+            ),
+            _ => (
+                "统计各区、各性别缴费基数的分布，评估缴费基数下限调整的影响。",
+                &[
+                    "person_id",
+                    "sex",
+                    "district",
+                    "contribution_base",
+                    "months_contributed",
+                ][..],
+            ),
+        };
+        let draft = enclave::access::ApplicationDraft {
+            project_id: project.id.clone(),
+            datasets: vec![enclave::access::DatasetRequest {
+                dataset_id: "social_insurance".into(),
+                columns: columns.iter().map(|c| (*c).to_string()).collect(),
+                version_policy: enclave::access::VersionPolicy::Pinned,
+                row_filter: None,
+            }],
+            usage_method: usage,
+            purpose: purpose.into(),
+            purpose_is_research: true,
+            period_start: start,
+            period_end: start + chrono::Days::new(180),
+            security_measures: "仅在安全域内分析；只导出经审核的汇总结果；不尝试再识别。".into(),
+            admission: enclave::access::AdmissionDetails {
+                brings_own_data: false,
+                own_data_description: None,
+                development_environment: "SQL；WebAssembly 模型".into(),
+                cpu_cores: 2,
+                memory_gib: 8,
+                storage_gib: 10,
+                accepts_domain_rules: true,
+            },
+            agreement_version: enclave::access::agreement::current().version,
+        };
+        let app = domain.create_application(researcher, draft).await?;
+        let id = app.application.id.clone();
+        domain.submit_application(researcher, &id).await?;
+        println!(
+            "created a sample application {id} (usage `{}`, submitted)",
+            json_name(&usage)
+        );
+    }
+    Ok(())
+}
+
+/// Login sessions of the walk-through's four people, as shell variables.
+async fn demo_tokens(
+    domain: &Domain,
+    accounts: &[(String, String, String)],
+) -> CliResult<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    for (var, username) in [
+        ("T", "demo_admin"),
+        ("S", "demo_steward"),
+        ("R", "demo_researcher"),
+        ("U", "demo_auditor"),
+    ] {
+        if let Some((_, _, password)) = accounts.iter().find(|(_, u, _)| u == username) {
+            out.push((var, domain.login(username, password, "host").await?.token));
+        }
+    }
+    Ok(out)
+}
+
+/// How to call this binary in the printed lines: `anyu` when installed,
+/// `cargo run --` when run from a build directory (a newcomer has no `anyu`
+/// on the PATH until `cargo install --path .`).
+fn anyu_command() -> String {
+    let built = std::env::var_os("CARGO_MANIFEST_DIR").is_some()
+        || std::env::current_exe()
+            .ok()
+            .is_some_and(|p| p.components().any(|c| c.as_os_str() == "target"));
+    if built { "cargo run --" } else { "anyu" }.to_string()
 }
 
 async fn import_samples(domain: &Domain, data_dir: &Path, args: &DemoArgs) -> CliResult<()> {

@@ -62,6 +62,7 @@ pub async fn get_grant(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantReason {
+    /// Why, in words (at least 5 characters); kept in the grant's history.
     reason: String,
 }
 

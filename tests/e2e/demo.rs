@@ -11,7 +11,22 @@ fn demo_prepares_accounts_and_a_sample_application() {
     for role in ["researcher", "steward", "admin", "auditor"] {
         assert!(first.contains(&format!("demo_{role}")), "{first}");
     }
-    assert!(first.contains("created a sample application"), "{first}");
+    // One steward per provider: an application joining two providers' data
+    // needs a vote from each, and one person votes once.
+    for steward in [
+        "demo_steward_medical",
+        "demo_steward_market",
+        "demo_steward_civil",
+    ] {
+        assert!(first.contains(steward), "{first}");
+    }
+    // One sample application per usage method the README walks through.
+    assert!(
+        first.contains("created a sample application")
+            && first.contains("(usage `invisible`, submitted)")
+            && first.contains("(usage `model_results`, submitted)"),
+        "{first}"
+    );
     // No plaintext person-level file stays in the data directory.
     let plaintext: Vec<_> = walk(&data)
         .into_iter()
@@ -45,8 +60,34 @@ fn demo_prepares_accounts_and_a_sample_application() {
         .to_string();
     let queue = server.expect(200, "GET", "/api/applications", Some(&token), None);
     let queue = queue.as_array().unwrap();
-    assert_eq!(queue.len(), 1);
-    assert_eq!(queue[0]["status"], "submitted");
+    assert_eq!(queue.len(), 2);
+    assert!(
+        queue.iter().all(|a| a["status"] == "submitted"),
+        "{queue:?}"
+    );
+    let body = serde_json::json!({ "username": "demo_admin", "password": password("admin") });
+    let admin = server.expect(200, "POST", "/api/auth/login", None, Some(&body))["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let users = server.expect(200, "GET", "/api/admin/users", Some(&admin), None);
+    let agencies = |name: &str| {
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .map(|u| u["provider_agencies"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        agencies("demo_steward"),
+        serde_json::json!(["深圳市社会保险基金管理局"])
+    );
+    assert_eq!(
+        agencies("demo_steward_medical"),
+        serde_json::json!(["深圳市医疗保障局"])
+    );
     server.stop();
     run(&data, &["audit", "verify"], true);
 }

@@ -554,16 +554,26 @@ fn an_honest_researchers_day_raises_no_flag() {
         assert!(cpu > run, "charged {cpu} s for a {run} s query: {check}");
         charged += cpu;
     }
-    let g = server.expect(
-        200,
-        "GET",
-        &format!("/api/grants/{grant}"),
-        Some(&p.researcher),
-        None,
-    );
-    let used = g["usage"]["cpu_seconds"].as_f64().unwrap();
+    let grant_as = |who: &str| {
+        let g = server.expect(200, "GET", &format!("/api/grants/{grant}"), Some(who), None);
+        g["usage"]["cpu_seconds"].as_f64().unwrap()
+    };
+    let used = grant_as(&p.steward);
     assert!(
         (used - charged).abs() < 1e-6,
         "grant charged {used}, jobs {charged}"
     );
+    // Its holder reads the counter in whole minutes: the exact figure read
+    // before and after a job would time that job to the millisecond.
+    let seen = grant_as(&p.researcher);
+    assert_eq!(seen, (charged / 60.0).ceil() * 60.0, "charged {charged}");
+    assert!(seen > 0.0 && seen % 60.0 == 0.0, "{seen}");
+    let listed = server.expect(200, "GET", "/api/grants", Some(&p.researcher), None);
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == grant.as_str())
+        .unwrap();
+    assert_eq!(listed["usage"]["cpu_seconds"].as_f64(), Some(seen));
 }

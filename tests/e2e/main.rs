@@ -16,6 +16,7 @@ mod integrity;
 mod jobs;
 mod models;
 mod people;
+mod readme;
 mod receipt;
 mod release_cli;
 mod workflow;

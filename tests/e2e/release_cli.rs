@@ -123,6 +123,42 @@ fn verify_release_accepts_genuine_and_refuses_altered() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stdout(&out));
+    // Or with the platform's key document saved from GET /api/platform/keys.
+    let keys_json = dir.path().join("platform-keys.json");
+    std::fs::write(
+        &keys_json,
+        serde_json::json!({
+            "algorithm": "ed25519",
+            "signing_public_key": public_key.trim(),
+            "fingerprint": "as published",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(
+        &elsewhere,
+        &[
+            "verify-release",
+            csv.to_str().unwrap(),
+            cert_arg,
+            "--public-key",
+            keys_json.to_str().unwrap(),
+        ],
+        true,
+    );
+    assert!(stdout(&out).contains("release OK"), "{}", stdout(&out));
+    // Without a key and a data directory, the error says where to get one.
+    let out = common::anyu(&elsewhere)
+        .args(["verify-release", csv.to_str().unwrap(), cert_arg])
+        .env_remove("ANYU_PUBLIC_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--public-key") && err.contains("GET /api/platform/keys"),
+        "{err}"
+    );
 
     // A tampered result exits 1 and says INVALID.
     let mut tampered = files[0].1.clone();

@@ -954,6 +954,44 @@ fn materials_are_checked_and_sealed() {
         None,
     );
     assert_eq!(got, 403);
+    // `curl --data-binary` says form-urlencoded: the content decides the type.
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+    for generic in [
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+    ] {
+        let (status, m) = upload(&server, r, &id, "scan.png", generic, png);
+        assert_eq!(
+            (status, m["content_type"].as_str()),
+            (201, Some("image/png")),
+            "{m}"
+        );
+    }
+    // A type that is not accepted names the header to send; content that is
+    // none of the types says so.
+    let (status, m) = upload(&server, r, &id, "a.zip", "application/zip", b"PK\x03\x04");
+    assert_eq!(status, 400, "{m}");
+    let said = m["error"]["message"].as_str().unwrap();
+    assert!(
+        said.contains("`Content-Type:`") && said.contains("application/pdf"),
+        "{m}"
+    );
+    let (status, m) = upload(
+        &server,
+        r,
+        &id,
+        "b.bin",
+        "application/octet-stream",
+        b"\0\x01\x02",
+    );
+    assert_eq!(status, 400, "{m}");
+    assert!(
+        m["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("none of the accepted types"),
+        "{m}"
+    );
     server.stop();
     let tail = stdout(&run(&data, &["audit", "tail", "-n", "200"], true));
     assert!(

@@ -507,15 +507,47 @@ pub fn verify_receipt(
     if let Some(h) = &text_hash
         && *h != receipt.agreement_sha256
     {
-        return Err(Error::Crypto(
-            "agreement text does not match the signed hash".into(),
-        ));
+        let why = match (rendered_text, by_version(receipt.agreement_version)) {
+            (Some(given), Some(t)) => {
+                format!(": {}", text_difference(given, &render(t, &receipt.terms)))
+            }
+            _ => String::new(),
+        };
+        return Err(Error::Crypto(format!(
+            "agreement text does not match the signed hash{why}"
+        )));
     }
     Ok(VerifiedReceipt {
         text_checked: text_hash.is_some(),
         receipt,
         signed_at,
     })
+}
+
+/// Where a given agreement text departs from the signed one, in words a
+/// researcher can act on (a saved file often gains a newline or CRLFs).
+/// Names a line number, never the lines' content.
+fn text_difference(given: &str, signed: &str) -> String {
+    if given.replace("\r\n", "\n") == signed {
+        return "the text has Windows line endings (CRLF); the signed text has LF".into();
+    }
+    if given.trim_end() == signed.trim_end() {
+        return "the text differs only in whitespace or newlines at its end".into();
+    }
+    if given.trim() == signed.trim() {
+        return "the text differs only in whitespace at its start or end".into();
+    }
+    let first = given
+        .lines()
+        .zip(signed.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| given.lines().count().min(signed.lines().count()));
+    format!(
+        "the text differs from the signed text from line {} (the signed text has {} lines, this one {})",
+        first + 1,
+        signed.lines().count(),
+        given.lines().count()
+    )
 }
 
 fn check_sha256(name: &str, value: &str) -> Result<()> {

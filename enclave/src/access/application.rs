@@ -533,6 +533,33 @@ impl MaterialType {
         }
     }
 
+    /// Whether a declared `Content-Type` says nothing about the file: none,
+    /// `application/octet-stream`, or what `curl --data-binary` sends by
+    /// default (`application/x-www-form-urlencoded`). The content decides then.
+    pub fn is_generic(ct: &str) -> bool {
+        let base = ct.split(';').next().unwrap_or("").trim();
+        base.is_empty()
+            || [
+                "application/octet-stream",
+                "application/x-www-form-urlencoded",
+            ]
+            .iter()
+            .any(|g| base.eq_ignore_ascii_case(g))
+    }
+
+    /// The accepted type the content is, checked as [`MaterialType::matches`]
+    /// checks a declared one (text last: a PDF is not taken for text).
+    pub fn sniff(bytes: &[u8]) -> Option<MaterialType> {
+        [
+            MaterialType::Pdf,
+            MaterialType::Png,
+            MaterialType::Jpeg,
+            MaterialType::Text,
+        ]
+        .into_iter()
+        .find(|k| k.matches(bytes))
+    }
+
     /// The MIME type.
     pub fn mime(self) -> &'static str {
         match self {

@@ -108,7 +108,24 @@ pub struct Usage {
     pub released_rows: u64,
 }
 
+/// The step a grant's holder sees its CPU seconds in. A job's own run time
+/// reaches its researcher only in steps (`OwnJob::elapsed_seconds`); the
+/// grant's exact counter read before and after a job would give that time to
+/// the millisecond, a timing channel on the data. A step of a minute tells
+/// no more than the job's own steps do; reviewers and the platform see it exact.
+pub const HOLDER_CPU_STEP_SECONDS: f64 = 60.0;
+
 impl Usage {
+    /// The usage as the grant's holder sees it: CPU seconds rounded up to
+    /// [`HOLDER_CPU_STEP_SECONDS`] (zero stays zero).
+    pub fn as_seen_by_holder(self) -> Usage {
+        let step = HOLDER_CPU_STEP_SECONDS;
+        Usage {
+            cpu_seconds: (self.cpu_seconds / step).ceil() * step,
+            ..self
+        }
+    }
+
     /// The first budget `self + charge` would exceed, if any.
     pub fn exceeds(&self, charge: &Usage, budgets: &Budgets) -> Option<&'static str> {
         // A tiny tolerance: epsilon sums of decimal fractions are not exact.

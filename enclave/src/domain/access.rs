@@ -1318,18 +1318,28 @@ impl Domain {
                 .await;
         }
         crate::access::application::validate_material_name(name)?;
-        let kind = MaterialType::from_content_type(content_type).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "content type not accepted; upload one of: {}",
-                crate::access::application::MATERIAL_TYPES
-            ))
-        })?;
         let max = self.options.access.max_material_bytes;
         if bytes.is_empty() || bytes.len() as u64 > max {
             return Err(Error::InvalidArgument(format!(
                 "a material must be 1 to {max} bytes"
             )));
         }
+        let types = crate::access::application::MATERIAL_TYPES;
+        let kind = match MaterialType::from_content_type(content_type) {
+            Some(kind) => kind,
+            // No type said (curl's default, octet-stream): the content decides.
+            None if MaterialType::is_generic(content_type) => MaterialType::sniff(bytes)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "the content is none of the accepted types: {types}"
+                    ))
+                })?,
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "content type not accepted; send the header `Content-Type:` with one of: {types}"
+                )));
+            }
+        };
         if !kind.matches(bytes) {
             return Err(Error::InvalidArgument(
                 "the content is not of the declared type".into(),

@@ -54,6 +54,14 @@ pub fn consent_storage_id(dataset_id: &str) -> String {
     format!("{dataset_id}.consent")
 }
 
+/// A grant as `p` may see it: its holder reads the CPU counter in steps
+/// (`Usage::as_seen_by_holder`), everyone else as stored.
+fn seen_by(p: &Principal, g: &mut Grant) {
+    if p.user_id == g.holder_id {
+        g.usage = g.usage.as_seen_by_holder();
+    }
+}
+
 impl Domain {
     /// One grant.
     pub async fn grant(&self, id: &str) -> Result<Grant> {
@@ -89,10 +97,12 @@ impl Domain {
         caller: impl Into<Option<&'a Principal>>,
         id: &str,
     ) -> Result<GrantView> {
-        let (_, grant) = self
+        let (p, grant) = self
             .authorized_grant(caller.into(), Action::ReadGrant, id)
             .await?;
-        self.view_of_grant(grant).await
+        let mut view = self.view_of_grant(grant).await?;
+        seen_by(p, &mut view.grant);
+        Ok(view)
     }
 
     async fn view_of_grant(&self, grant: Grant) -> Result<GrantView> {
@@ -119,6 +129,9 @@ impl Domain {
             };
             authz::may_read(p, &object)
         });
+        for g in &mut grants {
+            seen_by(p, g);
+        }
         Ok(grants)
     }
 

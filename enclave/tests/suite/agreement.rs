@@ -381,7 +381,33 @@ fn a_modified_agreement_text_fails() {
     let edited = text.replacen("30 日内", "300 日内", 1);
     assert_ne!(edited, text);
     let msg = crypto_msg(verify_receipt(&receipt.to_json(), &pk, Some(&edited)).unwrap_err());
-    assert_eq!(msg, "agreement text does not match the signed hash");
+    let line = text.lines().position(|l| l.contains("30 日内")).unwrap() + 1;
+    let lines = text.lines().count();
+    assert_eq!(
+        msg,
+        format!(
+            "agreement text does not match the signed hash: the text differs from the signed \
+             text from line {line} (the signed text has {lines} lines, this one {lines})"
+        )
+    );
+
+    // What a saved copy usually gains is said as such.
+    for (copy, why) in [
+        (
+            format!("{text}\n"),
+            "the text differs only in whitespace or newlines at its end",
+        ),
+        (
+            text.replace('\n', "\r\n"),
+            "the text has Windows line endings (CRLF); the signed text has LF",
+        ),
+    ] {
+        let msg = crypto_msg(verify_receipt(&receipt.to_json(), &pk, Some(&copy)).unwrap_err());
+        assert_eq!(
+            msg,
+            format!("agreement text does not match the signed hash: {why}")
+        );
+    }
 }
 
 #[test]

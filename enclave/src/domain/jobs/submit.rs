@@ -266,7 +266,7 @@ impl Domain {
         };
         let planned = match planned {
             Ok(p) => p,
-            Err(e) => return refused(e).await,
+            Err(e) => return refused(model_input_refusal(e, &grant, model.is_some())).await,
         };
         if let Some(m) = model
             && let Err(e) = self.check_model_input(&session, &planned, m).await
@@ -551,5 +551,32 @@ impl Domain {
         }
         let view = self.view_of(self.job(id).await?).await?;
         Ok(Self::sight(p, &grant, view))
+    }
+}
+
+/// A model whose input is row-level on a grant whose usage method allows
+/// only aggregates is refused by the plan policy as `row_level_output`; say
+/// that the grant's usage method decided it, and which methods would allow it.
+fn model_input_refusal(e: Error, grant: &Grant, model: bool) -> Error {
+    let forbids_rows = !matches!(
+        grant.usage_method,
+        UsageMethod::ModelResults | UsageMethod::InDomain
+    );
+    match e {
+        Error::Refused { code, .. } if model && forbids_rows && code == "row_level_output" => {
+            Error::Refused {
+                code,
+                message: format!(
+                    "this grant's usage method is `{}`: a model reads individual rows only under \
+                     `model_results` or `in_domain` (apply for a grant with one of them), so its \
+                     input here must aggregate many rows",
+                    serde_json::to_value(grant.usage_method)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                ),
+            }
+        }
+        e => e,
     }
 }
