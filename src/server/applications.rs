@@ -443,11 +443,12 @@ pub async fn download_material(
     ))
 }
 
-/// The agreement text to sign (the applicant, once approved).
+/// The agreement text to sign (the applicant, once approved); once signed,
+/// the text as signed with its receipt.
 #[utoipa::path(get, path = "/api/applications/{id}/agreement", tag = "applications",
     params(("id" = String, Path, description = "Application id")),
-    responses((status = 200, description = "Text and its SHA-256", body = AgreementText),
-              (status = 409, description = "Not approved", body = ErrorBody)))]
+    responses((status = 200, description = "Text and its SHA-256; once signed, with `signed_at` and `receipt`", body = AgreementText),
+              (status = 409, description = "Not approved yet", body = ErrorBody)))]
 #[tracing::instrument(skip_all, fields(application = %id))]
 pub async fn agreement(
     State(state): State<AppState>,

@@ -198,9 +198,19 @@ pub async fn review_packet(
 #[serde(deny_unknown_fields)]
 pub struct Vote {
     decision: ReviewDecision,
-    /// Required (at least 5 characters) for a rejection.
+    /// Required (at least 5 characters) for a rejection; for the reviewers
+    /// and the record only.
     #[serde(default)]
     comment: String,
+    /// A rejection's reason, which the researcher reads in words:
+    /// `disclosure_risk`, `differencing`, `outside_purpose`, `not_meaningful`
+    /// or `other` (the default).
+    #[serde(default)]
+    reason: Option<String>,
+    /// Words to the researcher with a rejection (at most 500 characters),
+    /// shown to them as written, without the reviewer's name.
+    #[serde(default)]
+    note_to_researcher: Option<String>,
 }
 
 /// Approve or reject a result. From L3 two different reviewers must approve.
@@ -221,10 +231,24 @@ pub async fn review(
         .signed_in(&state, Action::ReviewOutput, &audit_object("job", &id))
         .await?;
     let Json(v) = body.read()??;
+    let to_researcher = enclave::domain::ForResearcher {
+        reason: v
+            .reason
+            .as_deref()
+            .map(enclave::access::output_review::RejectionReason::parse)
+            .transpose()?,
+        note: v.note_to_researcher,
+    };
     Ok(Json(
         state
             .domain
-            .review_job(caller.principal(), &id, v.decision, &v.comment)
+            .review_job_for(
+                caller.principal(),
+                &id,
+                v.decision,
+                &v.comment,
+                to_researcher,
+            )
             .await?,
     ))
 }

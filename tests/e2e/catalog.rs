@@ -70,6 +70,16 @@ fn catalog_over_http() {
     assert!(detail["columns"].as_array().unwrap().len() >= 8);
     assert_eq!(detail["versions"].as_array().unwrap().len(), 1);
     assert_eq!(detail["versions"][0]["quality"]["passed"], true);
+    // The rules results are checked against, before any query: the grade's
+    // floor applied (L3: at least 10 persons, two blind output reviewers).
+    let rules = &detail["rules"];
+    assert!(
+        rules["disclosure"]["threshold"].as_u64().unwrap() >= 10,
+        "{rules}"
+    );
+    assert!(rules["disclosure"]["nk"]["k"].as_f64().is_some(), "{rules}");
+    assert_eq!(rules["disclosure"]["auto_release"], false, "{rules}");
+    assert_eq!(rules["output_reviewers"], 2, "{rules}");
     let body = detail.to_string();
     let samples_csv =
         std::fs::read_to_string(dir.path().join("samples/social_insurance.csv")).unwrap();

@@ -295,13 +295,42 @@ fn queries_are_checked_reviewed_blind_and_released_with_a_certificate() {
         Some(&json!({ "decision": "reject" })),
     );
     assert_eq!(status, 400, "{body}");
+    // A reason outside the list, an approval with a note, an overlong note: refused.
+    for bad in [
+        json!({ "decision": "reject", "comment": "分组过细，请合并", "reason": "because" }),
+        json!({ "decision": "approve", "note_to_researcher": "好" }),
+        json!({ "decision": "reject", "comment": "分组过细，请合并", "note_to_researcher": "长".repeat(501) }),
+    ] {
+        let (status, body) = common::vote(&server, &p.steward, id, &bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
     let rejected = common::vote_ok(
         &server,
         &p.steward,
         id,
-        &json!({ "decision": "reject", "comment": "分组过细，请合并" }),
+        &json!({
+            "decision": "reject",
+            "comment": "男性组 n 值与上一结果相差过小",
+            "reason": "disclosure_risk",
+            "note_to_researcher": "请把性别与区合并后再提交",
+        }),
     );
     assert_eq!(rejected["status"], "rejected");
+    // The researcher reads why, in words, and the note addressed to them;
+    // not the reviewers' comment, and not who refused.
+    let seen = common::job_as(&server, r, id);
+    assert_eq!(seen["error_code"], "rejected_by_reviewer", "{seen}");
+    assert_eq!(
+        seen["error_message"],
+        "an output reviewer refused the release: the result could single out persons \
+         (small, dominated or identifying cells); the reviewer's note: 请把性别与区合并后再提交",
+        "{seen}"
+    );
+    let text = seen.to_string();
+    assert!(
+        !text.contains("上一结果") && !text.contains("steward"),
+        "{text}"
+    );
 
     // Every step is in the audit log, which verifies.
     let events = server.expect(
@@ -455,6 +484,11 @@ fn running_jobs_are_cancelled_or_stopped_at_their_deadline() {
     );
     let done = common::wait_job(&server, r, &id);
     assert_eq!(done["status"], "cancelled", "{done}");
+    // It keeps what it cost: its run time (in steps, for its researcher)
+    // and, on the record, the CPU seconds the grant was charged.
+    assert!(done["elapsed_seconds"].as_f64().unwrap() >= 1.0, "{done}");
+    let full = common::job_as(&server, &p.admin, &id);
+    assert!(full["cpu_seconds"].as_f64().unwrap() > 0.0, "{full}");
     assert!(
         t.elapsed() < std::time::Duration::from_secs(3),
         "cancellation took {:?}",

@@ -106,6 +106,18 @@ fn a_receipt_signed_through_the_api_covers_the_grants_conditions() {
     );
     assert_eq!(receipt["format"], "anyu.agreement-receipt/2", "{receipt}");
     assert_eq!(receipt["conditions"]["grant_id"], grant.as_deref().unwrap());
+    // The agreement can be fetched again after signing, as signed, with its receipt.
+    let signed = server.expect(
+        200,
+        "GET",
+        &format!("/api/applications/{app}/agreement"),
+        Some(&p.researcher),
+        None,
+    );
+    assert_eq!(signed["receipt"], receipt, "{signed}");
+    assert_eq!(signed["sha256"], receipt["agreement_sha256"]);
+    assert_eq!(signed["signed_at"], receipt["signed_at"]);
+    let signed_text = signed["text"].as_str().unwrap().to_string();
     let grant = server.expect(
         200,
         "GET",
@@ -123,6 +135,21 @@ fn a_receipt_signed_through_the_api_covers_the_grants_conditions() {
     std::fs::write(&receipt_path, receipt.to_string()).unwrap();
     let grant_path = dir.path().join("grant.json");
     std::fs::write(&grant_path, grant.to_string()).unwrap();
+    let text_path = dir.path().join("agreement.md");
+    std::fs::write(&text_path, &signed_text).unwrap();
+    let out = run(
+        &dir.path().join("elsewhere"),
+        &[
+            "verify-receipt",
+            receipt_path.to_str().unwrap(),
+            "--text",
+            text_path.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ],
+        true,
+    );
+    assert!(stdout(&out).contains("text checked"), "{}", stdout(&out));
     let check = |ok: bool| {
         let out = run(
             &dir.path().join("elsewhere"),

@@ -265,3 +265,77 @@ mod tests {
         assert!(check_output_steward(&person("a1", "平台", Role::Admin), &read).is_ok());
     }
 }
+
+/// Why a reviewer refused a release, in the words its researcher reads. The
+/// reviewer's own comment stays with the reviewers: it was written beside
+/// the unreleased values and may quote them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionReason {
+    DisclosureRisk,
+    Differencing,
+    OutsidePurpose,
+    NotMeaningful,
+    Other,
+}
+
+impl RejectionReason {
+    pub const ALL: [RejectionReason; 5] = [
+        RejectionReason::DisclosureRisk,
+        RejectionReason::Differencing,
+        RejectionReason::OutsidePurpose,
+        RejectionReason::NotMeaningful,
+        RejectionReason::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionReason::DisclosureRisk => "disclosure_risk",
+            RejectionReason::Differencing => "differencing",
+            RejectionReason::OutsidePurpose => "outside_purpose",
+            RejectionReason::NotMeaningful => "not_meaningful",
+            RejectionReason::Other => "other",
+        }
+    }
+
+    /// The reason as a sentence for the researcher.
+    pub fn words(self) -> &'static str {
+        match self {
+            RejectionReason::DisclosureRisk => {
+                "the result could single out persons (small, dominated or identifying cells)"
+            }
+            RejectionReason::Differencing => {
+                "together with earlier results the result concerns too few persons"
+            }
+            RejectionReason::OutsidePurpose => "the result is outside the grant's approved purpose",
+            RejectionReason::NotMeaningful => "the result does not answer what the query asks",
+            RejectionReason::Other => "another reason",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<RejectionReason> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "reason: one of {}",
+                    Self::ALL.map(|r| r.as_str()).join(", ")
+                ))
+            })
+    }
+}
+
+/// The longest note a reviewer may address to the researcher.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// What the researcher reads of a rejection: the reason in words and the
+/// reviewer's note to them, never who refused (blind review).
+pub fn rejection_message(reason: RejectionReason, note: Option<&str>) -> String {
+    match note.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => format!(
+            "an output reviewer refused the release: {}; the reviewer's note: {n}",
+            reason.words()
+        ),
+        None => format!("an output reviewer refused the release: {}", reason.words()),
+    }
+}

@@ -130,6 +130,13 @@ pub struct AgreementText {
     pub text: String,
     /// SHA-256 of `text`; send it back to sign exactly this text.
     pub sha256: String,
+    /// Once signed: when, and the platform-countersigned receipt
+    /// (`anyu verify-receipt` checks it, `--text` against `text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub receipt: Option<serde_json::Value>,
 }
 
 fn date_str(d: NaiveDate) -> String {
@@ -1023,6 +1030,9 @@ impl Domain {
         let (_, a) = self
             .authorized_application(caller.into(), Action::SignAgreement, id)
             .await?;
+        if a.status == ApplicationStatus::AgreementSigned {
+            return self.signed_agreement_text(&a.id).await;
+        }
         if a.status != ApplicationStatus::Approved {
             return Err(Error::Conflict(format!(
                 "the agreement is offered once the application is approved; it is `{}`",
@@ -1037,6 +1047,39 @@ impl Domain {
             language: template.language.to_string(),
             sha256: agreement::sha256_hex(&text),
             text,
+            signed_at: None,
+            receipt: None,
+        })
+    }
+
+    /// The agreement as it was signed: re-rendered from the terms the receipt
+    /// signed (so later changes to the application or the template do not
+    /// show), with the receipt itself.
+    async fn signed_agreement_text(&self, id: &str) -> Result<AgreementText> {
+        let stored = self
+            .store
+            .agreement(id)
+            .await?
+            .ok_or_else(|| Error::NotFound("signed agreement of this application".into()))?;
+        let receipt: SignedReceipt = serde_json::from_str(&stored.receipt_json)
+            .map_err(|_| Error::Internal("a stored receipt does not parse".into()))?;
+        let template = agreement::by_version(receipt.agreement_version).ok_or_else(|| {
+            Error::Internal("the signed agreement's version is unknown to this build".into())
+        })?;
+        let text = agreement::render(template, &receipt.terms);
+        if agreement::sha256_hex(&text) != receipt.agreement_sha256 {
+            return Err(Error::Internal(
+                "the signed agreement no longer renders to its signed hash".into(),
+            ));
+        }
+        Ok(AgreementText {
+            application_id: id.to_string(),
+            agreement_version: receipt.agreement_version,
+            language: template.language.to_string(),
+            sha256: receipt.agreement_sha256.clone(),
+            text,
+            signed_at: Some(receipt.signed_at.clone()),
+            receipt: serde_json::from_str(&stored.receipt_json).ok(),
         })
     }
 

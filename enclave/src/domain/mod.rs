@@ -27,7 +27,9 @@ pub use accounts::{AccountOptions, AccountOutcome};
 pub use authorization::{By, audit_object};
 pub use cross_check::{Discrepancy, cross_check};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
-pub use jobs::{JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket};
+pub use jobs::{
+    ForResearcher, JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket,
+};
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
 pub use tally::with_client;
 
@@ -372,6 +374,22 @@ pub struct CatalogDetail {
     pub manifest_revision: u64,
     pub updated_at: String,
     pub versions: Vec<VersionSummary>,
+    /// The disclosure rules results on this dataset are checked against, as
+    /// in force (the manifest's policy tightened by its grade), so nobody
+    /// learns the threshold from suppressed groups. Absent for not-open data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RulesInForce>,
+}
+
+/// What a researcher should know before querying a dataset.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RulesInForce {
+    /// Thresholds, dominance, p%, joins, DP and model settings in force.
+    pub disclosure: crate::catalog::DisclosurePolicy,
+    /// Output reviewers per result (from L3 two, blind).
+    pub output_reviewers: u32,
+    /// Whether every conditional application is reviewed jointly with the platform.
+    pub joint_review: bool,
 }
 
 /// UTC+8, where the platform's deadlines run.
@@ -838,11 +856,24 @@ impl Domain {
                 .map(VersionSummary::from)
                 .collect()
         };
+        let rules = (record.manifest.dataset.open_type != OpenType::NotOpen).then(|| {
+            let grades = &self.options.grades;
+            let level = grades
+                .get(&record.manifest.dataset.grade)
+                .cloned()
+                .unwrap_or_else(|| grades.strictest());
+            RulesInForce {
+                disclosure: record.manifest.effective_policy(grades),
+                output_reviewers: level.reviewers_required,
+                joint_review: level.joint_review,
+            }
+        });
         let detail = CatalogDetail {
             entry: Self::listing(&record).entry,
             manifest_revision: record.manifest_revision,
             updated_at: record.updated_at.clone(),
             versions,
+            rules,
         };
         self.record_or_tally(
             actor,

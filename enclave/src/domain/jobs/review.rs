@@ -208,6 +208,16 @@ pub(super) fn rows_json(batches: &[RecordBatch]) -> Vec<serde_json::Value> {
     out
 }
 
+/// What a rejecting reviewer tells the researcher (both optional).
+#[derive(Debug, Clone, Default)]
+pub struct ForResearcher {
+    /// Why, from the list the researcher reads in words; default `other`.
+    pub reason: Option<output_review::RejectionReason>,
+    /// Words addressed to the researcher, shown as written (at most 500
+    /// characters): the reviewer writes them knowing who reads them.
+    pub note: Option<String>,
+}
+
 impl Domain {
     /// The providers of the datasets `job` read: whose consent its release needs.
     pub(super) async fn providers_read(&self, job: &JobRecord) -> Result<Vec<String>> {
@@ -470,6 +480,35 @@ impl Domain {
         decision: ReviewDecision,
         comment: &str,
     ) -> Result<JobView> {
+        self.review_job_for(caller, id, decision, comment, ForResearcher::default())
+            .await
+    }
+
+    /// [`Domain::review_job`] with what a rejection tells the researcher:
+    /// a reason from the list and a note addressed to them (the comment is
+    /// for the reviewers and the record only).
+    pub async fn review_job_for<'a>(
+        &self,
+        caller: impl Into<Option<&'a Principal>>,
+        id: &str,
+        decision: ReviewDecision,
+        comment: &str,
+        to_researcher: ForResearcher,
+    ) -> Result<JobView> {
+        let note = to_researcher.note.as_deref().map(str::trim);
+        if note.is_some_and(|n| n.chars().count() > output_review::MAX_NOTE_CHARS) {
+            return Err(Error::InvalidArgument(format!(
+                "note_to_researcher: at most {} characters",
+                output_review::MAX_NOTE_CHARS
+            )));
+        }
+        if decision == ReviewDecision::Approve
+            && (to_researcher.reason.is_some() || note.is_some_and(|n| !n.is_empty()))
+        {
+            return Err(Error::InvalidArgument(
+                "reason and note_to_researcher belong to a rejection".into(),
+            ));
+        }
         let (p, mut job, _) = self
             .authorized_job(caller.into(), Action::ReviewOutput, id)
             .await?;
@@ -522,7 +561,10 @@ impl Domain {
         if decision == ReviewDecision::Reject {
             job.status = JobStatus::Rejected;
             job.error_code = Some("rejected_by_reviewer".into());
-            job.error_message = Some("an output reviewer refused the release".into());
+            let reason = to_researcher
+                .reason
+                .unwrap_or(output_review::RejectionReason::Other);
+            job.error_message = Some(output_review::rejection_message(reason, note));
             job.finished_at = Some(crate::store::now_rfc3339());
             self.set_job(&mut job).await?;
             self.record(
@@ -530,7 +572,10 @@ impl Domain {
                 "job.reject",
                 job_object(id),
                 Outcome::Success,
-                serde_json::json!({}),
+                serde_json::json!({
+                    "reason": reason.as_str(),
+                    "note_chars": note.map_or(0, |n| n.chars().count()),
+                }),
             )
             .await?;
             return self.view_of(job).await;

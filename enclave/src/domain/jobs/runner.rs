@@ -151,8 +151,10 @@ impl Domain {
         e: &Error,
     ) -> Result<()> {
         let spent = cpu_seconds.max(self.time_since_start(id).unwrap_or(0.0));
-        self.charge_cpu(&grant.id, spent).await;
+        let charged = self.charge_cpu(&grant.id, spent).await;
         let mut job = self.job(id).await?;
+        // Kept on the record: a cancelled or failed job shows what it cost.
+        job.cpu_seconds = charged;
         self.end_job(&mut job, e).await
     }
 
@@ -194,17 +196,22 @@ impl Domain {
     }
 
     /// Adds CPU time to a grant, saturating at its budget (failed jobs).
-    pub(super) async fn charge_cpu(&self, grant_id: &str, seconds: f64) {
+    /// Returns the seconds charged.
+    pub(super) async fn charge_cpu(&self, grant_id: &str, seconds: f64) -> f64 {
         let left = match self.grant(grant_id).await {
             Ok(g) => (g.budgets.cpu_seconds - g.usage.cpu_seconds).max(0.0),
-            Err(_) => return,
+            Err(_) => return 0.0,
         };
         let charge = crate::access::Usage {
             cpu_seconds: seconds.min(left),
             ..Default::default()
         };
-        if let Err(e) = self.store.charge_grant(grant_id, &charge).await {
-            tracing::error!(error = %e, "charging CPU time failed");
+        match self.store.charge_grant(grant_id, &charge).await {
+            Ok(_) => charge.cpu_seconds,
+            Err(e) => {
+                tracing::error!(error = %e, "charging CPU time failed");
+                0.0
+            }
         }
     }
 
