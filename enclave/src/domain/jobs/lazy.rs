@@ -1,7 +1,7 @@
 //! Sketches on demand. A job's plan runs without the differencing sketches:
 //! each cell (output row, inner cell) carries its unit count and identity
 //! only. The counts select the candidates exactly as
-//! [`differencing::compare`] prunes them; only when a candidate exists is
+//! [`diff::compare`] prunes them; only when a candidate exists is
 //! the job's eager plan (sketches on) run, and an earlier result whose
 //! cells were never sketched is sketched by re-running its plan over the
 //! same dataset versions and grant views (stored with it as a [`Replay`]),
