@@ -102,6 +102,9 @@ pub struct JobsConfig {
     pub campaign_flag_at: u64,
     /// From how many a suspension request goes to the audit log.
     pub campaign_suspend_at: u64,
+    /// Differencing sketches only when a comparison needs them (false:
+    /// every job computes them).
+    pub lazy_sketches: bool,
 }
 
 impl Default for JobsConfig {
@@ -115,6 +118,7 @@ impl Default for JobsConfig {
             target_partitions: 0,
             campaign_flag_at: j.campaign_flag_at,
             campaign_suspend_at: j.campaign_suspend_at,
+            lazy_sketches: j.lazy_sketches,
         }
     }
 }
@@ -340,6 +344,7 @@ impl Config {
                 },
                 campaign_flag_at: self.jobs.campaign_flag_at.max(2),
                 campaign_suspend_at: self.jobs.campaign_suspend_at.max(2),
+                lazy_sketches: self.jobs.lazy_sketches,
                 ..JobOptions::default()
             },
             grades: self.grades.clone(),
@@ -446,6 +451,7 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # target_partitions = 0                # 0: number of cores
 # campaign_flag_at = 5                 # jobs of one plan shape (other constants) flagged for review from
 # campaign_suspend_at = 10             # ... and a suspension request in the audit log from
+# lazy_sketches = true                 # differencing sketches only when unit counts make a comparison possible
 
 [models]
 # Researchers' WebAssembly models; a run shares its job's deadline and memory (above).

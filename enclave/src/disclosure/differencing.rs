@@ -19,6 +19,7 @@
 //! [`TRACKER_BUDGET`] triples; a result that needs more is reviewed as a
 //! whole rather than passed unchecked.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 
 use base64::Engine as _;
@@ -40,12 +41,22 @@ pub const MAX_PAIRS_KEPT: usize = 200;
 /// The version of [`Stored`].
 pub const FORMAT: &str = "anyu-differencing/1";
 
+/// A cell's identity: a keyed hash of the rows it aggregates (the
+/// aggregation's input plan as planned, with its dataset versions and grant
+/// views, and the group's key values). Two cells with one identity are over
+/// the same rows: their difference is nobody.
+pub type CellId = u128;
+
 /// The units behind one row of a result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowPrint {
     /// Distinct units behind the row (summed over the datasets read).
     pub units: u64,
-    pub sketch: Sketch,
+    /// `None` until the cell is sketched (sketches are computed only when a
+    /// comparison needs them).
+    pub sketch: Option<Sketch>,
+    /// `None` when the plan had no stable identity (volatile functions).
+    pub id: Option<CellId>,
 }
 
 /// One result's rows, in order (`None` for a row without a sketch), and its
@@ -193,7 +204,7 @@ pub struct Findings {
 pub fn compare(
     job_id: &str,
     current: &ResultPrints,
-    earlier: &[Earlier],
+    earlier: &[impl Borrow<Earlier>],
     threshold: u64,
     budget: u64,
 ) -> Findings {
@@ -204,17 +215,71 @@ pub fn compare(
 pub fn compare_with(
     job_id: &str,
     current: &ResultPrints,
-    earlier: &[Earlier],
+    earlier: &[impl Borrow<Earlier>],
     threshold: u64,
     budget: u64,
     tracker_budget: u64,
+) -> Findings {
+    search(
+        job_id,
+        current,
+        earlier,
+        threshold,
+        budget,
+        tracker_budget,
+        None,
+    )
+}
+
+/// A cell of a result: `result` is the index into the earlier results, or
+/// their number for the current result; `index` a row, or an inner cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Needed {
+    pub result: usize,
+    pub inner: bool,
+    pub index: u64,
+}
+
+/// The cells [`compare`] would decode, without decoding anything: the same
+/// pruning by unit counts, the same budgets. A comparison needs sketches
+/// only when this is not empty. Cells with one identity are not candidates
+/// of each other (their difference is nobody).
+pub fn candidates(
+    job_id: &str,
+    current: &ResultPrints,
+    earlier: &[impl Borrow<Earlier>],
+    threshold: u64,
+) -> std::collections::BTreeSet<Needed> {
+    let mut needed = std::collections::BTreeSet::new();
+    search(
+        job_id,
+        current,
+        earlier,
+        threshold,
+        DEFAULT_BUDGET,
+        TRACKER_BUDGET,
+        Some(&mut needed),
+    );
+    needed
+}
+
+/// The search behind [`compare`] and [`candidates`]: with `collect`, every
+/// cell a decoding would read is recorded instead of decoded.
+fn search(
+    job_id: &str,
+    current: &ResultPrints,
+    earlier: &[impl Borrow<Earlier>],
+    threshold: u64,
+    budget: u64,
+    tracker_budget: u64,
+    mut collect: Option<&mut std::collections::BTreeSet<Needed>>,
 ) -> Findings {
     let reach = threshold.saturating_sub(1);
     let this = earlier.len();
     // Every cell: (units, result index — earlier.len() for this one —, place, print).
     let mut cells: Vec<(u64, usize, Place, &RowPrint)> = Vec::new();
     for (e, r) in earlier.iter().enumerate() {
-        cells.extend(r.prints.cells().map(|(pl, p)| (p.units, e, pl, p)));
+        cells.extend(r.borrow().prints.cells().map(|(pl, p)| (p.units, e, pl, p)));
     }
     cells.extend(current.cells().map(|(pl, p)| (p.units, this, pl, p)));
     cells.sort_unstable_by_key(|c| (c.0, c.1, c.2.inner, c.2.index));
@@ -239,7 +304,7 @@ pub fn compare_with(
         if result == this {
             job_id.to_string()
         } else {
-            earlier[result].job_id.clone()
+            earlier[result].borrow().job_id.clone()
         }
     };
     let mut flagged: HashSet<Place> = HashSet::new();
@@ -247,6 +312,11 @@ pub fn compare_with(
         cells.partition_point(|c| c.0 < lo)..cells.partition_point(|c| c.0 <= hi)
     };
     let mine: Vec<usize> = (0..cells.len()).filter(|i| cells[*i].1 == this).collect();
+    let needed = |result: usize, i: usize| Needed {
+        result,
+        inner: cells[i].2.inner,
+        index: cells[i].2.index,
+    };
 
     'pairs: for &i in &mine {
         let (units, _, place, p) = cells[i];
@@ -256,12 +326,26 @@ pub fn compare_with(
             if result == this && j >= i {
                 continue;
             }
+            // Over the same rows: nothing between them.
+            if p.id.is_some() && p.id == q.id {
+                continue;
+            }
             if findings.pairs_decoded >= budget {
                 findings.complete = false;
                 break 'pairs;
             }
             findings.pairs_decoded += 1;
-            let Some(diff) = p.sketch.difference(&q.sketch) else {
+            if let Some(c) = collect.as_deref_mut() {
+                c.insert(needed(this, i));
+                c.insert(needed(result, j));
+                continue;
+            }
+            let (Some(ps), Some(qs)) = (&p.sketch, &q.sketch) else {
+                // A candidate without its sketch is not passed as compared.
+                findings.complete = false;
+                continue;
+            };
+            let Some(diff) = ps.difference(qs) else {
                 continue;
             };
             let n = diff.len() as u64;
@@ -306,11 +390,19 @@ pub fn compare_with(
             return false;
         }
         findings.trackers_decoded += 1;
-        let Some(diff) = cells[a]
-            .3
-            .sketch
-            .difference3(&cells[b].3.sketch, &cells[c].3.sketch)
+        if let Some(n) = collect.as_deref_mut() {
+            for t in [a, b, c] {
+                n.insert(needed(cells[t].1, t));
+            }
+            return true;
+        }
+        let (Some(sa), Some(sb), Some(sc)) =
+            (&cells[a].3.sketch, &cells[b].3.sketch, &cells[c].3.sketch)
         else {
+            findings.complete = false;
+            return true;
+        };
+        let Some(diff) = sa.difference3(sb, sc) else {
             return true;
         };
         let n = diff.len() as u64;
@@ -390,7 +482,9 @@ pub fn compare_with(
 }
 
 /// A result's sketches and findings as sealed beside it (JSON; the
-/// sketches as base64 of their little-endian sums).
+/// sketches as base64 of their little-endian sums, identities as hex).
+/// A result whose cells were never a candidate has counts and identities
+/// only; its sketches are added when a later comparison needs them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stored {
     pub format: String,
@@ -402,13 +496,20 @@ pub struct Stored {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inner_aggregations: Vec<String>,
     pub findings: Option<Findings>,
+    /// What re-running the job's plan needs (its datasets' versions and the
+    /// grant's views as they were), for sketching its cells later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<serde_json::Value>,
 }
 
 /// One row of [`Stored`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRow {
     pub units: u64,
-    pub sketch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sketch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// One inner cell of [`Stored`].
@@ -417,35 +518,67 @@ pub struct StoredInner {
     /// Index into [`Stored::inner_aggregations`].
     pub aggregation: u64,
     pub units: u64,
-    pub sketch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sketch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+fn encode(p: &RowPrint) -> (Option<String>, Option<String>) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    (
+        p.sketch.as_ref().map(|s| b64.encode(s.to_bytes())),
+        p.id.map(|id| format!("{id:032x}")),
+    )
+}
+
+fn decode(units: u64, sketch: &Option<String>, id: &Option<String>) -> Option<RowPrint> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let sketch = match sketch {
+        Some(s) => Some(Sketch::from_bytes(&b64.decode(s).ok()?)?),
+        None => None,
+    };
+    let id = match id {
+        Some(h) => Some(u128::from_str_radix(h, 16).ok()?),
+        None => None,
+    };
+    Some(RowPrint { units, sketch, id })
 }
 
 impl Stored {
     pub fn new(prints: &ResultPrints, findings: Option<Findings>) -> Stored {
-        let b64 = base64::engine::general_purpose::STANDARD;
         Stored {
             format: FORMAT.to_string(),
             rows: prints
                 .rows
                 .iter()
                 .map(|r| {
-                    r.as_ref().map(|p| StoredRow {
-                        units: p.units,
-                        sketch: b64.encode(p.sketch.to_bytes()),
+                    r.as_ref().map(|p| {
+                        let (sketch, id) = encode(p);
+                        StoredRow {
+                            units: p.units,
+                            sketch,
+                            id,
+                        }
                     })
                 })
                 .collect(),
             inner: prints
                 .inner
                 .iter()
-                .map(|(a, p)| StoredInner {
-                    aggregation: *a,
-                    units: p.units,
-                    sketch: b64.encode(p.sketch.to_bytes()),
+                .map(|(a, p)| {
+                    let (sketch, id) = encode(p);
+                    StoredInner {
+                        aggregation: *a,
+                        units: p.units,
+                        sketch,
+                        id,
+                    }
                 })
                 .collect(),
             inner_aggregations: Vec::new(),
             findings,
+            replay: None,
         }
     }
 
@@ -454,34 +587,18 @@ impl Stored {
         if self.format != FORMAT {
             return None;
         }
-        let b64 = base64::engine::general_purpose::STANDARD;
         let rows = self
             .rows
             .iter()
             .map(|r| match r {
                 None => Some(None),
-                Some(r) => {
-                    let bytes = b64.decode(&r.sketch).ok()?;
-                    Some(Some(RowPrint {
-                        units: r.units,
-                        sketch: Sketch::from_bytes(&bytes)?,
-                    }))
-                }
+                Some(r) => decode(r.units, &r.sketch, &r.id).map(Some),
             })
             .collect::<Option<Vec<_>>>()?;
         let inner = self
             .inner
             .iter()
-            .map(|c| {
-                let bytes = b64.decode(&c.sketch).ok()?;
-                Some((
-                    c.aggregation,
-                    RowPrint {
-                        units: c.units,
-                        sketch: Sketch::from_bytes(&bytes)?,
-                    },
-                ))
-            })
+            .map(|c| Some((c.aggregation, decode(c.units, &c.sketch, &c.id)?)))
             .collect::<Option<Vec<_>>>()?;
         Some(ResultPrints {
             rows,
@@ -489,11 +606,26 @@ impl Stored {
             inner_overflow: false,
         })
     }
+
+    /// Puts `prints`' sketches (the same cells, sketched) into this record.
+    pub fn set_sketches(&mut self, prints: &ResultPrints) {
+        let fresh = Stored::new(prints, None);
+        for (mine, theirs) in self.rows.iter_mut().zip(fresh.rows) {
+            if let (Some(m), Some(t)) = (mine, theirs) {
+                m.sketch = t.sketch;
+            }
+        }
+        for (mine, theirs) in self.inner.iter_mut().zip(fresh.inner) {
+            mine.sketch = theirs.sketch;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NONE: [Earlier; 0] = [];
 
     /// Units `ids` (elements 1000 + id), one record each.
     fn print(ids: impl IntoIterator<Item = u64>) -> Option<RowPrint> {
@@ -503,7 +635,11 @@ mod tests {
             sketch.add(1000 + id, 1);
             units += 1;
         }
-        Some(RowPrint { units, sketch })
+        Some(RowPrint {
+            units,
+            sketch: Some(sketch),
+            id: None,
+        })
     }
 
     fn result(rows: Vec<Option<RowPrint>>) -> ResultPrints {
@@ -545,7 +681,7 @@ mod tests {
     fn rows_of_one_result_are_compared_with_each_other() {
         // A total and a subtotal four persons apart (ROLLUP-like).
         let current = result(vec![print(0..30), print(0..26)]);
-        let f = compare("b", &current, &[], 5, DEFAULT_BUDGET);
+        let f = compare("b", &current, &NONE, 5, DEFAULT_BUDGET);
         // Both rows of the arithmetic are flagged.
         assert_eq!(f.rows_flagged, vec![0, 1]);
         assert_eq!(f.pairs[0].other_job_id, "b");
@@ -553,7 +689,7 @@ mod tests {
         // Five apart is not fewer than the threshold.
         let current = result(vec![print(0..30), print(0..25)]);
         assert!(
-            compare("b", &current, &[], 5, DEFAULT_BUDGET)
+            compare("b", &current, &NONE, 5, DEFAULT_BUDGET)
                 .pairs
                 .is_empty()
         );
@@ -585,18 +721,18 @@ mod tests {
 
         // The same three inside one result.
         let one = result(vec![print(0..61), print(0..30), print(30..60)]);
-        let f = compare("x", &one, &[], 5, DEFAULT_BUDGET);
+        let f = compare("x", &one, &NONE, 5, DEFAULT_BUDGET);
         assert_eq!(f.trackers.len(), 1, "{f:?}");
         assert_eq!(f.rows_flagged, vec![0, 1, 2]);
 
         // B + C − A: the halves overlap in one person.
         let one = result(vec![print(0..60), print(0..31), print(30..60)]);
-        let f = compare("x", &one, &[], 5, DEFAULT_BUDGET);
+        let f = compare("x", &one, &NONE, 5, DEFAULT_BUDGET);
         assert_eq!(f.trackers.len(), 1);
 
         // An exact partition is nobody: no flag.
         let one = result(vec![print(0..60), print(0..30), print(30..60)]);
-        let f = compare("x", &one, &[], 5, DEFAULT_BUDGET);
+        let f = compare("x", &one, &NONE, 5, DEFAULT_BUDGET);
         assert!(f.trackers.is_empty() && f.rows_flagged.is_empty());
     }
 
@@ -605,19 +741,19 @@ mod tests {
         // SELECT (SELECT sum(x) FROM t) − (SELECT sum(x) FROM t WHERE NOT <one>).
         let mut current = result(vec![None]);
         current.inner = vec![(0, print(0..40).unwrap()), (1, print(1..40).unwrap())];
-        let f = compare("q", &current, &[], 5, DEFAULT_BUDGET);
+        let f = compare("q", &current, &NONE, 5, DEFAULT_BUDGET);
         assert_eq!(f.inner_flagged, vec![0, 1]);
         assert!(f.rows_flagged.is_empty());
         assert!(f.pairs[0].inner && f.pairs[0].other_inner);
         // Too many to record: not complete.
         current.inner_overflow = true;
-        assert!(!compare("q", &current, &[], 5, DEFAULT_BUDGET).complete);
+        assert!(!compare("q", &current, &NONE, 5, DEFAULT_BUDGET).complete);
     }
 
     #[test]
     fn an_exhausted_tracker_budget_is_reported() {
         let one = result((0..10).map(|i| print(i * 100..i * 100 + 20)).collect());
-        let f = compare_with("x", &one, &[], 30, DEFAULT_BUDGET, 3);
+        let f = compare_with("x", &one, &NONE, 30, DEFAULT_BUDGET, 3);
         assert!(!f.complete);
         assert_eq!(f.trackers_decoded, 3);
     }
@@ -644,8 +780,12 @@ mod tests {
                         // Sums of distinct large sets look random.
                         let units = 10 + next() % 4_990;
                         let sums = (0..20).map(|_| next() % super::super::sketch::P);
-                        let sketch = Sketch::from_sums(sums.collect()).unwrap();
-                        Some(RowPrint { units, sketch })
+                        let sketch = Sketch::from_sums(sums.collect());
+                        Some(RowPrint {
+                            units,
+                            sketch,
+                            id: None,
+                        })
                     })
                     .collect();
                 earlier.push(Earlier {
@@ -659,8 +799,12 @@ mod tests {
                         // Sums of distinct large sets look random.
                         let units = 10 + next() % 4_990;
                         let sums = (0..20).map(|_| next() % super::super::sketch::P);
-                        let sketch = Sketch::from_sums(sums.collect()).unwrap();
-                        Some(RowPrint { units, sketch })
+                        let sketch = Sketch::from_sums(sums.collect());
+                        Some(RowPrint {
+                            units,
+                            sketch,
+                            id: None,
+                        })
                     })
                     .collect(),
             );
@@ -673,7 +817,104 @@ mod tests {
                 f.trackers_decoded,
                 f.complete
             );
+            // The lazy path's first step: the same search over counts and
+            // identities, nothing decoded.
+            let strip = |p: &ResultPrints| ResultPrints {
+                rows: p
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        r.as_ref().map(|r| RowPrint {
+                            units: r.units,
+                            sketch: None,
+                            id: Some(u128::from(r.sketch.as_ref().unwrap().sums()[0])),
+                        })
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let lazy: Vec<Earlier> = earlier
+                .iter()
+                .map(|e| Earlier {
+                    job_id: e.job_id.clone(),
+                    prints: strip(&e.prints),
+                })
+                .collect();
+            let t = std::time::Instant::now();
+            let needed = candidates("now", &strip(&current), &lazy, 10);
+            println!(
+                "  candidates only: {:>8.1} ms, cells needing a sketch {}",
+                t.elapsed().as_secs_f64() * 1e3,
+                needed.len()
+            );
         }
+    }
+
+    /// Without sketches: the cells a comparison would decode.
+    #[test]
+    fn candidates_are_what_compare_decodes() {
+        let unsketched = |p: Option<RowPrint>, id: u128| {
+            p.map(|p| RowPrint {
+                sketch: None,
+                id: Some(id),
+                ..p
+            })
+        };
+        let earlier = vec![Earlier {
+            job_id: "a".into(),
+            prints: result(vec![
+                unsketched(print(0..40), 1),
+                unsketched(print(100..150), 2),
+            ]),
+        }];
+        // Row 0 is within reach of a's row 0 by count; row 1 is a's row 1
+        // again (the same identity); row 2 is far from everything.
+        let current = result(vec![
+            unsketched(print(1..40), 3),
+            unsketched(print(100..150), 2),
+            unsketched(print(200..400), 4),
+        ]);
+        let needed = candidates("b", &current, &earlier, 5);
+        let cells: Vec<(usize, u64)> = needed.iter().map(|n| (n.result, n.index)).collect();
+        assert_eq!(cells, vec![(0, 0), (1, 0)]);
+        // Without the sketches the comparison is not complete.
+        assert!(!compare("b", &current, &earlier, 5, DEFAULT_BUDGET).complete);
+        // Nothing within reach: nothing needed, and complete as it is.
+        let alone = result(vec![unsketched(print(200..400), 4)]);
+        assert!(candidates("b", &alone, &earlier, 5).is_empty());
+        assert!(compare("b", &alone, &earlier, 5, DEFAULT_BUDGET).complete);
+    }
+
+    #[test]
+    fn cells_with_one_identity_are_not_compared() {
+        let mut p = print(0..30).unwrap();
+        p.id = Some(7);
+        let mut q = print(0..29).unwrap();
+        // Claimed to be the same rows: never decoded.
+        q.id = Some(7);
+        let f = compare(
+            "b",
+            &result(vec![Some(p.clone())]),
+            &[Earlier {
+                job_id: "a".into(),
+                prints: result(vec![Some(q.clone())]),
+            }],
+            5,
+            DEFAULT_BUDGET,
+        );
+        assert_eq!(f.pairs_decoded, 0);
+        q.id = Some(8);
+        let f = compare(
+            "b",
+            &result(vec![Some(p)]),
+            &[Earlier {
+                job_id: "a".into(),
+                prints: result(vec![Some(q)]),
+            }],
+            5,
+            DEFAULT_BUDGET,
+        );
+        assert_eq!(f.pairs_found, 1);
     }
 
     #[test]
@@ -694,7 +935,7 @@ mod tests {
     #[test]
     fn stored_format() {
         let prints = result(vec![print(0..2), None]);
-        let findings = compare("b", &prints, &[], 3, DEFAULT_BUDGET);
+        let findings = compare("b", &prints, &NONE, 3, DEFAULT_BUDGET);
         insta::assert_json_snapshot!(Stored::new(&prints, Some(findings)));
     }
 

@@ -58,6 +58,13 @@ impl FingerprintKey {
         hash_key(&self.prefix(dataset), key)
     }
 
+    /// A keyed 128-bit hasher for cell identities ([`cell_ids`]).
+    pub fn identity_hasher(&self) -> siphasher::sip128::SipHasher13 {
+        let mut h = siphasher::sip128::SipHasher13::new_with_key(&self.0);
+        h.write(b"anyu-cell\xff");
+        h
+    }
+
     fn prefix(&self, dataset: &str) -> SipHasher13 {
         let mut h = SipHasher13::new_with_key(&self.0);
         h.write(dataset.as_bytes());
@@ -71,6 +78,36 @@ impl std::fmt::Debug for FingerprintKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("FingerprintKey(..)")
     }
+}
+
+/// Per row, the identity of a cell: `seed` (its aggregation, see
+/// [`crate::query::rewrite`]) and the row's group key values, in Arrow's
+/// row format (one byte string per distinct tuple of values and types).
+pub fn cell_ids(
+    key: &FingerprintKey,
+    seed: u128,
+    keys: &[ArrayRef],
+    rows: usize,
+) -> Result<Vec<u128>> {
+    use siphasher::sip128::Hasher128;
+    let mut base = key.identity_hasher();
+    base.write(&seed.to_le_bytes());
+    if keys.is_empty() {
+        return Ok(vec![base.finish128().as_u128(); rows]);
+    }
+    let fields = keys
+        .iter()
+        .map(|k| datafusion::arrow::row::SortField::new(k.data_type().clone()))
+        .collect();
+    let converter = datafusion::arrow::row::RowConverter::new(fields)?;
+    let converted = converter.convert_columns(keys)?;
+    Ok((0..rows)
+        .map(|r| {
+            let mut h = base;
+            h.write(converted.row(r).as_ref());
+            h.finish128().as_u128()
+        })
+        .collect())
 }
 
 /// A unit as it is hashed.

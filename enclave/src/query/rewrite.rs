@@ -63,6 +63,8 @@ pub const FINGERPRINT_COLUMN: &str = "__anyu_fp";
 pub const CONTRIBUTORS_COLUMN: &str = "__anyu_contrib";
 /// See [`ROWS_COLUMN`]: whether one aggregate's cell was kept.
 pub const KEPT_COLUMN: &str = "__anyu_kept";
+/// See [`ROWS_COLUMN`]: the group's identity.
+pub const CELL_COLUMN: &str = "__anyu_cell";
 
 /// Aggregates that estimate from a sample: they need degrees of freedom
 /// (contributors − 1 ≥ `dof_threshold`), as model outputs do.
@@ -89,8 +91,13 @@ pub const DOF_AGGREGATES: &[&str] = &[
 pub struct RewriteOptions {
     /// Per-person contribution statistics behind magnitude aggregates (the dominance rules).
     pub dominance: bool,
-    /// Sketch each output group's units under this key (differencing).
+    /// Differencing under this key: each kept group's identity, and its
+    /// units' sketch when `sketches`.
     pub fingerprint: Option<FingerprintKey>,
+    /// Compute the sketches in the plan. Without them a job records each
+    /// cell's units and identity only (one hash per kept group, nothing per
+    /// row), and sketches only when a comparison needs them.
+    pub sketches: bool,
 }
 
 /// A privacy-unit column carried through the plan.
@@ -110,6 +117,8 @@ struct Hidden {
     dominance: Vec<Dom>,
     /// The group's unit sketch.
     fingerprint: Option<Column>,
+    /// The group's identity ([`super::fingerprint::cell_ids`]).
+    cell: Option<Column>,
     /// Per gated aggregate: whether its cell was kept.
     kept: Vec<Kept>,
 }
@@ -187,8 +196,11 @@ pub struct InnerCell {
     pub aggregation: usize,
     /// Distinct units behind the group (summed over the datasets read).
     pub units: u64,
-    /// The sketch's bytes ([`crate::disclosure::sketch::Sketch::to_bytes`]).
-    pub sketch: Vec<u8>,
+    /// The sketch's bytes ([`crate::disclosure::sketch::Sketch::to_bytes`]),
+    /// when the plan computes sketches.
+    pub sketch: Option<Vec<u8>>,
+    /// The group's identity, when its aggregation has a stable one.
+    pub id: Option<u128>,
 }
 
 /// The inner cells a run recorded, filled while the plan runs.
@@ -221,6 +233,11 @@ pub struct Rewritten {
     pub inner: Arc<std::sync::Mutex<InnerCells>>,
     /// Per inner aggregation, its aggregates as planned (for reviewers).
     pub inner_aggregations: Vec<String>,
+    /// Every thresholded aggregation's rows are fixed by its plan and the
+    /// data (no volatile or time-dependent function, no LIMIT, sampling or
+    /// window below it): running the plan again gives the same cells, and
+    /// each cell has an identity.
+    pub stable: bool,
 }
 
 /// Names of the hidden columns on the result.
@@ -232,6 +249,8 @@ pub struct HiddenColumns {
     pub dominance: Vec<DominanceColumns>,
     /// The sketch of each row's privacy units (Binary), for differencing.
     pub fingerprint: Option<String>,
+    /// Each row's identity (16 bytes, little-endian), for differencing.
+    pub cell: Option<String>,
     /// Per aggregate with a contributor gate: whether its cell was kept.
     pub kept: Vec<KeptColumns>,
 }
@@ -281,8 +300,12 @@ struct Rewriter<'a> {
     strategies: Vec<&'static str>,
     /// Compute the dominance statistics (off only for the benchmark's baseline).
     dominance: bool,
-    /// Sketch groups' units: (key, capacity).
+    /// Differencing: (key, sketch capacity).
     fingerprint: Option<(FingerprintKey, usize)>,
+    /// Sketches in the plan (else identities and counts only).
+    sketches: bool,
+    /// Some aggregation's rows are not fixed by its plan.
+    unstable: bool,
     /// Where inner aggregations' kept groups are recorded.
     inner: Arc<std::sync::Mutex<InnerCells>>,
     inner_aggregations: Vec<String>,
@@ -292,16 +315,31 @@ fn addr(p: &LogicalPlan) -> usize {
     p as *const LogicalPlan as usize
 }
 
+/// Where an inner aggregation's kept groups are recorded, and what with.
+struct Tap {
+    aggregation: usize,
+    sink: Arc<std::sync::Mutex<InnerCells>>,
+    /// An argument after the counts is the groups' sketch.
+    sketch: bool,
+    /// Identities: (key, the aggregation's seed, the group keys' types); the
+    /// keys are the last arguments.
+    ids: Option<(FingerprintKey, u128, Vec<DataType>)>,
+}
+
 /// The threshold predicate: true when every (units, threshold) pair holds;
-/// counts the rows (groups) it rejects. With a `tap`, the last argument is
-/// the groups' sketch, and every kept group is recorded as an inner cell of
-/// that aggregation.
-fn threshold_udf(
-    n_pairs: usize,
-    dropped: Arc<AtomicU64>,
-    tap: Option<(usize, Arc<std::sync::Mutex<InnerCells>>)>,
-) -> ScalarUDF {
-    let tapped = tap.is_some();
+/// counts the rows (groups) it rejects. With a `tap`, every kept group is
+/// recorded as an inner cell of that aggregation (units, and the sketch and
+/// identity its further arguments give).
+fn threshold_udf(n_pairs: usize, dropped: Arc<AtomicU64>, tap: Option<Tap>) -> ScalarUDF {
+    let mut inputs = vec![DataType::Int64; n_pairs * 2];
+    if let Some(t) = &tap {
+        if t.sketch {
+            inputs.push(DataType::Binary);
+        }
+        if let Some((_, _, types)) = &t.ids {
+            inputs.extend(types.iter().cloned());
+        }
+    }
     let fun = Arc::new(move |args: &[ColumnarValue]| {
         let arrays = ColumnarValue::values_to_arrays(args)?;
         let len = arrays.first().map_or(0, |a| a.len());
@@ -329,16 +367,41 @@ fn threshold_udf(
             })
             .collect();
         dropped.fetch_add(rejected, Ordering::Relaxed);
-        if let Some((aggregation, sink)) = &tap {
-            let sketches = arrays[n_pairs * 2]
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::BinaryArray>()
-                .ok_or_else(|| {
-                    datafusion::error::DataFusionError::Internal("sketches are not Binary".into())
-                })?;
-            let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
-            for row in 0..len {
-                if !keep.value(row) || sketches.is_null(row) {
+        if let Some(t) = &tap {
+            let mut next = n_pairs * 2;
+            let sketches = if t.sketch {
+                next += 1;
+                Some(
+                    arrays[next - 1]
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::BinaryArray>()
+                        .ok_or_else(|| {
+                            datafusion::error::DataFusionError::Internal(
+                                "sketches are not Binary".into(),
+                            )
+                        })?,
+                )
+            } else {
+                None
+            };
+            let kept: Vec<usize> = (0..len).filter(|r| keep.value(*r)).collect();
+            // Identities of the kept groups only.
+            let ids = match &t.ids {
+                Some((key, seed, _)) => {
+                    let take = datafusion::arrow::array::UInt32Array::from_iter_values(
+                        kept.iter().map(|r| *r as u32),
+                    );
+                    let keys = arrays[next..]
+                        .iter()
+                        .map(|a| datafusion::arrow::compute::take(a.as_ref(), &take, None))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    Some(super::fingerprint::cell_ids(key, *seed, &keys, kept.len())?)
+                }
+                None => None,
+            };
+            let mut sink = t.sink.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, &row) in kept.iter().enumerate() {
+                if sketches.is_some_and(|s| s.is_null(row)) {
                     continue;
                 }
                 if sink.cells.len() >= MAX_INNER_CELLS {
@@ -350,18 +413,15 @@ fn threshold_udf(
                     .map(|pair| pair[0].value(row).max(0) as u64)
                     .sum();
                 sink.cells.push(InnerCell {
-                    aggregation: *aggregation,
+                    aggregation: t.aggregation,
                     units,
-                    sketch: sketches.value(row).to_vec(),
+                    sketch: sketches.map(|s| s.value(row).to_vec()),
+                    id: ids.as_ref().map(|ids| ids[k]),
                 });
             }
         }
         Ok(ColumnarValue::Array(Arc::new(keep)))
     });
-    let mut inputs = vec![DataType::Int64; n_pairs * 2];
-    if tapped {
-        inputs.push(DataType::Binary);
-    }
     create_udf(
         "anyu_threshold",
         inputs,
@@ -370,6 +430,65 @@ fn threshold_udf(
         Volatility::Volatile,
         fun,
     )
+}
+
+/// The identity column of a thresholded aggregation's kept groups: its
+/// seed and each group's key values ([`super::fingerprint::cell_ids`]).
+fn cell_udf(key: FingerprintKey, seed: u128, types: Vec<DataType>) -> ScalarUDF {
+    let fun = Arc::new(move |args: &[ColumnarValue]| {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let len = arrays.first().map_or(0, |a| a.len());
+        let ids = super::fingerprint::cell_ids(&key, seed, &arrays, len)?;
+        let out = datafusion::arrow::array::BinaryArray::from_iter_values(
+            ids.iter().map(|id| id.to_le_bytes()),
+        );
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    });
+    create_udf(
+        "anyu_cell",
+        types,
+        DataType::Binary,
+        Volatility::Immutable,
+        fun,
+    )
+}
+
+/// Whether `plan` (an aggregation's input) gives the same rows on every
+/// run over the same data: no function whose value is not fixed by its
+/// arguments (random, now), no LIMIT or fetch, no window (row numbers over
+/// ties), no DISTINCT ON, also inside subqueries.
+fn stable_input(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut stable = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        let fixed = match node {
+            LogicalPlan::Limit(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::Distinct(Distinct::On(_)) => false,
+            LogicalPlan::Sort(s) => s.fetch.is_none(),
+            LogicalPlan::TableScan(t) => t.fetch.is_none(),
+            _ => true,
+        };
+        let mut exprs_fixed = true;
+        let _ = node.apply_expressions(|e| {
+            e.apply(|x| {
+                if let Expr::ScalarFunction(f) = x
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    exprs_fixed = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
+        if fixed && exprs_fixed {
+            Ok(TreeNodeRecursion::Continue)
+        } else {
+            stable = false;
+            Ok(TreeNodeRecursion::Stop)
+        }
+    });
+    stable
 }
 
 /// Rewrites a checked plan. `facts` come from [`super::policy::check`] on the
@@ -410,6 +529,8 @@ pub fn rewrite(
         strategies: Vec::new(),
         dominance: options.dominance,
         fingerprint,
+        sketches: options.sketches,
+        unstable: false,
         inner: Default::default(),
         inner_aggregations: Vec::new(),
     };
@@ -440,6 +561,7 @@ pub fn rewrite(
             })
             .collect(),
         fingerprint: h.fingerprint.map(|c| c.name),
+        cell: h.cell.map(|c| c.name),
         kept: h
             .kept
             .into_iter()
@@ -459,6 +581,7 @@ pub fn rewrite(
         units,
         inner: r.inner,
         inner_aggregations: r.inner_aggregations,
+        stable: !r.unstable,
     })
 }
 
@@ -557,6 +680,11 @@ impl<'a> Rewriter<'a> {
                             exprs.push(Expr::Column(c.clone()).alias(&n));
                             Column::from_name(n)
                         });
+                        let cell = h.cell.as_ref().map(|c| {
+                            let n = self.fresh(CELL_COLUMN);
+                            exprs.push(Expr::Column(c.clone()).alias(&n));
+                            Column::from_name(n)
+                        });
                         let mut kept = Vec::new();
                         for k in &h.kept {
                             let n = self.fresh(KEPT_COLUMN);
@@ -572,6 +700,7 @@ impl<'a> Rewriter<'a> {
                             units: cols,
                             dominance,
                             fingerprint,
+                            cell,
                             kept,
                         })
                     }
@@ -625,6 +754,7 @@ impl<'a> Rewriter<'a> {
                             })
                             .collect(),
                         fingerprint: h.fingerprint.as_ref().map(requalify),
+                        cell: h.cell.as_ref().map(requalify),
                         kept: h
                             .kept
                             .iter()
@@ -1028,11 +1158,28 @@ impl<'a> Rewriter<'a> {
             args.push(Expr::Column(Column::from_name(n)));
             args.push(lit(self.threshold_of(&u.dataset)));
         }
-        // Off the output chain the kept groups' sketches are recorded: their
-        // values reach the output through arithmetic, joins or subqueries.
-        let tap = match (&fingerprint, chain) {
-            (Some(fp), false) => {
-                args.push(Expr::Column(fp.clone()));
+        // The cells' identities: the aggregation's seed and each group's keys
+        // (every column before the aggregates, a grouping set's id included).
+        let seed = self.cell_seed(a);
+        let key_cols: Vec<(Column, DataType)> = plan
+            .schema()
+            .iter()
+            .take(original_width - a.aggr_expr.len())
+            .map(|(q, f)| (Column::new(q.cloned(), f.name()), f.data_type().clone()))
+            .collect();
+        // Off the output chain the kept groups are recorded (units, identity,
+        // sketch): their values reach the output through arithmetic, joins
+        // or subqueries.
+        let tap = match (&self.fingerprint, chain) {
+            (Some((key, _)), false) => {
+                if let Some(fp) = &fingerprint {
+                    args.push(Expr::Column(fp.clone()));
+                }
+                let ids = seed.map(|seed| {
+                    args.extend(key_cols.iter().map(|(c, _)| Expr::Column(c.clone())));
+                    let types = key_cols.iter().map(|(_, t)| t.clone()).collect();
+                    (key.clone(), seed, types)
+                });
                 let label = a
                     .aggr_expr
                     .iter()
@@ -1044,7 +1191,12 @@ impl<'a> Rewriter<'a> {
                 } else {
                     label
                 });
-                Some((self.inner_aggregations.len() - 1, Arc::clone(&self.inner)))
+                Some(Tap {
+                    aggregation: self.inner_aggregations.len() - 1,
+                    sink: Arc::clone(&self.inner),
+                    sketch: fingerprint.is_some(),
+                    ids,
+                })
             }
             _ => None,
         };
@@ -1066,7 +1218,7 @@ impl<'a> Rewriter<'a> {
                 .unwrap_or_else(|| lit(true));
             conds.insert(g.index, cond);
         }
-        if gates.is_empty() && chain {
+        if gates.is_empty() && chain && seed.is_none() {
             return Ok(Out {
                 plan: filtered,
                 units: vec![],
@@ -1075,6 +1227,7 @@ impl<'a> Rewriter<'a> {
                     units: unit_names.into_iter().map(Column::from_name).collect(),
                     dominance,
                     fingerprint,
+                    cell: None,
                     kept: vec![],
                 }),
             });
@@ -1111,6 +1264,28 @@ impl<'a> Rewriter<'a> {
                 });
             }
         }
+        let mut cell = None;
+        if let (true, Some(seed), Some((key, _))) = (chain, seed, &self.fingerprint) {
+            let e = if key_cols.is_empty() {
+                let id = super::fingerprint::cell_ids(key, seed, &[], 1)?[0];
+                lit(ScalarValue::Binary(Some(id.to_le_bytes().to_vec())))
+            } else {
+                let types = key_cols.iter().map(|(_, t)| t.clone()).collect();
+                let udf = Arc::new(cell_udf(key.clone(), seed, types));
+                let keys = schema
+                    .columns()
+                    .into_iter()
+                    .take(key_cols.len())
+                    .map(Expr::Column)
+                    .collect();
+                Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    udf, keys,
+                ))
+            };
+            let n = self.fresh(CELL_COLUMN);
+            exprs.push(e.alias(&n));
+            cell = Some(Column::from_name(n));
+        }
         let plan = Projection::try_new(exprs, Arc::new(filtered)).map(LogicalPlan::Projection)?;
         if chain {
             return Ok(Out {
@@ -1121,6 +1296,7 @@ impl<'a> Rewriter<'a> {
                     units: unit_names.into_iter().map(Column::from_name).collect(),
                     dominance,
                     fingerprint,
+                    cell,
                     kept,
                 }),
             });
@@ -1130,6 +1306,24 @@ impl<'a> Rewriter<'a> {
             units: vec![],
             hidden: None,
         })
+    }
+
+    /// The identity seed of aggregation `a`: a keyed hash of its input and
+    /// grouping as planned (views inlined, so row filters and consent joins
+    /// are in it; the dataset versions are added by the job). `None` when
+    /// its rows are not fixed by its plan ([`stable_input`]).
+    fn cell_seed(&mut self, a: &Aggregate) -> Option<u128> {
+        use siphasher::sip128::Hasher128;
+        use std::hash::Hash;
+        let (key, _) = self.fingerprint.as_ref()?;
+        if !stable_input(&a.input) {
+            self.unstable = true;
+            return None;
+        }
+        let mut h = key.identity_hasher();
+        a.input.hash(&mut h);
+        a.group_expr.hash(&mut h);
+        Some(h.finish128().as_u128())
     }
 
     /// Per-unit pre-aggregation for decomposable aggregates: inner
@@ -1341,6 +1535,9 @@ impl<'a> Rewriter<'a> {
         weight: Option<Expr>,
         aggr: &mut Vec<Expr>,
     ) -> Option<Column> {
+        if !self.sketches {
+            return None;
+        }
         let (key, capacity) = self.fingerprint.clone()?;
         let (mut args, datasets): (Vec<Expr>, Vec<String>) = units.into_iter().unzip();
         let weighted = weight.is_some();
@@ -1573,6 +1770,8 @@ pub(crate) fn carry_units(
         // Row-level input: no aggregate here to take statistics of.
         dominance: false,
         fingerprint: None,
+        sketches: false,
+        unstable: false,
         per_unit: &per_unit,
         next: 0,
         thresholded: 0,

@@ -386,6 +386,7 @@ impl QuerySession {
         let options = RewriteOptions {
             dominance,
             fingerprint: differencing.then(|| self.fingerprint.clone()),
+            sketches: differencing,
         };
         self.plan_limited(sql, &options).await
     }
@@ -394,6 +395,7 @@ impl QuerySession {
         RewriteOptions {
             dominance: true,
             fingerprint: Some(self.fingerprint.clone()),
+            sketches: true,
         }
     }
 
@@ -473,6 +475,7 @@ impl QuerySession {
                 units: Vec::new(),
                 inner: Default::default(),
                 inner_aggregations: Vec::new(),
+                stable: true,
             };
             return Ok(PlannedQuery {
                 logical,

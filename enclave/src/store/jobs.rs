@@ -415,6 +415,47 @@ impl Store {
             .collect()
     }
 
+    /// Replaces a job's sealed sketches (its cells sketched after the fact,
+    /// when a later comparison needed them).
+    pub async fn update_fingerprints(
+        &self,
+        job_id: &str,
+        sealed: &[u8],
+        key: &WrappedKey,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE job_fingerprints SET sealed = ?, wrapped_key_json = ? WHERE job_id = ?",
+        )
+        .bind(sealed)
+        .bind(json_to_string(key, "fingerprint key")?)
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The ids of [`Self::earlier_fingerprints`], without the records.
+    pub async fn earlier_fingerprint_ids(
+        &self,
+        grant_id: &str,
+        requester_id: &str,
+        except_job: &str,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT f.job_id FROM job_fingerprints f \
+             JOIN jobs j ON j.id = f.job_id \
+             WHERE (f.grant_id = ? OR f.requester_id = ?) AND f.job_id <> ? \
+               AND j.status IN ('checked', 'pending_review', 'released') \
+             ORDER BY j.submitted_at, j.id",
+        )
+        .bind(grant_id)
+        .bind(requester_id)
+        .bind(except_job)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| Ok(r.try_get("job_id")?)).collect()
+    }
+
     /// A job's own sealed sketches, if it has them.
     pub async fn job_fingerprints(&self, job_id: &str) -> Result<Option<(Vec<u8>, WrappedKey)>> {
         let row =

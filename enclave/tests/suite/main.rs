@@ -16,6 +16,7 @@ mod failure_oracle;
 mod identity;
 mod ingest;
 mod integrity;
+mod lazy_sketches;
 mod manifest;
 mod masked_aggregates;
 mod privacy_ledger;

@@ -233,9 +233,15 @@ pub async fn user(
 
 impl Lab {
     pub async fn new() -> Lab {
+        Lab::with_jobs(enclave::domain::JobOptions::default()).await
+    }
+
+    /// A lab whose jobs run with `jobs`.
+    pub async fn with_jobs(jobs: enclave::domain::JobOptions) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let options = DomainOptions {
             identity: IdentityPolicy::default().with_insecure_fast_hashing(),
+            jobs,
             ..DomainOptions::default()
         };
         let domain = Arc::new(

@@ -29,7 +29,28 @@ pub(in crate::domain) struct Differenced {
     key: crate::keyring::WrappedKey,
     pairs_found: u64,
     trackers_found: u64,
-    _lock: tokio::sync::OwnedMutexGuard<()>,
+    /// The result's cells were sketched (a comparison needed them).
+    sketched: bool,
+    _lock: tokio::sync::OwnedMutexGuard<super::lazy::EarlierCells>,
+}
+
+impl Differenced {
+    pub(super) fn new(
+        sealed: Vec<u8>,
+        key: crate::keyring::WrappedKey,
+        findings: &disclosure::differencing::Findings,
+        sketched: bool,
+        lock: tokio::sync::OwnedMutexGuard<super::lazy::EarlierCells>,
+    ) -> Differenced {
+        Differenced {
+            sealed,
+            key,
+            pairs_found: findings.pairs_found,
+            trackers_found: findings.trackers_found,
+            sketched,
+            _lock: lock,
+        }
+    }
 }
 
 pub(in crate::domain) fn visible_schema(schema: &SchemaRef) -> (SchemaRef, Vec<usize>) {
@@ -94,31 +115,64 @@ pub(super) fn contribution_stats(
     Some(out)
 }
 
-/// Per output row, its units' sketch and count (`None` for a row without one).
+/// Per output row, its units' count, identity and (when the plan computed
+/// it) sketch; `None` when the plan does neither (no differencing).
 pub(super) fn row_prints(
     batches: &[RecordBatch],
     hidden: &query::HiddenColumns,
 ) -> Option<disclosure::differencing::ResultPrints> {
     use datafusion::arrow::array::BinaryArray;
-    let name = hidden.fingerprint.as_ref()?;
+    if hidden.fingerprint.is_none() && hidden.cell.is_none() {
+        return None;
+    }
     let mut counts = vec![0u64; batches.iter().map(|b| b.num_rows()).sum()];
     for u in &hidden.units {
         for (c, n) in counts.iter_mut().zip(i64_column(batches, u)?) {
             *c += n;
         }
     }
+    let binary = |b: &RecordBatch, name: &Option<String>| -> Option<Option<BinaryArray>> {
+        match name {
+            None => Some(None),
+            Some(n) => {
+                let col = b.column(b.schema().index_of(n).ok()?);
+                Some(Some(col.as_any().downcast_ref::<BinaryArray>()?.clone()))
+            }
+        }
+    };
     let mut rows = Vec::with_capacity(counts.len());
     for b in batches {
-        let col = b.column(b.schema().index_of(name).ok()?);
-        let a = col.as_any().downcast_ref::<BinaryArray>()?;
-        for r in 0..a.len() {
-            let print = (!a.is_null(r))
-                .then(|| disclosure::sketch::Sketch::from_bytes(a.value(r)))
-                .flatten()
-                .map(|sketch| disclosure::differencing::RowPrint {
+        let sketches = binary(b, &hidden.fingerprint)?;
+        let cells = binary(b, &hidden.cell)?;
+        for r in 0..b.num_rows() {
+            let sketch = sketches.as_ref().map(|a| {
+                (!a.is_null(r))
+                    .then(|| disclosure::sketch::Sketch::from_bytes(a.value(r)))
+                    .flatten()
+            });
+            let id = cells.as_ref().and_then(|a| {
+                (!a.is_null(r))
+                    .then(|| {
+                        <[u8; 16]>::try_from(a.value(r))
+                            .ok()
+                            .map(u128::from_le_bytes)
+                    })
+                    .flatten()
+            });
+            // A row the plan sketched without units (none) has no cell.
+            let print = match sketch {
+                Some(None) => None,
+                Some(Some(s)) => Some(disclosure::differencing::RowPrint {
                     units: counts[rows.len()],
-                    sketch,
-                });
+                    sketch: Some(s),
+                    id,
+                }),
+                None => Some(disclosure::differencing::RowPrint {
+                    units: counts[rows.len()],
+                    sketch: None,
+                    id,
+                }),
+            };
             rows.push(print);
         }
     }
@@ -156,11 +210,16 @@ pub(super) fn result_prints(
         .cells
         .iter()
         .filter_map(|c| {
+            let sketch = match &c.sketch {
+                Some(b) => Some(disclosure::sketch::Sketch::from_bytes(b)?),
+                None => None,
+            };
             Some((
                 c.aggregation as u64,
                 RowPrint {
                     units: c.units,
-                    sketch: disclosure::sketch::Sketch::from_bytes(&c.sketch)?,
+                    sketch,
+                    id: c.id,
                 },
             ))
         })
@@ -323,6 +382,7 @@ impl Domain {
         planned: &PlannedQuery,
         executed: &query::Executed,
         job: &mut JobRecord,
+        differencing: Option<(disclosure::differencing::Findings, Differenced)>,
     ) -> Result<()> {
         if let Some(dp) = &planned.dp {
             return self
@@ -368,20 +428,7 @@ impl Domain {
                     .collect()
             })
             .unwrap_or_default();
-        let (findings, differenced) = match result_prints(planned, executed) {
-            Some(prints) => {
-                let (f, d) = self
-                    .difference(
-                        job,
-                        &prints,
-                        &planned.rewritten.inner_aggregations,
-                        policy.threshold,
-                    )
-                    .await?;
-                (Some(f), Some(d))
-            }
-            None => (None, None),
-        };
+        let (findings, differenced) = differencing.unzip();
         let campaign = self.campaign(&job.id).await?;
         let report = disclosure::check(
             &disclosure::default_rules(),
@@ -415,68 +462,6 @@ impl Domain {
             differenced,
         )
         .await
-    }
-
-    /// Compares this result's rows with every earlier result of the grant or
-    /// the researcher, and seals its sketches for later ones. The returned
-    /// lock is held until they are stored.
-    pub(super) async fn difference(
-        &self,
-        job: &JobRecord,
-        prints: &disclosure::differencing::ResultPrints,
-        inner_aggregations: &[String],
-        threshold: u64,
-    ) -> Result<(disclosure::differencing::Findings, Differenced)> {
-        use disclosure::differencing::{self as diff, Earlier, Stored};
-        let lock = Arc::clone(&self.jobs.differencing).lock_owned().await;
-        let mut earlier = Vec::new();
-        let mut unreadable = 0;
-        for (id, sealed, key) in self
-            .store
-            .earlier_fingerprints(&job.grant_id, &job.requester_id, &job.id)
-            .await?
-        {
-            let opened = blob::open(
-                &self.keyring,
-                &key,
-                &blob::SealedFor::Differencing(&id).aad(),
-                &sealed,
-            )
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Stored>(&b).ok())
-            .and_then(|s| s.prints());
-            match opened {
-                Some(prints) => earlier.push(Earlier { job_id: id, prints }),
-                None => {
-                    tracing::error!(job = %id, "a result's sealed sketches do not open");
-                    unreadable += 1;
-                }
-            }
-        }
-        let mut findings =
-            diff::compare(&job.id, prints, &earlier, threshold, diff::DEFAULT_BUDGET);
-        // What cannot be compared is not passed as compared.
-        findings.complete &= unreadable == 0;
-        let mut stored = Stored::new(prints, Some(findings.clone()));
-        stored.inner_aggregations = inner_aggregations.to_vec();
-        let json = serde_json::to_vec(&stored)
-            .map_err(|e| Error::Internal(format!("encoding sketches: {e}")))?;
-        let (key, sealed) = blob::seal(
-            &self.keyring,
-            &blob::SealedFor::Differencing(&job.id).aad(),
-            &json,
-        )?;
-        let (pairs_found, trackers_found) = (findings.pairs_found, findings.trackers_found);
-        Ok((
-            findings,
-            Differenced {
-                sealed,
-                key,
-                pairs_found,
-                trackers_found,
-                _lock: lock,
-            },
-        ))
     }
 
     /// The jobs of `job_id`'s grant with the same plan up to its constants.
@@ -667,6 +652,7 @@ impl Domain {
                     "approvals_required": job.reviewers_required,
                     "differencing_pairs": differenced.as_ref().map(|d| d.pairs_found),
                     "differencing_trackers": differenced.as_ref().map(|d| d.trackers_found),
+                    "differencing_sketched": differenced.as_ref().map(|d| d.sketched),
                 }),
             )
         );

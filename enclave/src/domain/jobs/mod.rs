@@ -8,7 +8,10 @@
 //!         │     refused ─▶ 422, audited `job.submit` denied (no job, no budget spent)
 //!         ▼
 //!  queued (job row + budget slot: one transaction) ─▶ worker permit             runner.rs
-//!  running ─▶ execute (memory pool + spill, deadline, cancel)   ‖ state write ‖ `job.start`
+//!  running ─▶ execute the plan without sketches (memory pool + spill,        runner.rs
+//!          deadline, cancel)   ‖ state write ‖ `job.start`
+//!          ─▶ [differencing lock] unit counts vs earlier cells: a candidate ─▶   lazy.rs
+//!             [unlock] the eager plan (sketches), earlier results sketched again
 //!  checked ─▶ echo search; [differencing lock] rows' unit sketches vs earlier    checks.rs
 //!          results of the grant or researcher; disclosure rules; failing cells
 //!          suppressed; candidate sealed ─▶ one transaction: job + sealed candidate
@@ -29,6 +32,7 @@
 //! and both finish before anything is acknowledged or the next step starts.
 
 mod checks;
+mod lazy;
 mod releases;
 mod review;
 mod runner;
@@ -70,6 +74,10 @@ pub struct JobOptions {
     /// Variants from which each further job writes a suspension request
     /// (`grant.suspension_requested`) to the audit log.
     pub campaign_suspend_at: u64,
+    /// Run a job's plan without the differencing sketches and compute them
+    /// only when a comparison needs them (off: every job computes them, as
+    /// the property test's reference).
+    pub lazy_sketches: bool,
 }
 
 impl Default for JobOptions {
@@ -83,6 +91,7 @@ impl Default for JobOptions {
             max_sql_bytes: 64 * 1024,
             campaign_flag_at: 5,
             campaign_suspend_at: 10,
+            lazy_sketches: true,
         }
     }
 }
@@ -110,8 +119,9 @@ pub(crate) struct JobRunner {
     /// Version tables already opened.
     tables: Arc<query::TableCache>,
     /// Held from loading earlier results' sketches until this result's are
-    /// stored: two jobs checked at once cannot each miss the other.
-    differencing: Arc<tokio::sync::Mutex<()>>,
+    /// stored: two jobs checked at once cannot each miss the other. Guards
+    /// the earlier results' cells kept in memory.
+    differencing: Arc<tokio::sync::Mutex<lazy::EarlierCells>>,
 }
 
 impl JobRunner {

@@ -58,19 +58,38 @@ impl Domain {
         session: QuerySession,
         planned: PlannedQuery,
         guard: Arc<Guard>,
+        replay: super::lazy::Replay,
     ) -> Result<()> {
         let Some((permit, mut job, started)) =
             self.start_job(id, &guard, serde_json::json!({})).await?
         else {
             return Ok(());
         };
+        // Counts first: the sketches only if a comparison needs them.
+        let key = query::fingerprint::FingerprintKey::from_keyring(&self.keyring);
+        let lazy = self
+            .job_options()
+            .lazy_sketches
+            .then(|| super::lazy::lazy_plan(&session, &planned, &key))
+            .flatten();
+        let (ran, eager) = match lazy {
+            Some(lazy) => (lazy, Some(planned)),
+            None => (planned, None),
+        };
         let executed = self
-            .execute_on_query_runtime(session, planned, Arc::clone(&guard))
+            .execute_on_query_runtime(session, ran, Arc::clone(&guard))
             .await;
+        let (session, ran, executed) = executed?;
+        let differenced = match executed.map_err(query::job_failure) {
+            Ok(executed) => {
+                self.difference_lazily(&job, session, ran, executed, eager, &guard, &replay)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         drop(permit);
-        let (session, planned, executed) = executed?;
-        let elapsed = match &executed {
-            Ok(e) => e.elapsed.as_secs_f64(),
+        let elapsed = match &differenced {
+            Ok((_, _, e, _)) => e.elapsed.as_secs_f64(),
             Err(_) => self.time_since_start(id).unwrap_or(0.0),
         };
         job.cpu_seconds = elapsed;
@@ -78,10 +97,10 @@ impl Domain {
             .rows_scanned
             .load(std::sync::atomic::Ordering::Relaxed);
         // Time spent is charged whatever the outcome (saturating at the budget).
-        let outcome = match executed.map_err(query::job_failure) {
+        let outcome = match differenced {
             Err(e) => self.fail_job(id, grant, elapsed, &e).await,
-            Ok(executed) => match self
-                .check_result(&session, &planned, &executed, &mut job)
+            Ok((session, planned, executed, differencing)) => match self
+                .check_result(&session, &planned, &executed, &mut job, differencing)
                 .await
             {
                 Ok(()) => Ok(()),

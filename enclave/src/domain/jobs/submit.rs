@@ -91,6 +91,16 @@ impl Domain {
         grant: &Grant,
         model_input: bool,
     ) -> Result<QuerySession> {
+        Ok(self.replayable_session(grant, model_input).await?.0)
+    }
+
+    /// [`Self::query_session_for`], with what re-running a plan in it later
+    /// needs (its tables as resolved now).
+    pub(super) async fn replayable_session(
+        &self,
+        grant: &Grant,
+        model_input: bool,
+    ) -> Result<(QuerySession, super::lazy::Replay)> {
         let specs = self.table_specs(grant).await?;
         let aggregate_only = if model_input {
             !matches!(
@@ -104,7 +114,8 @@ impl Domain {
             ) || specs.iter().any(|s| !s.policy.row_level_output)
         };
         let o = self.job_options();
-        QuerySession::open(
+        let replay = super::lazy::Replay::new(self.dir.root(), &specs, aggregate_only);
+        let session = QuerySession::open(
             Arc::clone(&self.keyring),
             specs,
             aggregate_only,
@@ -116,7 +127,8 @@ impl Domain {
                 tables: Some(Arc::clone(&self.jobs.tables)),
             },
         )
-        .await
+        .await?;
+        Ok((session, replay))
     }
 
     /// Submits `sql` under `grant_id`. The query is planned and checked now:
@@ -255,7 +267,7 @@ impl Domain {
         {
             return refused(e).await;
         }
-        let session = match self.query_session_for(&grant, model.is_some()).await {
+        let (session, replay) = match self.replayable_session(&grant, model.is_some()).await {
             Ok(s) => s,
             Err(e) => return refused(e).await,
         };
@@ -379,7 +391,7 @@ impl Domain {
             let result = match model {
                 None => {
                     domain
-                        .run_job(&id, &grant_for_run, session, planned, guard)
+                        .run_job(&id, &grant_for_run, session, planned, guard, replay)
                         .await
                 }
                 Some(m) => {
