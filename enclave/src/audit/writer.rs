@@ -107,7 +107,7 @@ fn lock_single_writer(path: &Path) -> Result<std::fs::File> {
 
 /// The one-writer lock of the log at `path` without opening it: held while
 /// the file is open, so a key rotation left half-done is finished by the one
-/// process that may write (see [`lock_single_writer`]).
+/// process that may write (see `lock_single_writer`).
 pub fn lock_dir(path: &Path) -> Result<std::fs::File> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
