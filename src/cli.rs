@@ -62,6 +62,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The platform signing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Real-name accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -247,6 +250,15 @@ pub enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the platform signing key (the server must be stopped). The
+    /// rotation is a chained audit event signed by the current key that
+    /// names the next; auditors who pinned the current key keep verifying.
+    /// The old private key is deleted; its public key stays in keys/retired/.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify the hash chain and signed checkpoints; exits 1 on a broken chain.
     ///
@@ -347,6 +359,7 @@ pub async fn run(cli: Cli) -> CliResult {
             audit_verify(&cli.data_dir, json, anchors, deep).await
         }
         Command::Audit(AuditCommand::Tail { n }) => audit_tail(&cli.data_dir, n).await,
+        Command::Keys(KeysCommand::Rotate) => keys_rotate(&cli.data_dir, &config).await,
         Command::User(cmd) => user(&cli.data_dir, &config, cmd).await,
         Command::VerifyReceipt {
             receipt,
@@ -386,6 +399,24 @@ async fn init(data_dir: &Path, config: &Config) -> CliResult {
     );
     println!("  configuration        {}", config_path.display());
     domain.close().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys_rotate(data_dir: &Path, config: &Config) -> CliResult {
+    let domain = open(data_dir, config).await?;
+    let rotated = domain.rotate_signing_key().await;
+    // The close signs the last checkpoint, over the rotation, with the old key.
+    let closed = domain.close().await;
+    let rotated = rotated?;
+    closed?;
+    enclave::keyring::Keyring::finish_rotation(&domain.data_dir().keys())?;
+    println!("signing key rotated at audit event {}", rotated.seq);
+    println!("  previous public key  {}", rotated.previous_public_key);
+    println!("  signing public key   {}", rotated.next_public_key);
+    println!("  fingerprint          {}", rotated.next_fingerprint);
+    println!(
+        "  publish the new key; `anyu audit verify --public-key <previous>` follows the rotation"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -517,37 +548,51 @@ async fn dataset_show(store: &Store, id: &str) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The key to verify with: `--public-key` as hex, or a file holding the hex
-/// or the JSON `GET /api/platform/keys` answers; without it the data
-/// directory's own key, where there is one. A researcher verifies on their
-/// own machine, with no data directory, so the error says where to get it.
-fn platform_public_key(data_dir: &Path, explicit: Option<&str>) -> CliResult<Vec<u8>> {
-    let hex_key = match explicit {
+/// The keys a receipt or certificate is checked against: `--public-key` as
+/// hex, or a file holding the hex or the JSON `GET /api/platform/keys`
+/// answers (its current key and the keys rotated out before it); without it
+/// the data directory's current and retired keys. A researcher verifies on
+/// their own machine, with no data directory, so the error says where to
+/// get the key. A document signed before a rotation still verifies.
+fn platform_public_keys(data_dir: &Path, explicit: Option<&str>) -> CliResult<Vec<Vec<u8>>> {
+    let decode = |k: &str| -> CliResult<Vec<u8>> {
+        Ok(hex::decode(k.trim()).map_err(|_| "the public key must be hex")?)
+    };
+    match explicit {
         Some(k) if Path::new(k).is_file() => {
             let text = std::fs::read_to_string(k)?;
             match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(doc) if doc.is_object() => doc["signing_public_key"]
-                    .as_str()
-                    .ok_or("the key file is JSON without `signing_public_key`")?
-                    .to_string(),
-                _ => text,
+                Ok(doc) if doc.is_object() => {
+                    let current = doc["signing_public_key"]
+                        .as_str()
+                        .ok_or("the key file is JSON without `signing_public_key`")?;
+                    let mut all = vec![decode(current)?];
+                    for old in doc["predecessors"].as_array().into_iter().flatten() {
+                        if let Some(k) = old["signing_public_key"].as_str() {
+                            all.push(decode(k)?);
+                        }
+                    }
+                    Ok(all)
+                }
+                _ => Ok(vec![decode(&text)?]),
             }
         }
-        Some(k) => k.to_string(),
+        Some(k) => Ok(vec![decode(k)?]),
         None if DataDir::new(data_dir).is_initialised() => {
-            std::fs::read_to_string(initialised(data_dir)?.keys().join("signing.pub"))?
+            let keys = initialised(data_dir)?.keys();
+            let current = std::fs::read_to_string(keys.join("signing.pub"))?;
+            let mut all = vec![decode(&current)?];
+            all.extend(enclave::keyring::Keyring::retired_public_keys(&keys)?);
+            Ok(all)
         }
-        None => {
-            return Err(format!(
-                "no platform public key: {} is not a data directory, so give the key with \
-                 --public-key HEX|FILE (or ANYU_PUBLIC_KEY): the platform publishes it at \
-                 GET /api/platform/keys (save that answer as a file), and `anyu init` printed it",
-                data_dir.display()
-            )
-            .into());
-        }
-    };
-    Ok(hex::decode(hex_key.trim()).map_err(|_| "the public key must be hex")?)
+        None => Err(format!(
+            "no platform public key: {} is not a data directory, so give the key with \
+             --public-key HEX|FILE (or ANYU_PUBLIC_KEY): the platform publishes it at \
+             GET /api/platform/keys (save that answer as a file), and `anyu init` printed it",
+            data_dir.display()
+        )
+        .into()),
+    }
 }
 
 fn verify_receipt(
@@ -558,7 +603,7 @@ fn verify_receipt(
     public_key: Option<&str>,
 ) -> CliResult {
     use enclave::access::agreement;
-    let key = platform_public_key(data_dir, public_key)?;
+    let keys = platform_public_keys(data_dir, public_key)?;
     let json = std::fs::read_to_string(receipt)?;
     let text = text.map(std::fs::read_to_string).transpose()?;
     let grant: Option<enclave::access::Grant> = match grant {
@@ -568,7 +613,16 @@ fn verify_receipt(
         ),
         None => None,
     };
-    match agreement::verify_receipt(&json, &key, text.as_deref()) {
+    let mut verified = agreement::verify_receipt(&json, &keys[0], text.as_deref());
+    for key in &keys[1..] {
+        if verified.is_ok() {
+            break;
+        }
+        if let Ok(v) = agreement::verify_receipt(&json, key, text.as_deref()) {
+            verified = Ok(v);
+        }
+    }
+    match verified {
         Ok(v) => {
             let conditions = match (&v.receipt.conditions, &grant) {
                 (None, _) => "none signed (format 1)".to_string(),
@@ -619,12 +673,22 @@ fn verify_release(
     public_key: Option<&str>,
 ) -> CliResult {
     use enclave::release;
-    let key = platform_public_key(data_dir, public_key)?;
+    let keys = platform_public_keys(data_dir, public_key)?;
     let file = std::fs::read(result)?;
     let json = std::fs::read(certificate)?;
     let verified = String::from_utf8(json)
         .map_err(|_| enclave::Error::InvalidArgument("the certificate is not UTF-8 text".into()))
-        .and_then(|json| release::verify(&json, &key, Some(&file)));
+        .and_then(|json| {
+            // The current key's answer names the problem when none verifies.
+            let first = release::verify(&json, &keys[0], Some(&file));
+            if first.is_ok() {
+                return first;
+            }
+            keys[1..]
+                .iter()
+                .find_map(|k| release::verify(&json, k, Some(&file)).ok())
+                .map_or(first, Ok)
+        });
     match verified {
         Ok(v) => {
             let c = &v.certificate;
@@ -984,52 +1048,47 @@ async fn audit_verify(data_dir: &Path, json: bool, anchors: Anchors, deep: bool)
     let dir = initialised(data_dir)?;
     let in_dir = hex::decode(std::fs::read_to_string(dir.keys().join("signing.pub"))?.trim())?;
     let pinned = anchors.keys()?;
-    // A pinned key decides; the directory's own key is trusted only when
-    // nothing is pinned, and then the answer says so.
-    let candidates = pinned.clone().unwrap_or_else(|| vec![in_dir.clone()]);
-    let mut report = audit::verify(&dir.audit_db(), &candidates[0]).await?;
-    let mut public_key = candidates[0].clone();
-    for key in &candidates[1..] {
-        if report.is_ok() {
-            break;
+    let mut kept_problem = None;
+    // The keys come from the chain: the one `platform.init` introduced and
+    // each one a rotation event endorsed. A pinned key must be one of them;
+    // the directory's own key is trusted only when nothing is pinned, and
+    // then the answer says so.
+    let schedule = match audit::key_schedule(&dir.audit_db()).await? {
+        Ok(s) => s,
+        Err(why) => {
+            kept_problem = Some(why);
+            let first = pinned.as_ref().map_or(&in_dir, |p| &p[0]);
+            audit::KeySchedule::single(first)
         }
-        report = audit::verify(&dir.audit_db(), key).await?;
-        public_key = key.clone();
+    };
+    let report = audit::verify_keys(&dir.audit_db(), &schedule).await?;
+    if report.is_ok()
+        && kept_problem.is_none()
+        && let Some(pinned) = &pinned
+        && !pinned.iter().any(|k| schedule.contains(k))
+    {
+        // A log re-signed under another key fails here even when that key
+        // is the one in the directory.
+        kept_problem = Some(format!(
+            "the checkpoints are signed by keys the chain introduced ({}), none of them pinned: \
+             the platform key was swapped without a {} event",
+            schedule
+                .keys()
+                .iter()
+                .map(|(k, _)| audit::key_fingerprint(k))
+                .collect::<Vec<_>>()
+                .join(", "),
+            audit::ROTATE_ACTION
+        ));
     }
     // Heads kept outside the host: each must still be in the log.
     let mut heads = anchors.heads.clone();
     if let Some(w) = &anchors.witness_dir {
         heads.push(audit::witnessed_head_path(w));
     }
-    let mut kept_problem = None;
-    // The key that signed must be the one the chain introduced at init (a
-    // signed, chained event): a log re-signed under another key fails here
-    // even when that key is passed in.
-    if report.is_ok() {
-        let first = audit::list(
-            &dir.audit_db(),
-            &audit::AuditFilter {
-                limit: Some(1),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let introduced = first
-            .first()
-            .filter(|e| e.action == "platform.init")
-            .and_then(|e| e.details["signing_public_key"].as_str())
-            .map(str::to_string);
-        if introduced.as_deref() != Some(hex::encode(&public_key).as_str()) {
-            kept_problem = Some(
-                "the checkpoints are signed by a key the chain never introduced \
-                 (event 1, platform.init, names the platform key)"
-                    .to_string(),
-            );
-        }
-    }
     for path in heads.iter().filter(|_| kept_problem.is_none()) {
         let kept = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Err(why) = audit::check_kept_head(&dir.audit_db(), &public_key, &kept).await? {
+        if let Err(why) = audit::check_kept_head(&dir.audit_db(), &schedule, &kept).await? {
             kept_problem = Some(format!("against a kept head: {}: {why}", path.display()));
             break;
         }
@@ -1048,10 +1107,23 @@ async fn audit_verify(data_dir: &Path, json: bool, anchors: Anchors, deep: bool)
             "audit chain OK: {} events, {} signed checkpoints, head {} {}",
             report.events, report.checkpoints, report.head_seq, report.head_hash
         );
+        if schedule.keys().len() > 1 {
+            println!(
+                "  signing key rotated {} time(s); current key {} since event {}",
+                schedule.keys().len() - 1,
+                audit::key_fingerprint(schedule.current()),
+                schedule.keys()[schedule.keys().len() - 1].1
+            );
+        }
         if pinned.is_none() {
             println!(
                 "  not anchored: the key came from {} itself; pin it with --public-key \
                  (printed at `anyu init`, served at /api/platform/keys)",
+                dir.keys().join("signing.pub").display()
+            );
+        } else if schedule.current() != in_dir.as_slice() {
+            println!(
+                "  note: {} holds a key the chain did not introduce last",
                 dir.keys().join("signing.pub").display()
             );
         } else if !pinned.iter().flatten().any(|k| *k == in_dir) {

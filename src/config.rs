@@ -231,6 +231,18 @@ pub struct ServerConfig {
     /// Fill level of the data directory's file system that raises an alarm
     /// (an audit event and a log warning; 0: never).
     pub disk_alarm_percent: u8,
+    /// TLS termination in the server (`[server.tls]`); plain HTTP without it.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: the certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (PEM).
+    pub cert_file: std::path::PathBuf,
+    /// The private key of the leaf (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -279,6 +291,7 @@ impl Default for ServerConfig {
             rate_per_second: 100.0,
             rate_burst: 1000,
             disk_alarm_percent: 90,
+            tls: None,
         }
     }
 }
@@ -420,6 +433,11 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # rate_per_second = 100.0              # requests from one address, on average (0: no limit) ...
 # rate_burst = 1000                    # ... and at once; beyond, 429 with Retry-After
 # disk_alarm_percent = 90              # data directory's file system this full: audit event + warning
+
+# TLS in the server itself, for deployments without a reverse proxy (HSTS is sent then):
+# [server.tls]
+# cert_file = "/etc/anyu/tls/fullchain.pem"   # PEM, leaf first
+# key_file = "/etc/anyu/tls/privkey.pem"      # PEM (PKCS#8, PKCS#1 or SEC1), mode 0600
 
 [catalog]
 # How not-open datasets appear in the public catalog: "hidden" or "name_only".

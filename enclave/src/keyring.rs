@@ -44,6 +44,14 @@ pub const SIGNING_KEY_FILE: &str = "signing.pk8";
 /// File name of the hex-encoded Ed25519 public key inside the keys directory.
 pub const SIGNING_PUB_FILE: &str = "signing.pub";
 
+/// The next signing key while a rotation is under way (`Keyring::stage_rotation`).
+pub const NEXT_SIGNING_KEY_FILE: &str = "signing.next.pk8";
+/// Its public key, hex.
+pub const NEXT_SIGNING_PUB_FILE: &str = "signing.next.pub";
+/// Public keys of signing keys rotated out, `<key id>.pub` (the private
+/// halves are deleted: a retired key signs nothing more).
+pub const RETIRED_DIR: &str = "retired";
+
 /// Current format version of [`WrappedKey`].
 pub const WRAPPED_KEY_VERSION: u32 = 1;
 
@@ -251,6 +259,103 @@ impl Keyring {
             public_key,
             dir: keys_dir.to_path_buf(),
         })
+    }
+
+    /// Starts a signing-key rotation: a new Ed25519 key pair written beside
+    /// the current one (`signing.next.pk8`, `signing.next.pub`); returns its
+    /// public key. A rotation staged before and never finished is replaced.
+    pub fn stage_rotation(keys_dir: &Path) -> Result<Vec<u8>> {
+        Self::abandon_rotation(keys_dir)?;
+        let rng = SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| Error::Crypto("could not generate the Ed25519 signing key".into()))?;
+        let next = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .map_err(|e| Error::Crypto(format!("generated signing key rejected: {e}")))?;
+        let public = next.public_key().as_ref().to_vec();
+        write_new_file(&keys_dir.join(NEXT_SIGNING_KEY_FILE), pkcs8.as_ref(), 0o600)?;
+        write_new_file(
+            &keys_dir.join(NEXT_SIGNING_PUB_FILE),
+            format!("{}\n", hex::encode(&public)).as_bytes(),
+            0o600,
+        )?;
+        sync_dir(keys_dir)?;
+        Ok(public)
+    }
+
+    /// The public key of a staged rotation, if one is staged.
+    pub fn staged_rotation(keys_dir: &Path) -> Result<Option<Vec<u8>>> {
+        let path = keys_dir.join(NEXT_SIGNING_PUB_FILE);
+        if !keys_dir.join(NEXT_SIGNING_KEY_FILE).exists() {
+            return Ok(None);
+        }
+        let text = fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+        hex::decode(text.trim())
+            .map(Some)
+            .map_err(|_| Error::Crypto(format!("public key file {} is not hex", path.display())))
+    }
+
+    /// Drops a staged rotation (its event never reached the log).
+    pub fn abandon_rotation(keys_dir: &Path) -> Result<()> {
+        for name in [NEXT_SIGNING_KEY_FILE, NEXT_SIGNING_PUB_FILE] {
+            let path = keys_dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes a staged rotation once the log holds its event: the current
+    /// public key goes to `retired/<key id>.pub`, the next key pair replaces
+    /// the current one (the old private key is gone). Each step is a rename,
+    /// so a crash part-way is finished by calling this again.
+    pub fn finish_rotation(keys_dir: &Path) -> Result<()> {
+        let next_key = keys_dir.join(NEXT_SIGNING_KEY_FILE);
+        let next_pub = keys_dir.join(NEXT_SIGNING_PUB_FILE);
+        let pub_path = keys_dir.join(SIGNING_PUB_FILE);
+        if next_key.exists() && pub_path.exists() {
+            let current = fs::read_to_string(&pub_path).map_err(Error::io("read", &pub_path))?;
+            let staged = fs::read_to_string(&next_pub).unwrap_or_default();
+            if current.trim() != staged.trim() {
+                let bytes = hex::decode(current.trim()).map_err(|_| {
+                    Error::Crypto(format!("public key file {} is not hex", pub_path.display()))
+                })?;
+                let retired = keys_dir.join(RETIRED_DIR);
+                create_private_dir(&retired)?;
+                let to = retired.join(format!("{}.pub", crate::audit::key_fingerprint(&bytes)));
+                fs::rename(&pub_path, &to).map_err(Error::io("rename", &pub_path))?;
+                sync_dir(&retired)?;
+            }
+        }
+        if next_key.exists() {
+            let to = keys_dir.join(SIGNING_KEY_FILE);
+            fs::rename(&next_key, &to).map_err(Error::io("rename", &next_key))?;
+        }
+        if next_pub.exists() {
+            fs::rename(&next_pub, &pub_path).map_err(Error::io("rename", &next_pub))?;
+        }
+        sync_dir(keys_dir)
+    }
+
+    /// The public keys rotated out, read from `retired/` (any order).
+    pub fn retired_public_keys(keys_dir: &Path) -> Result<Vec<Vec<u8>>> {
+        let dir = keys_dir.join(RETIRED_DIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut keys = Vec::new();
+        for e in entries {
+            let path = e.map_err(Error::io("read directory", &dir))?.path();
+            if path.extension().is_some_and(|x| x == "pub") {
+                let text = fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+                if let Ok(k) = hex::decode(text.trim()) {
+                    keys.push(k);
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// Id of the master key (16 hex characters); see [`master_key_id`].

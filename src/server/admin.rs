@@ -95,8 +95,8 @@ pub async fn signed_head(
 /// The platform's public signing key (anyone): pin it to verify receipts,
 /// release certificates and the audit log away from this host.
 #[utoipa::path(get, path = "/api/platform/keys", tag = "system",
-    responses((status = 200, description = "The public key and its fingerprint", body = PlatformKeys)))]
+    responses((status = 200, description = "The current public key, its fingerprint, and the keys it replaced with the seq of each rotation", body = PlatformKeys)))]
 #[tracing::instrument(skip_all)]
-pub async fn platform_keys(State(state): State<AppState>) -> Json<PlatformKeys> {
-    Json(state.domain.platform_keys())
+pub async fn platform_keys(State(state): State<AppState>) -> ApiResult<Json<PlatformKeys>> {
+    Ok(Json(state.domain.platform_keys().await?))
 }

@@ -1,7 +1,9 @@
 //! Accepting connections: HTTP/1 through hyper with a header-read timeout (a
 //! client that sends half a request head is cut), a global connection limit
 //! and a limit per client address. A connection over a limit is answered 503
-//! and closed before anything is read from it.
+//! and closed before anything is read from it. With TLS the handshake comes
+//! first and must finish within the same header-read timeout; the limits,
+//! timeouts and graceful shutdown are the same.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -90,12 +92,13 @@ fn refuse(stream: TcpStream) {
     let _ = stream.try_write(OVER_LIMIT);
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets requests
-/// in flight finish for up to `limits.drain`.
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `shutdown`
+/// completes, then lets requests in flight finish for up to `limits.drain`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let open = Arc::new(Open {
@@ -132,10 +135,39 @@ pub async fn serve(
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let service = TowerToHyperService::new(service);
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => {
+                    // A client that does not finish the handshake in time is
+                    // cut like one that does not finish its request head.
+                    match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(admitted);

@@ -16,6 +16,7 @@ mod grants;
 mod jobs;
 mod models;
 mod rate;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -162,7 +163,10 @@ const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-
 /// caller's id comes back as `x-client-request-id`. Everything under `/api/`
 /// except the public catalog and the API document is `no-store`: results,
 /// certificates, materials, tokens and review packets must not sit in a cache.
-async fn response_headers(mut req: Request, next: Next) -> Response {
+///
+/// With TLS on, every answer also carries HSTS: a browser that once reached
+/// the platform over TLS never tries plain HTTP again for a year.
+async fn response_headers(hsts: bool, mut req: Request, next: Next) -> Response {
     let client_id = req.headers_mut().remove(REQUEST_ID);
     let path = req.uri().path();
     let cacheable = !path.starts_with("/api/")
@@ -181,11 +185,18 @@ async fn response_headers(mut req: Request, next: Next) -> Response {
     if let Some(id) = client_id {
         headers.insert(CLIENT_REQUEST_ID, id);
     }
+    if hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     resp
 }
 
 /// Builds the application router with its middleware.
 pub fn router(state: AppState, config: &Config) -> Router {
+    let hsts = config.server.tls.is_some();
     // Layers run top to bottom for requests:
     // 0. set aside the caller's request id; security headers on every answer;
     // 1. assign the server's request id so logs and responses share it;
@@ -198,7 +209,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
     //    enforce; an anonymous caller's body is not read at all outside login
     //    and complaints: auth::SignedBody).
     let middleware = ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(response_headers))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| response_headers(hsts, req, next),
+        ))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let request_id = req
@@ -307,6 +320,24 @@ pub async fn serve(
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let domain = Arc::new(domain);
+    // A certificate that cannot be read or does not match its key stops the
+    // start, named; never a fallback to plain HTTP.
+    let tls = match config.server.tls.as_ref().map(tls::acceptor).transpose() {
+        Ok(tls) => tls,
+        Err(why) => {
+            domain
+                .record(
+                    &Actor::system(),
+                    "server.start",
+                    format!("listen:{listen}"),
+                    Outcome::Failure,
+                    serde_json::json!({ "error": "tls_configuration" }),
+                )
+                .await?;
+            domain.close().await?;
+            return Err(why.into());
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -334,7 +365,8 @@ pub async fn serve(
         )
         .await?;
     tracing::info!(%local, "listening");
-    println!("Anyu listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("Anyu listening on {scheme}://{local}");
     if let Some(tx) = ready {
         let _ = tx.send(local);
     }
@@ -361,6 +393,7 @@ pub async fn serve(
         listener,
         app,
         &config.connection_limits(),
+        tls,
         shutdown_signal(),
     )
     .await;

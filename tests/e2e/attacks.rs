@@ -711,3 +711,86 @@ fn a_difference_of_two_scalar_subqueries_is_reviewed() {
         "{words}"
     );
 }
+
+/// A differencing pair across two grants of one researcher: the earlier job
+/// (a grant on social-insurance data only) and the later one (a grant that
+/// adds medical claims, whose steward therefore reviews it). The medical
+/// steward may not read the earlier job, so the packet names it only as "a
+/// job of another grant", without its SQL; the social-insurance steward, who
+/// may read both, sees the SQL.
+#[test]
+fn the_review_packet_hides_another_grants_sql_from_a_reviewer_who_may_not_read_it() {
+    let dir = prepared_data_dir(600, &["social_insurance", "medical_claims"]);
+    let data = dir.path().join("data");
+    add_people(&data);
+    let server = TestServer::start(&data);
+    let p = People::login(&server);
+    let only_si = grant_on(&server, &p, &[("social_insurance", SI)], "invisible");
+    let both = grant_on(
+        &server,
+        &p,
+        &[("social_insurance", SI), ("medical_claims", MC)],
+        "invisible",
+    );
+    let csv = std::fs::read_to_string(dir.path().join("samples/social_insurance.csv")).unwrap();
+    let mut lines = csv.lines();
+    let col = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "months_contributed")
+        .unwrap();
+    let months: Vec<i64> = lines
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect();
+    let once = |v: i64| months.iter().filter(|m| **m == v).count() == 1;
+    let above = |v: i64| months.iter().filter(|m| **m >= v).count();
+    let v = months
+        .iter()
+        .copied()
+        .find(|v| once(*v) && (100..=500).contains(&above(*v)))
+        .expect("a value held by one person");
+    let first_sql = format!(
+        "SELECT count(*) AS n, avg(contribution_base) AS mean FROM social_insurance \
+         WHERE months_contributed >= {v}"
+    );
+    let first = common::run_job(&server, &p.researcher, &only_si, &first_sql);
+    let first_id = first["id"].as_str().unwrap().to_string();
+    // The same persons but one, through a join that reads the claims and
+    // keeps everyone (no claim has a negative amount).
+    let second_sql = format!(
+        "SELECT count(*) AS n, avg(s.contribution_base) AS mean FROM social_insurance s \
+         LEFT ANTI JOIN (SELECT person_id FROM medical_claims WHERE amount < 0) m \
+         ON s.person_id = m.person_id WHERE s.months_contributed > {v}"
+    );
+    let second = common::run_job(&server, &p.researcher, &both, &second_sql);
+    let id = second["id"].as_str().unwrap();
+    assert_eq!(second["status"], "pending_review", "{second}");
+
+    let packet = |token: &str| {
+        server.expect(
+            200,
+            "GET",
+            &format!("/api/jobs/{id}/review"),
+            Some(token),
+            None,
+        )
+    };
+    let medical = packet(&p.other_steward);
+    let pairs = medical["differencing"].as_array().unwrap();
+    assert_eq!(pairs.len(), 1, "{medical}");
+    assert_eq!(pairs[0]["other_job_id"], first_id.as_str());
+    assert_eq!(
+        pairs[0]["other_query"], "a job of another grant",
+        "{medical}"
+    );
+    assert!(!medical.to_string().contains(&first_sql), "{medical}");
+    assert!(pairs[0]["other_cells"].is_null(), "{medical}");
+    // The social-insurance steward may read the earlier job: its SQL shows.
+    let social = packet(&p.steward);
+    assert_eq!(
+        social["differencing"][0]["other_query"],
+        first_sql.as_str(),
+        "{social}"
+    );
+}

@@ -360,3 +360,125 @@ fn verify_deep_names_a_role_written_by_sql() {
         "{out}"
     );
 }
+
+/// `anyu keys rotate` replaces the signing key by a chained event the old key
+/// signs: an auditor who pinned the key from `anyu init` still verifies the
+/// whole log (checkpoints before the rotation under the old key, after it
+/// under the new one); `/api/platform/keys` shows the new key and the old one
+/// with the rotation's seq; a certificate signed before the rotation still
+/// verifies.
+#[test]
+fn a_rotated_signing_key_is_followed_from_the_pinned_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let old = init_key(&data);
+    common::add_people(&data);
+    let keyring = enclave::keyring::Keyring::open(&data.join("keys")).unwrap();
+    let (files, cert) = crate::release_cli::signed_release(&keyring);
+    drop(keyring);
+    let cert_path = dir.path().join("certificate.json");
+    std::fs::write(&cert_path, cert.to_json()).unwrap();
+    let result = dir.path().join("result.csv");
+    std::fs::write(&result, &files[0].1).unwrap();
+
+    let out = stdout(&run(&data, &["keys", "rotate"], true));
+    let new = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("signing public key"))
+        .map(|k| k.trim().to_string())
+        .expect("rotate prints the new key");
+    assert_ne!(new, old);
+    assert!(!data.join("keys/signing.next.pk8").exists());
+    let retired = std::fs::read_dir(data.join("keys/retired"))
+        .unwrap()
+        .count();
+    assert_eq!(retired, 1);
+
+    // The server signs with the new key from now on.
+    let server = TestServer::start(&data);
+    let keys = server.get_json("/api/platform/keys", 200);
+    assert_eq!(keys["signing_public_key"], new.as_str(), "{keys}");
+    assert_eq!(keys["predecessors"][0]["signing_public_key"], old.as_str());
+    let rotated_at = keys["predecessors"][0]["rotated_at_seq"].as_u64().unwrap();
+    assert_eq!(keys["introduced_at_seq"], rotated_at);
+    let admin = server.login("a_zhang");
+    for _ in 0..3 {
+        server.expect(200, "GET", "/api/admin/users", Some(&admin), None);
+    }
+    server.stop();
+
+    // Pinned to the old key, the new key or both: OK, across the rotation.
+    for pin in [&old, &new] {
+        let out = stdout(&run(
+            &data,
+            &["audit", "verify", "--public-key", pin.as_str()],
+            true,
+        ));
+        assert!(out.contains("audit chain OK"), "{out}");
+        assert!(out.contains("rotated 1 time"), "{out}");
+    }
+    let tail = stdout(&run(&data, &["audit", "tail", "-n", "1000"], true));
+    let event = tail
+        .lines()
+        .find(|l| l.contains("\"action\":\"platform.key_rotate\""))
+        .expect("the rotation is an event");
+    assert!(
+        event.contains(&format!("\"previous_key\":\"{old}\"")),
+        "{event}"
+    );
+    assert!(
+        event.contains(&format!("\"next_key\":\"{new}\"")),
+        "{event}"
+    );
+    assert!(event.contains(&format!("\"seq\":{rotated_at}")), "{event}");
+
+    // A certificate signed before the rotation verifies with the directory's
+    // keys (the retired one included) and with the old key pinned.
+    let (r, c) = (result.to_str().unwrap(), cert_path.to_str().unwrap());
+    let out = stdout(&run(&data, &["verify-release", r, c], true));
+    assert!(out.contains("release OK"), "{out}");
+    run(&data, &["verify-release", r, c, "--public-key", &old], true);
+}
+
+/// A key pair swapped into `keys/` without a rotation event (the log then
+/// re-signed by it as far as it goes): against the pinned key the log is
+/// refused, and the answer names the key no event introduced.
+#[test]
+fn a_signing_key_swapped_in_without_a_rotation_event_is_refused_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = init_key(&data);
+    common::add_people(&data);
+    // Another directory's fresh key pair moved in: the server signs with it.
+    let other = dir.path().join("other");
+    let fresh = init_key(&other);
+    for name in ["signing.pk8", "signing.pub"] {
+        std::fs::copy(other.join("keys").join(name), data.join("keys").join(name)).unwrap();
+    }
+    // The witness was signed with the old key; re-sign it as the swapped
+    // key's holder would, so the server opens.
+    resign_witness(&data, &other);
+    let server = TestServer::start(&data);
+    let admin = server.login("a_zhang");
+    server.expect(200, "GET", "/api/admin/users", Some(&admin), None);
+    server.stop();
+
+    let out = run(&data, &["audit", "verify", "--public-key", &key], false);
+    let text = stdout(&out);
+    assert!(text.contains("BROKEN"), "{text}");
+    let fingerprint = enclave::audit::key_fingerprint(&hex::decode(&fresh).unwrap());
+    assert!(
+        text.contains(&fingerprint) && text.contains("platform.key_rotate"),
+        "{text}"
+    );
+    // Pinning the swapped key does not help: the chain never introduced it.
+    let out = run(&data, &["audit", "verify", "--public-key", &fresh], false);
+    assert!(stdout(&out).contains("BROKEN"), "{}", stdout(&out));
+}
+
+/// Rewrites `data`'s head witness with the signing key of `keys_from`.
+fn resign_witness(data: &std::path::Path, keys_from: &std::path::Path) {
+    let keyring = enclave::keyring::Keyring::open(&keys_from.join("keys")).unwrap();
+    enclave::audit::resign_witness_for_tests(&data.join("audit/audit.db"), &keyring.signing_key())
+        .unwrap();
+}

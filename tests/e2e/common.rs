@@ -114,7 +114,10 @@ impl TestServer {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Anyu listening on http://") {
+                if let Some(rest) = line
+                    .strip_prefix("Anyu listening on http://")
+                    .or_else(|| line.strip_prefix("Anyu listening on https://"))
+                {
                     let _ = tx.send(rest.trim().to_string());
                 }
             }

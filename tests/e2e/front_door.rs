@@ -552,3 +552,120 @@ fn anonymous_reads_and_denials_are_counted_not_logged_one_by_one() {
         "no disk alarm:\n{tail}"
     );
 }
+
+/// Runs `openssl` with `args` in `dir`; panics unless it succeeds.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl command");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        common::stderr(&out)
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
+fn self_signed(dir: &std::path::Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=anyu-test",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+    );
+}
+
+fn with_tls(data: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) {
+    let config = data.join("anyu.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(&format!(
+        "\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    std::fs::write(&config, toml).unwrap();
+}
+
+/// `curl` against the server; (exit success, stdout with the headers).
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-D", "-", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("the curl command");
+    (out.status.success(), stdout(&out))
+}
+
+/// With `[server.tls]` the server speaks TLS itself: a client that trusts
+/// the certificate gets the API over https with HSTS; plain HTTP to the same
+/// port gets no answer; a plain server sends no HSTS; a certificate that
+/// cannot be read or does not match its key stops the start, named.
+#[test]
+fn tls_serves_https_with_hsts_and_refuses_a_bad_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    run(&data, &["init"], true);
+    let plain = TestServer::start(&data);
+    let answer = plain.get("/api/platform/keys");
+    assert!(answer.headers().get("strict-transport-security").is_none());
+    plain.stop();
+
+    self_signed(dir.path(), "tls");
+    self_signed(dir.path(), "other");
+    let (cert, key) = (dir.path().join("tls.pem"), dir.path().join("tls.key"));
+    with_tls(&data, &cert, &key);
+    let server = TestServer::start(&data);
+    let https = format!("https://{}/api/platform/keys", server.addr);
+    let (ok, text) = curl(&["--cacert", cert.to_str().unwrap(), &https]);
+    assert!(ok, "{text}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{text}"
+    );
+    assert!(text.contains("signing_public_key"), "{text}");
+    // Not trusted without the certificate; plain HTTP gets no HTTP answer.
+    let (ok, _) = curl(&[&https]);
+    assert!(!ok, "an unknown certificate was accepted");
+    let (ok, text) = curl(&[&format!("http://{}/api/platform/keys", server.addr)]);
+    assert!(!ok && !text.contains("HTTP/1.1"), "{text}");
+    server.stop();
+
+    // The other certificate's key: mismatched. A missing file: unreadable.
+    for (cert, key, says) in [
+        (cert.clone(), dir.path().join("other.key"), "do not match"),
+        (dir.path().join("missing.pem"), key.clone(), "missing.pem"),
+    ] {
+        let config = data.join("anyu.toml");
+        let toml = std::fs::read_to_string(&config).unwrap();
+        let base = toml.split("\n[server.tls]").next().unwrap().to_string();
+        std::fs::write(&config, base).unwrap();
+        with_tls(&data, &cert, &key);
+        let out = common::anyu(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "started with a bad certificate");
+        let err = common::stderr(&out);
+        assert!(err.contains(says), "{err}");
+    }
+}

@@ -14,7 +14,9 @@ use enclave::release::{
 };
 
 /// A result in every download format and its certificate, signed with `keyring`.
-fn signed_release(keyring: &Keyring) -> (Vec<(release::ResultFormat, Vec<u8>)>, Certificate) {
+pub(crate) fn signed_release(
+    keyring: &Keyring,
+) -> (Vec<(release::ResultFormat, Vec<u8>)>, Certificate) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("district", DataType::Utf8, true),
         Field::new("persons", DataType::Int64, false),

@@ -1079,9 +1079,11 @@ fn sessions_expire_and_are_revoked() {
 
     // A session past its expiry is refused (the clock moved past `expires_at`).
     common::update_sealed(&data, "users", "disabled = 0", "username = 'r_li'");
-    sql(
+    common::update_sealed(
         &data,
-        "UPDATE sessions SET revoked_at = NULL, expires_at = '2020-01-01T00:00:00.000000Z'",
+        "sessions",
+        "revoked_at = NULL, expires_at = '2020-01-01T00:00:00.000000Z'",
+        "1 = 1",
     );
     let server = TestServer::start(&data);
     let err = server.expect(401, "GET", "/api/me", Some(&expiring), None);

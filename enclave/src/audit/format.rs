@@ -56,7 +56,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> Hash {
 }
 
 /// Short identifier of a public key: the first 8 bytes of its SHA-256, hex.
-pub(crate) fn key_id(public_key: &[u8]) -> String {
+pub fn key_id(public_key: &[u8]) -> String {
     hex::encode(&sha256(public_key)[..8])
 }
 

@@ -137,14 +137,20 @@
 //!   checkpoints signed by another key as [`ProblemKind::BadSignature`].
 
 mod format;
+mod keys;
 mod verify;
 mod witness;
 mod writer;
 
 use serde::{Deserialize, Serialize};
 
-pub use format::{FORMAT_VERSION, GENESIS_HASH, ROLES, canonical_event, event_hash};
-pub use verify::{check_kept_head, verify, verify_sequential};
+pub use format::{
+    FORMAT_VERSION, GENESIS_HASH, ROLES, canonical_event, event_hash, key_id as key_fingerprint,
+};
+pub use keys::{KeySchedule, ROTATE_ACTION, endorsement_message, key_schedule};
+pub use verify::{check_kept_head, verify, verify_keys, verify_sequential};
+#[doc(hidden)]
+pub use witness::resign_witness_for_tests;
 
 /// The signed head record of the log at `db` (rewritten after commits): what
 /// an auditor keeps, and what a witness directory holds a copy of.
@@ -156,7 +162,7 @@ pub fn head_record_path(db: &std::path::Path) -> std::path::PathBuf {
 pub fn witnessed_head_path(witness_dir: &std::path::Path) -> std::path::PathBuf {
     witness_dir.join("audit.head")
 }
-pub use writer::{AuditLog, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, list};
+pub use writer::{AuditLog, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, list, lock_dir};
 
 /// Tuning of [`AuditLog`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,13 +11,13 @@ use std::ffi::CStr;
 use std::path::Path;
 
 use futures::TryStreamExt as _;
-use ring::signature::{ED25519, UnparsedPublicKey};
 use sqlx::sqlite::{LockedSqliteHandle, SqliteConnectOptions, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use super::format::{
-    CheckpointMessage, GENESIS, Hash, Header, chain_hash, key_id, sha256, to_hash, write_header,
+    CheckpointMessage, GENESIS, Hash, Header, chain_hash, sha256, to_hash, write_header,
 };
+use super::keys::KeySchedule;
 use super::witness::{self, Witness};
 use super::{Problem, ProblemKind, VerifyReport};
 use crate::{Error, Result};
@@ -40,29 +40,43 @@ const NEXT_SQL: &str = "SELECT seq, canonical, prev_hash, hash, \
 /// and names the first bad event. Reads one consistent snapshot, streaming, so
 /// it can run while the server appends. Never writes.
 pub async fn verify(path: &Path, public_key: &[u8]) -> Result<VerifyReport> {
-    verify_with(path, public_key, true).await
+    check_key_len(public_key)?;
+    verify_with(path, &KeySchedule::single(public_key), true).await
+}
+
+/// [`verify`] under a key schedule ([`super::key_schedule`]): each checkpoint
+/// and the witness under the key in force at its seq, so a log whose key was
+/// rotated by a chained event verifies from its first key on, and a key
+/// nothing introduced is refused and named.
+pub async fn verify_keys(path: &Path, keys: &KeySchedule) -> Result<VerifyReport> {
+    for (k, _) in keys.keys() {
+        check_key_len(k)?;
+    }
+    verify_with(path, keys, true).await
+}
+
+fn check_key_len(public_key: &[u8]) -> Result<()> {
+    if public_key.len() != 32 {
+        return Err(Error::InvalidArgument(
+            "the Ed25519 public key must be 32 bytes".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// [`verify`] without the fast path: every row goes through the driver. Same
 /// report; kept public for tests that compare both paths.
 #[doc(hidden)]
 pub async fn verify_sequential(path: &Path, public_key: &[u8]) -> Result<VerifyReport> {
-    verify_with(path, public_key, false).await
+    check_key_len(public_key)?;
+    verify_with(path, &KeySchedule::single(public_key), false).await
 }
 
-async fn verify_with(path: &Path, public_key: &[u8], fast: bool) -> Result<VerifyReport> {
-    if public_key.len() != 32 {
-        return Err(Error::InvalidArgument(
-            "the Ed25519 public key must be 32 bytes".into(),
-        ));
-    }
+async fn verify_with(path: &Path, keys: &KeySchedule, fast: bool) -> Result<VerifyReport> {
     if !path.is_file() {
         return Err(Error::NotFound("audit log database".into()));
     }
-    let mut v = Verifier {
-        public_key,
-        best: None,
-    };
+    let mut v = Verifier { keys, best: None };
 
     // The witness is read before the database snapshot is taken, so the
     // snapshot is never older than the witness.
@@ -74,7 +88,7 @@ async fn verify_with(path: &Path, public_key: &[u8], fast: bool) -> Result<Verif
             None
         }
     };
-    let witness: Option<Witness> = witness.and_then(|w| match w.check(public_key) {
+    let witness: Option<Witness> = witness.and_then(|w| match w.check_keys(keys) {
         Ok(()) => Some(w),
         Err(msg) => {
             v.consider(
@@ -558,7 +572,7 @@ mod raw {
 }
 
 struct Verifier<'a> {
-    public_key: &'a [u8],
+    keys: &'a KeySchedule,
     /// First problem so far: (seq, priority, problem). Lower priority wins ties:
     /// 0 event, 1 checkpoint or witness, 2 end of log.
     best: Option<(u64, u8, Problem)>,
@@ -623,17 +637,10 @@ impl Verifier<'_> {
             key_id: stored_key_id,
         }
         .to_bytes();
-        if UnparsedPublicKey::new(&ED25519, self.public_key)
-            .verify(&msg, signature)
-            .is_err()
-        {
-            let message = if stored_key_id != key_id(self.public_key) {
-                format!("the checkpoint at seq {seq} is signed by a different key")
-            } else {
-                format!(
-                    "the checkpoint at seq {seq} has an invalid signature: it was forged or altered"
-                )
-            };
+        if !self.keys.verifies(seq, &msg, signature) {
+            let message =
+                self.keys
+                    .explain(seq, stored_key_id, &format!("the checkpoint at seq {seq}"));
             self.consider(
                 1,
                 Problem {
@@ -970,14 +977,14 @@ fn classify(c: &Context, r: &RowData, n: Option<&RowData>, buf: &mut Vec<u8>) ->
 /// verifies on its own. `Ok(Err(why))` names what does not match.
 pub async fn check_kept_head(
     path: &Path,
-    public_key: &[u8],
+    keys: &KeySchedule,
     kept: &[u8],
 ) -> Result<std::result::Result<(), String>> {
     let head = match witness::parse(kept) {
         Ok(h) => h,
         Err(msg) => return Ok(Err(format!("the kept head: {msg}"))),
     };
-    if let Err(msg) = head.check(public_key) {
+    if let Err(msg) = head.check_keys(keys) {
         return Ok(Err(format!("the kept head: {msg}")));
     }
     if !path.is_file() {

@@ -7,10 +7,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use ring::signature::Ed25519KeyPair;
 use serde::{Deserialize, Serialize};
 
-use super::format::{Hash, HeadMessage, key_id, sha256};
+use super::format::{Hash, HeadMessage, sha256};
+use super::keys::KeySchedule;
 use crate::{Error, Result};
 
 /// Path of the witness for the database at `db`: same name, extension `head`.
@@ -71,14 +72,17 @@ impl Witness {
     /// Signature valid under `public_key`, and the tail is consistent with the
     /// head it claims.
     pub(crate) fn check(&self, public_key: &[u8]) -> std::result::Result<(), String> {
-        if UnparsedPublicKey::new(&ED25519, public_key)
-            .verify(&self.message(), &self.signature)
-            .is_err()
-        {
-            return Err(if self.key_id != key_id(public_key) {
-                "the head witness is signed by a different key".into()
-            } else {
+        self.check_keys(&KeySchedule::single(public_key))
+    }
+
+    /// [`Self::check`] under the key in force at the head's seq.
+    pub(crate) fn check_keys(&self, keys: &KeySchedule) -> std::result::Result<(), String> {
+        let seq = self.state.seq;
+        if !keys.verifies(seq, &self.message(), &self.signature) {
+            return Err(if keys.names(seq, &self.key_id) {
                 "the head witness signature does not verify: the file was forged or altered".into()
+            } else {
+                keys.explain(seq, &self.key_id, "the head witness")
             });
         }
         let s = &self.state;
@@ -188,4 +192,18 @@ pub(crate) fn write(db: &Path, bytes: &[u8], sync_dir: bool) -> Result<()> {
             .map_err(Error::io("fsync", dir))?;
     }
     Ok(())
+}
+
+/// Re-signs the head witness of the log at `db` with `signer`, as the holder
+/// of a key swapped into `keys/` would so the log opens under it. Tamper
+/// tests only.
+#[doc(hidden)]
+pub fn resign_witness_for_tests(db: &Path, signer: &Ed25519KeyPair) -> Result<()> {
+    use ring::signature::KeyPair;
+    let w = read(db)
+        .map_err(Error::Audit)?
+        .ok_or_else(|| Error::NotFound("head witness".into()))?;
+    let key_id = super::format::key_id(signer.public_key().as_ref());
+    let bytes = encode(&w.state, signer, &key_id, &w.time);
+    write(db, &bytes, true)
 }

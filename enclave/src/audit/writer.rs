@@ -102,6 +102,13 @@ impl std::fmt::Debug for AuditLog {
 /// own POSIX locks when closed. The inode is checked after locking, so a
 /// directory swapped in between is never taken for the one locked.
 fn lock_single_writer(path: &Path) -> Result<std::fs::File> {
+    lock_dir(path)
+}
+
+/// The one-writer lock of the log at `path` without opening it: held while
+/// the file is open, so a key rotation left half-done is finished by the one
+/// process that may write (see `lock_single_writer`).
+pub fn lock_dir(path: &Path) -> Result<std::fs::File> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -528,7 +535,9 @@ async fn check_against_witness(
         Ok(None) => return refuse("its head witness file is missing"),
         Err(e) => return refuse(&e),
     };
-    if let Err(e) = w.check(public_key) {
+    if let Err(e) = w.check(public_key)
+        && !rotated_from_witness_key(conn, &w, public_key).await?
+    {
         return refuse(&e);
     }
     let ws = &w.state;
@@ -567,6 +576,41 @@ async fn check_against_witness(
         return refuse(&format!("event {} differs from the head witness", ws.seq));
     }
     Ok(())
+}
+
+/// Whether the newest key rotation of the log introduced `public_key`, and
+/// the witness is signed by the key it replaced, at or after the rotation:
+/// the first open after `keys rotate`, before the witness is re-signed.
+async fn rotated_from_witness_key(
+    conn: &mut SqliteConnection,
+    w: &witness::Witness,
+    public_key: &[u8],
+) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT seq, canonical, prev_hash, hash FROM events WHERE action = ? \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(super::keys::ROTATE_ACTION)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let rec = record_from_canonical(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+    )?;
+    let Some(previous) = rec.details["previous_key"]
+        .as_str()
+        .and_then(|k| hex::decode(k).ok())
+    else {
+        return Ok(false);
+    };
+    Ok(
+        super::keys::rotation(&rec, &previous).is_ok_and(|next| next == public_key)
+            && w.state.seq >= rec.seq
+            && w.check(&previous).is_ok(),
+    )
 }
 
 async fn write_witness(

@@ -54,7 +54,7 @@ async fn events(audit_db: &Path, action: &str) -> Result<Vec<AuditRecord>> {
 /// `job.release` event, every account its `user.create` with the role it
 /// has now, every grant its `grant.create`, every approval of an
 /// application its `application.approve` by the same person, and the rows
-/// were sealed at most once (`metadata.sealed`).
+/// were sealed at most once per marker version (`metadata.sealed`).
 pub async fn cross_check(store: &Store, audit_db: &Path) -> Result<Vec<Discrepancy>> {
     let mut found = Vec::new();
     let mut note = |kind, id: String| found.push(Discrepancy { kind, id });
@@ -118,7 +118,14 @@ pub async fn cross_check(store: &Store, audit_db: &Path) -> Result<Vec<Discrepan
         }
     }
 
-    if events(audit_db, "metadata.sealed").await?.len() > 1 {
+    // One sealing per marker version (events from before versions: v1).
+    let mut sealings: HashMap<u64, usize> = HashMap::new();
+    for e in events(audit_db, "metadata.sealed").await? {
+        *sealings
+            .entry(e.details["marker"].as_u64().unwrap_or(1))
+            .or_default() += 1;
+    }
+    if sealings.values().any(|n| *n > 1) {
         note("metadata_resealed", "meta_seal".into());
     }
     Ok(found)

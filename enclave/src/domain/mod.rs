@@ -138,6 +138,36 @@ pub struct PlatformKeys {
     pub signing_public_key: String,
     /// SHA-256 of the key, to compare by eye with the one printed at `anyu init`.
     pub fingerprint: String,
+    /// Keys rotated out, oldest first: each signed the log up to the
+    /// rotation event that introduced its successor, and still verifies
+    /// what it signed (certificates, receipts, checkpoints).
+    pub predecessors: Vec<RetiredKey>,
+    /// Seq of the event that introduced the current key (1: `platform.init`).
+    pub introduced_at_seq: u64,
+}
+
+/// A signing key rotated out (`anyu keys rotate`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RetiredKey {
+    /// Hex.
+    pub signing_public_key: String,
+    /// SHA-256 of the key, hex.
+    pub fingerprint: String,
+    /// Seq of the event that introduced it (1: `platform.init`).
+    pub introduced_at_seq: u64,
+    /// Seq of the `platform.key_rotate` event that retired it (signed by it).
+    pub rotated_at_seq: u64,
+}
+
+/// What `Domain::rotate_signing_key` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRotation {
+    pub previous_public_key: String,
+    pub next_public_key: String,
+    /// SHA-256 of the next key, hex.
+    pub next_fingerprint: String,
+    /// Seq of the rotation event.
+    pub seq: u64,
 }
 
 /// Who performs an action, as recorded in the audit log.
@@ -465,19 +495,60 @@ impl std::fmt::Debug for Domain {
 }
 
 /// Seals the metadata rows from before the MACs existed, once, at upgrade
-/// (they are trusted then), and records it: a second `metadata.sealed` in the
-/// chain means someone reset the marker.
+/// (they are trusted then), and records it: a second `metadata.sealed` of one
+/// marker version in the chain means someone reset the marker.
 async fn seal_existing_rows(store: &Store, audit: &AuditLog) -> Result<()> {
-    if let Some(rows) = store.seal_existing_rows().await? {
+    if let Some(sealing) = store.seal_existing_rows().await? {
         audit
             .append(
                 Actor::system()
                     .event("metadata.sealed", "meta")
-                    .details(serde_json::json!({ "rows": rows })),
+                    .details(serde_json::json!({
+                        "rows": sealing.rows,
+                        "marker": sealing.marker,
+                    })),
             )
             .await?;
     }
     Ok(())
+}
+
+/// A key rotation staged but not finished (a crash, or a rotation whose
+/// event failed): finished when the log holds its event, dropped when not.
+/// Under the log's one-writer lock, so no rotation under way elsewhere is
+/// touched.
+async fn finish_interrupted_rotation(dir: &DataDir) -> Result<()> {
+    let keys = dir.keys();
+    let Some(next) = Keyring::staged_rotation(&keys)? else {
+        return Ok(());
+    };
+    let _lock = crate::audit::lock_dir(&dir.audit_db()).map_err(|_| {
+        Error::Conflict(format!(
+            "{} is in use by another anyu process (a key rotation under way?)",
+            dir.root.display()
+        ))
+    })?;
+    let rotations = crate::audit::list(
+        &dir.audit_db(),
+        &crate::audit::AuditFilter {
+            action: Some(crate::audit::ROTATE_ACTION.into()),
+            limit: Some(crate::audit::MAX_LIST_LIMIT),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let logged = rotations
+        .iter()
+        .rev()
+        .find(|e| e.action == crate::audit::ROTATE_ACTION)
+        .and_then(|e| e.details["next_key"].as_str())
+        .is_some_and(|k| k == hex::encode(&next));
+    if logged {
+        tracing::warn!("finishing an interrupted signing-key rotation");
+        Keyring::finish_rotation(&keys)
+    } else {
+        Keyring::abandon_rotation(&keys)
+    }
 }
 
 /// Creates the data directory's root readable by its owner alone (0700); an
@@ -565,6 +636,9 @@ impl Domain {
             )));
         }
         dir.check_private()?;
+        if !creating {
+            finish_interrupted_rotation(&dir).await?;
+        }
         let keyring = Arc::new(Keyring::open(&dir.keys())?);
         if !creating && !dir.audit_db().is_file() {
             return Err(missing_audit_log(&dir));
@@ -1020,13 +1094,72 @@ impl Domain {
 
     /// The platform's public signing key, for anyone to pin: receipts,
     /// certificates and the audit log's signatures verify under it.
-    pub fn platform_keys(&self) -> PlatformKeys {
+    pub async fn platform_keys(&self) -> Result<PlatformKeys> {
         let key = self.keyring.public_key();
-        PlatformKeys {
+        let fingerprint = |k: &[u8]| hex::encode(ring::digest::digest(&ring::digest::SHA256, k));
+        let schedule = crate::audit::key_schedule(&self.dir.audit_db())
+            .await?
+            .map_err(Error::Audit)?;
+        let keys = schedule.keys();
+        let introduced = |(_, seq): &(Vec<u8>, u64)| (*seq).max(1);
+        let predecessors = keys
+            .windows(2)
+            .map(|w| RetiredKey {
+                signing_public_key: hex::encode(&w[0].0),
+                fingerprint: fingerprint(&w[0].0),
+                introduced_at_seq: introduced(&w[0]),
+                rotated_at_seq: w[1].1,
+            })
+            .collect();
+        Ok(PlatformKeys {
             algorithm: "Ed25519".into(),
             signing_public_key: hex::encode(&key),
-            fingerprint: hex::encode(ring::digest::digest(&ring::digest::SHA256, &key)),
-        }
+            fingerprint: fingerprint(&key),
+            predecessors,
+            introduced_at_seq: keys.last().map_or(1, introduced),
+        })
+    }
+
+    /// Rotates the platform signing key (the host's operator, `anyu keys
+    /// rotate`): a new key pair is staged beside the current one, and the
+    /// chained event `platform.key_rotate` names both keys with the current
+    /// key's endorsement of the next. The caller then closes the domain —
+    /// the last checkpoint is signed with the current key — and calls
+    /// [`Keyring::finish_rotation`]; from the next open the new key signs.
+    pub async fn rotate_signing_key(&self) -> Result<KeyRotation> {
+        let keys = self.dir.keys();
+        let previous = self.keyring.public_key();
+        let next = Keyring::stage_rotation(&keys)?;
+        let endorsement = self
+            .keyring
+            .sign(&crate::audit::endorsement_message(&previous, &next));
+        let event = self
+            .audit
+            .append(
+                Actor::operator()
+                    .event(crate::audit::ROTATE_ACTION, "platform:signing_key")
+                    .details(serde_json::json!({
+                        "previous_key": hex::encode(&previous),
+                        "previous_key_id": crate::audit::key_fingerprint(&previous),
+                        "next_key": hex::encode(&next),
+                        "next_key_id": crate::audit::key_fingerprint(&next),
+                        "endorsement": hex::encode(&endorsement),
+                    })),
+            )
+            .await;
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = Keyring::abandon_rotation(&keys);
+                return Err(e);
+            }
+        };
+        Ok(KeyRotation {
+            previous_public_key: hex::encode(&previous),
+            next_public_key: hex::encode(&next),
+            next_fingerprint: hex::encode(ring::digest::digest(&ring::digest::SHA256, &next)),
+            seq: event.seq,
+        })
     }
 
     /// The signed head record of the audit log as it stands, for an auditor

@@ -9,7 +9,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::identity::{enum_from_str, json_from_str, json_to_string};
-use super::seal::{APPLICATION_EVENTS, APPLICATIONS, GRANTS, KeyValue, Sealer, check_row, reseal};
+use super::seal::{
+    APPLICATION_EVENTS, APPLICATIONS, GRANTS, KeyValue, PROJECTS, Sealer, check_row, reseal,
+};
 use super::{Store, now_rfc3339};
 use crate::access::{
     ApplicationDraft, ApplicationFacts, ApplicationState, ApplicationStatus, Grant, GrantStatus,
@@ -409,6 +411,7 @@ fn stale() -> Error {
 impl Store {
     /// Stores a new project.
     pub async fn insert_project(&self, p: &ProjectRecord) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO projects (id, owner_id, organisation, title, scenario_description, \
              scenario_category, members_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -422,26 +425,39 @@ impl Store {
         .bind(json_to_string(&p.members, "project members")?)
         .bind(&p.created_at)
         .bind(&p.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        reseal(&mut tx, &self.sealer, &PROJECTS, &[KeyValue::Text(&p.id)]).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    fn sealed_project(&self, row: &SqliteRow) -> Result<ProjectRecord> {
+        self.sealer.check(&PROJECTS, row)?;
+        project_from_row(row)
     }
 
     /// One project, or `None`.
     pub async fn project(&self, id: &str) -> Result<Option<ProjectRecord>> {
-        let row = sqlx::query("SELECT * FROM projects WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(project_from_row).transpose()
+        let row = sqlx::query(&format!(
+            "SELECT *, {} FROM projects WHERE id = ?",
+            PROJECTS.select("")
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.sealed_project(r)).transpose()
     }
 
     /// Every project, newest first.
     pub async fn list_projects(&self) -> Result<Vec<ProjectRecord>> {
-        let rows = sqlx::query("SELECT * FROM projects ORDER BY created_at DESC, id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(project_from_row).collect()
+        let rows = sqlx::query(&format!(
+            "SELECT *, {} FROM projects ORDER BY created_at DESC, id",
+            PROJECTS.select("")
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| self.sealed_project(r)).collect()
     }
 
     /// Stores a new application with its first history step.

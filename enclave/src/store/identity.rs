@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::Store;
-use super::seal::{KeyValue, USERS, check_row, reseal};
+use super::seal::{API_TOKENS, KeyValue, SESSIONS, Sealed, Sealer, USERS, check_row, reseal};
 use crate::identity::{ApiTokenInfo, CreditFlag, Organisation, Scope, User};
 use crate::{Error, Result};
 
@@ -503,6 +503,7 @@ impl Store {
         created_at: &str,
         expires_at: &str,
     ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
         )
@@ -510,8 +511,16 @@ impl Store {
         .bind(user_id)
         .bind(created_at)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        reseal(
+            &mut tx,
+            &self.sealer,
+            &SESSIONS,
+            &[KeyValue::Text(token_hash)],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -523,15 +532,19 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let row = sqlx::query(&format!(
-            "SELECT {cols}, {}, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
+            "SELECT {cols}, {}, {}, s.created_at AS s_created_at, s.expires_at AS s_expires_at, \
              s.revoked_at AS s_revoked_at \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
-            USERS.select("u")
+            USERS.select("u"),
+            SESSIONS.select_named("s", "s_")
         ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
+            // The session row first: a row moved to another user is refused
+            // as the session's, not blamed on the user's row.
+            self.sealer.check_named(&SESSIONS, &row, "s_")?;
             Ok(SessionRecord {
                 user: self.sealed_user(&row)?,
                 created_at: row.try_get("s_created_at")?,
@@ -545,38 +558,38 @@ impl Store {
     /// Revokes one session. Returns false when no such session exists;
     /// revoking a revoked session keeps its first revocation time.
     pub async fn revoke_session(&self, token_hash: &str, now: &str) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let key = [KeyValue::Text(token_hash)];
+        check_row(&mut tx, &self.sealer, &SESSIONS, &key).await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE token_hash = ?",
         )
         .bind(now)
         .bind(token_hash)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        reseal(&mut tx, &self.sealer, &SESSIONS, &key).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Revokes every live session of a user; returns how many were revoked.
     pub async fn revoke_user_sessions(&self, user_id: &str, now: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        self.revoke_user_sessions_except(user_id, None, now).await
     }
 
     /// Revokes every live API token of a user; returns how many.
     pub async fn revoke_user_api_tokens(&self, user_id: &str, now: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL",
         )
-        .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        let n = revoke_each(&mut tx, &self.sealer, &API_TOKENS, &ids, now).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Revokes every live session of a user but the one with hash `keep`.
@@ -586,20 +599,23 @@ impl Store {
         keep: Option<&str>,
         now: &str,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let hashes: Vec<String> = sqlx::query_scalar(
+            "SELECT token_hash FROM sessions WHERE user_id = ? AND revoked_at IS NULL \
              AND token_hash IS NOT ?",
         )
-        .bind(now)
         .bind(user_id)
         .bind(keep)
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        let n = revoke_each(&mut tx, &self.sealer, &SESSIONS, &hashes, now).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Stores a new API token under the SHA-256 hex of its secret.
     pub async fn insert_api_token(&self, info: &ApiTokenInfo, token_hash: &str) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(&format!(
             "INSERT INTO api_tokens ({TOKEN_COLUMNS}, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         ))
@@ -611,21 +627,35 @@ impl Store {
         .bind(&info.revoked_at)
         .bind(scopes_to_str(&info.scopes))
         .bind(token_hash)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        reseal(
+            &mut tx,
+            &self.sealer,
+            &API_TOKENS,
+            &[KeyValue::Text(&info.id)],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    fn sealed_token(&self, row: &SqliteRow) -> Result<ApiTokenInfo> {
+        self.sealer.check(&API_TOKENS, row)?;
+        token_from_row(row)
     }
 
     /// An API token and its user, by token hash.
     pub async fn api_token(&self, token_hash: &str) -> Result<Option<(ApiTokenInfo, User)>> {
         let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?"
+            "SELECT {TOKEN_COLUMNS}, {} FROM api_tokens WHERE token_hash = ?",
+            API_TOKENS.select("")
         ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let info = token_from_row(&row)?;
+        let info = self.sealed_token(&row)?;
         let user = self
             .user_by_id(&info.user_id)
             .await?
@@ -636,38 +666,69 @@ impl Store {
     /// An API token's metadata, by id.
     pub async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiTokenInfo>> {
         let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?"
+            "SELECT {TOKEN_COLUMNS}, {} FROM api_tokens WHERE id = ?",
+            API_TOKENS.select("")
         ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(token_from_row).transpose()
+        row.as_ref().map(|r| self.sealed_token(r)).transpose()
     }
 
     /// Revokes an API token; returns it, or `None` when the id is unknown.
     /// Revoking a revoked token keeps its first revocation time.
     pub async fn revoke_api_token(&self, id: &str, now: &str) -> Result<Option<ApiTokenInfo>> {
-        let row = sqlx::query(&format!(
-            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? \
-             RETURNING {TOKEN_COLUMNS}"
-        ))
-        .bind(now)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(token_from_row).transpose()
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let key = [KeyValue::Text(id)];
+        check_row(&mut tx, &self.sealer, &API_TOKENS, &key).await?;
+        sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        reseal(&mut tx, &self.sealer, &API_TOKENS, &key).await?;
+        tx.commit().await?;
+        self.api_token_by_id(id).await
     }
 
     /// A user's API tokens, revoked ones included, oldest first.
     pub async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenInfo>> {
         let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ? ORDER BY created_at, id"
+            "SELECT {TOKEN_COLUMNS}, {} FROM api_tokens WHERE user_id = ? ORDER BY created_at, id",
+            API_TOKENS.select("")
         ))
         .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(token_from_row).collect()
+        rows.iter().map(|r| self.sealed_token(r)).collect()
     }
+}
+
+/// Sets `revoked_at` on each row of `spec` (keyed by one text column) that
+/// carries a valid MAC, and seals it again; returns how many. A forged row
+/// is refused, never re-sealed.
+async fn revoke_each(
+    conn: &mut sqlx::SqliteConnection,
+    sealer: &Sealer,
+    spec: &Sealed,
+    keys: &[String],
+    now: &str,
+) -> Result<u64> {
+    let q = format!(
+        "UPDATE {} SET revoked_at = ? WHERE {} = ?",
+        spec.table, spec.key[0]
+    );
+    for k in keys {
+        let key = [KeyValue::Text(k)];
+        check_row(&mut *conn, sealer, spec, &key).await?;
+        sqlx::query(&q)
+            .bind(now)
+            .bind(k)
+            .execute(&mut *conn)
+            .await?;
+        reseal(&mut *conn, sealer, spec, &key).await?;
+    }
+    Ok(keys.len() as u64)
 }
 
 /// A privileged account change waiting for (or decided by) a second administrator.

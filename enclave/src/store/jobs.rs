@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use super::access::{ChargeRefusal, charge_on};
 use super::identity::{enum_from_str, json_from_str, json_to_string};
 use super::seal::{
-    GRANTS, JOB_REVIEWS, KeyValue, PRIVACY_LEDGER, RELEASES, Sealer, check_row, reseal,
+    GRANTS, JOB_REVIEWS, JOBS, KeyValue, PRIVACY_LEDGER, RELEASES, Sealer, check_row, reseal,
 };
 use super::{Store, now_rfc3339};
 use crate::access::Usage;
@@ -217,6 +217,11 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
 }
 
 impl Store {
+    fn sealed_job(&self, row: &SqliteRow) -> Result<JobRecord> {
+        self.sealer.check(&JOBS, row)?;
+        job_from_row(row)
+    }
+
     fn sealed_release(&self, row: &SqliteRow) -> Result<ReleaseRecord> {
         self.sealer.check(&RELEASES, row)?;
         release_from_row(row)
@@ -242,45 +247,54 @@ impl Store {
             "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({})",
             job_placeholders()
         );
-        bind_job(sqlx::query(&q), j)?.execute(&self.pool).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        bind_job(sqlx::query(&q), j)?.execute(&mut *tx).await?;
+        reseal(&mut tx, &self.sealer, &JOBS, &[KeyValue::Text(&j.id)]).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// One job, or `None`.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(job_from_row).transpose()
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS}, {} FROM jobs WHERE id = ?",
+            JOBS.select("")
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| self.sealed_job(r)).transpose()
     }
 
     /// Every job, newest first.
     pub async fn list_jobs(&self) -> Result<Vec<JobRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY submitted_at DESC, id"
+            "SELECT {JOB_COLUMNS}, {} FROM jobs ORDER BY submitted_at DESC, id",
+            JOBS.select("")
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(|r| self.sealed_job(r)).collect()
     }
 
     /// Jobs in `status`.
     pub async fn jobs_in(&self, status: JobStatus) -> Result<Vec<JobRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY submitted_at, id"
+            "SELECT {JOB_COLUMNS}, {} FROM jobs WHERE status = ? ORDER BY submitted_at, id",
+            JOBS.select("")
         ))
         .bind(status.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(|r| self.sealed_job(r)).collect()
     }
 
     /// Writes `j` over the stored job if its revision is still `j.revision`;
     /// returns the new revision. A concurrent change is [`Error::Conflict`].
     pub async fn save_job(&self, j: &JobRecord) -> Result<i64> {
-        let mut conn = self.pool.acquire().await?;
-        update_job(&mut conn, j).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        update_job(&mut tx, &self.sealer, j).await?;
+        tx.commit().await?;
         Ok(j.revision + 1)
     }
 
@@ -320,6 +334,7 @@ impl Store {
             job_placeholders()
         );
         bind_job(sqlx::query(&q), j)?.execute(&mut *tx).await?;
+        reseal(&mut tx, &self.sealer, &JOBS, &[KeyValue::Text(&j.id)]).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -333,7 +348,7 @@ impl Store {
         cpu_seconds: f64,
     ) -> Result<i64> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        update_job(&mut tx, j).await?;
+        update_job(&mut tx, &self.sealer, j).await?;
         if let Some(r) = result {
             let (log, log_key) = match r.log {
                 Some((sealed, key)) => (Some(sealed), Some(json_to_string(key, "log key")?)),
@@ -651,15 +666,22 @@ impl Store {
     /// rejection, a second release) then fails its own revision check; the
     /// loser of the race gets `false` here and does nothing.
     pub async fn claim_job_for_release(&self, id: &str, revision: i64) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let key = [KeyValue::Text(id)];
+        check_row(&mut tx, &self.sealer, &JOBS, &key).await?;
         let n = sqlx::query(
             "UPDATE jobs SET revision = revision + 1 \
              WHERE id = ? AND revision = ? AND status IN ('checked', 'pending_review')",
         )
         .bind(id)
         .bind(revision)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if n == 1 {
+            reseal(&mut tx, &self.sealer, &JOBS, &key).await?;
+            tx.commit().await?;
+        }
         Ok(n == 1)
     }
 
@@ -673,6 +695,8 @@ impl Store {
         charge: &Usage,
     ) -> Result<std::result::Result<(), ChargeRefusal>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let key = [KeyValue::Text(&job.id)];
+        check_row(&mut tx, &self.sealer, &JOBS, &key).await?;
         let n = sqlx::query(
             "UPDATE jobs SET status = 'released', finished_at = ?, revision = revision + 1 \
              WHERE id = ? AND revision = ?",
@@ -688,6 +712,7 @@ impl Store {
                 "the job changed meanwhile; reload it and try again".into(),
             ));
         }
+        reseal(&mut tx, &self.sealer, &JOBS, &key).await?;
         if charge_on(&mut tx, &self.sealer, &r.grant_id, charge)
             .await?
             .is_none()
@@ -762,7 +787,15 @@ impl Store {
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
-async fn update_job(conn: &mut sqlx::SqliteConnection, j: &JobRecord) -> Result<()> {
+/// Writes `j` over its stored row (revision-checked) with a new MAC; the
+/// stored row must carry a valid one.
+async fn update_job(
+    conn: &mut sqlx::SqliteConnection,
+    sealer: &Sealer,
+    j: &JobRecord,
+) -> Result<()> {
+    let key = [KeyValue::Text(&j.id)];
+    check_row(&mut *conn, sealer, &JOBS, &key).await?;
     // The model and DP columns never change after submission.
     let sets: Vec<String> = JOB_COLUMNS
         .split(", ")
@@ -785,7 +818,7 @@ async fn update_job(conn: &mut sqlx::SqliteConnection, j: &JobRecord) -> Result<
             "the job changed meanwhile; reload it and try again".into(),
         ));
     }
-    Ok(())
+    reseal(conn, sealer, &JOBS, &key).await
 }
 
 fn bind_job<'q>(q: Query<'q>, j: &'q JobRecord) -> Result<Query<'q>> {

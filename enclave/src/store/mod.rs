@@ -38,7 +38,7 @@ pub use jobs::{
 };
 pub use models::{ModelApprovalRecord, ModelRecord};
 pub(crate) use seal::Sealer;
-pub use seal::TamperHook;
+pub use seal::{Sealing, TamperHook};
 
 use crate::{Error, Result};
 

@@ -156,8 +156,87 @@ pub(crate) const MODEL_APPROVALS: Sealed = Sealed {
     ],
 };
 
+/// Every column of a job: what runs (kind, SQL, model, versions read),
+/// for whom (requester, grant), where it is (status, revision) and what the
+/// reviewers are shown (checks, counts, the candidate's hash).
+pub(crate) const JOBS: Sealed = Sealed {
+    table: "jobs",
+    key: &["id"],
+    columns: &[
+        "id",
+        "grant_id",
+        "requester_id",
+        "requester_username",
+        "kind",
+        "query_text",
+        "status",
+        "error_code",
+        "error_message",
+        "plan_summary",
+        "facts_json",
+        "datasets_json",
+        "checks_json",
+        "rows_scanned",
+        "result_rows",
+        "suppressed_groups",
+        "result_sha256",
+        "reviewers_required",
+        "cpu_seconds",
+        "submitted_at",
+        "started_at",
+        "finished_at",
+        "revision",
+        "model_sha256",
+        "model_params",
+        "dp_json",
+    ],
+};
+
+pub(crate) const PROJECTS: Sealed = Sealed {
+    table: "projects",
+    key: &["id"],
+    columns: &[
+        "id",
+        "owner_id",
+        "organisation",
+        "title",
+        "scenario_description",
+        "scenario_category",
+        "members_json",
+        "created_at",
+        "updated_at",
+    ],
+};
+
+pub(crate) const SESSIONS: Sealed = Sealed {
+    table: "sessions",
+    key: &["token_hash"],
+    columns: &[
+        "token_hash",
+        "user_id",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+    ],
+};
+
+pub(crate) const API_TOKENS: Sealed = Sealed {
+    table: "api_tokens",
+    key: &["id"],
+    columns: &[
+        "id",
+        "token_hash",
+        "user_id",
+        "name",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "scopes",
+    ],
+};
+
 /// Every sealed table.
-pub(crate) const ALL: [&Sealed; 8] = [
+pub(crate) const ALL: [&Sealed; 12] = [
     &USERS,
     &APPLICATIONS,
     &APPLICATION_EVENTS,
@@ -166,7 +245,15 @@ pub(crate) const ALL: [&Sealed; 8] = [
     &RELEASES,
     &PRIVACY_LEDGER,
     &MODEL_APPROVALS,
+    &JOBS,
+    &PROJECTS,
+    &SESSIONS,
+    &API_TOKENS,
 ];
+
+/// The tables sealed since migration 0015: a store sealed before it has
+/// these rows without MACs once, at the upgrade.
+const SINCE_V2: [&Sealed; 4] = [&JOBS, &PROJECTS, &SESSIONS, &API_TOKENS];
 
 /// A key column's value, for [`reseal`].
 #[derive(Debug, Clone, Copy)]
@@ -179,6 +266,12 @@ impl Sealed {
     /// The extra select list a load adds: `mac_input`, `mac`, `mac_row`.
     /// `alias` prefixes the columns (for joins); empty for none.
     pub fn select(&self, alias: &str) -> String {
+        self.select_named(alias, "")
+    }
+
+    /// As [`Sealed::select`], the three names prefixed with `name` (two
+    /// sealed tables in one join), checked with [`Sealer::check_named`].
+    pub fn select_named(&self, alias: &str, name: &str) -> String {
         let p = |c: &str| {
             if alias.is_empty() {
                 c.to_string()
@@ -189,7 +282,7 @@ impl Sealed {
         let cols: Vec<String> = self.columns.iter().map(|c| p(c)).collect();
         let key: Vec<String> = self.key.iter().map(|c| p(c)).collect();
         format!(
-            "json_array('{}', {}) AS mac_input, {} AS mac, {} AS mac_row",
+            "json_array('{}', {}) AS {name}mac_input, {} AS {name}mac, {} AS {name}mac_row",
             self.table,
             cols.join(", "),
             p("mac"),
@@ -258,9 +351,14 @@ impl Sealer {
 
     /// Checks a row loaded with [`Sealed::select`].
     pub fn check(&self, spec: &Sealed, row: &SqliteRow) -> Result<()> {
-        let input: String = row.try_get("mac_input")?;
-        let mac: Option<String> = row.try_get("mac")?;
-        let key: String = row.try_get("mac_row")?;
+        self.check_named(spec, row, "")
+    }
+
+    /// Checks a row loaded with [`Sealed::select_named`].
+    pub fn check_named(&self, spec: &Sealed, row: &SqliteRow, name: &str) -> Result<()> {
+        let input: String = row.try_get(format!("{name}mac_input").as_str())?;
+        let mac: Option<String> = row.try_get(format!("{name}mac").as_str())?;
+        let key: String = row.try_get(format!("{name}mac_row").as_str())?;
         match mac {
             Some(mac) if self.matches(&input, &mac) => Ok(()),
             _ => Err(self.tampered(spec.table, key)),
@@ -342,7 +440,19 @@ pub(crate) async fn reseal(
     Ok(())
 }
 
-const MARKER_TEXT: &str = "anyu:meta-sealed:v1";
+/// The marker of each sealing: v1 covered [`ALL`] up to the model
+/// approvals (migration 0012), v2 also [`SINCE_V2`] (migration 0015).
+const MARKER_V1: &str = "anyu:meta-sealed:v1";
+const MARKER_V2: &str = "anyu:meta-sealed:v2";
+
+/// What [`Store::seal_existing_rows`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sealing {
+    /// Rows given their first MAC.
+    pub rows: u64,
+    /// The marker version written (2 now).
+    pub marker: u32,
+}
 
 impl Store {
     /// The key holder's repair: `UPDATE <table> SET <set> WHERE <filter>`,
@@ -392,10 +502,12 @@ impl Store {
         let _ = self.sealer.on_tamper.set(hook);
     }
 
-    /// Seals the rows written before MACs existed, once: returns how many,
-    /// or `None` when the store was sealed already. A marker that is neither
-    /// pending nor a valid MAC is [`Error::MetadataTampered`].
-    pub async fn seal_existing_rows(&self) -> Result<Option<u64>> {
+    /// Seals the rows written before MACs existed, once per marker version:
+    /// returns how many, or `None` when the store was sealed already. From
+    /// a v1 marker only the tables sealed since v2 are sealed (a v1 row
+    /// without a MAC stays a forgery). A marker that is neither pending nor
+    /// a valid MAC is [`Error::MetadataTampered`].
+    pub async fn seal_existing_rows(&self) -> Result<Option<Sealing>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let marker: String = sqlx::query("SELECT state FROM meta_seal WHERE id = 1")
             .fetch_optional(&mut *tx)
@@ -403,14 +515,17 @@ impl Store {
             .map(|r| r.try_get("state"))
             .transpose()?
             .ok_or_else(|| self.sealer.tampered("meta_seal", "1".into()))?;
-        if marker != "pending" {
-            if self.sealer.matches(MARKER_TEXT, &marker) {
-                return Ok(None);
-            }
+        let tables: &[&Sealed] = if marker == "pending" {
+            &ALL
+        } else if self.sealer.matches(MARKER_V2, &marker) {
+            return Ok(None);
+        } else if self.sealer.matches(MARKER_V1, &marker) {
+            &SINCE_V2
+        } else {
             return Err(self.sealer.tampered("meta_seal", "1".into()));
-        }
+        };
         let mut sealed = 0u64;
-        for spec in ALL {
+        for spec in tables {
             let rows = sqlx::query(&format!(
                 "SELECT rowid AS r, {} FROM {} WHERE mac IS NULL",
                 spec.select(""),
@@ -433,10 +548,13 @@ impl Store {
             }
         }
         sqlx::query("UPDATE meta_seal SET state = ? WHERE id = 1")
-            .bind(self.sealer.mac(MARKER_TEXT))
+            .bind(self.sealer.mac(MARKER_V2))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(sealed))
+        Ok(Some(Sealing {
+            rows: sealed,
+            marker: 2,
+        }))
     }
 }

@@ -122,6 +122,203 @@ async fn a_vote_inserted_by_sql_is_refused() {
     tamper_event(&lab, &format!("application_events:{app}/99")).await;
 }
 
+#[tokio::test]
+async fn a_job_rewritten_by_sql_is_refused() {
+    let lab = Lab::new().await;
+    let path = lab.dir.path().join("t.csv");
+    std::fs::write(&path, "person,grp\n1,1\n2,2\n").unwrap();
+    let grant = lab.dataset(&manifest("tamper_jobs"), &path).await;
+    let ran = lab
+        .run(
+            &grant,
+            "SELECT grp, count(*) AS n FROM tamper_jobs GROUP BY grp",
+        )
+        .await;
+    let id = ran.job_id;
+    lab.domain.job(&id).await.unwrap();
+    // What runs and for whom: the SQL and the requester, rewritten.
+    intrude(
+        &lab,
+        &format!(
+            "UPDATE jobs SET query_text = 'SELECT * FROM tamper_jobs', requester_id = '{}' \
+             WHERE id = '{id}'",
+            lab.admin.user_id
+        ),
+    )
+    .await;
+    let e = lab.domain.job(&id).await.unwrap_err();
+    expect_tampered(e, "jobs", &id);
+    // A reviewer's vote on it goes nowhere either.
+    lab.domain
+        .review_job(&lab.steward, &id, ReviewDecision::Approve, "")
+        .await
+        .unwrap_err();
+    tamper_event(&lab, &format!("jobs:{id}")).await;
+}
+
+#[tokio::test]
+async fn a_project_member_added_by_sql_is_refused() {
+    let lab = Lab::new().await;
+    let other = support::user(&lab.domain, "other", Role::Researcher, "深圳大学", &[]).await;
+    let project = lab
+        .domain
+        .create_project(
+            &lab.researcher,
+            enclave::access::NewProject {
+                title: "成员测试".into(),
+                scenario_description: "检验项目成员的完整性。".into(),
+                scenario_category: "academic_research".into(),
+                members: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let id = project.id;
+    intrude(
+        &lab,
+        &format!(
+            "UPDATE projects SET members_json = json_array('{}') WHERE id = '{id}'",
+            other.user_id
+        ),
+    )
+    .await;
+    let e = lab.domain.store().project(&id).await.unwrap_err();
+    expect_tampered(e, "projects", &id);
+    tamper_event(&lab, &format!("projects:{id}")).await;
+}
+
+/// A data directory whose metadata store stopped at migration 0010 (before
+/// token scopes, row MACs, organisations and persons): the current code
+/// applies 0011-0015 at open, turns the free-text organisations into
+/// entities (two spellings of one name, one organisation), seals every row
+/// once (one `metadata.sealed`), and the rows then load, verify and are
+/// still guarded: a role edited afterwards is refused.
+#[tokio::test]
+async fn a_store_from_migration_0010_is_adopted_sealed_and_verifying() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("domain");
+    let options = || enclave::DomainOptions {
+        identity: enclave::identity::IdentityPolicy::default().with_insecure_fast_hashing(),
+        ..enclave::DomainOptions::default()
+    };
+    enclave::Domain::init(&root, options())
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    // The store as the build of migration 0010 left it.
+    let db = root.join("meta/anyu.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut old = sqlx::migrate::Migrator::new(support::repo("enclave/migrations/meta"))
+        .await
+        .unwrap();
+    old.migrations = std::borrow::Cow::Owned(old.migrations[..10].to_vec());
+    assert_eq!(old.migrations.last().unwrap().version, 10);
+    old.run(&mut conn).await.unwrap();
+    let hash = |t: &str| hex::encode(ring::digest::digest(&ring::digest::SHA256, t.as_bytes()));
+    let at = "2026-01-05T00:00:00.000000Z";
+    for statement in [
+        format!(
+            "INSERT INTO users (id, username, real_name, organisation, organisation_type, role, \
+             provider_agencies_json, verified, credit_flags_json, password_hash, created_at, \
+             updated_at) VALUES \
+             ('u1', 'old_r', '旧', '深圳大学', 'university', 'researcher', '[]', 1, '[]', 'x', '{at}', '{at}'), \
+             ('u2', 'old_r2', '旧', '深圳\u{200b}大学', 'university', 'researcher', '[]', 1, '[]', 'x', '{at}', '{at}')"
+        ),
+        format!(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
+             VALUES ('{}', 'u1', '{at}', '2099-01-01T00:00:00.000000Z')",
+            hash("anyu_s_old_session")
+        ),
+        format!(
+            "INSERT INTO api_tokens (id, token_hash, user_id, name, created_at) \
+             VALUES ('t1', '{}', 'u2', 'script', '{at}')",
+            hash("anyu_t_old_token")
+        ),
+        format!(
+            "INSERT INTO projects (id, owner_id, organisation, title, scenario_description, \
+             scenario_category, members_json, created_at, updated_at) VALUES \
+             ('p1', 'u1', '深圳大学', '旧项目', '迁移测试。', 'academic_research', '[\"u2\"]', '{at}', '{at}')"
+        ),
+    ] {
+        sqlx::query(&statement).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let f = format!("{}{suffix}", db.display());
+            if std::path::Path::new(&f).exists() {
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+    }
+
+    let domain = enclave::Domain::open(&root, options()).await.unwrap();
+    let session = domain.authenticate("anyu_s_old_session").await.unwrap();
+    let token = domain.authenticate("anyu_t_old_token").await.unwrap();
+    let (a, b) = (
+        domain.me(&session).await.unwrap(),
+        domain.me(&token).await.unwrap(),
+    );
+    assert!(!a.organisation_id.is_empty(), "{a:?}");
+    assert_eq!(a.organisation_id, b.organisation_id, "one organisation");
+    let project = domain.store().project("p1").await.unwrap().unwrap();
+    assert_eq!(project.members, vec!["u2".to_string()]);
+    let sealed = domain
+        .audit()
+        .list(&AuditFilter {
+            action: Some("metadata.sealed".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sealed.len(),
+        2,
+        "init's sealing and the upgrade's: {sealed:?}"
+    );
+    assert!(
+        sealed[1].details["rows"].as_u64().unwrap() >= 5,
+        "{sealed:?}"
+    );
+    domain.close().await.unwrap();
+
+    // The chain verifies; the rows are sealed, not merely tolerated.
+    let keyring = enclave::keyring::Keyring::open(&root.join("keys")).unwrap();
+    let report = enclave::audit::verify(&root.join("audit/audit.db"), &keyring.public_key())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    for table in ["users", "sessions", "api_tokens", "projects"] {
+        let unsealed: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE mac IS NULL"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(unsealed, 0, "{table}");
+    }
+    sqlx::query("UPDATE users SET role = 'admin' WHERE id = 'u1'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let domain = enclave::Domain::open(&root, options()).await.unwrap();
+    let e = domain.authenticate("anyu_s_old_session").await.unwrap_err();
+    expect_tampered(e, "users", "u1");
+    domain.close().await.unwrap();
+}
+
 fn manifest(id: &str) -> String {
     support::crafted_manifest(
         id,
