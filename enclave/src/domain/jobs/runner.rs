@@ -58,6 +58,7 @@ impl Domain {
         session: QuerySession,
         planned: PlannedQuery,
         guard: Arc<Guard>,
+        taken: Option<super::warm::Taken>,
     ) -> Result<()> {
         let Some((permit, mut job, started)) =
             self.start_job(id, &guard, serde_json::json!({})).await?
@@ -88,6 +89,10 @@ impl Domain {
                 Err(e) => self.fail_job(id, grant, elapsed, &e).await,
             },
         };
+        // A checked job's session serves the grant's next job.
+        if let (Ok(()), Some(t)) = (&outcome, taken) {
+            self.jobs.warm.give_back(t, session);
+        }
         // Committed long ago (the later events commit after it); checked for errors.
         started.await?;
         outcome

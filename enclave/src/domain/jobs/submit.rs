@@ -15,6 +15,7 @@ use crate::query::{Guard, QuerySession, SessionLimits, TableSpec};
 use crate::store::{JobDataset, JobRecord, JobStatus};
 use crate::{Error, Result};
 
+use super::warm::{Taken, WarmKey};
 use super::{JobSight, OwnJob, Running, charge_error, job_object};
 
 impl Domain {
@@ -53,9 +54,14 @@ impl Domain {
                 .get(&record.manifest.dataset.grade)
                 .cloned()
                 .unwrap_or_else(|| self.options.grades.strictest());
-            let consent_dir = match self.store.latest_consent(&d.dataset_id).await? {
-                Some(c) => Some(self.dir.root().join(&c.dir)),
-                None => None,
+            // Only a view keeping consented rows reads the consent table.
+            let consent_dir = match d.row_filter.consented_only {
+                true => self
+                    .store
+                    .latest_consent(&d.dataset_id)
+                    .await?
+                    .map(|c| self.dir.root().join(&c.dir)),
+                false => None,
             };
             specs.push(TableSpec {
                 dataset_id: d.dataset_id.clone(),
@@ -64,6 +70,7 @@ impl Domain {
                 version_sha256: version.sha256.clone(),
                 policy: record.manifest.effective_policy(&self.options.grades),
                 reviewers_required: grade.reviewers_required.max(1),
+                manifest_revision: record.manifest_revision,
                 columns: d.columns.clone(),
                 row_filter: d.row_filter.clone(),
                 consent_dir,
@@ -92,6 +99,28 @@ impl Domain {
         model_input: bool,
     ) -> Result<QuerySession> {
         let specs = self.table_specs(grant).await?;
+        self.open_session(grant, specs, model_input).await
+    }
+
+    /// A SQL job's session: the grant's idle warm session when it was built
+    /// from exactly what the grant resolves to now, else a new one.
+    async fn job_session(&self, grant: &Grant) -> Result<(QuerySession, Taken)> {
+        let specs = self.table_specs(grant).await?;
+        let key = WarmKey::new(grant, &specs);
+        let (warm, taken) = self.jobs.warm.take(&key);
+        let session = match warm {
+            Some(s) => s,
+            None => self.open_session(grant, specs, false).await?,
+        };
+        Ok((session, taken))
+    }
+
+    async fn open_session(
+        &self,
+        grant: &Grant,
+        specs: Vec<TableSpec>,
+        model_input: bool,
+    ) -> Result<QuerySession> {
         let aggregate_only = if model_input {
             !matches!(
                 grant.usage_method,
@@ -255,7 +284,14 @@ impl Domain {
         {
             return refused(e).await;
         }
-        let session = match self.query_session_for(&grant, model.is_some()).await {
+        let opened = match model {
+            None => self.job_session(&grant).await.map(|(s, t)| (s, Some(t))),
+            Some(_) => self
+                .query_session_for(&grant, true)
+                .await
+                .map(|s| (s, None)),
+        };
+        let (session, taken) = match opened {
             Ok(s) => s,
             Err(e) => return refused(e).await,
         };
@@ -266,7 +302,13 @@ impl Domain {
         };
         let planned = match planned {
             Ok(p) => p,
-            Err(e) => return refused(e).await,
+            Err(e) => {
+                // Planning leaves the session as it was.
+                if let Some(t) = taken {
+                    self.jobs.warm.give_back(t, session);
+                }
+                return refused(e).await;
+            }
         };
         if let Some(m) = model
             && let Err(e) = self.check_model_input(&session, &planned, m).await
@@ -339,9 +381,10 @@ impl Domain {
             "differentially_private": job.dp.is_some(),
             "charged": slot,
         });
+        let shape = self.plan_shape(&session, &planned);
         let (inserted, recorded) = tokio::join!(
             self.store
-                .insert_job_charged(&mut job, &slot, &grant.budgets),
+                .insert_job_charged(&mut job, &slot, &grant.budgets, Some(&shape)),
             self.record(&actor, ACTION, object, Outcome::Success, details)
         );
         recorded?;
@@ -358,10 +401,10 @@ impl Domain {
             .await?;
             return Err(e);
         }
-        // Its shape, whatever happens next: a failing or timed job is a bit
-        // of a campaign too.
-        if let Err(e) = self.note_shape(&job, &session, &planned).await {
-            tracing::error!(job = %job.id, error = %e, "the job's plan shape was not recorded");
+        // Its shape was stored with it, whatever happens next: a failing or
+        // timed job is a bit of a campaign too.
+        if let Err(e) = self.note_campaign(&job).await {
+            tracing::error!(job = %job.id, error = %e, "the job's campaign was not checked");
         }
         let guard = Guard::new(Instant::now() + self.job_options().deadline);
         self.jobs.running.lock().expect("job map lock").insert(
@@ -379,7 +422,7 @@ impl Domain {
             let result = match model {
                 None => {
                     domain
-                        .run_job(&id, &grant_for_run, session, planned, guard)
+                        .run_job(&id, &grant_for_run, session, planned, guard, taken)
                         .await
                 }
                 Some(m) => {
