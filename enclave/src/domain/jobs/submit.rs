@@ -55,13 +55,13 @@ impl Domain {
                 .cloned()
                 .unwrap_or_else(|| self.options.grades.strictest());
             // Only a view keeping consented rows reads the consent table.
-            let consent_dir = match d.row_filter.consented_only {
-                true => self
-                    .store
+            let consent_dir = if d.row_filter.consented_only {
+                self.store
                     .latest_consent(&d.dataset_id)
                     .await?
-                    .map(|c| self.dir.root().join(&c.dir)),
-                false => None,
+                    .map(|c| self.dir.root().join(&c.dir))
+            } else {
+                None
             };
             specs.push(TableSpec {
                 dataset_id: d.dataset_id.clone(),
