@@ -192,6 +192,8 @@ impl Domain {
             _ => None,
         };
         g.state = t.to.clone();
+        // Before the change is stored: no job may pick up a session kept from before it.
+        self.forget_warm_sessions(id);
         self.store
             .save_grant_state(
                 &g,
@@ -232,6 +234,7 @@ impl Domain {
                 continue;
             };
             g.state = t.to.clone();
+            self.forget_warm_sessions(&id);
             match self
                 .store
                 .save_grant_state(
@@ -463,6 +466,7 @@ impl Domain {
             let _ = std::fs::remove_dir_all(&outcome.file.dir);
             return Err(e);
         }
+        self.forget_all_warm_sessions();
         Ok(c)
     }
 

@@ -28,7 +28,7 @@ pub use authorization::{By, audit_object};
 pub use cross_check::{Discrepancy, cross_check};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
 pub use jobs::{
-    ForResearcher, JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket,
+    ForResearcher, JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket, WarmStats,
 };
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
 pub use tally::with_client;
@@ -757,6 +757,9 @@ impl Domain {
         let result = self
             .try_import(actor, manifest_path, data_path, options, legal_basis)
             .await;
+        if result.is_ok() {
+            self.forget_all_warm_sessions();
+        }
         let object = match &result {
             Ok(s) => format!("dataset:{}@v{}", s.dataset_id, s.version),
             Err(_) => format!("file:{}", data_path.display()),

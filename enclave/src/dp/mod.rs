@@ -22,6 +22,7 @@
 //! sum / noisy count takes two); all of δ goes to the selection.
 
 pub mod clause;
+mod fixed;
 pub mod noise;
 pub mod plan;
 

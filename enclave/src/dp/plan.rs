@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, UInt32Array};
 use datafusion::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
 use datafusion::logical_expr::{
-    Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, cast, lit, when,
+    Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, lit,
 };
 
 use super::noise::{self, SelectionParams};
@@ -391,18 +391,11 @@ pub fn plan_dp(
             let value = match (p.kind, &p.arg, p.bounds) {
                 (AggKind::Count, Some(arg), _) => arg.clone(),
                 (_, Some(arg), Some((lo, hi))) => {
-                    let x = cast(arg.clone(), DataType::Float64);
-                    let clamped = when(x.clone().lt(lit(lo)), lit(lo))
-                        .when(x.clone().gt(lit(hi)), lit(hi))
-                        .otherwise(x)?;
                     let k = exponent(lo, hi);
                     plan.factor = 2f64.powi(k);
-                    cast(
-                        udf(
-                            datafusion::functions::math::round(),
-                            vec![clamped * lit(plan.factor)],
-                        ),
-                        DataType::Int64,
+                    udf(
+                        super::fixed::FixedPoint::udf(lo, hi, plan.factor),
+                        vec![arg.clone()],
                     )
                 }
                 _ => return Err(Error::Internal("a DP aggregate lost its argument".into())),

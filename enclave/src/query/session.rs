@@ -43,6 +43,8 @@ pub struct TableSpec {
     /// SHA-256 of the version's data file.
     pub version_sha256: String,
     pub manifest: Manifest,
+    /// The dataset's manifest revision (`manifest` is that revision).
+    pub manifest_revision: u64,
     /// The effective (grade-tightened) policy.
     pub policy: DisclosurePolicy,
     /// Output reviewers needed for this dataset's grade.
@@ -359,6 +361,11 @@ impl QuerySession {
     /// The DataFusion context (for execution).
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// Memory the session's operators hold now (none once a job's streams are done).
+    pub fn memory_reserved(&self) -> usize {
+        self.ctx.runtime_env().memory_pool.reserved()
     }
 
     /// Largest result any of the datasets allows.

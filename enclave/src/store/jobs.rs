@@ -301,11 +301,13 @@ impl Store {
     /// A new job, and the charge for it, in one transaction: the job exists
     /// exactly when its charge was taken. A refused charge stores nothing.
     /// A DP job's report gets the budget left after this very charge.
+    /// `shape` is the job's plan shape and variant ([`Self::record_job_shape`]).
     pub async fn insert_job_charged(
         &self,
         j: &mut JobRecord,
         charge: &Usage,
         budgets: &crate::access::Budgets,
+        shape: Option<&(String, String)>,
     ) -> Result<std::result::Result<(), ChargeRefusal>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(used) = charge_on(&mut tx, &self.sealer, &j.grant_id, charge).await? else {
@@ -335,6 +337,9 @@ impl Store {
         );
         bind_job(sqlx::query(&q), j)?.execute(&mut *tx).await?;
         reseal(&mut tx, &self.sealer, &JOBS, &[KeyValue::Text(&j.id)]).await?;
+        if let Some((shape, variant)) = shape {
+            insert_shape(&mut tx, &j.id, &j.grant_id, shape, variant).await?;
+        }
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -587,17 +592,8 @@ impl Store {
         shape: &str,
         variant: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO job_shapes (job_id, grant_id, shape, variant) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (job_id) DO NOTHING",
-        )
-        .bind(job_id)
-        .bind(grant_id)
-        .bind(shape)
-        .bind(variant)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_shape(&mut conn, job_id, grant_id, shape, variant).await
     }
 
     /// The jobs of `job_id`'s grant with its plan shape (oldest first) and
@@ -923,4 +919,24 @@ async fn charge_researcher(
         reseal(conn, sealer, &PRIVACY_LEDGER, &key).await?;
     }
     Ok(row.map(|r| (r.get::<f64, _>(0), r.get::<f64, _>(1))))
+}
+
+async fn insert_shape(
+    conn: &mut sqlx::SqliteConnection,
+    job_id: &str,
+    grant_id: &str,
+    shape: &str,
+    variant: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO job_shapes (job_id, grant_id, shape, variant) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (job_id) DO NOTHING",
+    )
+    .bind(job_id)
+    .bind(grant_id)
+    .bind(shape)
+    .bind(variant)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

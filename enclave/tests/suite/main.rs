@@ -23,4 +23,5 @@ mod privacy_ledger;
 mod query;
 mod release;
 mod storage;
+mod warm_sessions;
 mod workflow;

@@ -99,6 +99,7 @@ fn fixture() -> Fixture {
             policy: manifest.effective_policy(&grades),
             reviewers_required: 2,
             manifest,
+            manifest_revision: 1,
             row_filter: RowFilter::default(),
             consent_dir: None,
             units_unique: unique,

@@ -280,8 +280,14 @@ impl Lab {
         self.grant(&id).await
     }
 
-    /// A new grant on dataset `id` for the researcher (a new project each time).
+    /// A new grant on dataset `id` for the researcher (a new project each
+    /// time), pinned to its newest version.
     pub async fn grant(&self, id: &str) -> String {
+        self.grant_with(id, VersionPolicy::Pinned).await
+    }
+
+    /// [`Self::grant`] following the dataset's versions as `versions` says.
+    pub async fn grant_with(&self, id: &str, versions: VersionPolicy) -> String {
         let d = &self.domain;
         let project = d
             .create_project(
@@ -306,7 +312,7 @@ impl Lab {
                     .iter()
                     .map(|c| c.name.clone())
                     .collect(),
-                version_policy: VersionPolicy::Pinned,
+                version_policy: versions,
                 row_filter: None,
             }],
             usage_method: UsageMethod::Invisible,

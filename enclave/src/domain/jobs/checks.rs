@@ -480,26 +480,26 @@ impl Domain {
             }))
     }
 
-    /// Records a submitted job's plan shape ([`query::shape`]) and, when its
-    /// grant holds `campaign_suspend_at` variants of it or more, asks for the
-    /// grant's suspension in the audit log (stewards and admins decide;
-    /// nothing is suspended automatically).
-    pub(super) async fn note_shape(
+    /// A submitted job's plan shape and variant ([`query::shape`]), stored
+    /// with the job.
+    pub(super) fn plan_shape(
         &self,
-        job: &JobRecord,
         session: &QuerySession,
         planned: &PlannedQuery,
-    ) -> Result<()> {
+    ) -> (String, String) {
         let optimized = session
             .context()
             .state()
             .optimize(&planned.logical)
             .unwrap_or_else(|_| planned.logical.clone());
         let key = self.keyring.derive("plan-shapes");
-        let (shape, variant) = query::shape::shape_keys(&optimized, &key);
-        self.store
-            .record_job_shape(&job.id, &job.grant_id, &shape, &variant)
-            .await?;
+        query::shape::shape_keys(&optimized, &key)
+    }
+
+    /// When a stored job's grant holds `campaign_suspend_at` variants of its
+    /// plan shape or more, asks for the grant's suspension in the audit log
+    /// (stewards and admins decide; nothing is suspended automatically).
+    pub(super) async fn note_campaign(&self, job: &JobRecord) -> Result<()> {
         let limit = self.job_options().campaign_suspend_at;
         if let Some((variants, jobs)) = self.store.shape_campaign(&job.id).await?
             && variants >= limit

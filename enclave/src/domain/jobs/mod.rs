@@ -3,11 +3,11 @@
 //! One file per stage (right-hand column):
 //!
 //! ```text
-//!  submit ─▶ authorize (SubmitJob) ─▶ QuerySession (grant's views)            submit.rs
+//!  submit ─▶ authorize (SubmitJob) ─▶ QuerySession (grant's views; warm.rs)   submit.rs
 //!         ─▶ plan: statement + policy + rewrite + total::check
 //!         │     refused ─▶ 422, audited `job.submit` denied (no job, no budget spent)
 //!         ▼
-//!  queued (job row + budget slot: one transaction) ─▶ worker permit             runner.rs
+//!  queued (job row + budget slot + plan shape: one transaction) ─▶ worker      runner.rs
 //!  running ─▶ execute the plan without sketches (memory pool + spill,        runner.rs
 //!          deadline, cancel)   ‖ state write ‖ `job.start`
 //!          ─▶ [differencing lock] unit counts vs earlier cells: a candidate ─▶   lazy.rs
@@ -38,10 +38,12 @@ mod review;
 mod runner;
 mod submit;
 mod views;
+mod warm;
 
 pub(in crate::domain) use checks::visible_schema;
 pub use review::{ForResearcher, ReviewDecision, ReviewPacket};
 pub use views::{JobSight, JobView, OwnJob};
+pub use warm::WarmStats;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,6 +124,8 @@ pub(crate) struct JobRunner {
     /// stored: two jobs checked at once cannot each miss the other. Guards
     /// the earlier results' cells kept in memory.
     differencing: Arc<tokio::sync::Mutex<lazy::EarlierCells>>,
+    /// Grants' idle query sessions, kept between their jobs.
+    warm: warm::WarmSessions,
 }
 
 impl JobRunner {
@@ -146,6 +150,7 @@ impl JobRunner {
             .ok(),
             tables: Arc::default(),
             differencing: Arc::default(),
+            warm: warm::WarmSessions::default(),
         }
     }
 }
@@ -181,5 +186,20 @@ impl Domain {
     /// The job runner's limits.
     fn job_options(&self) -> &JobOptions {
         &self.options.jobs
+    }
+
+    /// How many SQL jobs opened a session and how many reused a warm one.
+    pub fn warm_sessions(&self) -> WarmStats {
+        self.jobs.warm.stats()
+    }
+
+    /// Drops `grant_id`'s warm sessions: its state changed.
+    pub(in crate::domain) fn forget_warm_sessions(&self, grant_id: &str) {
+        self.jobs.warm.forget_grant(grant_id);
+    }
+
+    /// Drops every warm session: a version or consent table was added.
+    pub(in crate::domain) fn forget_all_warm_sessions(&self) {
+        self.jobs.warm.forget_all();
     }
 }

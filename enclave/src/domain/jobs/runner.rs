@@ -58,8 +58,9 @@ impl Domain {
         session: QuerySession,
         planned: PlannedQuery,
         guard: Arc<Guard>,
-        replay: super::lazy::Replay,
+        origin: SessionOrigin,
     ) -> Result<()> {
+        let SessionOrigin { replay, taken } = origin;
         let Some((permit, mut job, started)) =
             self.start_job(id, &guard, serde_json::json!({})).await?
         else {
@@ -97,16 +98,23 @@ impl Domain {
             .rows_scanned
             .load(std::sync::atomic::Ordering::Relaxed);
         // Time spent is charged whatever the outcome (saturating at the budget).
-        let outcome = match differenced {
-            Err(e) => self.fail_job(id, grant, elapsed, &e).await,
-            Ok((session, planned, executed, differencing)) => match self
-                .check_result(&session, &planned, &executed, &mut job, differencing)
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(e) => self.fail_job(id, grant, elapsed, &e).await,
-            },
+        let (outcome, checked) = match differenced {
+            Err(e) => (self.fail_job(id, grant, elapsed, &e).await, None),
+            Ok((session, planned, executed, differencing)) => {
+                let outcome = match self
+                    .check_result(&session, &planned, &executed, &mut job, differencing)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.fail_job(id, grant, elapsed, &e).await,
+                };
+                (outcome, Some(session))
+            }
         };
+        // A checked job's session serves the grant's next job.
+        if let (Ok(()), Some(t), Some(session)) = (&outcome, taken, checked) {
+            self.jobs.warm.give_back(t, session);
+        }
         // Committed long ago (the later events commit after it); checked for errors.
         started.await?;
         outcome
@@ -262,4 +270,11 @@ impl Domain {
         }
         Ok(n)
     }
+}
+
+/// Where a job's session came from: how to re-run its plan later (lazy
+/// sketches) and the warm slot to give it back to (SQL jobs).
+pub(super) struct SessionOrigin {
+    pub replay: super::lazy::Replay,
+    pub taken: Option<super::warm::Taken>,
 }

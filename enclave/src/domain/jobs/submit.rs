@@ -15,6 +15,7 @@ use crate::query::{Guard, QuerySession, SessionLimits, TableSpec};
 use crate::store::{JobDataset, JobRecord, JobStatus};
 use crate::{Error, Result};
 
+use super::warm::{Taken, WarmKey};
 use super::{JobSight, OwnJob, Running, charge_error, job_object};
 
 impl Domain {
@@ -53,9 +54,14 @@ impl Domain {
                 .get(&record.manifest.dataset.grade)
                 .cloned()
                 .unwrap_or_else(|| self.options.grades.strictest());
-            let consent_dir = match self.store.latest_consent(&d.dataset_id).await? {
-                Some(c) => Some(self.dir.root().join(&c.dir)),
-                None => None,
+            // Only a view keeping consented rows reads the consent table.
+            let consent_dir = if d.row_filter.consented_only {
+                self.store
+                    .latest_consent(&d.dataset_id)
+                    .await?
+                    .map(|c| self.dir.root().join(&c.dir))
+            } else {
+                None
             };
             specs.push(TableSpec {
                 dataset_id: d.dataset_id.clone(),
@@ -64,6 +70,7 @@ impl Domain {
                 version_sha256: version.sha256.clone(),
                 policy: record.manifest.effective_policy(&self.options.grades),
                 reviewers_required: grade.reviewers_required.max(1),
+                manifest_revision: record.manifest_revision,
                 columns: d.columns.clone(),
                 row_filter: d.row_filter.clone(),
                 consent_dir,
@@ -102,17 +109,42 @@ impl Domain {
         model_input: bool,
     ) -> Result<(QuerySession, super::lazy::Replay)> {
         let specs = self.table_specs(grant).await?;
-        let aggregate_only = if model_input {
-            !matches!(
-                grant.usage_method,
-                UsageMethod::ModelResults | UsageMethod::InDomain
-            )
-        } else {
-            matches!(
-                grant.usage_method,
-                UsageMethod::Invisible | UsageMethod::ModelResults
-            ) || specs.iter().any(|s| !s.policy.row_level_output)
-        };
+        self.open_session(grant, specs, model_input).await
+    }
+
+    /// A SQL job's session: the grant's idle warm session when it was built
+    /// from exactly what the grant resolves to now, else a new one; with
+    /// what re-running a plan in it later needs.
+    async fn job_session(
+        &self,
+        grant: &Grant,
+    ) -> Result<(QuerySession, Taken, super::lazy::Replay)> {
+        let specs = self.table_specs(grant).await?;
+        let key = WarmKey::new(grant, &specs);
+        let (warm, taken) = self.jobs.warm.take(&key);
+        match warm {
+            Some(s) => {
+                let replay = super::lazy::Replay::new(
+                    self.dir.root(),
+                    &specs,
+                    aggregate_only(grant, &specs, false),
+                );
+                Ok((s, taken, replay))
+            }
+            None => {
+                let (s, replay) = self.open_session(grant, specs, false).await?;
+                Ok((s, taken, replay))
+            }
+        }
+    }
+
+    async fn open_session(
+        &self,
+        grant: &Grant,
+        specs: Vec<TableSpec>,
+        model_input: bool,
+    ) -> Result<(QuerySession, super::lazy::Replay)> {
+        let aggregate_only = aggregate_only(grant, &specs, model_input);
         let o = self.job_options();
         let replay = super::lazy::Replay::new(self.dir.root(), &specs, aggregate_only);
         let session = QuerySession::open(
@@ -267,7 +299,17 @@ impl Domain {
         {
             return refused(e).await;
         }
-        let (session, replay) = match self.replayable_session(&grant, model.is_some()).await {
+        let opened = match model {
+            None => self
+                .job_session(&grant)
+                .await
+                .map(|(s, t, r)| (s, Some(t), r)),
+            Some(_) => self
+                .replayable_session(&grant, true)
+                .await
+                .map(|(s, r)| (s, None, r)),
+        };
+        let (session, taken, replay) = match opened {
             Ok(s) => s,
             Err(e) => return refused(e).await,
         };
@@ -278,7 +320,13 @@ impl Domain {
         };
         let planned = match planned {
             Ok(p) => p,
-            Err(e) => return refused(model_input_refusal(e, &grant, model.is_some())).await,
+            Err(e) => {
+                // Planning leaves the session as it was.
+                if let Some(t) = taken {
+                    self.jobs.warm.give_back(t, session);
+                }
+                return refused(model_input_refusal(e, &grant, model.is_some())).await;
+            }
         };
         if let Some(m) = model
             && let Err(e) = self.check_model_input(&session, &planned, m).await
@@ -351,9 +399,10 @@ impl Domain {
             "differentially_private": job.dp.is_some(),
             "charged": slot,
         });
+        let shape = self.plan_shape(&session, &planned);
         let (inserted, recorded) = tokio::join!(
             self.store
-                .insert_job_charged(&mut job, &slot, &grant.budgets),
+                .insert_job_charged(&mut job, &slot, &grant.budgets, Some(&shape)),
             self.record(&actor, ACTION, object, Outcome::Success, details)
         );
         recorded?;
@@ -370,10 +419,10 @@ impl Domain {
             .await?;
             return Err(e);
         }
-        // Its shape, whatever happens next: a failing or timed job is a bit
-        // of a campaign too.
-        if let Err(e) = self.note_shape(&job, &session, &planned).await {
-            tracing::error!(job = %job.id, error = %e, "the job's plan shape was not recorded");
+        // Its shape was stored with it, whatever happens next: a failing or
+        // timed job is a bit of a campaign too.
+        if let Err(e) = self.note_campaign(&job).await {
+            tracing::error!(job = %job.id, error = %e, "the job's campaign was not checked");
         }
         let guard = Guard::new(Instant::now() + self.job_options().deadline);
         self.jobs.running.lock().expect("job map lock").insert(
@@ -391,7 +440,14 @@ impl Domain {
             let result = match model {
                 None => {
                     domain
-                        .run_job(&id, &grant_for_run, session, planned, guard, replay)
+                        .run_job(
+                            &id,
+                            &grant_for_run,
+                            session,
+                            planned,
+                            guard,
+                            super::runner::SessionOrigin { replay, taken },
+                        )
                         .await
                 }
                 Some(m) => {
@@ -590,5 +646,22 @@ fn model_input_refusal(e: Error, grant: &Grant, model: bool) -> Error {
             }
         }
         e => e,
+    }
+}
+
+/// Whether a session on `grant` over `specs` may output only aggregates:
+/// rows may flow into a model (never out) where the usage method lets a
+/// model work on the data inside the domain.
+fn aggregate_only(grant: &Grant, specs: &[TableSpec], model_input: bool) -> bool {
+    if model_input {
+        !matches!(
+            grant.usage_method,
+            UsageMethod::ModelResults | UsageMethod::InDomain
+        )
+    } else {
+        matches!(
+            grant.usage_method,
+            UsageMethod::Invisible | UsageMethod::ModelResults
+        ) || specs.iter().any(|s| !s.policy.row_level_output)
     }
 }
