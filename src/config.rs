@@ -227,6 +227,9 @@ pub struct ServerConfig {
     /// Fill level of the data directory's file system that raises an alarm
     /// (an audit event and a log warning; 0: never).
     pub disk_alarm_percent: u8,
+    /// Console cookies are marked `Secure` (behind a TLS-terminating proxy
+    /// that does not send `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -275,6 +278,7 @@ impl Default for ServerConfig {
             rate_per_second: 100.0,
             rate_burst: 1000,
             disk_alarm_percent: 90,
+            secure_cookies: false,
         }
     }
 }
@@ -415,6 +419,7 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # rate_per_second = 100.0              # requests from one address, on average (0: no limit) ...
 # rate_burst = 1000                    # ... and at once; beyond, 429 with Retry-After
 # disk_alarm_percent = 90              # data directory's file system this full: audit event + warning
+# secure_cookies = false               # console cookies always `Secure` (set behind a TLS proxy)
 
 [catalog]
 # How not-open datasets appear in the public catalog: "hidden" or "name_only".
