@@ -113,10 +113,10 @@ pub async fn signout(v: Visitor, Form(f): Fields) -> Response {
     if !v.csrf_ok(f.get("csrf").map(String::as_str)) {
         return v.csrf_refused();
     }
-    if let (Some(p), Some(t)) = (v.principal(), v.token.as_deref()) {
-        if let Err(e) = v.domain().logout(p, t).await {
-            return v.fail(e);
-        }
+    if let (Some(p), Some(t)) = (v.principal(), v.token.as_deref())
+        && let Err(e) = v.domain().logout(p, t).await
+    {
+        return v.fail(e);
     }
     let mut resp = see_other("/console/catalog");
     resp.headers_mut().append(
@@ -495,6 +495,9 @@ pub async fn reviews(v: Visitor) -> Response {
     }
 }
 
+/// One rule's verdict on a cell: rule, verdict, reason.
+type Finding = (String, Verdict, String);
+
 /// The candidate result with each cell's verdicts, for the review page.
 fn verdict_table(
     result: &[serde_json::Value],
@@ -502,7 +505,7 @@ fn verdict_table(
 ) -> (Vec<String>, Vec<Value>, Vec<Value>) {
     let report: Option<CheckReport> = checks.and_then(|c| serde_json::from_value(c.clone()).ok());
     // (row, column) → [(rule, verdict, reason)]
-    let mut cells: BTreeMap<(u64, String), Vec<(String, Verdict, String)>> = BTreeMap::new();
+    let mut cells: BTreeMap<(u64, String), Vec<Finding>> = BTreeMap::new();
     let mut whole = Vec::new();
     if let Some(r) = &report {
         for rule in &r.rules {
