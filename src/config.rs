@@ -233,6 +233,10 @@ pub struct ServerConfig {
     pub disk_alarm_percent: u8,
     /// TLS termination in the server (`[server.tls]`); plain HTTP without it.
     pub tls: Option<TlsConfig>,
+    /// Console cookies are marked `Secure` (also set when TLS is on, or
+    /// behind a TLS-terminating proxy that does not send
+    /// `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
 }
 
 /// `[server.tls]`: the certificate chain and its private key, PEM files.
@@ -292,6 +296,7 @@ impl Default for ServerConfig {
             rate_burst: 1000,
             disk_alarm_percent: 90,
             tls: None,
+            secure_cookies: false,
         }
     }
 }
@@ -433,6 +438,7 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# Anyu platform configuration. Every ke
 # rate_per_second = 100.0              # requests from one address, on average (0: no limit) ...
 # rate_burst = 1000                    # ... and at once; beyond, 429 with Retry-After
 # disk_alarm_percent = 90              # data directory's file system this full: audit event + warning
+# secure_cookies = false               # console cookies always `Secure` (set behind a TLS proxy)
 
 # TLS in the server itself, for deployments without a reverse proxy (HSTS is sent then):
 # [server.tls]

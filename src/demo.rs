@@ -93,6 +93,7 @@ pub async fn run(data_dir: &Path, mut config: Config, args: DemoArgs) -> CliResu
         if let Ok(addr) = rx.await {
             println!();
             println!("Open:");
+            println!("  console         http://{addr}/console  (sign in with an account above)");
             println!("  catalog         http://{addr}/api/catalog");
             println!("  one dataset     http://{addr}/api/catalog/social_insurance");
             println!("  search          http://{addr}/api/catalog?q=医疗&open_type=conditional");

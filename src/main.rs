@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod console;
 mod demo;
 mod model_test;
 mod server;

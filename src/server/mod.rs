@@ -252,6 +252,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(applications::route_applications(material_limit))
         .merge(grants::route_grants())
         .merge(jobs::route_jobs())
+        // The browser console: HTML over the same Domain calls (src/console).
+        .merge(
+            crate::console::router(crate::console::Settings {
+                secure_cookies: config.server.secure_cookies || config.server.tls.is_some(),
+            })
+            .layer(small(64)),
+        )
         .layer(timeout(config.request_timeout()))
         .merge(models)
         .fallback(not_found)

@@ -9,6 +9,7 @@ mod access;
 mod attacks;
 mod audit;
 mod catalog;
+mod console;
 mod demo;
 mod dp;
 mod front_door;
