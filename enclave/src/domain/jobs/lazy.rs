@@ -52,6 +52,9 @@ struct ReplayTable {
     /// Relative to the data directory.
     version_dir: String,
     version_sha256: String,
+    /// The manifest revision the session was built from.
+    #[serde(default)]
+    manifest_revision: u64,
     manifest: Manifest,
     policy: DisclosurePolicy,
     reviewers_required: u32,
@@ -79,6 +82,7 @@ impl Replay {
                     version: s.version,
                     version_dir: relative(root, &s.version_dir),
                     version_sha256: s.version_sha256.clone(),
+                    manifest_revision: s.manifest_revision,
                     manifest: s.manifest.clone(),
                     policy: s.policy.clone(),
                     reviewers_required: s.reviewers_required,
@@ -99,6 +103,7 @@ impl Replay {
                 version: t.version,
                 version_dir: root.join(&t.version_dir),
                 version_sha256: t.version_sha256.clone(),
+                manifest_revision: t.manifest_revision,
                 manifest: t.manifest.clone(),
                 policy: t.policy.clone(),
                 reviewers_required: t.reviewers_required,
