@@ -16,6 +16,7 @@ mod grants;
 mod jobs;
 mod models;
 mod rate;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -27,7 +27,10 @@ pub use accounts::{AccountOptions, AccountOutcome};
 pub use authorization::{By, audit_object};
 pub use cross_check::{Discrepancy, cross_check};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
-pub use jobs::{JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket};
+pub use jobs::{
+    CampaignPacket, DifferencingPair, DifferencingTracker, JobOptions, JobSight, JobView, OwnJob,
+    ReviewDecision, ReviewPacket,
+};
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
 pub use tally::with_client;
 
@@ -129,7 +132,7 @@ fn missing_audit_log(dir: &DataDir) -> Error {
 }
 
 /// The platform's public key, as published.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PlatformKeys {
     pub algorithm: String,
     /// Hex; pin it (`anyu audit verify --public-key`, `verify-release`, `verify-receipt`).
@@ -307,7 +310,7 @@ pub struct ImportSummary {
 }
 
 /// Public summary of a version's quality: counts only, no row numbers.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct QualitySummary {
     pub rows: u64,
     pub passed: bool,
@@ -333,7 +336,7 @@ impl From<&QualityReport> for QualitySummary {
 }
 
 /// A version as the public catalog shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct VersionSummary {
     pub version: u64,
     pub rows: u64,
@@ -357,7 +360,7 @@ impl From<&VersionRecord> for VersionSummary {
 }
 
 /// One row of the catalog listing.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CatalogListing {
     #[serde(flatten)]
     pub entry: CatalogEntry,
@@ -365,7 +368,7 @@ pub struct CatalogListing {
 }
 
 /// The catalog detail of one dataset: metadata, versions, quality — never rows.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CatalogDetail {
     #[serde(flatten)]
     pub entry: CatalogEntry,
@@ -383,7 +386,7 @@ pub(crate) fn china_standard_time() -> chrono::FixedOffset {
 pub const COMPLAINT_WORKING_DAYS: u32 = 10;
 
 /// A complaint as filed by anyone, signed in or not.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewComplaint {
     /// The dataset concerned, if any.
@@ -395,7 +398,7 @@ pub struct NewComplaint {
 }
 
 /// A complaint with its deadline status.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ComplaintView {
     #[serde(flatten)]
     pub complaint: ComplaintRecord,
@@ -406,7 +409,7 @@ pub struct ComplaintView {
 }
 
 /// The authority's dashboard figures (`GET /api/admin/overview`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Overview {
     /// The day deadlines are measured against (China Standard Time).
     pub today: String,

@@ -36,7 +36,9 @@ mod submit;
 mod views;
 
 pub(in crate::domain) use checks::visible_schema;
-pub use review::{ReviewDecision, ReviewPacket};
+pub use review::{
+    CampaignPacket, DifferencingPair, DifferencingTracker, ReviewDecision, ReviewPacket,
+};
 pub use views::{JobSight, JobView, OwnJob};
 
 use std::collections::HashMap;
