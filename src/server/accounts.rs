@@ -7,17 +7,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use enclave::access::authz::Action;
-use enclave::domain::AccountOutcome;
-use enclave::identity::{
-    ApiTokenInfo, CreditFlag, NewOrganisation, NewUser, Organisation, PasswordChange as Change,
-    Role, Scope, User,
-};
-use enclave::store::AccountRequestRecord;
+use enclave::identity::{NewUser, PasswordChange as Change};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::{Caller, JsonBody};
 use super::error::{ApiResult, ErrorBody};
+use super::wire::{
+    AccountOutcome, AccountRequestRecord, ApiTokenInfo, CreditFlag, NewOrganisation, Organisation,
+    Role, Scope, User,
+};
 
 pub fn route_accounts() -> Router<AppState> {
     Router::new()
@@ -87,11 +86,12 @@ async fn admin(state: &AppState, caller: &Caller, what: &str) -> ApiResult<()> {
 
 /// 201 with the one-time code when done, 202 when another administrator
 /// must approve.
-fn outcome_status(o: &AccountOutcome) -> StatusCode {
+fn outcome_status(o: &enclave::domain::AccountOutcome) -> StatusCode {
+    use enclave::domain::AccountOutcome as O;
     match o {
-        AccountOutcome::Done { .. } => StatusCode::CREATED,
-        AccountOutcome::Requested { .. } => StatusCode::ACCEPTED,
-        AccountOutcome::Refused { .. } => StatusCode::OK,
+        O::Done { .. } => StatusCode::CREATED,
+        O::Requested { .. } => StatusCode::ACCEPTED,
+        O::Refused { .. } => StatusCode::OK,
     }
 }
 
@@ -123,15 +123,15 @@ pub async fn create_user(
                 real_name: c.real_name,
                 organisation_id: c.organisation_id,
                 resident_id: c.resident_id,
-                role: c.role,
+                role: c.role.into(),
                 provider_agencies: c.provider_agencies,
                 verified: c.verified,
-                credit_flags: c.credit_flags,
+                credit_flags: super::wire::list(c.credit_flags),
                 must_change_password: true,
             },
         )
         .await?;
-    Ok((outcome_status(&outcome), Json(outcome)))
+    Ok((outcome_status(&outcome), Json(outcome.into())))
 }
 
 /// The person behind an account made before persons were bound.
@@ -161,7 +161,8 @@ pub async fn bind_person(
         state
             .domain
             .bind_person(caller.principal(), &username, &b.resident_id)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -173,7 +174,9 @@ pub async fn list_organisations(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<Organisation>>> {
-    Ok(Json(state.domain.organisations(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.organisations(caller.principal()).await?,
+    )))
 }
 
 /// Register an organisation (administrators): the name is normalised (two
@@ -193,9 +196,9 @@ pub async fn create_organisation(
     let Json(o) = body.read()??;
     let org = state
         .domain
-        .create_organisation(caller.principal(), o)
+        .create_organisation(caller.principal(), o.into())
         .await?;
-    Ok((StatusCode::CREATED, Json(org)))
+    Ok((StatusCode::CREATED, Json(org.into())))
 }
 
 /// A credit code for an organisation migrated without one.
@@ -224,7 +227,8 @@ pub async fn set_credit_code(
         state
             .domain
             .set_organisation_credit_code(caller.principal(), &id, &c.credit_code)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -236,9 +240,9 @@ pub async fn list_account_requests(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<AccountRequestRecord>>> {
-    Ok(Json(
+    Ok(Json(super::wire::list(
         state.domain.account_requests(caller.principal()).await?,
-    ))
+    )))
 }
 
 /// Approve another administrator's account request; the one-time code
@@ -258,7 +262,7 @@ pub async fn approve_account_request(
         .domain
         .decide_account_request(caller.principal(), &id, true)
         .await?;
-    Ok((outcome_status(&outcome), Json(outcome)))
+    Ok((outcome_status(&outcome), Json(outcome.into())))
 }
 
 /// Refuse another administrator's account request.
@@ -277,7 +281,8 @@ pub async fn refuse_account_request(
         state
             .domain
             .decide_account_request(caller.principal(), &id, false)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -297,7 +302,8 @@ pub async fn disable_user(
         state
             .domain
             .disable_user(caller.principal(), &username)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -317,7 +323,8 @@ pub async fn enable_user(
         state
             .domain
             .enable_user(caller.principal(), &username)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -347,7 +354,8 @@ pub async fn set_verification(
         state
             .domain
             .set_verified(caller.principal(), &username, v.verified)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -376,8 +384,9 @@ pub async fn set_credit_flags(
     Ok(Json(
         state
             .domain
-            .set_credit_flags(caller.principal(), &username, &f.flags)
-            .await?,
+            .set_credit_flags(caller.principal(), &username, &super::wire::list(f.flags))
+            .await?
+            .into(),
     ))
 }
 
@@ -401,7 +410,7 @@ pub async fn reset_password(
         .domain
         .reset_password(caller.principal(), &username)
         .await?;
-    Ok((outcome_status(&outcome), Json(outcome)))
+    Ok((outcome_status(&outcome), Json(outcome.into())))
 }
 
 /// The 401 of an anonymous caller, before a body is read.
@@ -421,7 +430,9 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ApiTokenInfo>>> {
-    Ok(Json(state.domain.api_tokens(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.api_tokens(caller.principal()).await?,
+    )))
 }
 
 /// A new API token: its name, scopes, optional expiry, and the caller's
@@ -469,11 +480,17 @@ pub async fn create_token(
             caller.principal(),
             &t.password,
             &t.name,
-            &t.scopes,
+            &super::wire::list(t.scopes),
             t.expires_at,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token,
+            info: info.into(),
+        }),
+    ))
 }
 
 /// Revoke one of the caller's API tokens.
@@ -491,7 +508,8 @@ pub async fn revoke_token(
         state
             .domain
             .revoke_api_token(caller.principal(), &id)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 

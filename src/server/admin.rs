@@ -6,13 +6,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use enclave::access::authz::Action;
-use enclave::audit::{AuditFilter, AuditRecord};
-use enclave::domain::{Overview, PlatformKeys};
-use enclave::identity::User;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiResult, ErrorBody};
+use super::wire::{AuditFilter, AuditRecord, Overview, PlatformKeys, User};
 
 pub fn route_admin() -> Router<AppState> {
     Router::new()
@@ -35,7 +33,9 @@ pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<User>>> {
-    Ok(Json(state.domain.users(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.users(caller.principal()).await?,
+    )))
 }
 
 /// Platform figures: datasets, accounts, open and overdue complaints, audit head.
@@ -47,7 +47,9 @@ pub async fn list_users(
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn overview(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Overview>> {
-    Ok(Json(state.domain.overview(caller.principal()).await?))
+    Ok(Json(
+        state.domain.overview(caller.principal()).await?.into(),
+    ))
 }
 
 /// Audit events in sequence order (auditors and administrators). Reading the
@@ -67,12 +69,12 @@ pub async fn list_audit_events(
 ) -> ApiResult<Json<Vec<AuditRecord>>> {
     caller.signed_in(&state, Action::ReadAudit, "audit").await?;
     let Query(filter) = filter?;
-    Ok(Json(
+    Ok(Json(super::wire::list(
         state
             .domain
-            .audit_events(caller.principal(), &filter)
+            .audit_events(caller.principal(), &filter.into())
             .await?,
-    ))
+    )))
 }
 
 /// The signed head of the audit log as it stands: keep it outside the host;
@@ -98,5 +100,5 @@ pub async fn signed_head(
     responses((status = 200, description = "The current public key, its fingerprint, and the keys it replaced with the seq of each rotation", body = PlatformKeys)))]
 #[tracing::instrument(skip_all)]
 pub async fn platform_keys(State(state): State<AppState>) -> ApiResult<Json<PlatformKeys>> {
-    Ok(Json(state.domain.platform_keys().await?))
+    Ok(Json(state.domain.platform_keys().await?.into()))
 }

@@ -13,17 +13,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
-use enclave::access::{ApplicationDraft, Grant, NewProject};
+use enclave::domain::ReviewStep;
 use enclave::domain::audit_object;
-use enclave::domain::{
-    AgreementText, ApplicationSummary, ApplicationView, ReviewConditions, ReviewStep,
-};
-use enclave::store::{MaterialRecord, ProjectRecord};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::{BytesBody, Caller, JsonBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::wire::{
+    AgreementText, ApplicationDraft, ApplicationSummary, ApplicationView, Grant, MaterialRecord,
+    NewProject, ProjectRecord, ReviewConditions,
+};
 
 pub fn route_applications(material_limit: usize) -> Router<AppState> {
     Router::new()
@@ -91,7 +91,13 @@ pub async fn create_project(
     let Json(new) = body.read()??;
     Ok((
         StatusCode::CREATED,
-        Json(state.domain.create_project(caller.principal(), new).await?),
+        Json(
+            state
+                .domain
+                .create_project(caller.principal(), new.into())
+                .await?
+                .into(),
+        ),
     ))
 }
 
@@ -104,7 +110,9 @@ pub async fn list_projects(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ProjectRecord>>> {
-    Ok(Json(state.domain.projects_for(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.projects_for(caller.principal()).await?,
+    )))
 }
 
 /// One project.
@@ -119,7 +127,11 @@ pub async fn get_project(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProjectRecord>> {
     Ok(Json(
-        state.domain.read_project(caller.principal(), &id).await?,
+        state
+            .domain
+            .read_project(caller.principal(), &id)
+            .await?
+            .into(),
     ))
 }
 
@@ -144,9 +156,9 @@ pub async fn create_application(
     let Json(draft) = body.read()??;
     let view = state
         .domain
-        .create_application(caller.principal(), draft)
+        .create_application(caller.principal(), draft.into())
         .await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view.into())))
 }
 
 /// The applications the caller may read, with due dates and overdue flags.
@@ -158,9 +170,9 @@ pub async fn list_applications(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ApplicationSummary>>> {
-    Ok(Json(
+    Ok(Json(super::wire::list(
         state.domain.applications_for(caller.principal()).await?,
-    ))
+    )))
 }
 
 /// One application: body, state, due date, review progress, history,
@@ -179,7 +191,8 @@ pub async fn get_application(
         state
             .domain
             .application_view(caller.principal(), &id)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -202,8 +215,9 @@ pub async fn update_application(
     Ok(Json(
         state
             .domain
-            .update_application(caller.principal(), &id, draft)
-            .await?,
+            .update_application(caller.principal(), &id, draft.into())
+            .await?
+            .into(),
     ))
 }
 
@@ -224,7 +238,8 @@ pub async fn submit(
         state
             .domain
             .submit_application(caller.principal(), &id)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -239,7 +254,8 @@ async fn review(
         state
             .domain
             .review_application(caller.principal(), &id, step)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -315,7 +331,7 @@ pub async fn approve(
         id,
         ReviewStep::Approve {
             provider: a.provider,
-            conditions: a.conditions,
+            conditions: a.conditions.into(),
         },
     )
     .await
@@ -412,7 +428,7 @@ pub async fn upload_material(
         .domain
         .add_material(caller.principal(), &id, &q.name, content_type, &body)
         .await?;
-    Ok((StatusCode::CREATED, Json(m)))
+    Ok((StatusCode::CREATED, Json(m.into())))
 }
 
 /// Download a material (the applicant and the application's reviewers). Audited.
@@ -456,7 +472,11 @@ pub async fn agreement(
     Path(id): Path<String>,
 ) -> ApiResult<Json<AgreementText>> {
     Ok(Json(
-        state.domain.agreement_text(caller.principal(), &id).await?,
+        state
+            .domain
+            .agreement_text(caller.principal(), &id)
+            .await?
+            .into(),
     ))
 }
 
@@ -495,7 +515,13 @@ pub async fn sign(
         .domain
         .sign_agreement(caller.principal(), &id, &s.agreement_sha256)
         .await?;
-    Ok((StatusCode::CREATED, Json(Signed { receipt, grant })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Signed {
+            receipt,
+            grant: grant.into(),
+        }),
+    ))
 }
 
 /// The signed receipt (`anyu verify-receipt` checks it).

@@ -14,11 +14,12 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
-use enclave::identity::{Principal, User};
+use enclave::identity::Principal;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::wire::User;
 
 /// The authenticated caller of a request, if any.
 pub struct Caller {
@@ -184,7 +185,7 @@ pub async fn login(
     Ok(Json(LoginResponse {
         token: s.token,
         expires_at: s.expires_at,
-        user: s.user,
+        user: s.user.into(),
     }))
 }
 
@@ -209,5 +210,5 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<User>> {
-    Ok(Json(state.domain.me(caller.principal()).await?))
+    Ok(Json(state.domain.me(caller.principal()).await?.into()))
 }

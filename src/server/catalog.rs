@@ -8,14 +8,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use enclave::catalog::{CatalogQuery, OpenType};
-use enclave::domain::{CatalogDetail, CatalogListing};
+use enclave::catalog::CatalogQuery;
 use enclave::release::ResultFormat;
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::wire::{CatalogDetail, CatalogListing, OpenType};
 
 pub fn route_catalog() -> Router<AppState> {
     Router::new()
@@ -63,12 +63,12 @@ pub async fn list_catalog(
     let query = CatalogQuery {
         text: params.q.filter(|s| !s.trim().is_empty()),
         provider: params.provider,
-        open_type: params.open_type,
+        open_type: params.open_type.map(Into::into),
         grade: params.grade,
     };
-    Ok(Json(
+    Ok(Json(super::wire::list(
         state.domain.catalog(caller.principal(), &query).await?,
-    ))
+    )))
 }
 
 /// One dataset's catalog entry: metadata, versions and quality summaries.
@@ -90,7 +90,11 @@ pub async fn get_catalog_entry(
         return Err(ApiError::bad_request(DATASET_ID_RULE));
     }
     Ok(Json(
-        state.domain.catalog_entry(caller.principal(), &id).await?,
+        state
+            .domain
+            .catalog_entry(caller.principal(), &id)
+            .await?
+            .into(),
     ))
 }
 

@@ -8,12 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
-use enclave::domain::{ComplaintView, NewComplaint};
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::{Caller, JsonBody};
 use super::error::{ApiResult, ErrorBody};
+use super::wire::{ComplaintView, NewComplaint};
 
 pub fn route_complaints() -> Router<AppState> {
     Router::new()
@@ -36,8 +36,11 @@ pub async fn file_complaint(
     body: Result<Json<NewComplaint>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ComplaintView>)> {
     let Json(new) = body?;
-    let view = state.domain.file_complaint(caller.principal(), new).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let view = state
+        .domain
+        .file_complaint(caller.principal(), new.into())
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
 }
 
 /// All complaints, open first, with overdue flags (administrators).
@@ -52,7 +55,9 @@ pub async fn list_complaints(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ComplaintView>>> {
-    Ok(Json(state.domain.complaints(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.complaints(caller.principal()).await?,
+    )))
 }
 
 /// The answer to a complaint.
@@ -86,6 +91,7 @@ pub async fn answer_complaint(
         state
             .domain
             .answer_complaint(caller.principal(), &id, &a.answer)
-            .await?,
+            .await?
+            .into(),
     ))
 }

@@ -7,15 +7,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
-use enclave::access::{Grant, NewUsageReport};
+use enclave::domain::GrantChange;
 use enclave::domain::audit_object;
-use enclave::domain::{GrantChange, GrantView};
-use enclave::store::UsageReportRecord;
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::{Caller, JsonBody};
 use super::error::{ApiResult, ErrorBody};
+use super::wire::{Grant, GrantView, NewUsageReport, UsageReportRecord};
 
 pub fn route_grants() -> Router<AppState> {
     Router::new()
@@ -39,7 +38,9 @@ pub async fn list_grants(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<Grant>>> {
-    Ok(Json(state.domain.grants_for(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.grants_for(caller.principal()).await?,
+    )))
 }
 
 /// One grant with its history and whether it is usable now.
@@ -54,7 +55,11 @@ pub async fn get_grant(
     Path(id): Path<String>,
 ) -> ApiResult<Json<GrantView>> {
     Ok(Json(
-        state.domain.grant_view(caller.principal(), &id).await?,
+        state
+            .domain
+            .grant_view(caller.principal(), &id)
+            .await?
+            .into(),
     ))
 }
 
@@ -76,7 +81,8 @@ async fn change(
         state
             .domain
             .change_grant(caller.principal(), &id, change)
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -163,9 +169,9 @@ pub async fn list_reports(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<UsageReportRecord>>> {
-    Ok(Json(
+    Ok(Json(super::wire::list(
         state.domain.usage_reports(caller.principal(), &id).await?,
-    ))
+    )))
 }
 
 /// File a usage report (the grant's holder; SZ:43(1)).
@@ -188,8 +194,9 @@ pub async fn file_report(
         Json(
             state
                 .domain
-                .file_usage_report(caller.principal(), &id, r)
-                .await?,
+                .file_usage_report(caller.principal(), &id, r.into())
+                .await?
+                .into(),
         ),
     ))
 }

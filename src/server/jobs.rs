@@ -9,15 +9,17 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
+use enclave::domain::ModelRequest;
 use enclave::domain::audit_object;
-use enclave::domain::{JobSight, JobView, ModelRequest, OwnJob, ReviewDecision, ReviewPacket};
 use enclave::release::ResultFormat;
-use enclave::store::{JobRecord, ReleaseRecord};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::{Caller, JsonBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::wire::{
+    JobRecord, JobSight, JobView, OwnJob, ReleaseRecord, ReviewDecision, ReviewPacket,
+};
 
 pub fn route_jobs() -> Router<AppState> {
     Router::new()
@@ -49,7 +51,7 @@ pub struct NewJob {
     /// Differentially private: ε, δ and optional contribution limits (the
     /// same as `SELECT WITH DIFFERENTIAL_PRIVACY OPTIONS (…)` in the SQL).
     #[serde(default)]
-    dp: Option<enclave::dp::DpOptions>,
+    dp: Option<super::wire::DpOptions>,
 }
 
 /// Submit SQL under a grant. The query is checked at once (422 with a stable
@@ -77,7 +79,7 @@ pub async fn submit_job(
         None => {
             state
                 .domain
-                .submit_query(p, &j.grant_id, &j.sql, j.dp)
+                .submit_query(p, &j.grant_id, &j.sql, j.dp.map(Into::into))
                 .await?
         }
         Some(_) if j.dp.is_some() => {
@@ -96,7 +98,7 @@ pub async fn submit_job(
                 .await?
         }
     };
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    Ok((StatusCode::ACCEPTED, Json(view.into())))
 }
 
 /// The jobs the caller may read.
@@ -108,7 +110,9 @@ pub async fn list_jobs(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<JobSight>>> {
-    Ok(Json(state.domain.jobs_for(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.jobs_for(caller.principal()).await?,
+    )))
 }
 
 /// A job. Its requester sees what the query and the grant decide (state,
@@ -127,7 +131,7 @@ pub async fn get_job(
 ) -> ApiResult<Json<JobSight>> {
     let Query(q) = query?;
     let p = caller.principal();
-    Ok(Json(match q.wait {
+    let sight = match q.wait {
         Some(secs) => {
             let secs = secs.min(25);
             state
@@ -136,7 +140,8 @@ pub async fn get_job(
                 .await?
         }
         None => state.domain.job_view(p, &id).await?,
-    }))
+    };
+    Ok(Json(sight.into()))
 }
 
 /// Long polling.
@@ -160,7 +165,11 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobSight>> {
     Ok(Json(
-        state.domain.cancel_job(caller.principal(), &id).await?,
+        state
+            .domain
+            .cancel_job(caller.principal(), &id)
+            .await?
+            .into(),
     ))
 }
 
@@ -173,7 +182,9 @@ pub async fn review_queue(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<JobRecord>>> {
-    Ok(Json(state.domain.review_queue(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.review_queue(caller.principal()).await?,
+    )))
 }
 
 /// The review packet: SQL, plan, verdicts per cell, the candidate result,
@@ -189,7 +200,11 @@ pub async fn review_packet(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReviewPacket>> {
     Ok(Json(
-        state.domain.review_packet(caller.principal(), &id).await?,
+        state
+            .domain
+            .review_packet(caller.principal(), &id)
+            .await?
+            .into(),
     ))
 }
 
@@ -245,11 +260,12 @@ pub async fn review(
             .review_job_for(
                 caller.principal(),
                 &id,
-                v.decision,
+                v.decision.into(),
                 &v.comment,
                 to_researcher,
             )
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -263,10 +279,10 @@ pub struct ReleaseView {
     certificate: serde_json::Value,
 }
 
-fn release_view(r: ReleaseRecord) -> ReleaseView {
+fn release_view(r: enclave::store::ReleaseRecord) -> ReleaseView {
     let certificate = serde_json::from_str(&r.certificate_json).unwrap_or_default();
     ReleaseView {
-        release: r,
+        release: r.into(),
         certificate,
     }
 }

@@ -17,6 +17,7 @@ mod jobs;
 mod models;
 mod rate;
 mod tls;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,13 +10,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use enclave::access::authz::Action;
 use enclave::domain::audit_object;
-use enclave::domain::{ModelDecision, ModelView};
-use enclave::store::ModelRecord;
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::{BytesBody, Caller, JsonBody};
 use super::error::{ApiError, ApiResult, ErrorBody};
+use super::wire::{ModelDecision, ModelRecord, ModelView};
 
 pub fn route_models(max_component_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -80,7 +79,7 @@ pub async fn upload_model(
         .domain
         .upload_model(caller.principal(), &q.name, body.to_vec())
         .await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view.into())))
 }
 
 /// Models the caller may see: a researcher's own uploads; every model for
@@ -92,7 +91,9 @@ pub async fn list_models(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ModelRecord>>> {
-    Ok(Json(state.domain.models_for(caller.principal()).await?))
+    Ok(Json(super::wire::list(
+        state.domain.models_for(caller.principal()).await?,
+    )))
 }
 
 /// One model with the stewards' decisions per dataset.
@@ -107,7 +108,11 @@ pub async fn get_model(
     Path(sha256): Path<String>,
 ) -> ApiResult<Json<ModelView>> {
     Ok(Json(
-        state.domain.model_view(caller.principal(), &sha256).await?,
+        state
+            .domain
+            .model_view(caller.principal(), &sha256)
+            .await?
+            .into(),
     ))
 }
 
@@ -152,10 +157,11 @@ pub async fn decide_model(
                 caller.principal(),
                 &sha256,
                 &b.dataset_id,
-                b.decision,
+                b.decision.into(),
                 &b.comment,
             )
-            .await?,
+            .await?
+            .into(),
     ))
 }
 
@@ -178,6 +184,7 @@ pub async fn withdraw_model_decision(
         state
             .domain
             .withdraw_model_decision(caller.principal(), &sha256, &id)
-            .await?,
+            .await?
+            .into(),
     ))
 }

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::eligibility::EMERGENCY_CATEGORIES;
 use crate::catalog::{ColumnType, Manifest, UsageMethod};
@@ -56,7 +55,7 @@ pub const MAX_FILTER_ITEMS: usize = 1000;
 pub const MAX_MEMBERS: usize = 50;
 
 /// What a researcher states to open a project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
     /// Short title, 2 to 200 characters.
@@ -93,7 +92,7 @@ impl NewProject {
 }
 
 /// How a grant follows a dataset's versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VersionPolicy {
     /// Always the newest version (a new import is used at once).
@@ -105,7 +104,7 @@ pub enum VersionPolicy {
 
 /// Rows a grant may see: every condition must hold (AND). Built into the
 /// grant's view as a DataFusion expression, never as SQL text.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RowFilter {
     /// Conditions on columns, all of which must hold.
@@ -157,7 +156,7 @@ impl RowFilter {
 }
 
 /// One condition of a [`RowFilter`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RowCondition {
     /// The column equals one of the values (string, int64 and bool columns).
@@ -165,7 +164,6 @@ pub enum RowCondition {
         /// Column name.
         column: String,
         /// Allowed values, typed as the column (strings, integers or booleans).
-        #[schema(value_type = Vec<Object>)]
         values: Vec<serde_json::Value>,
     },
     /// The column lies in an inclusive numeric range (int64 and float64 columns).
@@ -281,7 +279,7 @@ impl RowCondition {
 }
 
 /// One dataset an application asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetRequest {
     /// Catalog id.
@@ -297,7 +295,7 @@ pub struct DatasetRequest {
 }
 
 /// Domain admission details (入驻申请, SZ:44).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionDetails {
     /// Whether the researcher brings own data into the domain.
@@ -318,7 +316,7 @@ pub struct AdmissionDetails {
 }
 
 /// The body of an application, as the researcher writes and edits it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationDraft {
     /// The project applied under.
@@ -507,7 +505,7 @@ fn printable(s: &str) -> &str {
 }
 
 /// A material the applicant uploads (proofs of conditions, SZ:41, XM:23).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaterialType {
     /// `application/pdf`.

@@ -5,7 +5,6 @@
 //! Reasons name fields, columns, categories and types, never personal data.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::catalog::{Manifest, OpenType, OrganisationType, UsageMethod};
 
@@ -36,7 +35,7 @@ pub fn is_emergency(category: &str) -> bool {
 pub use crate::identity::CreditFlag;
 
 /// What eligibility needs to know about the applicant and their organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplicantFacts {
     /// Type of the applicant's organisation.
     pub organisation_type: OrganisationType,
@@ -47,7 +46,7 @@ pub struct ApplicantFacts {
 }
 
 /// What eligibility needs to know about one dataset request of an application.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestFacts {
     /// Scenario category slug of the project, e.g. `academic_research`.
     pub scenario_category: String,
@@ -60,7 +59,7 @@ pub struct RequestFacts {
 }
 
 /// Which eligibility rule refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefusalCode {
     /// The account is not real-name verified.
@@ -104,7 +103,7 @@ impl RefusalCode {
 }
 
 /// One failed eligibility rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     /// Which rule.
     pub code: RefusalCode,

@@ -8,7 +8,6 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::application::RowFilter;
 use super::workflow::{GrantFacts, GrantState, GrantStatus};
@@ -16,7 +15,7 @@ use crate::catalog::UsageMethod;
 use crate::{Error, Result};
 
 /// Which version of a dataset a grant reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 pub enum GrantedVersion {
     /// The newest version at query time.
@@ -29,7 +28,7 @@ pub enum GrantedVersion {
 }
 
 /// One dataset of a grant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GrantedDataset {
     /// Catalog id.
     pub dataset_id: String,
@@ -44,7 +43,7 @@ pub struct GrantedDataset {
 }
 
 /// Limits on what a grant may consume.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budgets {
     /// Jobs (queries and model runs) in the grant's life.
@@ -94,7 +93,7 @@ impl Budgets {
 }
 
 /// What a grant has consumed; also the shape of one charge against it.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Usage {
     /// Jobs run.
     pub jobs: u64,
@@ -159,7 +158,7 @@ impl Usage {
 }
 
 /// A grant as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
     /// UUID v7.
     pub id: String,
@@ -296,7 +295,7 @@ impl Grant {
 }
 
 /// A usage report the grant holder files (SZ:43(1), GD:46).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUsageReport {
     /// First day the report covers.
@@ -311,7 +310,7 @@ pub struct NewUsageReport {
 }
 
 /// One product of the data's use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportOutput {
     /// Kind of output.
@@ -324,7 +323,7 @@ pub struct ReportOutput {
 }
 
 /// Kinds of [`ReportOutput`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputKind {
     /// A paper or thesis.

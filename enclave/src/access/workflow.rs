@@ -17,7 +17,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::catalog::{GradePolicy, GradeScale, Manifest};
 
@@ -25,7 +24,7 @@ use crate::catalog::{GradePolicy, GradeScale, Manifest};
 pub const MIN_REASON_CHARS: usize = 5;
 
 /// A person as the workflow sees them: who, and for which organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Person {
     /// Account id.
     pub user_id: String,
@@ -52,7 +51,7 @@ impl Person {
 
 /// The capacity a reviewer acts in. The caller establishes it from the account's
 /// roles; the workflow checks it fits the application.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "capacity", rename_all = "snake_case")]
 pub enum ReviewCapacity {
     /// Steward of a provider agency (开放主体).
@@ -65,7 +64,7 @@ pub enum ReviewCapacity {
 }
 
 /// Someone acting on an application as a reviewer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reviewer {
     /// Account id.
     pub user_id: String,
@@ -118,7 +117,7 @@ impl Reviewer {
 }
 
 /// How many approvals an application needs and whether the platform co-reviews.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewRequirement {
     /// Distinct approvers needed in total (at least 1).
     pub reviewers_required: u32,
@@ -167,7 +166,7 @@ pub fn providers_of(manifests: &[&Manifest]) -> Vec<String> {
 }
 
 /// The fixed facts of an application the workflow rules depend on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplicationFacts {
     /// Who applied.
     pub applicant: Person,
@@ -216,7 +215,7 @@ impl ApplicationFacts {
 }
 
 /// What an application under review still needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewProgress {
     /// Approvals recorded.
     pub approvals: usize,
@@ -257,7 +256,7 @@ impl ReviewProgress {
 }
 
 /// State of an application. Serialized with a `state` tag in snake_case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ApplicationState {
     /// Being written by the applicant.
@@ -298,7 +297,7 @@ pub enum ApplicationState {
 }
 
 /// The state names, without their data (database column, listings, messages).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApplicationStatus {
     /// See [`ApplicationState::Draft`].
@@ -372,7 +371,7 @@ impl ApplicationState {
 }
 
 /// Something that happens to an application. Serialized with an `event` tag.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ApplicationEvent {
     /// The applicant submits (from draft) or resubmits (from returned).
@@ -445,7 +444,7 @@ impl ApplicationEvent {
 }
 
 /// A successful step: where from, by which event, where to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
     /// State before.
     pub from: ApplicationStatus,
@@ -456,7 +455,7 @@ pub struct Transition {
 }
 
 /// Why a workflow step was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowErrorCode {
     /// The event is not allowed in the current state.
@@ -501,7 +500,7 @@ impl WorkflowErrorCode {
 
 /// A refused workflow step: a stable code and a message naming the state, the
 /// event and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct WorkflowError {
     /// Which rule refused.
@@ -747,7 +746,7 @@ pub fn apply(
 }
 
 /// Who acts on a grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "actor", rename_all = "snake_case")]
 pub enum GrantActor {
     /// A steward of a provider.
@@ -780,7 +779,7 @@ impl GrantActor {
 }
 
 /// The fixed facts of a grant the workflow rules depend on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantFacts {
     /// Providers of the granted datasets; their stewards may act on the grant.
     pub providers: Vec<String>,
@@ -789,7 +788,7 @@ pub struct GrantFacts {
 }
 
 /// State of a grant. Reinstating returns a suspended grant to `active`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GrantState {
     /// Usable.
@@ -813,7 +812,7 @@ pub enum GrantState {
 }
 
 /// Grant state names, without their data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantStatus {
     /// See [`GrantState::Active`].
@@ -859,7 +858,7 @@ impl GrantState {
 }
 
 /// Something that happens to a grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum GrantEvent {
     /// Suspend (steward, admin or monitoring), with a reason.
@@ -916,7 +915,7 @@ impl GrantEvent {
 }
 
 /// A successful grant step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantTransition {
     /// State before.
     pub from: GrantStatus,

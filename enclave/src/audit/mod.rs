@@ -236,7 +236,7 @@ impl NewEvent {
 }
 
 /// How an action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
@@ -247,7 +247,7 @@ pub enum Outcome {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// 1-based, gap-free position in the chain.
     pub seq: u64,
@@ -260,7 +260,6 @@ pub struct AuditRecord {
     pub action: String,
     pub object: String,
     pub outcome: Outcome,
-    #[schema(value_type = Object)]
     pub details: serde_json::Value,
     /// Hex SHA-256 of the previous event ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
@@ -269,8 +268,7 @@ pub struct AuditRecord {
 }
 
 /// Filter for [`AuditLog::list`]; every field optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditFilter {
     /// Exact actor.
     pub actor: Option<String>,
@@ -285,7 +283,7 @@ pub struct AuditFilter {
 }
 
 /// A signed statement of the chain head at `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: u64,
     /// Hex chain hash of event `seq`.
@@ -297,7 +295,7 @@ pub struct Checkpoint {
 }
 
 /// Result of [`verify`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// Events verified (up to the first problem).
     pub events: u64,
@@ -323,7 +321,7 @@ impl VerifyReport {
 }
 
 /// The first bad event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// Seq of the first bad event (or of the bad checkpoint).
     pub seq: u64,
@@ -333,7 +331,7 @@ pub struct Problem {
 }
 
 /// What verification found; the seq is exact, the kind a best-effort diagnosis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     /// Content, a column or a hash of the event was changed.

@@ -1,14 +1,13 @@
 //! Grades (分级): the platform's scale and how a grade tightens a dataset's policy.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::error::ManifestError;
 use super::manifest::DisclosurePolicy;
 
 /// The platform's grade levels, least to most sensitive. Loaded from the platform
 /// configuration (`[[grades.levels]]`); [`Default`] is L1..L4.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GradeScale {
     /// The levels, least sensitive first.
@@ -16,7 +15,7 @@ pub struct GradeScale {
 }
 
 /// What one grade allows and requires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GradePolicy {
     /// Grade name as manifests spell it, e.g. `L3`.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::error::ManifestError;
 use super::grade::GradeScale;
@@ -17,7 +16,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// A dataset's catalog manifest: catalog metadata, open conditions, columns and
 /// disclosure policy. Build one with [`Manifest::parse`], which validates it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Manifest format version (not the dataset version); only [`FORMAT_VERSION`] is read.
@@ -35,7 +34,7 @@ pub struct Manifest {
 }
 
 /// Chinese and English renderings of one text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Text {
     /// Chinese text.
@@ -45,7 +44,7 @@ pub struct Text {
 }
 
 /// The catalog entry (开放目录) fields of a dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetInfo {
     /// Stable identifier, `[a-z][a-z0-9_]{1,63}`; also the SQL table name.
@@ -85,7 +84,7 @@ pub struct DatasetInfo {
 }
 
 /// How often a dataset is updated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateFrequency {
     /// Continuously.
@@ -107,7 +106,7 @@ pub enum UpdateFrequency {
 }
 
 /// Shape of the data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataFormat {
     /// Rows and typed columns.
@@ -115,7 +114,7 @@ pub enum DataFormat {
 }
 
 /// Open type of a dataset (无条件开放 / 有条件开放 / 不予开放).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpenType {
     /// 无条件开放: open to anyone.
@@ -127,7 +126,7 @@ pub enum OpenType {
 }
 
 /// Sharing type between agencies (GD:10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SharingType {
     /// 无条件共享.
@@ -139,7 +138,7 @@ pub enum SharingType {
 }
 
 /// Departments responsible for the data (GD:10, HZ:11).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Departments {
     /// Department that collects the data.
@@ -154,7 +153,7 @@ pub struct Departments {
 }
 
 /// Open conditions on conditional data (SZ:25-27).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenConditions {
     /// Conditions on the applying user.
@@ -169,7 +168,7 @@ pub struct OpenConditions {
 }
 
 /// Conditions on the user (SZ:25, XM:24). Empty lists impose nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConditions {
     /// Organisation types allowed to apply.
@@ -184,7 +183,7 @@ pub struct UserConditions {
 }
 
 /// Kind of organisation a user belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrganisationType {
     /// A company.
@@ -200,7 +199,7 @@ pub enum OrganisationType {
 }
 
 /// Credit conditions (SZ:25): not on the named list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CreditRequirement {
     /// Not on the dishonest-debtor list (失信被执行人).
@@ -212,7 +211,7 @@ pub enum CreditRequirement {
 }
 
 /// Scenario conditions (SZ:26), as scenario category slugs.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioConditions {
     /// Only these scenarios may use the data (empty: any not forbidden).
@@ -224,7 +223,7 @@ pub struct ScenarioConditions {
 }
 
 /// Usage methods of SZ:27.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageMethod {
     /// Inside the domain; raw data never leaves it (原始数据不出域).
@@ -236,7 +235,7 @@ pub enum UsageMethod {
 }
 
 /// One data item (column).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Column {
     /// Column name, a plain SQL identifier `[a-z_][a-z0-9_]*`.
@@ -267,7 +266,7 @@ fn default_true() -> bool {
 }
 
 /// Logical column type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
     /// UTF-8 text.
@@ -304,7 +303,7 @@ impl ColumnType {
 }
 
 /// Disclosure role of a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sensitivity {
     /// Directly identifies a subject (ID number, name).
@@ -318,7 +317,7 @@ pub enum Sensitivity {
 }
 
 /// Identifier format whose check character the quality report verifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdFormat {
     /// 身份证号, ISO 7064 MOD 11-2.
@@ -328,7 +327,7 @@ pub enum IdFormat {
 }
 
 /// Inclusive value range of a numeric column.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bounds {
     /// Smallest allowed value.
@@ -339,7 +338,7 @@ pub struct Bounds {
 
 /// Disclosure-control settings of a dataset (DESIGN.md's table). Every key is
 /// optional in a manifest; [`Default`] gives DESIGN.md's defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DisclosurePolicy {
     /// Aggregation threshold: minimum distinct privacy units per released group.
@@ -389,7 +388,7 @@ impl Default for DisclosurePolicy {
 }
 
 /// ACRO dominance rule: the largest `n` contributors must hold less than `k` of a cell's total.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NkRule {
     /// Number of largest contributors.
@@ -405,7 +404,7 @@ impl Default for NkRule {
 }
 
 /// Differential-privacy settings (BigQuery `WITH DIFFERENTIAL_PRIVACY` options).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DpPolicy {
     /// Queries on this dataset must be differentially private.

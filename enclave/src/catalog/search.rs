@@ -1,7 +1,6 @@
 //! Catalog search and the summary the API shows for one dataset.
 
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use super::manifest::{
     Bounds, ColumnType, DataFormat, Departments, Manifest, OpenConditions, OpenType, Sensitivity,
@@ -9,8 +8,7 @@ use super::manifest::{
 };
 
 /// Filters of a catalog search (SZ:21); every present filter must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogQuery {
     /// Case-insensitive substring of the id, titles, summaries, provider names,
     /// tags, column names or column descriptions.
@@ -81,7 +79,7 @@ fn nonblank(s: &Option<String>) -> Option<&str> {
 }
 
 /// What the catalog API shows of a dataset: metadata only, never rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CatalogEntry {
     /// Dataset id.
     pub id: String,
@@ -118,7 +116,7 @@ pub struct CatalogEntry {
 }
 
 /// A column as the catalog shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnInfo {
     /// Column name.
     pub name: String,

@@ -123,7 +123,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// A row of this result whose units differ from those of another row (of
 /// an earlier result, or of this one) by fewer than the threshold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pair {
     /// The row of this result (an inner cell's index when `inner`).
     pub row: u64,
@@ -143,7 +143,7 @@ pub struct Pair {
 }
 
 /// One cell of a tracker: a row (or inner cell) of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CellRef {
     pub job_id: String,
     pub row: u64,
@@ -156,7 +156,7 @@ pub struct CellRef {
 /// other two is fewer than the threshold of persons (`A − B − C`; the same
 /// as `B + C − A` up to sign): "everyone", "born on or before d" and "born
 /// after d" with one person in neither.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tracker {
     /// A, B and C.
     pub terms: Vec<CellRef>,
@@ -166,7 +166,7 @@ pub struct Tracker {
 }
 
 /// What the comparison found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Findings {
     /// The threshold the differences were held against.
     pub threshold: u64,

@@ -59,19 +59,7 @@ use crate::catalog::DisclosurePolicy;
 use crate::query::{CellKind, PlanFacts};
 
 /// A verdict on a cell, a rule or a result. Ordered: `Pass < Review < Fail`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -81,7 +69,7 @@ pub enum Verdict {
 
 /// One cell's verdict under one rule. `row`/`column` are `None` for
 /// verdicts on the whole result (e.g. too many rows).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CellVerdict {
     pub row: Option<u64>,
     pub column: Option<String>,
@@ -90,7 +78,7 @@ pub struct CellVerdict {
 }
 
 /// What one rule found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleReport {
     pub rule: String,
     /// Worst verdict of the rule.
@@ -100,7 +88,7 @@ pub struct RuleReport {
 }
 
 /// Every rule's findings on one result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     /// Worst verdict over all rules.
     pub verdict: Verdict,
@@ -169,7 +157,7 @@ pub struct CheckInput<'a> {
 
 /// The jobs of one grant whose plans are the same up to their constants
 /// (an oracle campaign when there are many: a search over a bound).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Campaign {
     /// Jobs of this shape, this one included.
     pub jobs: u64,

@@ -14,7 +14,6 @@
 
 use chrono::{NaiveDate, TimeZone};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{Actor, Domain, audit_object, china_standard_time};
 use crate::access::agreement::{self, AgreementTerms, SignedReceipt};
@@ -57,7 +56,7 @@ pub enum ReviewStep {
 
 /// Conditions a reviewer attaches to an approval (minimum authorisation,
 /// HZ:25). They only ever narrow: filters are ANDed, budgets capped.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewConditions {
     /// Row filters added per dataset.
@@ -69,7 +68,7 @@ pub struct ReviewConditions {
 }
 
 /// A row filter for one dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetFilter {
     /// Catalog id; must be one the application requests.
@@ -86,7 +85,7 @@ impl ReviewConditions {
 
 /// An application as its readers see it: the record, its deadline, review
 /// progress, history, materials and (while editable) what eligibility says.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ApplicationView {
     #[serde(flatten)]
     pub application: ApplicationRecord,
@@ -105,7 +104,7 @@ pub struct ApplicationView {
 }
 
 /// One row of an application listing.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ApplicationSummary {
     pub id: String,
     pub project_id: String,
@@ -121,7 +120,7 @@ pub struct ApplicationSummary {
 }
 
 /// The agreement an approved application's applicant is asked to sign.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AgreementText {
     pub application_id: String,
     pub agreement_version: u32,
@@ -135,7 +134,6 @@ pub struct AgreementText {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub receipt: Option<serde_json::Value>,
 }
 

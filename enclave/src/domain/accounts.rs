@@ -39,29 +39,22 @@ impl Default for AccountOptions {
 }
 
 /// What an account change did.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum AccountOutcome {
     /// Done. The one-time code is for the account's owner, shown this once:
     /// it signs in once into a session that can only set the owner's
     /// password, which also asks for their 身份证号.
     Done {
-        #[schema(value_type = Object)]
         user: User,
         one_time_code: String,
         /// RFC 3339 UTC.
         code_expires_at: String,
     },
     /// Waiting for another administrator.
-    Requested {
-        #[schema(value_type = Object)]
-        request: AccountRequestRecord,
-    },
+    Requested { request: AccountRequestRecord },
     /// Refused by another administrator.
-    Refused {
-        #[schema(value_type = Object)]
-        request: AccountRequestRecord,
-    },
+    Refused { request: AccountRequestRecord },
 }
 
 fn privileged(role: Role) -> bool {

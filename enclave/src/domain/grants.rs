@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::access::shown_id;
 use super::{Actor, Domain, audit_object};
@@ -35,7 +34,7 @@ pub enum GrantChange {
 }
 
 /// A grant with its history and whether it can be used right now.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct GrantView {
     #[serde(flatten)]
     pub grant: Grant,

@@ -28,7 +28,8 @@ pub use authorization::{By, audit_object};
 pub use cross_check::{Discrepancy, cross_check};
 pub use grants::{GrantChange, GrantView, consent_storage_id};
 pub use jobs::{
-    ForResearcher, JobOptions, JobSight, JobView, OwnJob, ReviewDecision, ReviewPacket, WarmStats,
+    CampaignPacket, DifferencingPair, DifferencingTracker, ForResearcher, JobOptions, JobSight,
+    JobView, OwnJob, ReviewDecision, ReviewPacket, WarmStats,
 };
 pub use models::{ModelDecision, ModelOptions, ModelRequest, ModelView};
 pub use tally::with_client;
@@ -131,7 +132,7 @@ fn missing_audit_log(dir: &DataDir) -> Error {
 }
 
 /// The platform's public key, as published.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PlatformKeys {
     pub algorithm: String,
     /// Hex; pin it (`anyu audit verify --public-key`, `verify-release`, `verify-receipt`).
@@ -147,7 +148,7 @@ pub struct PlatformKeys {
 }
 
 /// A signing key rotated out (`anyu keys rotate`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RetiredKey {
     /// Hex.
     pub signing_public_key: String,
@@ -339,7 +340,7 @@ pub struct ImportSummary {
 }
 
 /// Public summary of a version's quality: counts only, no row numbers.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct QualitySummary {
     pub rows: u64,
     pub passed: bool,
@@ -365,7 +366,7 @@ impl From<&QualityReport> for QualitySummary {
 }
 
 /// A version as the public catalog shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct VersionSummary {
     pub version: u64,
     pub rows: u64,
@@ -389,7 +390,7 @@ impl From<&VersionRecord> for VersionSummary {
 }
 
 /// One row of the catalog listing.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CatalogListing {
     #[serde(flatten)]
     pub entry: CatalogEntry,
@@ -397,7 +398,7 @@ pub struct CatalogListing {
 }
 
 /// The catalog detail of one dataset: metadata, versions, quality — never rows.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CatalogDetail {
     #[serde(flatten)]
     pub entry: CatalogEntry,
@@ -412,7 +413,7 @@ pub struct CatalogDetail {
 }
 
 /// What a researcher should know before querying a dataset.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RulesInForce {
     /// Thresholds, dominance, p%, joins, DP and model settings in force.
     pub disclosure: crate::catalog::DisclosurePolicy,
@@ -431,7 +432,7 @@ pub(crate) fn china_standard_time() -> chrono::FixedOffset {
 pub const COMPLAINT_WORKING_DAYS: u32 = 10;
 
 /// A complaint as filed by anyone, signed in or not.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewComplaint {
     /// The dataset concerned, if any.
@@ -443,7 +444,7 @@ pub struct NewComplaint {
 }
 
 /// A complaint with its deadline status.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ComplaintView {
     #[serde(flatten)]
     pub complaint: ComplaintRecord,
@@ -454,7 +455,7 @@ pub struct ComplaintView {
 }
 
 /// The authority's dashboard figures (`GET /api/admin/overview`).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Overview {
     /// The day deadlines are measured against (China Standard Time).
     pub today: String,

@@ -28,7 +28,6 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::jobs::visible_schema;
 use super::{Actor, By, Domain, audit_object};
@@ -106,7 +105,7 @@ impl ModelOptions {
 }
 
 /// The model part of a job request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelRequest {
     /// SHA-256 of a component the caller uploaded.
     pub sha256: String,
@@ -115,7 +114,7 @@ pub struct ModelRequest {
 }
 
 /// A model with its approvals.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ModelView {
     #[serde(flatten)]
     pub model: ModelRecord,
@@ -124,7 +123,7 @@ pub struct ModelView {
 }
 
 /// A steward's decision on a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelDecision {
     Approve,

@@ -27,10 +27,9 @@ pub mod noise;
 pub mod plan;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// What a researcher asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DpOptions {
     /// Privacy loss ε of this query (all of it is charged).
@@ -76,7 +75,7 @@ impl DpOptions {
 }
 
 /// The privacy facts of one DP result: enough to compute confidence intervals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DpReport {
     /// ε spent (charged to the grant).
@@ -111,7 +110,7 @@ pub struct ResearcherCap {
 }
 
 /// ε and δ the grant has left.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetLeft {
     pub epsilon: f64,
@@ -119,7 +118,7 @@ pub struct BudgetLeft {
 }
 
 /// Noisy group selection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
     /// `laplace_threshold` (opendp `make_laplace_threshold`).
@@ -135,7 +134,7 @@ pub struct Selection {
 }
 
 /// One noisy output column.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DpColumn {
     pub column: String,

@@ -22,7 +22,6 @@ use std::time::Duration;
 use argon2::Params;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 pub use model::{ApiTokenInfo, CreditFlag, Principal, Role, Scope, TokenKind, User};
 pub use people::{
@@ -91,7 +90,7 @@ impl IdentityPolicy {
 }
 
 /// What an administrator supplies to create an account.
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Clone, Deserialize)]
 pub struct NewUser {
     /// 3 to 32 characters of `a-z`, `0-9`, `_`, `.`, `-`.
     pub username: String,
@@ -163,7 +162,7 @@ impl fmt::Debug for PasswordChange<'_> {
 }
 
 /// A successful login. `token` is shown to the user once and stored only hashed.
-#[derive(Clone, Serialize, ToSchema)]
+#[derive(Clone, Serialize)]
 pub struct LoginSuccess {
     /// `anyu_s_…` bearer token.
     pub token: String,
@@ -183,7 +182,7 @@ impl fmt::Debug for LoginSuccess {
 }
 
 /// Why a login was refused; for the audit log, not for the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefusalReason {
     /// No such username.

@@ -4,13 +4,12 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::catalog::OrganisationType;
 use crate::{Error, Result};
 
 /// What an account may do; authorization decides per action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Applies for and uses data.
@@ -60,9 +59,7 @@ impl FromStr for Role {
 }
 
 /// Credit-list entries (XM:24) that bar an account from conditional data.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CreditFlag {
     /// On the dishonest-debtor list (失信被执行人).
@@ -102,7 +99,7 @@ impl CreditFlag {
 }
 
 /// A real-name account. Never carries the password hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// UUID v7.
     pub id: String,
@@ -134,7 +131,7 @@ pub struct User {
 }
 
 /// How a request authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
     /// An interactive login session (`anyu_s_…`).
@@ -146,9 +143,7 @@ pub enum TokenKind {
 /// What an API token may be used for; the account's role still decides
 /// within it. A login session carries every scope. Which scope each action
 /// needs is decided by `access::authz` alone.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Read what the role may read: listings, jobs, releases, downloads, the audit log.
@@ -190,7 +185,7 @@ impl FromStr for Scope {
 }
 
 /// Who is making a request, as handlers and authorization see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {
     pub user_id: String,
     pub username: String,
@@ -230,7 +225,7 @@ impl Principal {
 }
 
 /// An API token's metadata; the token itself is shown only once, at creation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiTokenInfo {
     /// UUID v7.
     pub id: String,

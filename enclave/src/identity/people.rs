@@ -9,7 +9,6 @@
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
-use utoipa::ToSchema;
 
 use crate::catalog::OrganisationType;
 use crate::{Error, Result};
@@ -20,7 +19,7 @@ pub const PERSON_KEY_LABEL: &str = "person-id/v1";
 const MAX_NAME_CHARS: usize = 200;
 
 /// An organisation accounts belong to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Organisation {
     /// UUID v7.
     pub id: String,
@@ -35,7 +34,7 @@ pub struct Organisation {
 }
 
 /// What an administrator supplies to register an organisation.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrganisation {
     pub name: String,

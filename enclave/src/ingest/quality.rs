@@ -11,7 +11,6 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::source::RowLocator;
 use super::spec::{ColumnSpec, IdCheck, TableSpec};
@@ -28,7 +27,7 @@ pub const QUALITY_REPORT_FORMAT: u32 = 1;
 ///
 /// Row numbers are 1-based record numbers in the file: the header of a CSV file
 /// and blank lines of an NDJSON file are not counted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QualityReport {
     /// Format of this report ([`QUALITY_REPORT_FORMAT`]).
     pub format: u32,
@@ -47,7 +46,7 @@ pub struct QualityReport {
 
 /// Problem counts of one column. Each `*_rows` list holds the first rows (at most
 /// `ImportOptions::max_error_rows`) that have that problem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnQuality {
     /// Column name.
     pub name: String,
@@ -70,7 +69,7 @@ pub struct ColumnQuality {
 }
 
 /// How rows relate to data subjects, from the privacy-unit column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrivacyUnitQuality {
     /// The privacy-unit column.
     pub column: String,

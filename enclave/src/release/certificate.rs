@@ -60,7 +60,7 @@ const MAX_FIELD_CHARS: usize = 1000;
 const MAX_QUERY_BYTES: usize = 256 * 1024;
 
 /// A release certificate (format [`CERTIFICATE_FORMAT`]); see the module docs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     /// Always [`CERTIFICATE_FORMAT`].
@@ -76,7 +76,6 @@ pub struct Certificate {
     pub result: ResultSection,
     /// The disclosure-control verdicts (per rule, per cell): a JSON object whose
     /// shape the disclosure module defines; signed as it is.
-    #[schema(value_type = Object)]
     pub checks: serde_json::Value,
     /// Output checkers who approved the release; empty for an automatic release.
     pub reviewers: Vec<Reviewer>,
@@ -96,7 +95,7 @@ pub struct Certificate {
 }
 
 /// The researcher the result was released to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Researcher {
     pub user_id: String,
@@ -105,7 +104,7 @@ pub struct Researcher {
 }
 
 /// What kind of computation produced the result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryKind {
     /// A SQL query; `text` is the SQL as submitted.
@@ -115,7 +114,7 @@ pub enum QueryKind {
 }
 
 /// The computation that produced the result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuerySection {
     pub kind: QueryKind,
@@ -130,7 +129,7 @@ pub struct QuerySection {
 }
 
 /// The code a model job ran.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// Lowercase hex SHA-256 of the WebAssembly component.
@@ -140,7 +139,7 @@ pub struct ModelSection {
 }
 
 /// One dataset version the query read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetEntry {
     pub dataset_id: String,
@@ -150,7 +149,7 @@ pub struct DatasetEntry {
 }
 
 /// The released result: its shape and one entry per download format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultSection {
     pub rows: u64,
@@ -160,7 +159,7 @@ pub struct ResultSection {
 }
 
 /// A result column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnEntry {
     pub name: String,
@@ -169,7 +168,7 @@ pub struct ColumnEntry {
 }
 
 /// One download of the result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormatEntry {
     pub format: ResultFormat,
@@ -180,14 +179,14 @@ pub struct FormatEntry {
 }
 
 /// A release decision recorded in a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewDecision {
     Approve,
 }
 
 /// An output checker who approved the release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reviewer {
     pub user_id: String,

@@ -33,19 +33,7 @@ pub const BATCH_ROWS: usize = 8192;
 const ROW_GROUP_ROWS: usize = 1024 * 1024;
 
 /// A download format of a released result.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultFormat {
     Csv,

@@ -21,7 +21,7 @@ use crate::keyring::WrappedKey;
 use crate::{Error, Result};
 
 /// A stored project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProjectRecord {
     pub id: String,
     pub owner_id: String,
@@ -36,7 +36,7 @@ pub struct ProjectRecord {
 }
 
 /// A stored application.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApplicationRecord {
     pub id: String,
     pub project_id: String,
@@ -59,7 +59,7 @@ pub struct ApplicationRecord {
 }
 
 /// One step in an application's history.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApplicationEventRecord {
     pub seq: i64,
     pub event: String,
@@ -73,13 +73,12 @@ pub struct ApplicationEventRecord {
     pub to_status: String,
     pub reason: Option<String>,
     /// Conditions a reviewer attached to an approval.
-    #[schema(value_type = Option<Object>)]
     pub conditions: Option<serde_json::Value>,
     pub at: String,
 }
 
 /// An uploaded material's metadata; the content is an encrypted file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MaterialRecord {
     pub id: String,
     pub application_id: String,
@@ -95,7 +94,7 @@ pub struct MaterialRecord {
 }
 
 /// A signed agreement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgreementRecord {
     pub application_id: String,
     pub user_id: String,
@@ -107,7 +106,7 @@ pub struct AgreementRecord {
 }
 
 /// One step in a grant's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GrantEventRecord {
     pub seq: i64,
     pub event: String,
@@ -120,7 +119,7 @@ pub struct GrantEventRecord {
 }
 
 /// A stored usage report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageReportRecord {
     pub id: String,
     pub grant_id: String,
@@ -131,7 +130,7 @@ pub struct UsageReportRecord {
 }
 
 /// A stored consent-table version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConsentVersionRecord {
     pub dataset_id: String,
     pub version: u64,

@@ -21,7 +21,7 @@ pub struct DatasetRecord {
 }
 
 /// One immutable encrypted version of a dataset.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct VersionRecord {
     pub dataset_id: String,
     pub version: u64,

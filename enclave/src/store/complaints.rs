@@ -8,7 +8,7 @@ use super::{Store, now_rfc3339};
 use crate::{Error, Result};
 
 /// A stored complaint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ComplaintRecord {
     pub id: String,
     pub dataset_id: Option<String>,

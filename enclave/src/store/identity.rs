@@ -732,7 +732,7 @@ async fn revoke_each(
 }
 
 /// A privileged account change waiting for (or decided by) a second administrator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AccountRequestRecord {
     pub id: String,
     /// `create_user` or `reset_password`.

@@ -15,7 +15,7 @@ use crate::keyring::WrappedKey;
 use crate::{Error, Result};
 
 /// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting for a worker.
@@ -61,7 +61,7 @@ impl JobStatus {
 }
 
 /// A dataset version a job read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobDataset {
     pub dataset_id: String,
     pub version: u64,
@@ -70,7 +70,7 @@ pub struct JobDataset {
 }
 
 /// A stored job. The candidate result itself is a sealed file.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobRecord {
     pub id: String,
     pub grant_id: String,
@@ -85,11 +85,9 @@ pub struct JobRecord {
     pub error_message: Option<String>,
     pub plan_summary: Option<String>,
     /// The policy's lineage facts (`query::PlanFacts`).
-    #[schema(value_type = Option<Object>)]
     pub facts: Option<serde_json::Value>,
     pub datasets: Vec<JobDataset>,
     /// The disclosure checks (`disclosure::CheckReport`).
-    #[schema(value_type = Option<Object>)]
     pub checks: Option<serde_json::Value>,
     pub rows_scanned: u64,
     pub result_rows: Option<u64>,
@@ -111,7 +109,7 @@ pub struct JobRecord {
 }
 
 /// One output-review vote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewRecord {
     pub job_id: String,
     pub reviewer_id: String,
@@ -142,7 +140,7 @@ pub struct SealedResult<'a> {
 }
 
 /// A stored release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReleaseRecord {
     pub id: String,
     pub job_id: String,

@@ -10,7 +10,7 @@ use super::seal::{KeyValue, MODEL_APPROVALS, check_row, reseal};
 use crate::{Error, Result};
 
 /// A component as one researcher uploaded it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRecord {
     /// SHA-256 of the component: its identity.
     pub sha256: String,
@@ -20,14 +20,13 @@ pub struct ModelRecord {
     pub name: String,
     pub size: u64,
     /// What intake found: imports, exports, WASI use.
-    #[schema(value_type = Object)]
     pub info: serde_json::Value,
     pub uploaded_at: String,
 }
 
 /// A steward's decision on a model for a dataset. Every decision is kept;
 /// a rejection counts until its author withdraws it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelApprovalRecord {
     pub id: String,
     pub sha256: String,

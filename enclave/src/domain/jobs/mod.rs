@@ -41,7 +41,10 @@ mod views;
 mod warm;
 
 pub(in crate::domain) use checks::visible_schema;
-pub use review::{ForResearcher, ReviewDecision, ReviewPacket};
+pub use review::{
+    CampaignPacket, DifferencingPair, DifferencingTracker, ForResearcher, ReviewDecision,
+    ReviewPacket,
+};
 pub use views::{JobSight, JobView, OwnJob};
 pub use warm::WarmStats;
 

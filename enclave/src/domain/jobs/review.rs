@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::access::Grant;
 use crate::access::authz::{self, Action};
@@ -23,14 +22,12 @@ use crate::{Error, Result};
 use super::{JobView, job_object};
 
 /// What an output reviewer sees.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ReviewPacket {
     pub job: JobRecord,
     /// The candidate result (failing cells suppressed), as rows of JSON objects.
-    #[schema(value_type = Vec<Object>)]
     pub result: Vec<serde_json::Value>,
     /// The grant's earlier releases: id, query, rows, time.
-    #[schema(value_type = Vec<Object>)]
     pub earlier_releases: Vec<serde_json::Value>,
     /// A model job's log (model output: may hold data; never released).
     pub model_log: Option<String>,
@@ -52,13 +49,12 @@ pub struct ReviewPacket {
 }
 
 /// Two rows whose persons differ by fewer than the threshold.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DifferencingPair {
     /// The row of this result (an inner cell's index when `inner`), and its cells.
     pub row: u64,
     /// `row` is an aggregate computed inside the query (no cells of its own).
     pub inner: bool,
-    #[schema(value_type = Object)]
     pub cells: serde_json::Value,
     /// The other row: its job (this one's for a pair inside the result),
     /// that job's query and state, and the row's cells.
@@ -67,7 +63,6 @@ pub struct DifferencingPair {
     pub other_status: String,
     pub other_row: u64,
     pub other_inner: bool,
-    #[schema(value_type = Object)]
     pub other_cells: serde_json::Value,
     /// Persons whose records differ between the rows, and by how many records.
     pub units_differing: u64,
@@ -81,10 +76,9 @@ pub struct DifferencingPair {
 pub const OTHER_GRANT: &str = "a job of another grant";
 
 /// A three-term tracker: `A − B − C` is fewer than the threshold of persons.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DifferencingTracker {
     /// A, B and C: job, row (or inner cell), and the cells of a row.
-    #[schema(value_type = Vec<Object>)]
     pub terms: Vec<serde_json::Value>,
     pub units_differing: u64,
     pub records_differing: u64,
@@ -94,7 +88,7 @@ pub struct DifferencingTracker {
 }
 
 /// The jobs of one shape (same plan up to constants) under the grant.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CampaignPacket {
     pub jobs: Vec<String>,
     /// Distinct sets of constants among them.
@@ -162,7 +156,7 @@ fn explain(
 }
 
 /// A reviewer's decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewDecision {
     Approve,

@@ -5,7 +5,6 @@
 //! run time in coarse steps (ARCHITECTURE.md "What a researcher sees").
 
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::Result;
 use crate::access::Grant;
@@ -15,7 +14,7 @@ use crate::identity::Principal;
 use crate::store::{JobDataset, JobRecord, JobStatus};
 
 /// A job as stored, with its progress: for its reviewers, admins and auditors.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct JobView {
     #[serde(flatten)]
     pub job: JobRecord,
@@ -26,7 +25,7 @@ pub struct JobView {
 }
 
 /// A job as its requester sees it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct OwnJob {
     pub id: String,
     pub grant_id: String,
@@ -56,7 +55,7 @@ pub struct OwnJob {
 }
 
 /// What a caller sees of a job: the stored record, or the requester's view.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum JobSight {
     Full(Box<JobView>),
