@@ -109,7 +109,8 @@ impl Domain {
         model_input: bool,
     ) -> Result<(QuerySession, super::lazy::Replay)> {
         let specs = self.table_specs(grant).await?;
-        self.open_session(grant, specs, model_input).await
+        let replay = self.replay_of(grant, &specs, model_input);
+        Ok((self.open_session(grant, specs, model_input).await?, replay))
     }
 
     /// A SQL job's session: the grant's idle warm session when it was built
@@ -120,22 +121,27 @@ impl Domain {
         grant: &Grant,
     ) -> Result<(QuerySession, Taken, super::lazy::Replay)> {
         let specs = self.table_specs(grant).await?;
-        let key = WarmKey::new(grant, &specs);
-        let (warm, taken) = self.jobs.warm.take(&key);
-        match warm {
-            Some(s) => {
-                let replay = super::lazy::Replay::new(
-                    self.dir.root(),
-                    &specs,
-                    aggregate_only(grant, &specs, false),
-                );
-                Ok((s, taken, replay))
-            }
-            None => {
-                let (s, replay) = self.open_session(grant, specs, false).await?;
-                Ok((s, taken, replay))
-            }
-        }
+        let replay = self.replay_of(grant, &specs, false);
+        let (warm, taken) = self.jobs.warm.take(&WarmKey::new(grant, &specs));
+        let session = match warm {
+            Some(s) => s,
+            None => self.open_session(grant, specs, false).await?,
+        };
+        Ok((session, taken, replay))
+    }
+
+    /// How to rebuild a session over `specs` later, for re-running a plan.
+    fn replay_of(
+        &self,
+        grant: &Grant,
+        specs: &[TableSpec],
+        model_input: bool,
+    ) -> super::lazy::Replay {
+        super::lazy::Replay::new(
+            self.dir.root(),
+            specs,
+            aggregate_only(grant, specs, model_input),
+        )
     }
 
     async fn open_session(
@@ -143,11 +149,10 @@ impl Domain {
         grant: &Grant,
         specs: Vec<TableSpec>,
         model_input: bool,
-    ) -> Result<(QuerySession, super::lazy::Replay)> {
+    ) -> Result<QuerySession> {
         let aggregate_only = aggregate_only(grant, &specs, model_input);
         let o = self.job_options();
-        let replay = super::lazy::Replay::new(self.dir.root(), &specs, aggregate_only);
-        let session = QuerySession::open(
+        QuerySession::open(
             Arc::clone(&self.keyring),
             specs,
             aggregate_only,
@@ -159,8 +164,7 @@ impl Domain {
                 tables: Some(Arc::clone(&self.jobs.tables)),
             },
         )
-        .await?;
-        Ok((session, replay))
+        .await
     }
 
     /// Submits `sql` under `grant_id`. The query is planned and checked now:
